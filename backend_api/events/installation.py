@@ -1,0 +1,67 @@
+"""Apply one installation / installation_repositories event in one transaction."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from backend_api.store import challenges, deliveries, installations, outbox
+from backend_api.store.db import Conn
+from shared_contracts.events import IngestResponse, IngestStatus, InstallationSyncEvent
+from shared_contracts.owner import InstallationStatus
+
+
+async def ingest_installation_sync(pool: asyncpg.Pool, event: InstallationSyncEvent) -> IngestResponse:
+    inst = event.installation
+    async with pool.acquire() as conn, conn.transaction():
+        fresh = await deliveries.begin(conn, event.delivery_id, event.event, event.action, inst.id, None)
+        if not fresh:
+            return IngestResponse(
+                status=IngestStatus.DUPLICATE, delivery_id=event.delivery_id,
+                reason="delivery already processed",
+            )
+        # Serialize events of one installation so membership updates never interleave.
+        await conn.execute("SELECT pg_advisory_xact_lock(-1, $1)", inst.id % (2**31))
+        status, reason = await _apply(conn, event)
+        await deliveries.finish(
+            conn, event.delivery_id, event.event,
+            deliveries.DeliveryRecord(status=status, decision=None, challenge_id=None, reason=reason),
+        )
+    return IngestResponse(status=status, delivery_id=event.delivery_id, reason=reason)
+
+
+async def _apply(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestStatus, str | None]:
+    inst = event.installation
+    key = (event.event, event.action)
+    if key == ("installation", "created"):
+        await installations.upsert(conn, inst, reactivate=True)
+        await installations.add_repositories(conn, inst.id, event.repositories_added)
+        return IngestStatus.ACCEPTED, f"installed on {len(event.repositories_added)} repositories"
+    if key == ("installation", "deleted"):
+        await installations.upsert(conn, inst, reactivate=False)
+        await installations.set_status(conn, inst.id, InstallationStatus.DELETED)
+        await installations.remove_all_repositories(conn, inst.id)
+        cancelled = await outbox.cancel_pending_for_installation(conn, inst.id, "installation deleted")
+        await challenges.cancel_pending_for_installation(conn, inst.id, "installation deleted")
+        return IngestStatus.ACCEPTED, f"installation deleted; {cancelled} pending actions cancelled"
+    if key == ("installation", "suspend"):
+        await installations.upsert(conn, inst, reactivate=False)
+        await installations.set_status(conn, inst.id, InstallationStatus.SUSPENDED)
+        return IngestStatus.ACCEPTED, "installation suspended"
+    if key == ("installation", "unsuspend"):
+        await installations.upsert(conn, inst, reactivate=False)
+        await installations.set_status(conn, inst.id, InstallationStatus.ACTIVE)
+        # Its held-back actions are claimable again: wake long-polling workers.
+        await outbox.notify(conn)
+        return IngestStatus.ACCEPTED, "installation unsuspended"
+    if key == ("installation_repositories", "added"):
+        await installations.upsert(conn, inst, reactivate=False)
+        await installations.add_repositories(conn, inst.id, event.repositories_added)
+        return IngestStatus.ACCEPTED, f"{len(event.repositories_added)} repositories added"
+    if key == ("installation_repositories", "removed"):
+        await installations.upsert(conn, inst, reactivate=False)
+        repo_ids = [r.id for r in event.repositories_removed]
+        await installations.remove_repositories(conn, inst.id, repo_ids)
+        await outbox.cancel_pending_for_repos(conn, inst.id, repo_ids, "repository removed from installation")
+        await challenges.cancel_pending_for_repos(conn, inst.id, repo_ids, "repository removed")
+        return IngestStatus.ACCEPTED, f"{len(repo_ids)} repositories removed"
+    return IngestStatus.IGNORED, f"{event.event}.{event.action} does not change installation state"

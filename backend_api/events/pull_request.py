@@ -1,0 +1,123 @@
+"""Apply one pull_request event: dedup, decide, write decision + outbox rows in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+import asyncpg
+
+from backend_api.challenges.decide import Plan, PrContext, decide
+from backend_api.store import challenges, deliveries, installations, outbox, repo_settings
+from backend_api.store.db import Conn
+from shared_contracts.actions import ActionType, CommentPayload, Provider
+from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
+from shared_contracts.owner import InstallationStatus
+
+EVENT_NAME = "pull_request"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def ingest_pull_request(
+    pool: asyncpg.Pool,
+    event: PullRequestEvent,
+    *,
+    public_url: str,
+    max_attempts: int,
+    now: datetime | None = None,
+) -> IngestResponse:
+    now = now or datetime.now(UTC)
+    repo = event.repository
+    pr = event.pull_request
+    async with pool.acquire() as conn, conn.transaction():
+        fresh = await deliveries.begin(
+            conn, event.delivery_id, EVENT_NAME, event.action, event.installation_id, repo.id
+        )
+        if not fresh:
+            return await _duplicate(conn, event.delivery_id)
+        await challenges.lock_pull_request(conn, repo.id, pr.number)
+
+        installation = await installations.get(conn, event.installation_id)
+        member = False
+        if installation is not None:
+            member = await installations.is_member(conn, event.installation_id, repo.id)
+            if (not member and installation.repository_selection == "all"
+                    and installation.status is InstallationStatus.ACTIVE):
+                # "All repositories" installations get no event when a repo is
+                # created, so the first PR is what tells us it exists.
+                await installations.add_repositories(conn, event.installation_id, [repo])
+                member = True
+        token = secrets.token_urlsafe(32)
+        ctx = PrContext(
+            installation_status=installation.status if installation else None,
+            repo_is_member=member,
+            settings=await repo_settings.get(conn, repo.id),
+            author_verified=await challenges.is_verified(conn, event.installation_id, pr.author.id),
+            pending_challenge_id=await challenges.pending_for_pr(conn, repo.id, pr.number),
+            now=now,
+            verify_url=f"{public_url.rstrip('/')}/verify/{token}",
+        )
+        plan = decide(event, ctx)
+        challenge_id, action_ids = await _apply(conn, event, ctx, plan, token, max_attempts)
+        record = deliveries.DeliveryRecord(
+            status=plan.status, decision=plan.decision, challenge_id=challenge_id, reason=plan.reason
+        )
+        await deliveries.finish(conn, event.delivery_id, EVENT_NAME, record)
+    return IngestResponse(
+        status=plan.status, delivery_id=event.delivery_id, decision=plan.decision,
+        challenge_id=challenge_id, enqueued_action_ids=action_ids, reason=plan.reason,
+    )
+
+
+async def _apply(
+    conn: Conn,
+    event: PullRequestEvent,
+    ctx: PrContext,
+    plan: Plan,
+    token: str,
+    max_attempts: int,
+) -> tuple[int | None, list[int]]:
+    repo = event.repository
+    pr = event.pull_request
+    challenge_id = ctx.pending_challenge_id
+    if plan.cancel_pending:
+        challenge_id = await challenges.cancel_pending_for_pr(conn, repo.id, pr.number, "pull request closed")
+    if plan.create_challenge_deadline is not None:
+        challenge_id = await challenges.create(
+            conn,
+            challenges.NewChallenge(
+                installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name,
+                pr_number=pr.number, pr_id=pr.id, head_sha=pr.head_sha, author_id=pr.author.id,
+                author_login=pr.author.login, deadline_at=plan.create_challenge_deadline,
+                token_hash=hash_token(token), delivery_id=event.delivery_id,
+            ),
+        )
+    action_ids = []
+    for comment in plan.comments:
+        action_ids.append(
+            await outbox.enqueue(
+                conn,
+                outbox.NewAction(
+                    provider=Provider.GITHUB, action_type=ActionType.UPSERT_PR_COMMENT,
+                    installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name,
+                    pr_number=pr.number,
+                    payload=CommentPayload(marker=comment.marker, body=comment.body).model_dump(),
+                    challenge_id=challenge_id, max_attempts=max_attempts,
+                ),
+            )
+        )
+    return challenge_id, action_ids
+
+
+async def _duplicate(conn: Conn, delivery_id: str) -> IngestResponse:
+    prior = await deliveries.get(conn, delivery_id, EVENT_NAME)
+    return IngestResponse(
+        status=IngestStatus.DUPLICATE, delivery_id=delivery_id,
+        decision=prior.decision if prior else None,
+        challenge_id=prior.challenge_id if prior else None,
+        reason="delivery already processed",
+    )

@@ -1,0 +1,79 @@
+"""Thin HTTP handlers: parse the typed request, call a plain function, serialize the answer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from backend_api.events.installation import ingest_installation_sync
+from backend_api.events.pull_request import ingest_pull_request
+from backend_api.http.errors import ApiError, json_response, read_model
+from backend_api.http.keys import DB_POOL, NOTIFIER, RNG, SETTINGS
+from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result
+from backend_api.store import installations
+from shared_contracts.actions import ClaimRequest, ResultRequest
+from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
+from shared_contracts.owner import Health
+
+
+def _int_path(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, "not_found", f"{name} must be a positive integer")
+    return int(raw)
+
+
+async def pull_request_event(request: web.Request) -> web.Response:
+    event = await read_model(request, PullRequestEvent)
+    settings = request.app[SETTINGS]
+    response = await ingest_pull_request(
+        request.app[DB_POOL], event, public_url=settings.public_url, max_attempts=settings.action_max_attempts
+    )
+    return json_response(response)
+
+
+async def installation_sync_event(request: web.Request) -> web.Response:
+    event = await read_model(request, InstallationSyncEvent)
+    return json_response(await ingest_installation_sync(request.app[DB_POOL], event))
+
+
+async def claim(request: web.Request) -> web.Response:
+    req = await read_model(request, ClaimRequest)
+    return json_response(await claim_actions(request.app[DB_POOL], request.app[NOTIFIER], req))
+
+
+async def result(request: web.Request) -> web.Response:
+    action_id = _int_path(request, "action_id")
+    req = await read_model(request, ResultRequest)
+    settings = request.app[SETTINGS]
+    try:
+        response = await report_result(
+            request.app[DB_POOL], action_id, req,
+            base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds, rng=request.app[RNG],
+        )
+    except UnknownAction:
+        raise ApiError(404, "not_found", f"no action {action_id}") from None
+    except StaleResult:
+        raise ApiError(
+            409, "stale_lease", "this worker does not hold the lease for that attempt; nothing changed"
+        ) from None
+    return json_response(response)
+
+
+async def github_app_status(request: web.Request) -> web.Response:
+    repo_id = _int_path(request, "repo_id")
+    async with request.app[DB_POOL].acquire() as conn:
+        status = await installations.app_status(conn, repo_id)
+    return json_response(status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(Health(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with request.app[DB_POOL].acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+    except Exception as exc:
+        return json_response(Health(status="unavailable", checks={"database": type(exc).__name__}), 503)
+    return json_response(Health(status="ok", checks={"database": "ok"}))

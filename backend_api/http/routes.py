@@ -1,0 +1,120 @@
+"""The route table, in one place: it registers the handlers and generates /openapi.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from backend_api.http import handlers
+from backend_api.http.errors import Handler
+from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
+from shared_contracts.common import ErrorBody
+from shared_contracts.events import IngestResponse, InstallationSyncEvent, PullRequestEvent
+from shared_contracts.owner import GithubAppStatus, Health
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    request: type[BaseModel] | None
+    response: type[BaseModel]
+    errors: tuple[int, ...]
+    signed: bool = False
+
+
+_INTERNAL_ERRORS = (400, 401, 413, 415, 422)
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/internal/v2/github/events/pull-request", handlers.pull_request_event,
+          "Ingest a normalized pull_request webhook", PullRequestEvent, IngestResponse,
+          _INTERNAL_ERRORS, signed=True),
+    Route("POST", "/internal/v2/github/events/installation-sync", handlers.installation_sync_event,
+          "Ingest a normalized installation / installation_repositories webhook", InstallationSyncEvent,
+          IngestResponse, _INTERNAL_ERRORS, signed=True),
+    Route("POST", "/internal/v2/bot-actions/claim", handlers.claim,
+          "Lease up to max_actions claimable actions", ClaimRequest, ClaimResponse,
+          _INTERNAL_ERRORS, signed=True),
+    Route("POST", "/internal/v2/bot-actions/{action_id}/result", handlers.result,
+          "Report the outcome of one leased attempt", ResultRequest, ResultResponse,
+          (*_INTERNAL_ERRORS, 404, 409), signed=True),
+    Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
+          "Install status of a repository, from the installation tables", None, GithubAppStatus, (404,)),
+    Route("GET", "/healthz", handlers.healthz, "Process is up", None, Health, ()),
+    Route("GET", "/readyz", handlers.readyz, "Database reachable", None, Health, (503,)),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get("/openapi.json", openapi_handler)
+
+
+def openapi_document() -> dict[str, Any]:
+    models: set[type[BaseModel]] = {ErrorBody}
+    for route in ROUTES:
+        models.add(route.response)
+        if route.request is not None:
+            models.add(route.request)
+    keyed = [(m, "validation" if m in {r.request for r in ROUTES} else "serialization") for m in models]
+    _, schema = models_json_schema(
+        sorted(keyed, key=lambda kv: kv[0].__name__),  # type: ignore[arg-type]
+        ref_template="#/components/schemas/{model}",
+    )
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        op: dict[str, Any] = {
+            "summary": route.summary,
+            "operationId": route.handler.__name__,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": ref(route.response)}}},
+                **{
+                    str(code): {"description": "Error",
+                                "content": {"application/json": {"schema": ref(ErrorBody)}}}
+                    for code in route.errors
+                },
+            },
+        }
+        params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+                for p in params
+            ]
+        if route.request is not None:
+            op["requestBody"] = {
+                "required": True, "content": {"application/json": {"schema": ref(route.request)}}
+            }
+        if route.signed:
+            op["security"] = [{"prgateSignature": []}]
+        paths.setdefault(route.path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "prgate backend API", "version": "2"},
+        "paths": paths,
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {
+                "prgateSignature": {
+                    "type": "apiKey", "in": "header", "name": "X-Prgate-Signature",
+                    "description": "HMAC-SHA256 request signature with X-Prgate-Timestamp and X-Prgate-Nonce; "
+                    "see docs/contract.md",
+                }
+            },
+        },
+    }
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())

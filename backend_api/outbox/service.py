@@ -1,0 +1,92 @@
+"""Claim and result: the outbox's two operations, over the store."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import asyncpg
+
+from backend_api.outbox.notifier import ActionNotifier
+from backend_api.store import outbox
+from shared_contracts.actions import (
+    ClaimedAction,
+    ClaimRequest,
+    ClaimResponse,
+    CommentPayload,
+    Outcome,
+    ResultRequest,
+    ResultResponse,
+)
+
+# While long-polling, re-check at least this often: backoff timers and lease
+# expiries make actions claimable without any NOTIFY.
+_RECHECK_SECONDS = 1.0
+
+
+class StaleResult(Exception):
+    """The reporting worker does not hold the lease for that attempt."""
+
+
+class UnknownAction(Exception):
+    pass
+
+
+def retry_delay(
+    attempt: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
+) -> float:
+    """Exponential backoff with equal jitter, never sooner than the provider asked."""
+    exp = min(cap, base * (2 ** max(0, attempt - 1)))
+    delay = exp / 2 + rng.uniform(0, exp / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return float(delay)
+
+
+async def claim_actions(pool: asyncpg.Pool, notifier: ActionNotifier, req: ClaimRequest) -> ClaimResponse:
+    deadline = time.monotonic() + req.wait_seconds
+    while True:
+        async with pool.acquire() as conn:
+            rows = await outbox.claim(conn, req.worker_id, req.max_actions, req.lease_seconds)
+        remaining = deadline - time.monotonic()
+        if rows or remaining <= 0:
+            break
+        await notifier.wait(min(remaining, _RECHECK_SECONDS))
+    return ClaimResponse(
+        actions=[
+            ClaimedAction(
+                action_id=r["action_id"], attempt=r["attempt"], lease_expires_at=r["lease_expires_at"],
+                provider=r["provider"], action_type=r["action_type"], installation_id=r["installation_id"],
+                repo_full_name=r["repo_full_name"], github_pr_number=r["pr_number"],
+                payload=CommentPayload.model_validate(r["payload"]),
+            )
+            for r in rows
+        ]
+    )
+
+
+async def report_result(
+    pool: asyncpg.Pool,
+    action_id: int,
+    req: ResultRequest,
+    *,
+    base: float,
+    cap: float,
+    rng: random.Random,
+) -> ResultResponse:
+    delay = 0.0
+    if req.outcome is Outcome.RETRYABLE_FAILURE:
+        delay = retry_delay(req.attempt, base=base, cap=cap, retry_after=req.retry_after_seconds, rng=rng)
+    async with pool.acquire() as conn:
+        applied = await outbox.apply_result(
+            conn, action_id, req.worker_id, req.attempt, req.outcome, delay, req.error
+        )
+        if applied is None:
+            if not await outbox.exists(conn, action_id):
+                raise UnknownAction(action_id)
+            raise StaleResult(action_id)
+        if applied.unblocks_successor:
+            await outbox.notify(conn)
+    return ResultResponse(action_id=action_id, status=applied.status, next_attempt_at=applied.next_attempt_at)
+
+

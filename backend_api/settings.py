@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class BackendSettings(BaseSettings):
+    """Everything the backend reads from the environment, read once at the entry point."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    database_url: str = Field(default="", alias="DATABASE_URL")
+    internal_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="PRGATE_INTERNAL_SECRETS"
+    )
+    host: str = Field(default="0.0.0.0", alias="BACKEND_HOST")
+    port: int = Field(default=8080, alias="BACKEND_PORT")
+    public_url: str = Field(default="http://127.0.0.1:8080", alias="BACKEND_PUBLIC_URL")
+    db_pool_min: int = Field(default=2, alias="DB_POOL_MIN")
+    db_pool_max: int = Field(default=10, alias="DB_POOL_MAX")
+    sweep_interval_seconds: float = Field(default=5.0, alias="SWEEP_INTERVAL_SECONDS")
+    action_max_attempts: int = Field(default=8, alias="ACTION_MAX_ATTEMPTS")
+    backoff_base_seconds: float = Field(default=2.0, alias="ACTION_BACKOFF_BASE_SECONDS")
+    backoff_cap_seconds: float = Field(default=900.0, alias="ACTION_BACKOFF_CAP_SECONDS")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+
+    _split_secrets = field_validator("internal_secrets", mode="before")(split_csv)

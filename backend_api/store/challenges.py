@@ -1,0 +1,102 @@
+"""SQL for the challenge aggregate: `challenges` and the verified `contributors`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from backend_api.store.db import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class NewChallenge:
+    installation_id: int
+    repo_id: int
+    repo_full_name: str
+    pr_number: int
+    pr_id: int
+    head_sha: str
+    author_id: int
+    author_login: str
+    deadline_at: datetime
+    token_hash: str
+    delivery_id: str
+
+
+async def lock_pull_request(conn: Conn, repo_id: int, pr_number: int) -> None:
+    """Serialize every decision about one PR for the rest of the transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", repo_id % (2**31), pr_number)
+
+
+async def pending_for_pr(conn: Conn, repo_id: int, pr_number: int) -> int | None:
+    value = await conn.fetchval(
+        "SELECT challenge_id FROM challenges WHERE repo_id = $1 AND pr_number = $2 AND status = 'PENDING'",
+        repo_id, pr_number,
+    )
+    return int(value) if value is not None else None
+
+
+async def create(conn: Conn, new: NewChallenge) -> int:
+    value = await conn.fetchval(
+        """INSERT INTO challenges (installation_id, repo_id, repo_full_name, pr_number, pr_id, head_sha,
+                                   author_id, author_login, status, deadline_at, token_hash, delivery_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9, $10, $11)
+           RETURNING challenge_id""",
+        new.installation_id, new.repo_id, new.repo_full_name, new.pr_number, new.pr_id, new.head_sha,
+        new.author_id, new.author_login, new.deadline_at, new.token_hash, new.delivery_id,
+    )
+    return int(value)
+
+
+async def cancel_pending_for_pr(
+    conn: Conn, repo_id: int, pr_number: int, resolution: str
+) -> int | None:
+    value = await conn.fetchval(
+        """UPDATE challenges SET status = 'CANCELLED', resolved_at = now(), resolution = $3
+           WHERE repo_id = $1 AND pr_number = $2 AND status = 'PENDING'
+           RETURNING challenge_id""",
+        repo_id, pr_number, resolution,
+    )
+    return int(value) if value is not None else None
+
+
+async def cancel_pending_for_installation(
+    conn: Conn, installation_id: int, resolution: str
+) -> int:
+    result: str = await conn.execute(
+        """UPDATE challenges SET status = 'CANCELLED', resolved_at = now(), resolution = $2
+           WHERE installation_id = $1 AND status = 'PENDING'""",
+        installation_id, resolution,
+    )
+    return int(result.split()[-1])
+
+
+async def cancel_pending_for_repos(
+    conn: Conn, installation_id: int, repo_ids: list[int], resolution: str
+) -> int:
+    result: str = await conn.execute(
+        """UPDATE challenges SET status = 'CANCELLED', resolved_at = now(), resolution = $3
+           WHERE installation_id = $1 AND repo_id = ANY($2::bigint[]) AND status = 'PENDING'""",
+        installation_id, repo_ids, resolution,
+    )
+    return int(result.split()[-1])
+
+
+async def is_verified(conn: Conn, installation_id: int, github_user_id: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM contributors WHERE installation_id = $1 AND github_user_id = $2",
+            installation_id, github_user_id,
+        )
+    )
+
+
+async def record_verified(
+    conn: Conn, installation_id: int, github_user_id: int, login: str, challenge_id: int | None
+) -> None:
+    await conn.execute(
+        """INSERT INTO contributors (installation_id, github_user_id, login, challenge_id)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (installation_id, github_user_id) DO UPDATE SET login = EXCLUDED.login""",
+        installation_id, github_user_id, login, challenge_id,
+    )

@@ -1,0 +1,163 @@
+"""SQL for the installation aggregate: `github_installations` and its repository membership."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backend_api.store.db import Conn
+from shared_contracts.events import InstallationInfo, Repository
+from shared_contracts.owner import GithubAppStatus, InstallationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class InstallationRow:
+    installation_id: int
+    account_login: str
+    status: InstallationStatus
+    repository_selection: str
+
+
+async def get(conn: Conn, installation_id: int) -> InstallationRow | None:
+    row = await conn.fetchrow(
+        """SELECT installation_id, account_login, status, repository_selection
+           FROM github_installations WHERE installation_id = $1""",
+        installation_id,
+    )
+    if row is None:
+        return None
+    return InstallationRow(
+        installation_id=row["installation_id"],
+        account_login=row["account_login"],
+        status=InstallationStatus(row["status"]),
+        repository_selection=row["repository_selection"],
+    )
+
+
+async def upsert(
+    conn: Conn, info: InstallationInfo, *, reactivate: bool
+) -> InstallationStatus:
+    """Record account metadata; `reactivate` (installation.created) also clears a previous deletion.
+
+    Returns the installation's status after the write. A row first seen through
+    any event is ACTIVE unless the payload says it is suspended.
+    """
+    initial = "SUSPENDED" if info.suspended_at else "ACTIVE"
+    status = await conn.fetchval(
+        """INSERT INTO github_installations AS gi
+               (installation_id, account_id, account_login, account_type, repository_selection, status,
+                suspended_at)
+           VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'SUSPENDED' THEN now() END)
+           ON CONFLICT (installation_id) DO UPDATE SET
+               account_id = EXCLUDED.account_id,
+               account_login = EXCLUDED.account_login,
+               account_type = EXCLUDED.account_type,
+               repository_selection = EXCLUDED.repository_selection,
+               status = CASE WHEN $7 THEN EXCLUDED.status ELSE gi.status END,
+               installed_at = CASE WHEN $7 AND gi.status = 'DELETED' THEN now() ELSE gi.installed_at END,
+               deleted_at = CASE WHEN $7 THEN NULL ELSE gi.deleted_at END,
+               updated_at = now()
+           RETURNING status""",
+        info.id, info.account.id, info.account.login, info.account.type,
+        info.repository_selection, initial, reactivate,
+    )
+    return InstallationStatus(status)
+
+
+async def set_status(conn: Conn, installation_id: int, status: InstallationStatus) -> None:
+    await conn.execute(
+        """UPDATE github_installations SET
+               status = $2,
+               suspended_at = CASE WHEN $2 = 'SUSPENDED' THEN now() ELSE suspended_at END,
+               unsuspended_at = CASE WHEN $2 = 'ACTIVE' AND status = 'SUSPENDED' THEN now()
+                                     ELSE unsuspended_at END,
+               deleted_at = CASE WHEN $2 = 'DELETED' THEN now() ELSE deleted_at END,
+               updated_at = now()
+           WHERE installation_id = $1""",
+        installation_id, status.value,
+    )
+
+
+async def add_repositories(
+    conn: Conn, installation_id: int, repos: Sequence[Repository]
+) -> None:
+    if not repos:
+        return
+    await conn.executemany(
+        """INSERT INTO github_installation_repositories (installation_id, repo_id, full_name, private)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (installation_id, repo_id) DO UPDATE SET
+               full_name = EXCLUDED.full_name, private = EXCLUDED.private,
+               added_at = CASE WHEN github_installation_repositories.removed_at IS NULL
+                               THEN github_installation_repositories.added_at ELSE now() END,
+               removed_at = NULL""",
+        [(installation_id, r.id, r.full_name, r.private) for r in repos],
+    )
+
+
+async def remove_repositories(
+    conn: Conn, installation_id: int, repo_ids: Sequence[int]
+) -> None:
+    await conn.execute(
+        """UPDATE github_installation_repositories SET removed_at = now()
+           WHERE installation_id = $1 AND repo_id = ANY($2::bigint[]) AND removed_at IS NULL""",
+        installation_id, list(repo_ids),
+    )
+
+
+async def remove_all_repositories(conn: Conn, installation_id: int) -> None:
+    await conn.execute(
+        """UPDATE github_installation_repositories SET removed_at = now()
+           WHERE installation_id = $1 AND removed_at IS NULL""",
+        installation_id,
+    )
+
+
+async def is_member(conn: Conn, installation_id: int, repo_id: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            """SELECT true FROM github_installation_repositories
+               WHERE installation_id = $1 AND repo_id = $2 AND removed_at IS NULL""",
+            installation_id, repo_id,
+        )
+    )
+
+
+async def app_status(conn: Conn, repo_id: int) -> GithubAppStatus:
+    """Install status of a repository, resolved only from membership rows (never from logins)."""
+    row = await conn.fetchrow(
+        """SELECT r.full_name, r.removed_at IS NULL AS member, i.installation_id, i.status,
+                  i.account_login, i.repository_selection
+           FROM github_installation_repositories r
+           JOIN github_installations i USING (installation_id)
+           WHERE r.repo_id = $1
+           ORDER BY (r.removed_at IS NULL AND i.status <> 'DELETED') DESC,
+                    (i.status <> 'DELETED') DESC, r.added_at DESC
+           LIMIT 1""",
+        repo_id,
+    )
+    if row is None:
+        return GithubAppStatus(
+            repo_id=repo_id, repo_full_name=None, installed=False, installation_id=None,
+            installation_status=InstallationStatus.NOT_INSTALLED, account_login=None,
+            repository_selection=None,
+        )
+    status = InstallationStatus(row["status"])
+    if status is InstallationStatus.DELETED:
+        return GithubAppStatus(
+            repo_id=repo_id, repo_full_name=row["full_name"], installed=False,
+            installation_id=row["installation_id"], installation_status=status,
+            account_login=row["account_login"], repository_selection=row["repository_selection"],
+        )
+    if not row["member"]:
+        # Removed from an installation that still exists: not installed on this repo.
+        return GithubAppStatus(
+            repo_id=repo_id, repo_full_name=row["full_name"], installed=False, installation_id=None,
+            installation_status=InstallationStatus.NOT_INSTALLED, account_login=None,
+            repository_selection=None,
+        )
+    return GithubAppStatus(
+        repo_id=repo_id, repo_full_name=row["full_name"], installed=True,
+        installation_id=row["installation_id"], installation_status=status,
+        account_login=row["account_login"], repository_selection=row["repository_selection"],
+    )

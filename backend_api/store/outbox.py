@@ -1,0 +1,183 @@
+"""SQL for the `bot_actions` outbox: enqueue, claim, result, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from backend_api.store.db import Conn
+from shared_contracts.actions import ActionStatus, ActionType, Outcome, Provider
+
+NOTIFY_CHANNEL = "prgate_bot_actions"
+
+
+@dataclass(frozen=True, slots=True)
+class NewAction:
+    provider: Provider
+    action_type: ActionType
+    installation_id: int
+    repo_id: int | None
+    repo_full_name: str
+    pr_number: int
+    payload: dict[str, Any]
+    challenge_id: int | None
+    max_attempts: int
+
+
+async def enqueue(conn: Conn, action: NewAction) -> int:
+    value = await conn.fetchval(
+        """INSERT INTO bot_actions (provider, action_type, installation_id, repo_id, repo_full_name,
+                                    pr_number, payload, challenge_id, max_attempts)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING action_id""",
+        action.provider.value, action.action_type.value, action.installation_id, action.repo_id,
+        action.repo_full_name, action.pr_number, action.payload, action.challenge_id, action.max_attempts,
+    )
+    return int(value)
+
+
+# One statement: pick claimable rows with SKIP LOCKED and lease them.
+# Claimable = PENDING whose backoff has passed, or CLAIMED whose lease expired
+# (next_attempt_at holds the lease expiry then), with attempts left, whose
+# installation is active, and with no earlier unfinished action for the same PR.
+_CLAIM = """
+WITH candidates AS (
+    SELECT a.action_id
+    FROM bot_actions a
+    WHERE a.status IN ('PENDING', 'CLAIMED')
+      AND a.next_attempt_at <= now()
+      AND a.attempt < a.max_attempts
+      AND (a.provider <> 'github' OR EXISTS (
+              SELECT 1 FROM github_installations i
+              WHERE i.installation_id = a.installation_id AND i.status = 'ACTIVE'))
+      AND NOT EXISTS (
+              SELECT 1 FROM bot_actions b
+              WHERE b.provider = a.provider AND b.repo_full_name = a.repo_full_name
+                AND b.pr_number = a.pr_number AND b.action_id < a.action_id
+                AND b.status IN ('PENDING', 'CLAIMED'))
+    ORDER BY a.next_attempt_at, a.action_id
+    LIMIT $2
+    FOR UPDATE OF a SKIP LOCKED
+)
+UPDATE bot_actions t SET
+    status = 'CLAIMED',
+    attempt = t.attempt + 1,
+    lease_owner = $1,
+    lease_expires_at = now() + make_interval(secs => $3),
+    next_attempt_at = now() + make_interval(secs => $3),
+    updated_at = now()
+FROM candidates c
+WHERE t.action_id = c.action_id
+RETURNING t.action_id, t.attempt, t.lease_expires_at, t.provider, t.action_type, t.installation_id,
+          t.repo_full_name, t.pr_number, t.payload
+"""
+
+
+async def claim(
+    conn: Conn, worker_id: str, max_actions: int, lease_seconds: float
+) -> list[asyncpg.Record]:
+    rows = await conn.fetch(_CLAIM, worker_id, max_actions, float(lease_seconds))
+    return sorted(rows, key=lambda r: r["action_id"])
+
+
+_RESULT = """
+WITH upd AS (
+    UPDATE bot_actions SET
+        status = CASE
+            WHEN $4 = 'SUCCEEDED' THEN 'DONE'
+            WHEN $4 = 'FAILED' OR attempt >= max_attempts THEN 'FAILED'
+            ELSE 'PENDING' END,
+        next_attempt_at = CASE
+            WHEN $4 = 'RETRYABLE_FAILURE' AND attempt < max_attempts
+            THEN now() + make_interval(secs => $5) ELSE next_attempt_at END,
+        last_error = CASE WHEN $4 = 'SUCCEEDED' THEN last_error ELSE $6 END,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        completed_at = CASE
+            WHEN $4 = 'RETRYABLE_FAILURE' AND attempt < max_attempts THEN NULL ELSE now() END,
+        updated_at = now()
+    WHERE action_id = $1 AND status = 'CLAIMED' AND lease_owner = $2 AND attempt = $3
+    RETURNING action_id, status, next_attempt_at, provider, repo_full_name, pr_number
+)
+SELECT u.action_id, u.status, u.next_attempt_at,
+       u.status <> 'PENDING' AND EXISTS (
+           SELECT 1 FROM bot_actions b
+           WHERE b.provider = u.provider AND b.repo_full_name = u.repo_full_name
+             AND b.pr_number = u.pr_number AND b.action_id > u.action_id AND b.status = 'PENDING'
+       ) AS unblocks_successor
+FROM upd u
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultApplied:
+    status: ActionStatus
+    next_attempt_at: datetime | None
+    unblocks_successor: bool
+
+
+async def apply_result(
+    conn: Conn,
+    action_id: int,
+    worker_id: str,
+    attempt: int,
+    outcome: Outcome,
+    retry_delay_seconds: float,
+    error: str | None,
+) -> ResultApplied | None:
+    """Apply a worker's result; None when that worker does not hold this attempt's lease."""
+    row = await conn.fetchrow(
+        _RESULT, action_id, worker_id, attempt, outcome.value, float(retry_delay_seconds), error
+    )
+    if row is None:
+        return None
+    status = ActionStatus(row["status"])
+    return ResultApplied(
+        status=status,
+        next_attempt_at=row["next_attempt_at"] if status is ActionStatus.PENDING else None,
+        unblocks_successor=bool(row["unblocks_successor"]),
+    )
+
+
+async def exists(conn: Conn, action_id: int) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM bot_actions WHERE action_id = $1", action_id))
+
+
+async def notify(conn: Conn) -> None:
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+async def cancel_pending_for_installation(
+    conn: Conn, installation_id: int, reason: str
+) -> int:
+    result: str = await conn.execute(
+        """UPDATE bot_actions SET status = 'CANCELLED', last_error = $2, completed_at = now(), updated_at = now()
+           WHERE installation_id = $1 AND status = 'PENDING'""",
+        installation_id, reason,
+    )
+    return int(result.split()[-1])
+
+
+async def cancel_pending_for_repos(
+    conn: Conn, installation_id: int, repo_ids: Sequence[int], reason: str
+) -> int:
+    result: str = await conn.execute(
+        """UPDATE bot_actions SET status = 'CANCELLED', last_error = $3, completed_at = now(), updated_at = now()
+           WHERE installation_id = $1 AND repo_id = ANY($2::bigint[]) AND status = 'PENDING'""",
+        installation_id, list(repo_ids), reason,
+    )
+    return int(result.split()[-1])
+
+
+async def fail_exhausted_leases(conn: Conn) -> int:
+    """A lease that expired on the final attempt can never be claimed again: make it terminal."""
+    result: str = await conn.execute(
+        """UPDATE bot_actions SET status = 'FAILED', completed_at = now(), updated_at = now(),
+               last_error = coalesce(last_error || '; ', '') || 'lease expired on the final attempt',
+               lease_owner = NULL, lease_expires_at = NULL
+           WHERE status = 'CLAIMED' AND lease_expires_at < now() AND attempt >= max_attempts"""
+    )
+    return int(result.split()[-1])

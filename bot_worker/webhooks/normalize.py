@@ -1,0 +1,103 @@
+"""GitHub webhook payload → `shared_contracts` request models. Pure: no I/O.
+
+Pydantic raises `ValidationError` for a payload missing what the contract
+needs; the receiver answers that with 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared_contracts.events import (
+    Account,
+    InstallationInfo,
+    InstallationSyncEvent,
+    PullRequest,
+    PullRequestEvent,
+    Repository,
+)
+
+FORWARDED_EVENTS = frozenset({"pull_request", "installation", "installation_repositories"})
+
+
+class NotForwardable(ValueError):
+    """The payload is valid JSON but cannot be routed (e.g. no installation)."""
+
+
+def _account(raw: Any) -> Account:
+    return Account.model_validate(raw)
+
+
+def _installation_id(payload: dict[str, Any]) -> int:
+    installation = payload.get("installation")
+    if not isinstance(installation, dict) or not isinstance(installation.get("id"), int):
+        raise NotForwardable("payload has no installation: is this webhook configured on the GitHub App?")
+    return int(installation["id"])
+
+
+def pull_request_event(delivery_id: str, payload: dict[str, Any]) -> PullRequestEvent:
+    pr = payload.get("pull_request")
+    if not isinstance(pr, dict):
+        raise NotForwardable("pull_request payload without a pull_request object")
+    head = pr.get("head") if isinstance(pr.get("head"), dict) else {}
+    return PullRequestEvent.model_validate(
+        {
+            "delivery_id": delivery_id,
+            "event": "pull_request",
+            "action": payload.get("action"),
+            "installation_id": _installation_id(payload),
+            "repository": payload.get("repository"),
+            "pull_request": PullRequest.model_validate(
+                {
+                    "id": pr.get("id"),
+                    "number": pr.get("number"),
+                    "title": pr.get("title") or "",
+                    "state": pr.get("state"),
+                    "draft": bool(pr.get("draft")),
+                    "merged": bool(pr.get("merged")),
+                    "head_sha": (head or {}).get("sha") or "",
+                    "html_url": pr.get("html_url") or "",
+                    "author": pr.get("user"),
+                    "author_association": pr.get("author_association") or "NONE",
+                }
+            ),
+            "sender": payload.get("sender"),
+        }
+    )
+
+
+def _installation_info(raw: Any) -> InstallationInfo:
+    if not isinstance(raw, dict):
+        raise NotForwardable("payload has no installation object")
+    return InstallationInfo.model_validate(
+        {
+            "id": raw.get("id"),
+            "account": raw.get("account"),
+            "repository_selection": raw.get("repository_selection") or "selected",
+            "suspended_at": raw.get("suspended_at"),
+        }
+    )
+
+
+def _repos(raw: Any) -> list[Repository]:
+    if raw is None:
+        return []
+    return [Repository.model_validate(r) for r in raw]
+
+
+def installation_sync_event(delivery_id: str, event: str, payload: dict[str, Any]) -> InstallationSyncEvent:
+    if event == "installation":
+        added = payload.get("repositories") if payload.get("action") == "created" else None
+        removed = None
+    else:
+        added, removed = payload.get("repositories_added"), payload.get("repositories_removed")
+    return InstallationSyncEvent.model_validate(
+        {
+            "delivery_id": delivery_id,
+            "event": event,
+            "action": payload.get("action"),
+            "installation": _installation_info(payload.get("installation")),
+            "repositories_added": _repos(added),
+            "repositories_removed": _repos(removed),
+        }
+    )

@@ -1,0 +1,103 @@
+"""The `prgate` command: one entry point for every component."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from prgate.embedded import data_dir, embedded_postgres, embedded_redis
+from prgate.logs import setup_logging
+
+log = logging.getLogger("prgate")
+
+
+@contextmanager
+def database_url() -> Iterator[str]:
+    """DATABASE_URL when set, else an embedded PostgreSQL for the life of the command."""
+    url = os.environ.get("DATABASE_URL", "")
+    if url:
+        yield url
+        return
+    log.info("DATABASE_URL is not set: using an embedded PostgreSQL")
+    with embedded_postgres(data_dir() / "postgres") as url:
+        yield url
+
+
+@contextmanager
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL", "")
+    if url:
+        yield url
+        return
+    log.info("REDIS_URL is not set: using an embedded Redis")
+    with embedded_redis(data_dir() / "redis") as url:
+        yield url
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from backend_api.store.migrate import apply_migrations
+
+    with database_url() as url:
+        applied = asyncio.run(apply_migrations(url))
+    log.info("migrations applied" if applied else "schema is up to date", extra={"migration": applied})
+    return 0
+
+
+def cmd_backend(_: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from backend_api.app import create_app
+    from backend_api.settings import BackendSettings
+
+    with database_url() as url:
+        settings = BackendSettings().model_copy(update={"database_url": url})
+        log.info("backend listening", extra={"path": f"http://{settings.host}:{settings.port}"})
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                    access_log=None)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from prgate.supervisor import run_stack
+
+    with ExitStack() as stack:
+        env = dict(os.environ)
+        env["DATABASE_URL"] = stack.enter_context(database_url())
+        env["REDIS_URL"] = stack.enter_context(redis_url())
+        if not env.get("PRGATE_INTERNAL_SECRETS"):
+            env["PRGATE_INTERNAL_SECRETS"] = secrets.token_hex(32)
+            log.info("PRGATE_INTERNAL_SECRETS is not set: generated one for this run")
+        return run_stack(env, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prgate", description="prgate: gate pull requests from unverified contributors"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply migrations/ in order").set_defaults(func=cmd_migrate)
+    sub.add_parser("backend", help="serve the backend API on BACKEND_PORT").set_defaults(func=cmd_backend)
+    up = sub.add_parser("up", help="run the whole stack on this machine")
+    up.add_argument("--workers", type=int, default=2, help="worker replicas to start")
+    up.set_defaults(func=cmd_up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(f"prgate-{args.command}", os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class WireModel(BaseModel):
+    """Base for every model on the wire.
+
+    Extra fields are ignored so a newer sender can talk to an older receiver;
+    missing required fields are a validation error (HTTP 422).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ErrorBody(WireModel):
+    """Every 4xx/5xx answer of every prgate endpoint carries this JSON body."""
+
+    error: str
+    message: str
+    details: list[dict[str, object]] | None = None

@@ -1,0 +1,113 @@
+"""Event ingest models (ARCHITECTURE.md §3)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from shared_contracts.common import WireModel
+
+DeliveryId = str
+
+
+class IngestStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    DUPLICATE = "DUPLICATE"
+    IGNORED = "IGNORED"
+
+
+class Decision(StrEnum):
+    GATE = "GATE"
+    EXEMPT = "EXEMPT"
+    VERIFIED_NOOP = "VERIFIED_NOOP"
+    DRAFT_DEFERRED = "DRAFT_DEFERRED"
+    CANCELLED = "CANCELLED"
+
+
+class Account(WireModel):
+    id: int
+    login: str = Field(min_length=1, max_length=255)
+    type: str = Field(min_length=1, max_length=64)
+
+
+class Repository(WireModel):
+    id: int
+    full_name: str = Field(min_length=3, max_length=512, pattern=r"^[^/\s]+/[^/\s]+$")
+    private: bool = False
+
+
+class PullRequest(WireModel):
+    id: int
+    number: int = Field(ge=1)
+    title: str = Field(default="", max_length=4096)
+    state: Literal["open", "closed"]
+    draft: bool = False
+    merged: bool = False
+    head_sha: str = Field(default="", max_length=64)
+    html_url: str = Field(default="", max_length=2048)
+    author: Account
+    author_association: str = Field(default="NONE", max_length=64)
+
+
+PullRequestAction = Literal[
+    "opened",
+    "reopened",
+    "closed",
+    "ready_for_review",
+    "converted_to_draft",
+    "synchronize",
+    "edited",
+    "assigned",
+    "unassigned",
+    "labeled",
+    "unlabeled",
+    "locked",
+    "unlocked",
+    "review_requested",
+    "review_request_removed",
+    "auto_merge_enabled",
+    "auto_merge_disabled",
+    "enqueued",
+    "dequeued",
+    "milestoned",
+    "demilestoned",
+]
+
+
+class PullRequestEvent(WireModel):
+    delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    event: Literal["pull_request"] = "pull_request"
+    action: PullRequestAction
+    installation_id: int
+    repository: Repository
+    pull_request: PullRequest
+    sender: Account
+
+
+class InstallationInfo(WireModel):
+    id: int
+    account: Account
+    repository_selection: Literal["selected", "all"] = "selected"
+    suspended_at: str | None = None
+
+
+class InstallationSyncEvent(WireModel):
+    delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    event: Literal["installation", "installation_repositories"]
+    action: Literal[
+        "created", "deleted", "suspend", "unsuspend", "added", "removed", "new_permissions_accepted"
+    ]
+    installation: InstallationInfo
+    repositories_added: list[Repository] = Field(default_factory=list, max_length=10_000)
+    repositories_removed: list[Repository] = Field(default_factory=list, max_length=10_000)
+
+
+class IngestResponse(WireModel):
+    status: IngestStatus
+    delivery_id: DeliveryId
+    decision: Decision | None = None
+    challenge_id: int | None = None
+    enqueued_action_ids: list[int] = Field(default_factory=list)
+    reason: str | None = None

@@ -1,0 +1,96 @@
+"""Shared fixtures: a fresh real PostgreSQL database per test run, truncated between tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import asyncpg
+import pytest
+
+from backend_api.app import create_app
+from backend_api.settings import BackendSettings
+from backend_api.store.db import create_pool
+from backend_api.store.migrate import apply_migrations
+from tests.support.services import postgres_admin_url, redis_base_url, with_database
+from tests.support.signed import SignedClient
+
+INTERNAL_SECRET = "test-internal-secret-" + "a" * 32
+TABLES = (
+    "github_installations", "github_installation_repositories", "webhook_deliveries", "repo_settings",
+    "contributors", "challenges", "bot_actions", "internal_nonces",
+)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def postgres_admin(services: ExitStack) -> str:
+    return services.enter_context(postgres_admin_url(services))
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_admin: str) -> Iterator[str]:
+    """A database of its own for this test run, migrated to head, dropped afterwards."""
+    name = f"prgate_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(postgres_admin)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        await apply_migrations(with_database(postgres_admin, name))
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(postgres_admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield with_database(postgres_admin, name)
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def redis_url(services: ExitStack) -> str:
+    return services.enter_context(redis_base_url(services))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the test database, emptied before the test."""
+    pool = await create_pool(database_url, min_size=1, max_size=20)
+    async with pool.acquire() as conn:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    yield pool
+    await pool.close()
+
+
+def backend_settings(database_url: str, **overrides: Any) -> BackendSettings:
+    return BackendSettings.model_validate(
+        {
+            "DATABASE_URL": database_url,
+            "PRGATE_INTERNAL_SECRETS": f"{INTERNAL_SECRET},second-{secrets.token_hex(8)}",
+            "BACKEND_PUBLIC_URL": "http://prgate.test",
+            "SWEEP_INTERVAL_SECONDS": 3600,
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture
+async def backend(db: asyncpg.Pool, database_url: str, aiohttp_client: Any) -> SignedClient:
+    client = await aiohttp_client(create_app(backend_settings(database_url)))
+    return SignedClient(client, INTERNAL_SECRET)
