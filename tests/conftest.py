@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -21,6 +20,8 @@ from tests.support.services import postgres_admin_url, redis_base_url, with_data
 from tests.support.signed import SignedClient
 
 INTERNAL_SECRET = "test-internal-secret-" + "a" * 32
+# A second active secret, as during a rotation: both verify, the first signs.
+ROTATED_SECRET = "test-rotated-secret-" + "b" * 32
 TABLES = (
     "github_installations", "github_installation_repositories", "webhook_deliveries", "repo_settings",
     "contributors", "challenges", "bot_actions", "internal_nonces",
@@ -82,7 +83,7 @@ def backend_settings(database_url: str, **overrides: Any) -> BackendSettings:
     return BackendSettings.model_validate(
         {
             "DATABASE_URL": database_url,
-            "PRGATE_INTERNAL_SECRETS": f"{INTERNAL_SECRET},second-{secrets.token_hex(8)}",
+            "PRGATE_INTERNAL_SECRETS": f"{INTERNAL_SECRET},{ROTATED_SECRET}",
             "BACKEND_PUBLIC_URL": "http://prgate.test",
             "SWEEP_INTERVAL_SECONDS": 3600,
             **overrides,

@@ -96,7 +96,7 @@ def installation_payload(
     if action == "created":
         payload["repositories"] = [
             {"id": rid, "node_id": "x", "name": fn.split("/")[1], "full_name": fn, "private": False}
-            for rid, fn in (repos or [(5001, f"{account_login}/widgets")])
+            for rid, fn in (repos if repos is not None else [(5001, f"{account_login}/widgets")])
         ]
     return payload
 

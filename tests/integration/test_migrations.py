@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from backend_api.store.migrate import apply_migrations, discover
+from tests.support.services import with_database
+
+
+@pytest.fixture
+async def empty_database(postgres_admin: str) -> AsyncIterator[str]:
+    name = f"prgate_mig_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(postgres_admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    yield with_database(postgres_admin, name)
+    conn = await asyncpg.connect(postgres_admin)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+async def test_empty_database_to_head_then_rerun_is_noop(empty_database: str) -> None:
+    applied = await apply_migrations(empty_database)
+    assert applied == [name for _, name, _ in discover()]
+    assert await apply_migrations(empty_database) == []
+    conn = await asyncpg.connect(empty_database)
+    try:
+        tables = {
+            r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+    finally:
+        await conn.close()
+    assert {
+        "github_installations", "github_installation_repositories", "webhook_deliveries", "repo_settings",
+        "contributors", "challenges", "bot_actions", "internal_nonces", "schema_migrations",
+    } <= tables
+    assert versions == [v for v, _, _ in discover()]
+
+
+async def test_concurrent_migrators_apply_each_file_once(empty_database: str) -> None:
+    import asyncio
+
+    results = await asyncio.gather(*(apply_migrations(empty_database) for _ in range(4)))
+    applied = [name for r in results for name in r]
+    assert sorted(applied) == sorted(name for _, name, _ in discover())
+
+
+async def test_schema_enforces_one_pending_challenge_per_pr(empty_database: str) -> None:
+    await apply_migrations(empty_database)
+    conn = await asyncpg.connect(empty_database)
+    insert = """INSERT INTO challenges (installation_id, repo_id, repo_full_name, pr_number, pr_id, author_id,
+                                        author_login, status, deadline_at)
+                VALUES (1, 1, 'o/r', 1, 1, 1, 'a', $1, now())"""
+    try:
+        await conn.execute(insert, "PENDING")
+        await conn.execute(insert, "CANCELLED")  # resolved ones may pile up
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(insert, "PENDING")
+    finally:
+        await conn.close()
+
+
+async def test_token_like_columns_hold_long_tokens(empty_database: str) -> None:
+    await apply_migrations(empty_database)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await conn.execute(
+            """INSERT INTO challenges (installation_id, repo_id, repo_full_name, pr_number, pr_id, author_id,
+                                       author_login, status, deadline_at, token_hash)
+               VALUES (1, 1, 'o/r', 1, 1, 1, 'a', 'PENDING', now(), $1)""",
+            "t" * 600,
+        )
+        await conn.execute("INSERT INTO internal_nonces (nonce) VALUES ($1)", "n" * 600)
+    finally:
+        await conn.close()
+
+
+def test_bad_migration_names_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_ok.sql").write_text("SELECT 1;")
+    (tmp_path / "2_bad.sql").write_text("SELECT 1;")
+    with pytest.raises(ValueError, match=r"0001_name\.sql"):
+        discover(tmp_path)
+
+
+async def test_failed_migration_rolls_back_and_is_not_recorded(empty_database: str, tmp_path: Path) -> None:
+    (tmp_path / "0001_good.sql").write_text("CREATE TABLE good (id int);")
+    (tmp_path / "0002_bad.sql").write_text("CREATE TABLE half (id int); SELECT no_such_function();")
+    with pytest.raises(asyncpg.UndefinedFunctionError):
+        await apply_migrations(empty_database, tmp_path)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('half')") is None
+        assert await conn.fetchval("SELECT to_regclass('good')") == "good"
+        assert [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")] == ["0001_good"]
+    finally:
+        await conn.close()

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from backend_api.challenges import messages
+from backend_api.store import challenges, repo_settings
+from shared_contracts.owner import RepoSettings
+from tests.support.ingest import send_installation, send_pr
+from tests.support.payloads import installation_payload, pull_request_payload
+from tests.support.signed import SignedClient
+
+
+@pytest.fixture
+async def installed(backend: SignedClient) -> SignedClient:
+    await send_installation(backend, "installation", installation_payload("created"))
+    return backend
+
+
+async def _actions(db: asyncpg.Pool) -> list[asyncpg.Record]:
+    async with db.acquire() as conn:
+        return list(await conn.fetch("SELECT * FROM bot_actions ORDER BY action_id"))
+
+
+async def _challenges(db: asyncpg.Pool) -> list[asyncpg.Record]:
+    async with db.acquire() as conn:
+        return list(await conn.fetch("SELECT * FROM challenges ORDER BY challenge_id"))
+
+
+async def test_unverified_author_is_gated_with_comment_and_challenge(installed: SignedClient, db: asyncpg.Pool) -> None:
+    resp = await send_pr(installed, pull_request_payload("opened"), "pr-1")
+    assert resp["status"] == "ACCEPTED"
+    assert resp["decision"] == "GATE"
+    [challenge] = await _challenges(db)
+    assert resp["challenge_id"] == challenge["challenge_id"]
+    assert challenge["status"] == "PENDING"
+    assert (challenge["author_login"], challenge["pr_number"]) == ("newcomer", 7)
+    # Deadline defaults to 72 h after the decision.
+    hours = (challenge["deadline_at"] - challenge["created_at"]).total_seconds() / 3600
+    assert 71.9 < hours < 72.1
+    [action] = await _actions(db)
+    assert resp["enqueued_action_ids"] == [action["action_id"]]
+    assert action["action_type"] == "UPSERT_PR_COMMENT"
+    assert (action["installation_id"], action["repo_full_name"], action["pr_number"]) == (1001, "octo-org/widgets", 7)
+    assert action["payload"]["marker"] == messages.PR_COMMENT_MARKER
+    body = action["payload"]["body"]
+    assert body.startswith(messages.PR_COMMENT_MARKER)
+    assert "@newcomer" in body
+    assert "http://prgate.test/verify/" in body
+    assert messages.format_deadline(challenge["deadline_at"]) in body
+    # Only a hash of the link token is stored.
+    token = body.split("http://prgate.test/verify/")[1].split()[0]
+    assert challenge["token_hash"] != token
+    assert len(challenge["token_hash"]) == 64
+
+
+async def test_duplicate_delivery_returns_original_decision_and_enqueues_nothing(
+    installed: SignedClient, db: asyncpg.Pool
+) -> None:
+    first = await send_pr(installed, pull_request_payload("opened"), "pr-1")
+    again = await send_pr(installed, pull_request_payload("opened"), "pr-1")
+    assert again["status"] == "DUPLICATE"
+    assert again["decision"] == "GATE"
+    assert again["challenge_id"] == first["challenge_id"]
+    assert again["enqueued_action_ids"] == []
+    assert len(await _actions(db)) == 1
+    assert len(await _challenges(db)) == 1
+
+
+async def test_second_opened_delivery_for_same_pr_keeps_one_pending_challenge(
+    installed: SignedClient, db: asyncpg.Pool
+) -> None:
+    await send_pr(installed, pull_request_payload("opened"))
+    resp = await send_pr(installed, pull_request_payload("reopened"))
+    assert resp["decision"] == "GATE"
+    assert resp["enqueued_action_ids"] == []
+    assert len(await _challenges(db)) == 1
+
+
+async def test_unknown_installation_is_ignored(backend: SignedClient, db: asyncpg.Pool) -> None:
+    resp = await send_pr(backend, pull_request_payload("opened", installation_id=999))
+    assert (resp["status"], resp["reason"]) == ("IGNORED", "unknown installation")
+    assert await _actions(db) == []
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "IGNORED"
+
+
+@pytest.mark.parametrize("association", ["OWNER", "MEMBER", "COLLABORATOR"])
+async def test_trusted_associations_are_exempt_with_comment(
+    installed: SignedClient, db: asyncpg.Pool, association: str
+) -> None:
+    resp = await send_pr(installed, pull_request_payload("opened", association=association))
+    assert resp["decision"] == "EXEMPT"
+    assert await _challenges(db) == []
+    [action] = await _actions(db)
+    assert action["payload"]["body"] == messages.exempt_comment("newcomer")
+
+
+async def test_whitelisted_login_is_exempt_and_silent_when_configured(
+    installed: SignedClient, db: asyncpg.Pool
+) -> None:
+    async with db.acquire() as conn:
+        await repo_settings.put(conn, 5001, RepoSettings(whitelist_logins=["NewComer"], exempt_comment=False))
+    resp = await send_pr(installed, pull_request_payload("opened"))
+    assert (resp["decision"], resp["reason"]) == ("EXEMPT", "whitelisted login")
+    assert await _actions(db) == []
+
+
+async def test_first_time_contributor_association_is_gated(installed: SignedClient) -> None:
+    resp = await send_pr(installed, pull_request_payload("opened", association="FIRST_TIME_CONTRIBUTOR"))
+    assert resp["decision"] == "GATE"
+
+
+@pytest.mark.parametrize(("login", "kind"), [("dependabot[bot]", "Bot"), ("renovate[bot]", "User")])
+async def test_bot_authors_are_ignored(installed: SignedClient, db: asyncpg.Pool, login: str, kind: str) -> None:
+    resp = await send_pr(installed, pull_request_payload("opened", author_login=login, author_type=kind))
+    assert (resp["status"], resp["reason"]) == ("IGNORED", "bot author")
+    assert await _actions(db) == []
+
+
+async def test_bots_are_gated_when_bot_exemption_is_off(installed: SignedClient, db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        await repo_settings.put(conn, 5001, RepoSettings(exempt_bots=False))
+    resp = await send_pr(installed, pull_request_payload("opened", author_login="x[bot]", author_type="Bot"))
+    assert resp["decision"] == "GATE"
+
+
+async def test_verified_author_is_a_noop(installed: SignedClient, db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        await challenges.record_verified(conn, 1001, 9001, "newcomer", None)
+    resp = await send_pr(installed, pull_request_payload("opened"))
+    assert resp["decision"] == "VERIFIED_NOOP"
+    assert await _actions(db) == []
+    # Verification is per installation: the same author elsewhere is still gated.
+    await send_installation(
+        installed, "installation", installation_payload("created", installation_id=2002, repos=[(7001, "acme/x")])
+    )
+    other = await send_pr(
+        installed, pull_request_payload("opened", installation_id=2002, repo_id=7001, full_name="acme/x")
+    )
+    assert other["decision"] == "GATE"
+
+
+async def test_draft_is_deferred_until_ready_for_review(installed: SignedClient, db: asyncpg.Pool) -> None:
+    resp = await send_pr(installed, pull_request_payload("opened", draft=True))
+    assert resp["decision"] == "DRAFT_DEFERRED"
+    assert await _actions(db) == []
+    ready = await send_pr(installed, pull_request_payload("ready_for_review"))
+    assert ready["decision"] == "GATE"
+    assert len(await _actions(db)) == 1
+
+
+async def test_drafts_are_gated_when_configured(installed: SignedClient, db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        await repo_settings.put(conn, 5001, RepoSettings(gate_drafts=True, deadline_seconds=3600))
+    resp = await send_pr(installed, pull_request_payload("opened", draft=True))
+    assert resp["decision"] == "GATE"
+    [challenge] = await _challenges(db)
+    assert (challenge["deadline_at"] - challenge["created_at"]).total_seconds() == pytest.approx(3600, abs=5)
+
+
+async def test_closed_cancels_pending_challenge(installed: SignedClient, db: asyncpg.Pool) -> None:
+    opened = await send_pr(installed, pull_request_payload("opened"))
+    closed = await send_pr(installed, pull_request_payload("closed"))
+    assert (closed["status"], closed["decision"]) == ("ACCEPTED", "CANCELLED")
+    assert closed["challenge_id"] == opened["challenge_id"]
+    [challenge] = await _challenges(db)
+    assert challenge["status"] == "CANCELLED"
+    # Closing again has nothing to cancel.
+    again = await send_pr(installed, pull_request_payload("closed"))
+    assert again["status"] == "IGNORED"
+
+
+async def test_reopened_re_evaluates(installed: SignedClient, db: asyncpg.Pool) -> None:
+    await send_pr(installed, pull_request_payload("opened"))
+    await send_pr(installed, pull_request_payload("closed"))
+    reopened = await send_pr(installed, pull_request_payload("reopened"))
+    assert reopened["decision"] == "GATE"
+    statuses = [c["status"] for c in await _challenges(db)]
+    assert statuses == ["CANCELLED", "PENDING"]
+
+
+async def test_uninteresting_actions_are_ignored(installed: SignedClient, db: asyncpg.Pool) -> None:
+    resp = await send_pr(installed, pull_request_payload("labeled"))
+    assert resp["status"] == "IGNORED"
+    assert await _actions(db) == []
+
+
+async def test_all_repositories_installation_learns_repos_from_pull_requests(
+    backend: SignedClient, db: asyncpg.Pool
+) -> None:
+    await send_installation(backend, "installation", installation_payload("created", selection="all", repos=[]))
+    resp = await send_pr(backend, pull_request_payload("opened", repo_id=8001, full_name="octo-org/new-repo"))
+    assert resp["decision"] == "GATE"
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT full_name FROM github_installation_repositories") == "octo-org/new-repo"
+
+
+async def test_concurrent_deliveries_for_one_pr_create_one_challenge(installed: SignedClient, db: asyncpg.Pool) -> None:
+    import asyncio
+
+    results = await asyncio.gather(*(send_pr(installed, pull_request_payload("opened")) for _ in range(20)))
+    assert {r["decision"] for r in results} == {"GATE"}
+    assert len(await _challenges(db)) == 1
+    assert len(await _actions(db)) == 1
+
+
+async def test_same_delivery_posted_concurrently_is_processed_once(installed: SignedClient, db: asyncpg.Pool) -> None:
+    import asyncio
+
+    results = await asyncio.gather(*(send_pr(installed, pull_request_payload("opened"), "same") for _ in range(50)))
+    statuses = sorted(r["status"] for r in results)
+    assert statuses.count("ACCEPTED") == 1
+    assert statuses.count("DUPLICATE") == 49
+    assert len(await _actions(db)) == 1
