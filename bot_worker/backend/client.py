@@ -1,0 +1,68 @@
+"""The bot's only way to the backend: signed calls to the internal v2 API.
+
+Every attempt is signed afresh (new timestamp and nonce), so a retry is never a replay.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import aiohttp
+from pydantic import BaseModel
+
+from shared_contracts import signing
+from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
+from shared_contracts.events import IngestResponse, InstallationSyncEvent, PullRequestEvent
+
+M = TypeVar("M", bound=BaseModel)
+
+PR_PATH = "/internal/v2/github/events/pull-request"
+INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
+CLAIM_PATH = "/internal/v2/bot-actions/claim"
+
+
+class BackendError(Exception):
+    """The backend answered with an error status."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"backend answered {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+    @property
+    def retryable(self) -> bool:
+        return self.status >= 500 or self.status == 429
+
+
+class BackendClient:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, secret: str) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._secret = secret
+
+    async def _post(self, path: str, body: BaseModel, response: type[M], timeout: float | None = None) -> M:
+        data = body.model_dump_json().encode()
+        headers = {"Content-Type": "application/json", **signing.sign(self._secret, "POST", path, data)}
+        client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
+        async with self._session.post(
+            self._base + path, data=data, headers=headers, timeout=client_timeout
+        ) as resp:
+            text = await resp.text()
+            if resp.status != 200:
+                raise BackendError(resp.status, text)
+        return response.model_validate_json(text)
+
+    async def ingest_pull_request(self, event: PullRequestEvent, timeout: float | None = None) -> IngestResponse:
+        return await self._post(PR_PATH, event, IngestResponse, timeout)
+
+    async def ingest_installation(
+        self, event: InstallationSyncEvent, timeout: float | None = None
+    ) -> IngestResponse:
+        return await self._post(INSTALLATION_PATH, event, IngestResponse, timeout)
+
+    async def claim(self, req: ClaimRequest) -> ClaimResponse:
+        # Long-poll: allow the backend its wait plus a margin.
+        return await self._post(CLAIM_PATH, req, ClaimResponse, timeout=req.wait_seconds + 15)
+
+    async def report(self, action_id: int, req: ResultRequest) -> ResultResponse:
+        return await self._post(f"/internal/v2/bot-actions/{action_id}/result", req, ResultResponse, timeout=15)

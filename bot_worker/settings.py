@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class BotSettings(BaseSettings):
+    """Everything the receiver and the workers read from the environment, read once at the entry point."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    backend_url: str = Field(default="http://127.0.0.1:8080", alias="BACKEND_URL")
+    internal_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_INTERNAL_SECRETS")
+    redis_url: str = Field(default="", alias="REDIS_URL")
+    queue_name: str = Field(default="prgate:queue", alias="ARQ_QUEUE_NAME")
+
+    # Receiver
+    host: str = Field(default="0.0.0.0", alias="BOT_HOST")
+    port: int = Field(default=8081, alias="BOT_PORT")
+    github_webhook_secret: SecretStr = Field(default=SecretStr(""), alias="GITHUB_WEBHOOK_SECRET")
+    forward_timeout_seconds: float = Field(default=3.0, alias="FORWARD_TIMEOUT_SECONDS")
+
+    # GitHub App
+    github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
+    github_app_id: str = Field(default="", alias="GITHUB_APP_ID")
+    github_private_key: SecretStr = Field(default=SecretStr(""), alias="GITHUB_PRIVATE_KEY")
+    github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
+
+    # Worker
+    worker_id: str = Field(default="", alias="WORKER_ID")
+    worker_concurrency: int = Field(default=16, ge=1, le=100, alias="WORKER_CONCURRENCY")
+    lease_seconds: int = Field(default=60, ge=5, le=3600, alias="WORKER_LEASE_SECONDS")
+    claim_wait_seconds: float = Field(default=20.0, ge=0, le=30, alias="WORKER_CLAIM_WAIT_SECONDS")
+    provider_timeout_seconds: float = Field(default=10.0, alias="PROVIDER_TIMEOUT_SECONDS")
+    writes_per_minute: int = Field(default=80, ge=1, alias="GITHUB_WRITES_PER_MINUTE")
+    metrics_port: int = Field(default=9101, alias="WORKER_METRICS_PORT")
+    shutdown_grace_seconds: float = Field(default=20.0, alias="WORKER_SHUTDOWN_GRACE_SECONDS")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+
+    _split_secrets = field_validator("internal_secrets", mode="before")(_split_csv)
+
+    def private_key_pem(self) -> str:
+        """The App's private key, from GITHUB_PRIVATE_KEY or else GITHUB_PRIVATE_KEY_PATH ('' when neither)."""
+        inline = self.github_private_key.get_secret_value()
+        if inline:
+            return inline.replace("\\n", "\n")
+        if self.github_private_key_path is not None:
+            return self.github_private_key_path.read_text()
+        return ""
