@@ -1,0 +1,33 @@
+"""A stateful GitHub REST API simulator for tests, benchmarks and the demo.
+
+Typical use in a test::
+
+    app = create_simulator_app(SimulatorConfig(app_id=1, app_public_key_pem=pem))
+    client = await aiohttp_client(app)
+    state = app[SIM_STATE]
+    state.add_installation(123, "octo")
+    state.add_repository(123, 1296269, "octo/repo")
+    state.upsert_pull_request("octo/repo", 17, author_login="alice")
+"""
+
+from prgate.simulator.app import SIM_STATE, create_simulator_app, run_simulator
+from prgate.simulator.faults import FaultConfig, FaultInjector, FaultProfile, FaultRule
+from prgate.simulator.state import Renderer, SimulatorConfig, SimulatorError, SimulatorState
+from prgate.simulator.webhooks import deliver, send_webhook, signature_256
+
+__all__ = [
+    "SIM_STATE",
+    "FaultConfig",
+    "FaultInjector",
+    "FaultProfile",
+    "FaultRule",
+    "Renderer",
+    "SimulatorConfig",
+    "SimulatorError",
+    "SimulatorState",
+    "create_simulator_app",
+    "deliver",
+    "run_simulator",
+    "send_webhook",
+    "signature_256",
+]
