@@ -16,6 +16,7 @@ from backend_api.app import create_app
 from backend_api.settings import BackendSettings
 from backend_api.store.db import create_pool
 from backend_api.store.migrate import apply_migrations
+from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.services import postgres_admin_url, redis_base_url, with_database
 from tests.support.signed import SignedClient
 
@@ -95,3 +96,25 @@ def backend_settings(database_url: str, **overrides: Any) -> BackendSettings:
 async def backend(db: asyncpg.Pool, database_url: str, aiohttp_client: Any) -> SignedClient:
     client = await aiohttp_client(create_app(backend_settings(database_url)))
     return SignedClient(client, INTERNAL_SECRET)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    """A fresh GitHub simulator on a real port, with two installations and a PR each."""
+    from aiohttp.test_utils import TestServer
+
+    from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
+
+    config = SimulatorConfig(app_id=APP_ID, app_public_key_pem=app_keys().public_pem, webhooks_on_api_changes=False)
+    app = create_simulator_app(config)
+    server = TestServer(app)
+    await server.start_server()
+    state = app[SIM_STATE]
+    state.add_installation(1001, "octo-org")
+    state.add_repository(1001, 5001, "octo-org/widgets")
+    state.upsert_pull_request("octo-org/widgets", 7, author_login="newcomer", author_id=9001)
+    state.add_installation(2002, "acme")
+    state.add_repository(2002, 7001, "acme/x")
+    state.upsert_pull_request("acme/x", 3, author_login="someone", author_id=9002)
+    yield Simulator(server, state)
+    await server.close()

@@ -1,0 +1,115 @@
+"""GitHub REST operations prgate performs, over gidgethub, authenticated per installation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import gidgethub
+from gidgethub.aiohttp import GitHubAPI
+
+from bot_worker.providers.github_auth import InstallationTokens
+
+T = TypeVar("T")
+
+
+class RequestObserver(Protocol):
+    def __call__(self, method: str, status: int, seconds: float) -> None: ...
+
+
+class CommentResult(StrEnum):
+    CREATED = "created"
+    EDITED = "edited"
+    UNCHANGED = "unchanged"
+
+
+class CloseResult(StrEnum):
+    CLOSED = "closed"
+    ALREADY_CLOSED = "already_closed"
+
+
+class _ObservedAPI(GitHubAPI):
+    """gidgethub's aiohttp client, reporting every request's status and latency."""
+
+    def __init__(self, session: aiohttp.ClientSession, observer: RequestObserver | None, **kwargs: Any) -> None:
+        super().__init__(session, "prgate", **kwargs)
+        self._observer = observer
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        started = time.perf_counter()
+        status = 0
+        try:
+            status, resp_headers, data = await super()._request(method, url, headers, body)
+            return status, resp_headers, data
+        finally:
+            if self._observer is not None:
+                self._observer(method, status, time.perf_counter() - started)
+
+
+def _repo_path(full_name: str) -> str:
+    owner, _, name = full_name.partition("/")
+    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+class GitHubProvider:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_url: str,
+        tokens: InstallationTokens,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self._session = session
+        self._api_url = api_url.rstrip("/")
+        self._tokens = tokens
+        self._observer = observer
+
+    async def _as_installation(self, installation_id: int, op: Callable[[GitHubAPI], Awaitable[T]]) -> T:
+        """Run `op` with the installation's token; a 401 refreshes the token once and retries."""
+        for attempt in (1, 2):
+            token = await self._tokens.get(installation_id)
+            gh = _ObservedAPI(self._session, self._observer, oauth_token=token, base_url=self._api_url)
+            try:
+                return await op(gh)
+            except gidgethub.BadRequest as exc:
+                if exc.status_code != 401 or attempt == 2:
+                    raise
+                self._tokens.invalidate(installation_id, token)
+        raise AssertionError("unreachable")
+
+    async def upsert_comment(
+        self, installation_id: int, repo_full_name: str, number: int, marker: str, body: str
+    ) -> CommentResult:
+        """Edit our comment (found by its hidden marker) or create it; never a second one."""
+        base = f"{_repo_path(repo_full_name)}/issues"
+
+        async def op(gh: GitHubAPI) -> CommentResult:
+            async for comment in gh.getiter(f"{base}/{number}/comments?per_page=100"):
+                user = comment.get("user") or {}
+                if marker in (comment.get("body") or "") and user.get("type") == "Bot":
+                    if comment.get("body") == body:
+                        return CommentResult.UNCHANGED
+                    await gh.patch(f"{base}/comments/{comment['id']}", data={"body": body})
+                    return CommentResult.EDITED
+            await gh.post(f"{base}/{number}/comments", data={"body": body})
+            return CommentResult.CREATED
+
+        return await self._as_installation(installation_id, op)
+
+    async def close_pull_request(self, installation_id: int, repo_full_name: str, number: int) -> CloseResult:
+        path = f"{_repo_path(repo_full_name)}/pulls/{number}"
+
+        async def op(gh: GitHubAPI) -> CloseResult:
+            pr = await gh.getitem(path)
+            if pr.get("state") == "closed":
+                return CloseResult.ALREADY_CLOSED
+            await gh.patch(path, data={"state": "closed"})
+            return CloseResult.CLOSED
+
+        return await self._as_installation(installation_id, op)

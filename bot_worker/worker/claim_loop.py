@@ -1,0 +1,182 @@
+"""The worker's claim loop: lease actions sized to free concurrency, run them, report each result.
+
+Nothing here is needed for correctness after a crash: an action whose result
+never arrives is leased again when its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import aiohttp
+
+from bot_worker.backend.client import BackendClient, BackendError
+from bot_worker.worker.executor import Executor
+from bot_worker.worker.outcomes import Classified
+from shared_contracts.actions import ClaimedAction, ClaimRequest, Outcome, ResultRequest
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ConnectionError)
+
+
+class LoopHooks:
+    """Observation points for metrics; the default does nothing."""
+
+    def claimed(self, action: ClaimedAction) -> None: ...
+    def executed(self, action: ClaimedAction, result: Classified) -> None: ...
+    def claim_failed(self) -> None: ...
+    def claim_latency(self, seconds: float) -> None: ...
+
+
+class ClaimLoop:
+    def __init__(
+        self,
+        backend: BackendClient,
+        executor: Executor,
+        *,
+        worker_id: str,
+        concurrency: int,
+        lease_seconds: int,
+        wait_seconds: float,
+        hooks: LoopHooks | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._backend = backend
+        self._executor = executor
+        self.worker_id = worker_id
+        self._concurrency = concurrency
+        self._lease_seconds = lease_seconds
+        self._wait_seconds = wait_seconds
+        self._hooks = hooks or LoopHooks()
+        self._clock = clock
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self._concurrency - len(self._in_flight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._until_stopping_or(self._slot_freed.wait())
+                continue
+            started = time.perf_counter()
+            try:
+                response = await self._until_stopping_or(
+                    self._backend.claim(
+                        ClaimRequest(
+                            worker_id=self.worker_id, max_actions=free, lease_seconds=self._lease_seconds,
+                            wait_seconds=self._wait_seconds,
+                        )
+                    ),
+                    grace=self._wait_seconds + 5,
+                )
+            except (BackendError, *_TRANSIENT) as exc:
+                failures += 1
+                self._hooks.claim_failed()
+                delay = min(10.0, 0.2 * 2 ** min(failures, 6))
+                log.warning("claim failed (%s); retrying in %.1fs", exc, delay, extra={"worker_id": self.worker_id})
+                await self._until_stopping_or(asyncio.sleep(delay))
+                continue
+            failures = 0
+            if response is None:
+                continue
+            self._hooks.claim_latency(time.perf_counter() - started)
+            for action in response.actions:
+                self._hooks.claimed(action)
+                task = asyncio.create_task(self._handle(action))
+                self._in_flight[action.action_id] = task
+                task.add_done_callback(functools.partial(self._done, action.action_id))
+
+    def _done(self, action_id: int, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(action_id, None)
+        self._slot_freed.set()
+
+    async def _until_stopping_or(self, awaitable: Awaitable[T], grace: float | None = None) -> T | None:
+        """Await `awaitable` unless stop is requested first (a claim in progress gets `grace` to land)."""
+        task: asyncio.Future[T] = asyncio.ensure_future(awaitable)
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            waiters: list[asyncio.Future[Any]] = [task, stopper]
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                return task.result()
+            if grace:
+                # A claim may already have leased actions: let it land so they are run, not orphaned.
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_TRANSIENT, BackendError):
+                await task
+            return None
+        finally:
+            stopper.cancel()
+
+    async def _handle(self, action: ClaimedAction) -> None:
+        remaining = (action.lease_expires_at - datetime.now(UTC)).total_seconds()
+        lease_deadline = time.monotonic() + remaining
+        try:
+            result = await self._executor.run(action, lease_deadline)
+        except asyncio.CancelledError:
+            result = Classified(Outcome.RETRYABLE_FAILURE, "worker shut down before finishing", 0.0)
+        self._hooks.executed(action, result)
+        await self._report(action, result, lease_deadline)
+
+    async def _report(self, action: ClaimedAction, result: Classified, lease_deadline: float) -> None:
+        req = ResultRequest(
+            worker_id=self.worker_id, attempt=action.attempt, outcome=result.outcome,
+            error=(result.error or None) and result.error[:8000], retry_after_seconds=result.retry_after_seconds,
+        )
+        delay = 0.2
+        # Keep trying while the lease lasts; after that the action is re-leased anyway.
+        while True:
+            try:
+                applied = await self._backend.report(action.action_id, req)
+            except BackendError as exc:
+                if exc.status == 409:
+                    log.warning("result refused: lease lost", extra={"action_id": action.action_id})
+                    return
+                if not exc.retryable:
+                    log.error("result rejected: %s", exc, extra={"action_id": action.action_id})
+                    return
+            except _TRANSIENT as exc:
+                log.warning("result not delivered yet: %s", exc, extra={"action_id": action.action_id})
+            else:
+                log.info(
+                    "action %s", applied.status.value.lower(),
+                    extra={"action_id": action.action_id, "outcome": result.outcome.value, "attempt": action.attempt,
+                           "installation_id": action.installation_id},
+                )
+                return
+            if time.monotonic() + delay > lease_deadline + 30:
+                log.error("giving up reporting; the lease will expire", extra={"action_id": action.action_id})
+                return
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; give in-flight actions `grace` seconds, then hand the rest back."""
+        self._stopping.set()
+        tasks = list(self._in_flight.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            # Cancelling makes _handle report RETRYABLE with no delay: another worker takes it now.
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=10)

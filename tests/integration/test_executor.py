@@ -1,0 +1,248 @@
+"""The executor against the GitHub simulator over real HTTP: effects, idempotency and outcome mapping."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from bot_worker.providers.github import GitHubProvider
+from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.worker.executor import Executor
+from bot_worker.worker.throttle import WriteThrottle
+from prgate.simulator import FaultRule
+from shared_contracts.actions import ActionType, ClaimedAction, Outcome
+from tests.support.github_sim import APP_ID, Simulator, app_keys
+
+MARKER = "<!-- prgate:pr-comment -->"
+
+
+def action(
+    action_type: ActionType = ActionType.UPSERT_PR_COMMENT,
+    body: str = f"{MARKER}\nplease verify",
+    installation_id: int = 1001,
+    repo: str = "octo-org/widgets",
+    number: int = 7,
+    action_id: int = 1,
+) -> ClaimedAction:
+    return ClaimedAction.model_validate(
+        {
+            "action_id": action_id, "attempt": 1, "lease_expires_at": datetime.now(UTC) + timedelta(seconds=60),
+            "provider": "github", "action_type": action_type, "installation_id": installation_id,
+            "repo_full_name": repo, "github_pr_number": number, "payload": {"marker": MARKER, "body": body},
+        }
+    )
+
+
+def lease() -> float:
+    return time.monotonic() + 60
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as s:
+        yield s
+
+
+@pytest.fixture
+def tokens(simulator: Simulator, session: aiohttp.ClientSession) -> InstallationTokens:
+    return InstallationTokens(session, simulator.url, str(APP_ID), app_keys().private_pem)
+
+
+@pytest.fixture
+def executor(simulator: Simulator, session: aiohttp.ClientSession, tokens: InstallationTokens) -> Executor:
+    return Executor(GitHubProvider(session, simulator.url, tokens), throttle=None)
+
+
+def bodies(simulator: Simulator, repo: str = "octo-org/widgets", number: int = 7) -> list[str]:
+    return [c.body for c in simulator.state.comments_for(repo, number)]
+
+
+async def test_upsert_creates_then_leaves_identical_then_edits(executor: Executor, simulator: Simulator) -> None:
+    assert (await executor.run(action(), lease())).outcome is Outcome.SUCCEEDED
+    assert bodies(simulator) == [f"{MARKER}\nplease verify"]
+    await executor.run(action(), lease())
+    assert bodies(simulator) == [f"{MARKER}\nplease verify"]
+    writes = [r for r in simulator.state.request_log if r.method in ("POST", "PATCH") and "comments" in r.path]
+    assert len(writes) == 1  # the identical re-run wrote nothing
+    await executor.run(action(body=f"{MARKER}\nverified, thanks"), lease())
+    assert bodies(simulator) == [f"{MARKER}\nverified, thanks"]
+
+
+async def test_finds_our_comment_beyond_the_first_page(executor: Executor, simulator: Simulator) -> None:
+    reviewer = simulator.state.ensure_user("reviewer")
+    for i in range(150):
+        simulator.state.add_comment("octo-org/widgets", 7, f"chatter {i}", user=reviewer)
+    await executor.run(action(), lease())
+    await executor.run(action(body=f"{MARKER}\nedited"), lease())
+    ours = [b for b in bodies(simulator) if MARKER in b]
+    assert ours == [f"{MARKER}\nedited"]
+    assert len(bodies(simulator)) == 151
+
+
+async def test_a_human_quoting_the_marker_is_not_mistaken_for_us(executor: Executor, simulator: Simulator) -> None:
+    author = simulator.state.ensure_user("newcomer")
+    simulator.state.add_comment("octo-org/widgets", 7, f"{MARKER} haha", user=author)
+    await executor.run(action(), lease())
+    assert bodies(simulator) == [f"{MARKER} haha", f"{MARKER}\nplease verify"]
+
+
+async def test_close_with_comment_and_already_closed(executor: Executor, simulator: Simulator) -> None:
+    result = await executor.run(action(ActionType.CLOSE_PR_WITH_COMMENT, body=f"{MARKER}\nclosed"), lease())
+    assert result.outcome is Outcome.SUCCEEDED
+    assert simulator.state.get_pull_request("octo-org/widgets", 7).state == "closed"
+    assert bodies(simulator) == [f"{MARKER}\nclosed"]
+    again = await executor.run(action(ActionType.CLOSE_PR_WITH_COMMENT, body=f"{MARKER}\nclosed"), lease())
+    assert again.outcome is Outcome.SUCCEEDED
+    assert bodies(simulator) == [f"{MARKER}\nclosed"]
+
+
+async def test_retry_after_a_write_that_succeeded_but_answered_502_makes_no_second_comment(
+    executor: Executor, simulator: Simulator
+) -> None:
+    simulator.state.faults.add_rule(FaultRule(method="POST", path_regex=r"/comments$", kind="after_write"))
+    first = await executor.run(action(), lease())
+    assert first.outcome is Outcome.RETRYABLE_FAILURE
+    assert len(bodies(simulator)) == 1  # GitHub did write it
+    second = await executor.run(action(), lease())
+    assert second.outcome is Outcome.SUCCEEDED
+    assert len(bodies(simulator)) == 1
+
+
+async def test_installation_token_is_cached_and_refreshed_once_on_401(
+    executor: Executor, simulator: Simulator
+) -> None:
+    for _ in range(3):
+        await executor.run(action(), lease())
+    assert simulator.state.tokens_issued[1001] == 1
+    simulator.state.expire_tokens(1001)  # GitHub revoked it early: we get a 401
+    assert (await executor.run(action(body=f"{MARKER}\nnew"), lease())).outcome is Outcome.SUCCEEDED
+    assert simulator.state.tokens_issued[1001] == 2
+
+
+async def test_token_refresh_is_single_flight(tokens: InstallationTokens, simulator: Simulator) -> None:
+    import asyncio
+
+    got = await asyncio.gather(*(tokens.get(1001) for _ in range(20)))
+    assert len(set(got)) == 1
+    assert len(got[0]) >= 520
+    assert simulator.state.tokens_issued[1001] == 1
+
+
+async def test_an_action_cannot_touch_another_installations_repo(executor: Executor, simulator: Simulator) -> None:
+    # Installation 1001's token used on acme/x (installation 2002): GitHub answers 404.
+    result = await executor.run(action(installation_id=1001, repo="acme/x", number=3), lease())
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert result.error.startswith("404")
+    assert bodies(simulator, "acme/x", 3) == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "outcome", "min_retry", "max_retry", "limit"),
+    [
+        (FaultRule(status=502), Outcome.RETRYABLE_FAILURE, None, None, None),
+        (FaultRule(status=503), Outcome.RETRYABLE_FAILURE, None, None, None),
+        (FaultRule(kind="primary_rate_limit", status=403, reset_seconds=30), Outcome.RETRYABLE_FAILURE, 20, 40,
+         "primary"),
+        (FaultRule(kind="primary_rate_limit", status=429, reset_seconds=30), Outcome.RETRYABLE_FAILURE, 20, 40,
+         "primary"),
+        (FaultRule(kind="secondary_rate_limit", retry_after_seconds=5), Outcome.RETRYABLE_FAILURE, 60, 60,
+         "secondary"),
+        (FaultRule(kind="secondary_rate_limit", retry_after_seconds=90), Outcome.RETRYABLE_FAILURE, 90, 90,
+         "secondary"),
+        (FaultRule(status=404), Outcome.FAILED, None, None, None),
+        (FaultRule(status=410), Outcome.FAILED, None, None, None),
+        (FaultRule(status=422, message="Validation Failed"), Outcome.FAILED, None, None, None),
+    ],
+)
+async def test_outcome_mapping_from_provider_faults(
+    executor: Executor, simulator: Simulator, rule: FaultRule, outcome: Outcome,
+    min_retry: float | None, max_retry: float | None, limit: str | None,
+) -> None:
+    simulator.state.faults.add_rule(rule.model_copy(update={"path_regex": r"/issues/7/comments"}))
+    result = await executor.run(action(), lease())
+    assert result.outcome is outcome, result
+    assert result.rate_limit == limit
+    if min_retry is None:
+        assert result.retry_after_seconds is None
+    else:
+        assert result.retry_after_seconds is not None
+        assert min_retry <= result.retry_after_seconds <= max_retry  # type: ignore[operator]
+    assert bodies(simulator) == []  # a refused request changed nothing
+
+
+async def test_unreachable_github_is_retryable(session: aiohttp.ClientSession, tokens: InstallationTokens) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = InstallationTokens(session, f"http://127.0.0.1:{port}", str(APP_ID), app_keys().private_pem)
+    result = await Executor(GitHubProvider(session, f"http://127.0.0.1:{port}", dead), None).run(action(), lease())
+    assert result.outcome is Outcome.RETRYABLE_FAILURE
+
+
+async def test_slow_github_times_out_as_retryable(executor: Executor, simulator: Simulator) -> None:
+    from prgate.simulator import FaultConfig, FaultProfile
+
+    simulator.state.faults.configure(FaultConfig(default=FaultProfile(latency_ms=5000)))
+    result = await executor.run(action(), lease())  # the session's total timeout is 3 s
+    assert result.outcome is Outcome.RETRYABLE_FAILURE
+
+
+async def test_wrong_app_key_is_retryable_not_dropped(session: aiohttp.ClientSession, simulator: Simulator) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    tokens = InstallationTokens(session, simulator.url, str(APP_ID), other)
+    result = await Executor(GitHubProvider(session, simulator.url, tokens), None).run(action(), lease())
+    assert result.outcome is Outcome.RETRYABLE_FAILURE
+    assert "401" in (result.error or "")
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_write_throttle_is_shared_across_replicas(
+    simulator: Simulator, session: aiohttp.ClientSession, tokens: InstallationTokens, redis: Redis
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    provider = GitHubProvider(session, simulator.url, tokens)
+    # Two "replicas", each with its own throttle object, sharing one Redis budget of 3 writes a minute.
+    replicas = [Executor(provider, WriteThrottle(redis, 3, 60, prefix=prefix)) for _ in range(2)]
+    results = []
+    for i in range(5):
+        near_lease_end = time.monotonic() + 16  # too little lease left to wait out the window
+        results.append(await replicas[i % 2].run(action(number=7, body=f"{MARKER}\nv{i}"), near_lease_end))
+    outcomes = [r.outcome for r in results]
+    assert outcomes[:3] == [Outcome.SUCCEEDED] * 3
+    assert outcomes[3:] == [Outcome.RETRYABLE_FAILURE] * 2
+    assert all(r.rate_limit == "throttle" and (r.retry_after_seconds or 0) > 50 for r in results[3:])
+    # Budgets are per installation: another installation still writes.
+    other = await replicas[0].run(action(installation_id=2002, repo="acme/x", number=3), time.monotonic() + 16)
+    assert other.outcome is Outcome.SUCCEEDED
+
+
+async def test_throttle_waits_when_the_lease_allows(redis: Redis) -> None:
+    throttle = WriteThrottle(redis, 2, window_seconds=0.5, prefix=f"test-{uuid.uuid4().hex}")
+    assert await throttle.try_acquire(1) == 0
+    assert await throttle.try_acquire(1) == 0
+    wait = await throttle.try_acquire(1)
+    assert 0 < wait <= 0.5
+    import asyncio
+
+    await asyncio.sleep(wait + 0.05)
+    assert await throttle.try_acquire(1) == 0
