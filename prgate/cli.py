@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -63,6 +64,32 @@ def cmd_backend(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(_: argparse.Namespace) -> int:
+    from bot_worker.settings import BotSettings
+    from bot_worker.worker.main import run_worker
+
+    with redis_url() as url:
+        settings = BotSettings().model_copy(update={"redis_url": url})
+        asyncio.run(run_worker(settings))
+    return 0
+
+
+def cmd_simulator(_: argparse.Namespace) -> int:
+    from prgate.simulator import SimulatorConfig, run_simulator
+    from prgate.simulator_env import simulator_settings
+
+    env = simulator_settings()
+    config = SimulatorConfig(
+        app_id=env.app_id, app_public_key_pem=env.public_key_pem(), webhook_url=env.webhook_url,
+        webhook_secret=env.webhook_secret.get_secret_value(), seed=env.seed,
+        secondary_limit_per_minute=env.secondary_limit_per_minute, rate_limit_per_hour=env.rate_limit_per_hour,
+    )
+    log.info("GitHub simulator listening", extra={"path": f"http://{env.host}:{env.port}"})
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_simulator(env.host, env.port, config))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from prgate.supervisor import run_stack
 
@@ -83,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply migrations/ in order").set_defaults(func=cmd_migrate)
     sub.add_parser("backend", help="serve the backend API on BACKEND_PORT").set_defaults(func=cmd_backend)
+    sub.add_parser("worker", help="run one worker replica").set_defaults(func=cmd_worker)
+    sub.add_parser("simulator", help="serve the GitHub simulator on SIMULATOR_PORT").set_defaults(func=cmd_simulator)
     up = sub.add_parser("up", help="run the whole stack on this machine")
     up.add_argument("--workers", type=int, default=2, help="worker replicas to start")
     up.set_defaults(func=cmd_up)

@@ -47,7 +47,7 @@ async def test_claim_carries_everything_needed_to_execute(backend: SignedClient,
     assert (action["installation_id"], action["repo_full_name"], action["github_pr_number"]) == (
         1001, "octo-org/widgets", 1
     )
-    assert action["payload"] == {"marker": "<!-- m -->", "body": "body 0"}
+    assert action["payload"] == {"marker": "<!-- m -->", "body": "<!-- m -->\nbody 0"}
     expires = datetime.fromisoformat(action["lease_expires_at"])
     assert timedelta(seconds=50) < expires - datetime.now(UTC) <= timedelta(seconds=61)
     row = await _row(db, action_id)

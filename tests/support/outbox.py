@@ -26,6 +26,7 @@ async def seed_actions(
     installation_id: int = 1001,
     prs: int | None = None,
     repo: str = "octo-org/widgets",
+    repo_id: int = 5001,
     max_attempts: int = 8,
     action_type: str = "UPSERT_PR_COMMENT",
 ) -> list[int]:
@@ -35,12 +36,12 @@ async def seed_actions(
         rows = await conn.fetch(
             """INSERT INTO bot_actions (provider, action_type, installation_id, repo_id, repo_full_name, pr_number,
                                         payload, max_attempts)
-               SELECT 'github', $5, $1, 5001, $2, 1 + (g % $3),
-                      jsonb_build_object('marker', '<!-- m -->', 'body', 'body ' || g), $4
+               SELECT 'github', $5, $1, $7, $2, 1 + (g % $3),
+                      jsonb_build_object('marker', '<!-- m -->', 'body', E'<!-- m -->\\nbody ' || g), $4
                FROM generate_series(0, $6 - 1) g
                ORDER BY g
                RETURNING action_id""",
-            installation_id, repo, prs, max_attempts, action_type, count,
+            installation_id, repo, prs, max_attempts, action_type, count, repo_id,
         )
     return [r["action_id"] for r in rows]
 

@@ -1,0 +1,179 @@
+"""Several real worker processes against a real backend process and the GitHub simulator.
+
+The simulator's own records are the witness: every action's effect exactly once, none lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from prgate.simulator import FaultConfig, FaultProfile
+from tests.conftest import INTERNAL_SECRET
+from tests.support.github_sim import APP_ID, Simulator, app_keys
+from tests.support.outbox import seed_actions
+from tests.support.processes import Fleet, eventually, free_port, wait_http_ok
+
+MARKER = "<!-- m -->"
+
+
+@dataclass
+class Stack:
+    fleet: Fleet
+    backend_url: str
+    worker_env: dict[str, str]
+
+    def start_worker(self, name: str, **extra: str) -> None:
+        self.fleet.start(name, "worker", {**self.worker_env, "WORKER_ID": name, **extra})
+
+
+@pytest.fixture
+async def stack(
+    db: asyncpg.Pool, database_url: str, redis_url: str, simulator: Simulator
+) -> AsyncIterator[Stack]:
+    fleet = Fleet()
+    port = free_port()
+    backend = fleet.start(
+        "backend", "backend",
+        {"DATABASE_URL": database_url, "BACKEND_PORT": str(port), "BACKEND_HOST": "127.0.0.1",
+         "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET, "SWEEP_INTERVAL_SECONDS": "1"},
+    )
+    backend_url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http_ok(f"{backend_url}/readyz", backend)
+        worker_env = {
+            "BACKEND_URL": backend_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET, "REDIS_URL": redis_url,
+            "GITHUB_API_URL": simulator.url, "GITHUB_APP_ID": str(APP_ID),
+            "GITHUB_PRIVATE_KEY": app_keys().private_pem, "WORKER_METRICS_PORT": "0", "BOT_HOST": "127.0.0.1",
+            "ARQ_QUEUE_NAME": f"prgate-test-{uuid.uuid4().hex}", "GITHUB_WRITES_PER_MINUTE": "100000",
+            "WORKER_CLAIM_WAIT_SECONDS": "2", "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
+        }
+        yield Stack(fleet, backend_url, worker_env)
+    except BaseException:
+        print(fleet.logs())
+        raise
+    finally:
+        fleet.stop_all()
+
+
+async def install(db: asyncpg.Pool, simulator: Simulator, installations: int, prs_per_repo: int) -> list[str]:
+    """One repo per installation, in the database and in the simulator, with its open PRs."""
+    repos = []
+    async with db.acquire() as conn:
+        for i in range(installations):
+            inst, repo_id, repo = 3000 + i, 8000 + i, f"tenant{i}/repo"
+            await conn.execute(
+                """INSERT INTO github_installations (installation_id, account_id, account_login, account_type,
+                                                     repository_selection, status)
+                   VALUES ($1, $1, $2, 'Organization', 'selected', 'ACTIVE')""",
+                inst, f"tenant{i}",
+            )
+            simulator.state.add_installation(inst, f"tenant{i}")
+            simulator.state.add_repository(inst, repo_id, repo)
+            for n in range(1, prs_per_repo + 1):
+                simulator.state.upsert_pull_request(repo, n, author_login="newcomer", author_id=9001)
+            repos.append(repo)
+    # The fleet runs far past GitHub's 80 writes/minute here; the throttle is tested on its own.
+    simulator.state.faults.configure(FaultConfig(content_throttle=False))
+    return repos
+
+
+async def all_finished(db: asyncpg.Pool) -> bool:
+    async with db.acquire() as conn:
+        return bool(await conn.fetchval("SELECT count(*) = 0 FROM bot_actions WHERE status IN ('PENDING','CLAIMED')"))
+
+
+def assert_one_comment_per_pr_with_last_body(simulator: Simulator, repo: str, prs: int, expected: dict[int, str]) -> None:
+    for number in range(1, prs + 1):
+        ours = [c.body for c in simulator.state.comments_for(repo, number) if MARKER in c.body]
+        assert ours == [expected[number]], (repo, number, ours)
+
+
+async def test_three_worker_processes_drain_2000_actions_each_effect_exactly_once(
+    stack: Stack, db: asyncpg.Pool, simulator: Simulator
+) -> None:
+    repos = await install(db, simulator, installations=4, prs_per_repo=125)
+    expected: dict[str, dict[int, str]] = {}
+    for i, repo in enumerate(repos):
+        # 500 actions per repo over 125 PRs: four successive bodies per PR, which must land in order.
+        ids = await seed_actions(db, 500, installation_id=3000 + i, prs=125, repo=repo, repo_id=8000 + i)
+        assert len(ids) == 500
+        expected[repo] = {1 + (g % 125): f"{MARKER}\nbody {g}" for g in range(500)}
+    for n in range(3):
+        stack.start_worker(f"w{n}")
+    await eventually(lambda: all_finished(db), timeout=240)
+    async with db.acquire() as conn:
+        rows = await conn.fetch("SELECT status, count(*) AS n FROM bot_actions GROUP BY 1")
+        done_by = await conn.fetch(
+            "SELECT DISTINCT split_part(last_error, ' ', 1) FROM bot_actions WHERE status <> 'DONE'"
+        )
+    assert [(r["status"], r["n"]) for r in rows] == [("DONE", 2000)], (rows, done_by)
+    for repo in repos:
+        assert_one_comment_per_pr_with_last_body(simulator, repo, 125, expected[repo])
+    # Exactly one create per PR ever reached GitHub: nothing was written twice.
+    creates = [r for r in simulator.state.request_log if r.method == "POST" and r.path.endswith("/comments")]
+    assert len(creates) == 4 * 125
+    # The work really was shared by the replicas.
+    done_per_worker = {p.name: p.log().count('"msg": "action done"') for p in stack.fleet.procs[1:]}
+    assert set(done_per_worker) == {"w0", "w1", "w2"}
+    assert all(n > 0 for n in done_per_worker.values()), done_per_worker
+    assert sum(done_per_worker.values()) == 2000
+
+
+async def test_sigkilled_worker_loses_nothing_and_duplicates_nothing(
+    stack: Stack, db: asyncpg.Pool, simulator: Simulator
+) -> None:
+    [repo] = await install(db, simulator, installations=1, prs_per_repo=60)
+    await seed_actions(db, 60, installation_id=3000, prs=60, repo=repo, repo_id=8000)
+    # Slow GitHub down so the victim is holding leases when it dies.
+    simulator.state.faults.configure(
+        FaultConfig(content_throttle=False, default=FaultProfile(latency_ms=400))
+    )
+    stack.start_worker("victim", WORKER_LEASE_SECONDS="5", WORKER_CONCURRENCY="30")
+    victim = stack.fleet.procs[-1]
+
+    async def victim_holds_leases() -> bool:
+        async with db.acquire() as conn:
+            return bool(await conn.fetchval(
+                "SELECT count(*) >= 10 FROM bot_actions WHERE status = 'CLAIMED' AND lease_owner = 'victim'"
+            ))
+
+    await eventually(victim_holds_leases, timeout=60, interval=0.05)
+    victim.kill()
+    async with db.acquire() as conn:
+        orphaned = await conn.fetchval("SELECT count(*) FROM bot_actions WHERE lease_owner = 'victim'")
+    assert orphaned >= 10
+    # A fresh replica with empty local state picks everything up after the leases expire.
+    stack.start_worker("rescuer", WORKER_LEASE_SECONDS="5", WORKER_CONCURRENCY="30")
+    await eventually(lambda: all_finished(db), timeout=120)
+    async with db.acquire() as conn:
+        statuses = await conn.fetch("SELECT status, count(*) AS n FROM bot_actions GROUP BY 1")
+        reclaimed = await conn.fetchval("SELECT count(*) FROM bot_actions WHERE attempt >= 2")
+    assert [(r["status"], r["n"]) for r in statuses] == [("DONE", 60)]
+    assert reclaimed >= 1  # some actions really were taken over after their lease expired
+    expected = {1 + g: f"{MARKER}\nbody {g}" for g in range(60)}
+    assert_one_comment_per_pr_with_last_body(simulator, repo, 60, expected)
+
+
+async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
+    stack: Stack, db: asyncpg.Pool, simulator: Simulator
+) -> None:
+    [repo] = await install(db, simulator, installations=1, prs_per_repo=20)
+    await seed_actions(db, 20, installation_id=3000, prs=20, repo=repo, repo_id=8000)
+    simulator.state.faults.configure(FaultConfig(content_throttle=False, default=FaultProfile(latency_ms=300)))
+    stack.start_worker("graceful", WORKER_CONCURRENCY="20")
+    worker = stack.fleet.procs[-1]
+
+    async def busy() -> bool:
+        async with db.acquire() as conn:
+            return bool(await conn.fetchval("SELECT count(*) > 0 FROM bot_actions WHERE status = 'CLAIMED'"))
+
+    await eventually(busy, timeout=60, interval=0.05)
+    assert worker.terminate(timeout=30) == 0
+    async with db.acquire() as conn:
+        leased = await conn.fetchval("SELECT count(*) FROM bot_actions WHERE status = 'CLAIMED'")
+    assert leased == 0, worker.log()[-3000:]  # nothing left holding a lease: finished or handed back
