@@ -87,7 +87,9 @@ async def all_finished(db: asyncpg.Pool) -> bool:
         return bool(await conn.fetchval("SELECT count(*) = 0 FROM bot_actions WHERE status IN ('PENDING','CLAIMED')"))
 
 
-def assert_one_comment_per_pr_with_last_body(simulator: Simulator, repo: str, prs: int, expected: dict[int, str]) -> None:
+def assert_one_comment_per_pr_with_last_body(
+    simulator: Simulator, repo: str, prs: int, expected: dict[int, str]
+) -> None:
     for number in range(1, prs + 1):
         ours = [c.body for c in simulator.state.comments_for(repo, number) if MARKER in c.body]
         assert ours == [expected[number]], (repo, number, ours)
