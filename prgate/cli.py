@@ -64,6 +64,20 @@ def cmd_backend(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bot(_: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bot_worker.settings import BotSettings
+    from bot_worker.webhooks.app import create_receiver_app
+
+    with redis_url() as url:
+        settings = BotSettings().model_copy(update={"redis_url": url})
+        log.info("webhook receiver listening", extra={"path": f"http://{settings.host}:{settings.port}"})
+        web.run_app(create_receiver_app(settings), host=settings.host, port=settings.port, print=None,
+                    access_log=None)
+    return 0
+
+
 def cmd_worker(_: argparse.Namespace) -> int:
     from bot_worker.settings import BotSettings
     from bot_worker.worker.main import run_worker
@@ -100,7 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if not env.get("PRGATE_INTERNAL_SECRETS"):
             env["PRGATE_INTERNAL_SECRETS"] = secrets.token_hex(32)
             log.info("PRGATE_INTERNAL_SECRETS is not set: generated one for this run")
-        return run_stack(env, workers=args.workers)
+        return run_stack(env, workers=args.workers, data_dir=data_dir())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply migrations/ in order").set_defaults(func=cmd_migrate)
     sub.add_parser("backend", help="serve the backend API on BACKEND_PORT").set_defaults(func=cmd_backend)
+    sub.add_parser("bot", help="serve the webhook receiver on BOT_PORT").set_defaults(func=cmd_bot)
     sub.add_parser("worker", help="run one worker replica").set_defaults(func=cmd_worker)
     sub.add_parser("simulator", help="serve the GitHub simulator on SIMULATOR_PORT").set_defaults(func=cmd_simulator)
     up = sub.add_parser("up", help="run the whole stack on this machine")

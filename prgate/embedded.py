@@ -49,4 +49,4 @@ def embedded_redis(directory: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        server.shutdown(save=False, now=True)
+        server.shutdown(save=False)

@@ -28,7 +28,7 @@ from bot_worker.metrics import Metrics, render
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks.forward import CTX_BACKEND, FORWARD_JOB
+from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS, FORWARD_JOB
 from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.outcomes import Classified
@@ -124,7 +124,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
         )
         jobs = Worker(
             functions=[FORWARD_JOB], redis_settings=RedisSettings.from_dsn(settings.redis_url),
-            queue_name=settings.queue_name, handle_signals=False, ctx={CTX_BACKEND: backend},
+            queue_name=settings.queue_name, handle_signals=False, ctx={CTX_BACKEND: backend, CTX_METRICS: metrics},
             max_jobs=settings.worker_concurrency,
         )
         async with _status_server(settings, metrics, loop) as port:

@@ -1,0 +1,91 @@
+"""Prometheus metrics of the bot processes (receiver and worker), on a registry the caller owns.
+
+Nothing here registers on prometheus_client's global default registry: each
+receiver app (and each worker) builds its own `CollectorRegistry`, so two apps
+in one process (tests) never share or collide on a counter.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+# Outcome label values of `webhooks_forwarded_total`.
+ACCEPTED = "accepted"  # backend answered ACCEPTED
+DUPLICATE = "duplicate"  # backend answered DUPLICATE (delivery seen before)
+IGNORED = "ignored"  # backend answered IGNORED (recorded, not acted on)
+QUEUED = "queued"  # backend unavailable: parked on the arq queue, answered 202
+REJECTED = "rejected"  # answered 4xx: payload invalid here (422) or the backend refused it (its 4xx)
+ERROR = "error"  # backend and queue both unavailable: answered 503
+
+# Outcome label values of `forward_queue_total`.
+Q_ENQUEUED = "enqueued"  # receiver: job written to Redis
+Q_ALREADY_QUEUED = "already_queued"  # receiver: a job for this delivery was already waiting (arq job-id dedup)
+Q_UNAVAILABLE = "unavailable"  # receiver: Redis refused or timed out (answered 503)
+Q_DELIVERED = "delivered"  # worker: the job reached the backend
+Q_RETRIED = "retried"  # worker: the backend was still unavailable, retry scheduled
+Q_FAILED = "failed"  # worker: permanent failure (backend 4xx, undecodable job)
+
+# Latency buckets for calls that must finish well inside GitHub's 10 s webhook budget.
+_FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+
+
+class Metrics:
+    """Every metric the bot exposes, bound to one `CollectorRegistry`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+        # Receiver
+        self.webhooks_received = Counter(
+            "webhooks_received_total", "Webhook deliveries with a valid signature, by GitHub event",
+            ["event"], registry=registry,
+        )
+        self.webhooks_forwarded = Counter(
+            "webhooks_forwarded_total", "Forwardable deliveries by event and outcome",
+            ["event", "outcome"], registry=registry,
+        )
+        self.signature_failures = Counter(
+            "webhook_signature_failures_total", "Deliveries refused for a missing or wrong X-Hub-Signature-256",
+            registry=registry,
+        )
+        self.forward_latency = Histogram(
+            "forward_latency_seconds", "Duration of the synchronous forward to the backend",
+            buckets=_FAST_BUCKETS, registry=registry,
+        )
+        self.forward_queue = Counter(
+            "forward_queue_total", "Deliveries parked on (and drained from) the arq forward queue, by outcome",
+            ["outcome"], registry=registry,
+        )
+
+        # Worker
+        self.actions_claimed = Counter(
+            "actions_claimed_total", "Outbox actions leased from the backend", ["action_type"], registry=registry,
+        )
+        self.actions_executed = Counter(
+            "actions_executed_total", "Outbox actions carried out, by outcome",
+            ["action_type", "outcome"], registry=registry,
+        )
+        self.provider_request_seconds = Histogram(
+            "provider_request_seconds", "Requests to GitHub / Bitbucket",
+            ["provider", "method", "status"], buckets=_FAST_BUCKETS, registry=registry,
+        )
+        self.rate_limit_waits = Counter(
+            "rate_limit_waits_total", "Waits imposed by provider rate limits (primary / secondary / throttle)",
+            ["kind"], registry=registry,
+        )
+        self.token_refreshes = Counter(
+            "token_refreshes_total", "GitHub App installation tokens minted", registry=registry,
+        )
+        self.claim_errors = Counter(
+            "claim_errors_total", "Failed claim calls to the backend", registry=registry,
+        )
+        self.claim_latency = Histogram(
+            "claim_latency_seconds", "Duration of claim calls to the backend (includes long-poll wait)",
+            buckets=(*_FAST_BUCKETS, 20.0, 30.0, 45.0), registry=registry,
+        )
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The registry in Prometheus text format 0.0.4, with its Content-Type header value."""
+    return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4

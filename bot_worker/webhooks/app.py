@@ -1,0 +1,174 @@
+"""The webhook receiver (`prgate bot`): application factory, health, readiness, metrics.
+
+One `aiohttp.ClientSession` and one arq Redis pool per app, opened in
+`cleanup_ctx`; the metrics registry is the app's own. Nothing is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from prometheus_client import CollectorRegistry
+
+from bot_worker.backend.client import BackendClient
+from bot_worker.metrics import Metrics, render
+from bot_worker.settings import BotSettings
+from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
+from bot_worker.webhooks.github import MAX_BODY_BYTES, GithubWebhooks, json_error
+from shared_contracts.owner import Health
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", BotSettings)
+REDIS_SETTINGS = web.AppKey("redis_settings", RedisSettings)
+METRICS = web.AppKey("metrics", Metrics)
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+QUEUE = web.AppKey("queue", ArqRedis)
+
+READY_TIMEOUT_SECONDS = 2.0
+_REASONS = {
+    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as an ErrorBody JSON; bad input never becomes a 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason if exc.status != 413 else f"request body exceeds {MAX_BODY_BYTES} bytes"
+        return json_error(exc.status, _REASONS.get(exc.status, "http_error"), message)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return json_error(500, "internal_error", "internal server error")
+
+
+async def open_queue(settings: RedisSettings, queue_name: str) -> ArqRedis:
+    """An arq pool that connects on first use, so the receiver starts (and forwards) while Redis is down.
+
+    `arq.create_pool` pings at once and retries for seconds; here a Redis outage
+    only matters when a delivery actually has to be queued (then: 503).
+    """
+    if settings.sentinel:
+        return await create_pool(settings, default_queue_name=queue_name)
+    return ArqRedis(
+        host=settings.host,
+        port=settings.port,
+        unix_socket_path=settings.unix_socket_path,
+        db=settings.database,
+        username=settings.username,
+        password=settings.password,
+        ssl=settings.ssl,
+        ssl_keyfile=settings.ssl_keyfile,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_cert_reqs=settings.ssl_cert_reqs,
+        ssl_ca_certs=settings.ssl_ca_certs,
+        ssl_ca_data=settings.ssl_ca_data,
+        ssl_check_hostname=settings.ssl_check_hostname,
+        socket_connect_timeout=settings.conn_timeout,
+        socket_timeout=ENQUEUE_TIMEOUT_SECONDS,
+        retry=settings.retry,
+        retry_on_timeout=settings.retry_on_timeout,
+        retry_on_error=settings.retry_on_error,
+        max_connections=settings.max_connections,
+        encoding="utf8",
+        default_queue_name=queue_name,
+    )
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = aiohttp.ClientSession()
+    try:
+        queue = await open_queue(app[REDIS_SETTINGS], settings.queue_name)
+    except BaseException:
+        await session.close()
+        raise
+    app[HTTP_SESSION] = session
+    app[QUEUE] = queue
+    app[FORWARDER] = Forwarder(
+        BackendClient(session, settings.backend_url, settings.internal_secrets[0]),
+        queue,
+        queue_name=settings.queue_name,
+        timeout=settings.forward_timeout_seconds,
+        metrics=app[METRICS],
+    )
+    try:
+        yield
+    finally:
+        await queue.aclose(close_connection_pool=True)
+        await session.close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response(Health(status="ok").model_dump())
+
+
+async def _check_redis(queue: ArqRedis) -> str:
+    try:
+        await asyncio.wait_for(queue.ping(), READY_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return type(exc).__name__
+    return "ok"
+
+
+async def _check_backend(session: aiohttp.ClientSession, backend_url: str) -> str:
+    try:
+        async with session.get(
+            backend_url.rstrip("/") + "/healthz", timeout=aiohttp.ClientTimeout(total=READY_TIMEOUT_SECONDS)
+        ) as resp:
+            return "ok" if resp.status == 200 else f"status {resp.status}"
+    except Exception as exc:
+        return type(exc).__name__
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when Redis answers PING and the backend's /healthz answers 200."""
+    app = request.app
+    redis, backend = await asyncio.gather(
+        _check_redis(app[QUEUE]), _check_backend(app[HTTP_SESSION], app[SETTINGS].backend_url)
+    )
+    checks = {"redis": redis, "backend": backend}
+    ok = redis == "ok" and backend == "ok"
+    health = Health(status="ok" if ok else "unavailable", checks=checks)
+    return web.json_response(health.model_dump(), status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = render(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings | None = None) -> web.Application:
+    """The receiver app. `redis_settings` defaults to `settings.redis_url`."""
+    if not settings.internal_secrets:
+        raise ValueError("PRGATE_INTERNAL_SECRETS must hold at least one secret")
+    if redis_settings is None:
+        if not settings.redis_url:
+            raise ValueError("REDIS_URL must be set: the receiver queues deliveries there while the backend is away")
+        redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    secret = settings.github_webhook_secret.get_secret_value().encode()
+    if not secret:
+        log.error("GITHUB_WEBHOOK_SECRET is empty: every webhook will be refused with 401")
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[REDIS_SETTINGS] = redis_settings
+    app[METRICS] = Metrics(CollectorRegistry(auto_describe=True))
+    app.cleanup_ctx.append(_resources)
+    app.router.add_post("/webhooks/github", GithubWebhooks(secret, app[METRICS]).handle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

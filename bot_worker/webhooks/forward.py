@@ -1,0 +1,284 @@
+"""Forward a normalized delivery to the backend, or park it on the arq queue when the backend is away.
+
+The receiver calls `Forwarder.forward` with a short timeout. When the backend is
+unreachable, slow, or answers 5xx/429, the normalized model goes onto Redis as
+an arq job (`FORWARD_JOB`, job id `forward:{event}:{delivery_id}`, so a
+delivery that is already waiting is not queued twice) and the worker replays it
+with exponential backoff. The backend's dedup table makes a replay of a
+delivery it did process harmless (answer DUPLICATE). See docs/receiver.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+from arq import Retry
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import Job
+from arq.worker import func
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from bot_worker import metrics as m
+from bot_worker.backend.client import BackendClient, BackendError
+from bot_worker.metrics import Metrics
+from shared_contracts.events import IngestResponse, IngestStatus, InstallationSyncEvent, PullRequestEvent
+
+log = logging.getLogger(__name__)
+
+IngestEvent = PullRequestEvent | InstallationSyncEvent
+
+# The job's `kind` argument: which backend endpoint (and model) the body belongs to.
+KIND_PULL_REQUEST: Final = "pull_request"
+KIND_INSTALLATION_SYNC: Final = "installation_sync"
+
+# What the worker must put in the arq ctx (on_startup) for `forward_delivery`.
+CTX_BACKEND: Final = "backend"  # a BackendClient (required)
+CTX_METRICS: Final = "metrics"  # a bot_worker.metrics.Metrics (optional)
+
+BACKOFF_BASE_SECONDS: Final = 2.0
+BACKOFF_CAP_SECONDS: Final = 300.0
+# 2 + 4 + … + 256 then 300 s each: 20 tries keep retrying for about an hour.
+FORWARD_MAX_TRIES: Final = 20
+JOB_FORWARD_TIMEOUT_SECONDS: Final = 30.0
+ENQUEUE_TIMEOUT_SECONDS: Final = 2.0
+
+_UNAVAILABLE = (aiohttp.ClientError, TimeoutError, OSError, ValidationError)
+
+
+class PermanentForwardError(Exception):
+    """The job cannot succeed by retrying (undecodable job, backend 4xx)."""
+
+
+def job_id(event: str, delivery_id: str) -> str:
+    return f"forward:{event}:{delivery_id}"
+
+
+def encode(event: IngestEvent) -> tuple[str, str]:
+    """(kind, JSON body) for the queue."""
+    kind = KIND_PULL_REQUEST if isinstance(event, PullRequestEvent) else KIND_INSTALLATION_SYNC
+    return kind, event.model_dump_json()
+
+
+def decode(kind: str, body: str) -> IngestEvent:
+    """Re-validate a queued body; `ValueError` (incl. ValidationError) when it is not one."""
+    if kind == KIND_PULL_REQUEST:
+        return PullRequestEvent.model_validate_json(body)
+    if kind == KIND_INSTALLATION_SYNC:
+        return InstallationSyncEvent.model_validate_json(body)
+    raise ValueError(f"unknown forward job kind {kind!r}")
+
+
+def installation_id_of(event: IngestEvent) -> int:
+    return event.installation_id if isinstance(event, PullRequestEvent) else event.installation.id
+
+
+def log_extra(event: IngestEvent) -> dict[str, Any]:
+    return {"delivery_id": event.delivery_id, "event": event.event, "installation_id": installation_id_of(event)}
+
+
+async def send(backend: BackendClient, event: IngestEvent, timeout: float) -> IngestResponse:
+    if isinstance(event, PullRequestEvent):
+        return await backend.ingest_pull_request(event, timeout=timeout)
+    return await backend.ingest_installation(event, timeout=timeout)
+
+
+def backoff_seconds(job_try: int, jitter: float = 0.0) -> float:
+    """Delay after try `job_try` fails: 2, 4, 8 … capped at 300 s; `jitter` in [0, 1) adds up to 25 %."""
+    base: float = min(BACKOFF_BASE_SECONDS * 2.0 ** min(max(job_try - 1, 0), 32), BACKOFF_CAP_SECONDS)
+    return base * (1 + 0.25 * jitter)
+
+
+def _refused(exc: BackendError) -> bool:
+    """A 4xx (not 429) is the backend's verdict on this delivery; anything else unexpected is an outage."""
+    return 400 <= exc.status < 500 and not exc.retryable
+
+
+def _outcome(status: IngestStatus) -> str:
+    return {IngestStatus.ACCEPTED: m.ACCEPTED, IngestStatus.DUPLICATE: m.DUPLICATE, IngestStatus.IGNORED: m.IGNORED}[
+        status
+    ]
+
+
+# --- receiver side -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """The backend answered 200."""
+
+    response: IngestResponse
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The backend was unavailable; the delivery waits on the queue (or already did)."""
+
+    delivery_id: str
+    already_queued: bool
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The backend answered a 4xx other than 429: GitHub gets it as-is."""
+
+    status: int
+    body: str
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Neither the backend nor the queue took the delivery: GitHub must see a failure."""
+
+    reason: str
+
+
+ForwardResult = Forwarded | Queued | Rejected | Unavailable
+
+
+class Forwarder:
+    """The receiver's forward step: backend first, queue as the fallback."""
+
+    def __init__(
+        self,
+        backend: BackendClient,
+        queue: ArqRedis,
+        *,
+        queue_name: str,
+        timeout: float,
+        metrics: Metrics,
+        enqueue_timeout: float = ENQUEUE_TIMEOUT_SECONDS,
+    ) -> None:
+        self._backend = backend
+        self._queue = queue
+        self._queue_name = queue_name
+        self._timeout = timeout
+        self._metrics = metrics
+        self._enqueue_timeout = enqueue_timeout
+
+    async def forward(self, event: IngestEvent) -> ForwardResult:
+        extra = log_extra(event)
+        started = time.perf_counter()
+        try:
+            response = await send(self._backend, event, self._timeout)
+        except BackendError as exc:
+            if _refused(exc):
+                self._metrics.webhooks_forwarded.labels(event.event, m.REJECTED).inc()
+                # 401/403 mean our internal secret or clock is wrong: an operator must look.
+                level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
+                log.log(level, "backend refused the delivery", extra={**extra, "status": exc.status})
+                return Rejected(exc.status, exc.body)
+            cause = f"backend answered {exc.status}"
+        except _UNAVAILABLE as exc:
+            cause = type(exc).__name__
+        else:
+            self._metrics.forward_latency.observe(time.perf_counter() - started)
+            self._metrics.webhooks_forwarded.labels(event.event, _outcome(response.status)).inc()
+            log.info("delivery forwarded", extra={**extra, "outcome": response.status.value})
+            return Forwarded(response)
+        self._metrics.forward_latency.observe(time.perf_counter() - started)
+        log.warning("backend unavailable (%s): queueing the delivery", cause, extra=extra)
+        return await self._enqueue(event, extra)
+
+    async def _enqueue(self, event: IngestEvent, extra: dict[str, Any]) -> ForwardResult:
+        try:
+            job = await asyncio.wait_for(self._enqueue_job(event), self._enqueue_timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._metrics.forward_queue.labels(m.Q_UNAVAILABLE).inc()
+            self._metrics.webhooks_forwarded.labels(event.event, m.ERROR).inc()
+            log.error("backend and queue both unavailable: refusing the delivery", extra=extra)
+            return Unavailable(f"queue unavailable: {type(exc).__name__}")
+        already = job is None
+        self._metrics.forward_queue.labels(m.Q_ALREADY_QUEUED if already else m.Q_ENQUEUED).inc()
+        self._metrics.webhooks_forwarded.labels(event.event, m.QUEUED).inc()
+        log.info("delivery queued" if not already else "delivery already queued", extra=extra)
+        return Queued(event.delivery_id, already_queued=already)
+
+    async def _enqueue_job(self, event: IngestEvent) -> Job | None:
+        """Enqueue unless a job for this delivery is waiting or running (then None)."""
+        kind, body = encode(event)
+        jid = job_id(event.event, event.delivery_id)
+        job = await self._queue.enqueue_job(
+            FORWARD_JOB.name, kind, body, _job_id=jid, _queue_name=self._queue_name
+        )
+        if job is None and not await self._queue.exists(job_key_prefix + jid):
+            # Not waiting, yet refused: a finished job's kept result blocks the id (arq keeps a failed
+            # job's result for the *worker's* keep_result, whatever FORWARD_JOB says). This one must run.
+            await self._queue.delete(result_key_prefix + jid)
+            job = await self._queue.enqueue_job(
+                FORWARD_JOB.name, kind, body, _job_id=jid, _queue_name=self._queue_name
+            )
+        return job
+
+
+FORWARDER = web.AppKey("forwarder", Forwarder)
+
+
+# --- worker side ---------------------------------------------------------------------------------
+
+
+async def forward_delivery(ctx: dict[str, Any], kind: str, body: str) -> str:
+    """arq job: replay one queued delivery to the backend; returns the backend's ingest status."""
+    backend = ctx[CTX_BACKEND]
+    if not isinstance(backend, BackendClient):
+        raise TypeError(f"ctx[{CTX_BACKEND!r}] must be a BackendClient, not {type(backend).__name__}")
+    metrics = ctx.get(CTX_METRICS)
+    counters = metrics if isinstance(metrics, Metrics) else None
+    job_try = int(ctx.get("job_try", 1))
+    try:
+        event = decode(kind, body)
+    except ValueError:
+        if counters:
+            counters.forward_queue.labels(m.Q_FAILED).inc()
+        log.error("forward job is not a valid delivery; dropping it", extra={"attempt": job_try})
+        raise PermanentForwardError(f"undecodable {kind!r} forward job") from None
+    extra = {**log_extra(event), "attempt": job_try}
+    try:
+        response = await send(backend, event, JOB_FORWARD_TIMEOUT_SECONDS)
+    except BackendError as exc:
+        if _refused(exc):
+            if counters:
+                counters.forward_queue.labels(m.Q_FAILED).inc()
+                counters.webhooks_forwarded.labels(event.event, m.REJECTED).inc()
+            log.error("backend refused a queued delivery", extra={**extra, "status": exc.status})
+            raise PermanentForwardError(f"backend answered {exc.status}") from None
+        cause = f"backend answered {exc.status}"
+    except _UNAVAILABLE as exc:
+        cause = type(exc).__name__
+    else:
+        if counters:
+            counters.forward_queue.labels(m.Q_DELIVERED).inc()
+            counters.webhooks_forwarded.labels(event.event, _outcome(response.status)).inc()
+        log.info("queued delivery forwarded", extra={**extra, "outcome": response.status.value})
+        return response.status.value
+    if job_try >= FORWARD_MAX_TRIES:
+        if counters:
+            counters.forward_queue.labels(m.Q_FAILED).inc()
+        log.error(
+            "backend still unavailable after %d tries: giving up; redeliver it from GitHub", job_try, extra=extra
+        )
+        raise PermanentForwardError(f"backend unavailable after {job_try} tries ({cause})")
+    defer = backoff_seconds(job_try, jitter=random.random())
+    if counters:
+        counters.forward_queue.labels(m.Q_RETRIED).inc()
+    log.warning("backend unavailable (%s): retrying in %.1f s", cause, defer, extra=extra)
+    raise Retry(defer=defer)
+
+
+# Register this with the worker (`Worker(functions=[FORWARD_JOB, ...])`). Results are not kept:
+# once a job has finished, a redelivery may be queued again and the backend's dedup answers it.
+FORWARD_JOB = func(
+    forward_delivery,
+    name="forward_delivery",
+    max_tries=FORWARD_MAX_TRIES,
+    timeout=JOB_FORWARD_TIMEOUT_SECONDS * 2,
+    keep_result=0,
+)

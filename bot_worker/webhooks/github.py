@@ -1,0 +1,177 @@
+"""`POST /webhooks/github`: verify, parse, normalize, forward. One straight line, no state.
+
+Order of checks: signature header present (401) → body within 25 MiB (413) →
+HMAC-SHA256 matches (401) → event/delivery headers (400) → JSON (400) →
+ping / not-forwarded event (200 / 202) → normalize (422) → forward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot_worker.metrics import REJECTED, Metrics
+from bot_worker.webhooks.forward import (
+    FORWARDER,
+    Forwarded,
+    IngestEvent,
+    Queued,
+    Rejected,
+    Unavailable,
+    installation_id_of,
+)
+from bot_worker.webhooks.normalize import (
+    FORWARDED_EVENTS,
+    NotForwardable,
+    installation_sync_event,
+    pull_request_event,
+)
+from shared_contracts.common import ErrorBody
+
+log = logging.getLogger(__name__)
+
+# GitHub caps webhook payloads at 25 MB; allow 25 MiB.
+MAX_BODY_BYTES: Final = 25 * 1024 * 1024
+SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
+EVENT_HEADER: Final = "X-GitHub-Event"
+DELIVERY_HEADER: Final = "X-GitHub-Delivery"
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def json_error(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
+    body = ErrorBody(error=error, message=message, details=details)
+    return web.json_response(body.model_dump(exclude_none=True), status=status)
+
+
+def signature_256(secret: bytes, body: bytes) -> str:
+    """The `X-Hub-Signature-256` value GitHub sends for `body`."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def signature_matches(secret: bytes, body: bytes, header: str) -> bool:
+    """Constant-time check of an `X-Hub-Signature-256` header. An empty secret matches nothing."""
+    if not secret:
+        return False
+    try:
+        received = header.strip().lower().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(signature_256(secret, body).encode("ascii"), received)
+
+
+def parse_payload(body: bytes, content_type: str) -> Any:
+    """The delivery's JSON (GitHub sends `application/json`, or a form with a `payload` field)."""
+    if content_type == "application/x-www-form-urlencoded":
+        fields = parse_qs(body.decode("utf-8", errors="strict"), strict_parsing=False)
+        return json.loads(fields["payload"][0])
+    return json.loads(body)
+
+
+def normalize(event: str, delivery_id: str, payload: dict[str, Any]) -> IngestEvent:
+    if event == "pull_request":
+        return pull_request_event(delivery_id, payload)
+    return installation_sync_event(delivery_id, event, payload)
+
+
+def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+
+
+class GithubWebhooks:
+    """The handler, holding its dependencies explicitly; the forwarder comes from the running app."""
+
+    def __init__(self, secret: bytes, metrics: Metrics) -> None:
+        self._secret = secret
+        self._metrics = metrics
+
+    def _unauthorized(self, message: str) -> web.Response:
+        self._metrics.signature_failures.inc()
+        return json_error(401, "unauthorized", message)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        header = request.headers.get(SIGNATURE_HEADER)
+        if not self._secret:
+            return self._unauthorized("webhook secret is not configured on this receiver")
+        if not header:
+            return self._unauthorized(f"missing {SIGNATURE_HEADER} header")
+        body = await request.read()  # aiohttp raises 413 past client_max_size
+        if not signature_matches(self._secret, body, header):
+            return self._unauthorized(f"{SIGNATURE_HEADER} does not match the body")
+
+        event = request.headers.get(EVENT_HEADER, "")
+        delivery_id = request.headers.get(DELIVERY_HEADER, "")
+        if not _EVENT_NAME.match(event):
+            return json_error(400, "bad_request", f"missing or invalid {EVENT_HEADER} header")
+        if not _DELIVERY_ID.match(delivery_id):
+            return json_error(400, "bad_request", f"missing or invalid {DELIVERY_HEADER} header")
+        self._metrics.webhooks_received.labels(event).inc()
+        extra: dict[str, Any] = {"delivery_id": delivery_id, "event": event}
+
+        try:
+            payload = parse_payload(body, request.content_type)
+        except (ValueError, KeyError, IndexError, RecursionError):
+            log.info("webhook body is not JSON", extra=extra)
+            return json_error(400, "malformed_json", "request body is not valid JSON")
+        if not isinstance(payload, dict):
+            return json_error(422, "validation_error", "request body must be a JSON object")
+        installation = payload.get("installation")
+        if isinstance(installation, dict) and isinstance(installation.get("id"), int):
+            extra["installation_id"] = installation["id"]
+
+        if event == "ping":
+            log.info("ping received", extra=extra)
+            return web.json_response({"status": "pong"})
+        if event not in FORWARDED_EVENTS:
+            log.info("event not forwarded", extra=extra)
+            return web.json_response({"status": "ignored"}, status=202)
+
+        try:
+            model = normalize(event, delivery_id, payload)
+        except ValidationError as exc:
+            self._metrics.webhooks_forwarded.labels(event, REJECTED).inc()
+            log.info("payload does not match the contract", extra=extra)
+            return json_error(
+                422, "validation_error", f"{event} payload is missing or has invalid fields",
+                _validation_details(exc),
+            )
+        except NotForwardable as exc:
+            self._metrics.webhooks_forwarded.labels(event, REJECTED).inc()
+            log.info("payload cannot be forwarded: %s", exc, extra=extra)
+            return json_error(422, "not_forwardable", str(exc))
+        except (TypeError, ValueError, AttributeError):
+            # A field of the wrong JSON type somewhere normalize did not expect one.
+            self._metrics.webhooks_forwarded.labels(event, REJECTED).inc()
+            log.info("payload has an unexpected shape", extra=extra)
+            return json_error(422, "validation_error", f"{event} payload has an unexpected shape")
+        extra["installation_id"] = installation_id_of(model)
+
+        result = await request.app[FORWARDER].forward(model)
+        if isinstance(result, Forwarded):
+            return web.Response(body=result.response.model_dump_json(), content_type="application/json")
+        if isinstance(result, Queued):
+            return web.json_response({"status": "queued", "delivery_id": result.delivery_id}, status=202)
+        if isinstance(result, Rejected):
+            return _backend_rejection(result)
+        assert isinstance(result, Unavailable)
+        return json_error(
+            503, "unavailable", "the backend and the retry queue are both unavailable; redeliver this webhook later"
+        )
+
+
+def _backend_rejection(result: Rejected) -> web.Response:
+    """The backend's own 4xx ErrorBody, passed through; a non-JSON answer is wrapped in one."""
+    try:
+        body = ErrorBody.model_validate_json(result.body)
+    except ValidationError:
+        body = ErrorBody(error="backend_rejected", message=f"the backend refused this delivery ({result.status})")
+    return web.json_response(body.model_dump(exclude_none=True), status=result.status)

@@ -1,0 +1,99 @@
+"""The scripted scenario `prgate up` plays against the simulator when no GitHub App is configured.
+
+Everything goes through the real path: the simulator sends signed webhooks to the receiver,
+the backend decides, workers write to the simulator's GitHub API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+PR_MARKER = "<!-- prgate:pr-comment -->"
+
+
+class Demo:
+    def __init__(self, session: aiohttp.ClientSession, simulator_url: str, backend_url: str,
+                 say: Callable[[str], None]) -> None:
+        self._s = session
+        self._sim = simulator_url.rstrip("/")
+        self._backend = backend_url.rstrip("/")
+        self._say = say
+
+    async def _sim_post(self, path: str, body: dict[str, Any]) -> Any:
+        async with self._s.post(f"{self._sim}{path}", json=body) as resp:
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def _get(self, url: str) -> Any:
+        async with self._s.get(url) as resp:
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def _until(self, what: str, probe: Callable[[], Awaitable[Any]], timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = await probe()
+            if value:
+                return value
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"demo step did not complete: {what}")
+
+    async def _our_comment(self, repo: str, number: int) -> str | None:
+        comments = await self._get(f"{self._sim}/_sim/repos/{repo}/pulls/{number}/comments")
+        ours = [c["body"] for c in comments if PR_MARKER in c["body"]]
+        return ours[-1] if ours else None
+
+    async def _app_status(self, repo_id: int) -> Any:
+        return await self._get(f"{self._backend}/api/v1/repos/{repo_id}/github-app-status")
+
+    async def run(self) -> None:
+        say = self._say
+        say("1. GitHub: the App is installed on demo-org (repository demo-org/widgets)")
+        await self._sim_post("/_sim/installations", {
+            "id": 1, "account": {"login": "demo-org", "id": 100, "type": "Organization"},
+            "repositories": [{"id": 1001, "full_name": "demo-org/widgets"}], "webhook": True,
+        })
+        status = await self._until("installation recorded", self._installed(1001, True))
+        say(f"   backend: demo-org/widgets installed={status['installed']} "
+            f"(installation {status['installation_id']}, {status['installation_status']})")
+
+        say("2. GitHub: first-timer (no association) opens pull request #1")
+        await self._sim_post("/_sim/pulls", {
+            "repo": "demo-org/widgets", "number": 1, "title": "Fix typo",
+            "author": {"login": "first-timer", "id": 5001, "type": "User"}, "author_association": "NONE",
+            "webhook": "opened",
+        })
+        body = await self._until("gate comment", lambda: self._our_comment("demo-org/widgets", 1))
+        link = next((w for w in body.split() if "/verify/" in w), "?")
+        say(f"   prgate commented on #1 asking to verify: {link}")
+
+        say("3. GitHub: maintainer (MEMBER) opens pull request #2")
+        await self._sim_post("/_sim/pulls", {
+            "repo": "demo-org/widgets", "number": 2, "title": "Release prep",
+            "author": {"login": "maintainer", "id": 5002, "type": "User"}, "author_association": "MEMBER",
+            "webhook": "opened",
+        })
+        body = await self._until("exempt comment", lambda: self._our_comment("demo-org/widgets", 2))
+        say("   prgate: " + body.replace(PR_MARKER, "").strip().splitlines()[0])
+
+        say("4. GitHub: demo-org adds repository demo-org/gears to the installation, then removes it")
+        await self._sim_post("/_sim/installations/1/repositories",
+                             {"id": 1002, "full_name": "demo-org/gears", "webhook": True})
+        await self._until("repository added", self._installed(1002, True))
+        say("   backend: demo-org/gears installed=True")
+        async with self._s.delete(f"{self._sim}/_sim/installations/1/repositories/1002",
+                                  json={"webhook": True}) as resp:
+            resp.raise_for_status()
+        status = await self._until("repository removed", self._installed(1002, False))
+        say(f"   backend: demo-org/gears installed={status['installed']} ({status['installation_status']})")
+
+    def _installed(self, repo_id: int, expected: bool) -> Callable[[], Awaitable[Any]]:
+        async def probe() -> Any:
+            status = await self._app_status(repo_id)
+            return status if status["installed"] is expected and status["repo_full_name"] else None
+        return probe
