@@ -1,0 +1,133 @@
+"""The whole stack as real processes: simulator → receiver → backend → workers → simulator."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from prgate.demo import PR_MARKER, Demo
+from tests.conftest import INTERNAL_SECRET
+from tests.support.github_sim import APP_ID, app_keys
+from tests.support.processes import Fleet, Proc, eventually, free_port, wait_http_ok
+
+
+@dataclass
+class FullStack:
+    fleet: Fleet
+    env: dict[str, str]
+    backend: Proc
+    simulator_url: str
+    backend_url: str
+    bot_url: str
+
+    async def restart_backend(self) -> None:
+        self.backend = self.fleet.start("backend-2", "backend", self.env)
+        await wait_http_ok(f"{self.backend_url}/readyz", self.backend)
+
+
+@pytest.fixture
+async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[FullStack]:
+    fleet = Fleet()
+    ports = {name: free_port() for name in ("backend", "bot", "simulator")}
+    key_path = tmp_path / "app.pem"
+    key_path.write_text(app_keys().private_pem)
+    env = {
+        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET,
+        "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
+        "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
+        "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",
+        "BOT_HOST": "127.0.0.1", "BOT_PORT": str(ports["bot"]),
+        "SIMULATOR_PORT": str(ports["simulator"]),
+        "SIMULATOR_WEBHOOK_URL": f"http://127.0.0.1:{ports['bot']}/webhooks/github",
+        "SIMULATOR_SECONDARY_LIMIT_PER_MINUTE": "100000",
+        "GITHUB_API_URL": f"http://127.0.0.1:{ports['simulator']}", "GITHUB_APP_ID": str(APP_ID),
+        "GITHUB_PRIVATE_KEY_PATH": str(key_path), "GITHUB_WEBHOOK_SECRET": secrets.token_hex(16),
+        "ARQ_QUEUE_NAME": f"prgate-test-{uuid.uuid4().hex}", "WORKER_METRICS_PORT": "0",
+        "WORKER_CLAIM_WAIT_SECONDS": "5", "FORWARD_TIMEOUT_SECONDS": "1",
+    }
+    simulator = fleet.start("simulator", "simulator", env)
+    backend = fleet.start("backend", "backend", env)
+    bot = fleet.start("bot", "bot", env)
+    for i in range(2):
+        fleet.start(f"worker-{i}", "worker", {**env, "WORKER_ID": f"worker-{i}"})
+    stack = FullStack(fleet, env, backend, f"http://127.0.0.1:{ports['simulator']}",
+                      env["BACKEND_URL"], f"http://127.0.0.1:{ports['bot']}")
+    try:
+        await wait_http_ok(f"{stack.simulator_url}/_sim/health", simulator)
+        await wait_http_ok(f"{stack.backend_url}/readyz", backend)
+        await wait_http_ok(f"{stack.bot_url}/healthz", bot)
+        yield stack
+    except BaseException:
+        print(fleet.logs())
+        raise
+    finally:
+        fleet.stop_all()
+
+
+async def test_demo_scenario_through_real_processes(full_stack: FullStack, db: asyncpg.Pool) -> None:
+    lines: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        await Demo(session, full_stack.simulator_url, full_stack.backend_url, lines.append).run()
+        comments = await (await session.get(
+            f"{full_stack.simulator_url}/_sim/repos/demo-org/widgets/pulls/1/comments"
+        )).json()
+    assert [c["user"]["type"] for c in comments] == ["Bot"]
+    assert f"{full_stack.backend_url}/verify/" in comments[0]["body"]
+    async with db.acquire() as conn:
+        decisions = [tuple(r) for r in await conn.fetch(
+            "SELECT action, decision FROM webhook_deliveries WHERE event_name = 'pull_request' ORDER BY received_at"
+        )]
+    assert decisions == [("opened", "GATE"), ("opened", "EXEMPT")]
+    assert any("installed=False" in line for line in lines)
+
+
+async def test_deliveries_parked_while_backend_is_down_are_processed_once_by_the_worker_fleet(
+    full_stack: FullStack, db: asyncpg.Pool
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        async def sim(path: str, body: dict[str, object]) -> dict[str, object]:
+            async with session.post(f"{full_stack.simulator_url}{path}", json=body) as resp:
+                assert resp.status in (200, 201), await resp.text()
+                result: dict[str, object] = await resp.json()
+                return result
+
+        await sim("/_sim/installations", {
+            "id": 77, "account": {"login": "acme", "id": 7, "type": "Organization"},
+            "repositories": [{"id": 7700, "full_name": "acme/app"}], "webhook": True,
+        })
+
+        async def installed() -> bool:
+            async with session.get(f"{full_stack.backend_url}/api/v1/repos/7700/github-app-status") as resp:
+                return bool((await resp.json())["installed"])
+
+        await eventually(installed, timeout=30)
+        full_stack.backend.kill()
+        statuses = []
+        for n in range(1, 21):
+            result = await sim("/_sim/pulls", {
+                "repo": "acme/app", "number": n, "author": {"login": f"dev{n}", "id": 100 + n, "type": "User"},
+                "author_association": "NONE", "webhook": "opened",
+            })
+            statuses.append(result["deliveries"][0]["status_code"])  # type: ignore[index]
+        assert statuses == [202] * 20  # parked on Redis, not lost
+        await full_stack.restart_backend()
+
+        async def all_gated() -> bool:
+            counts = []
+            for n in range(1, 21):
+                async with session.get(f"{full_stack.simulator_url}/_sim/repos/acme/app/pulls/{n}/comments") as r:
+                    counts.append(sum(PR_MARKER in c["body"] for c in await r.json()))
+            return counts == [1] * 20
+
+        await eventually(all_gated, timeout=120)
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries WHERE event_name = 'pull_request'") == 20
+        assert await conn.fetchval("SELECT count(*) FROM challenges WHERE status = 'PENDING'") == 20
+        assert await conn.fetchval("SELECT count(*) FROM bot_actions WHERE status = 'DONE'") == 20
