@@ -16,7 +16,7 @@ from prgate.simulator import FaultConfig, FaultProfile
 from tests.conftest import INTERNAL_SECRET
 from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.outbox import seed_actions
-from tests.support.processes import Fleet, eventually, free_port, wait_http_ok
+from tests.support.processes import Fleet, Proc, eventually, free_port, wait_http_ok
 
 MARKER = "<!-- m -->"
 
@@ -82,6 +82,21 @@ async def install(db: asyncpg.Pool, simulator: Simulator, installations: int, pr
     return repos
 
 
+async def worker_metric(proc: Proc, name: str, **labels: str) -> float:
+    """One sample from a worker's /metrics (the port is in its start-up log line)."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = proc.log().split('metrics on :')[1].split('"')[0]
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
 async def all_finished(db: asyncpg.Pool) -> bool:
     async with db.acquire() as conn:
         return bool(await conn.fetchval("SELECT count(*) = 0 FROM bot_actions WHERE status IN ('PENDING','CLAIMED')"))
@@ -124,6 +139,19 @@ async def test_three_worker_processes_drain_2000_actions_each_effect_exactly_onc
     assert set(done_per_worker) == {"w0", "w1", "w2"}
     assert all(n > 0 for n in done_per_worker.values()), done_per_worker
     assert sum(done_per_worker.values()) == 2000
+    # Each replica's /metrics agrees with what it did.
+    for proc in stack.fleet.procs[1:]:
+        executed = await worker_metric(proc, "actions_executed_total",
+                                       action_type="UPSERT_PR_COMMENT", outcome="SUCCEEDED")
+        assert executed == done_per_worker[proc.name]
+    # No key or installation token ever reaches a log line.
+    secrets = [t for t in simulator.state.tokens] + [
+        line for line in app_keys().private_pem.splitlines() if "PRIVATE KEY" not in line
+    ]
+    assert len(simulator.state.tokens) >= 4
+    for proc in stack.fleet.procs:
+        log_text = proc.log()
+        assert not [s for s in secrets if s in log_text], proc.name
 
 
 async def test_sigkilled_worker_loses_nothing_and_duplicates_nothing(
