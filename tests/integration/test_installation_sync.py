@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import asyncpg
+import pytest
 
 from tests.support.ingest import send_installation, send_pr
 from tests.support.payloads import installation_payload, installation_repositories_payload, pull_request_payload
+from tests.support.rows import snapshot
 from tests.support.signed import SignedClient
 
 
@@ -125,3 +130,28 @@ async def test_uninteresting_installation_action_is_ignored(backend: SignedClien
     resp = await send_installation(backend, "installation", installation_payload("new_permissions_accepted"))
     assert resp["status"] == "IGNORED"
     assert "does not change" in resp["reason"]
+
+
+@pytest.mark.parametrize(
+    ("event", "build"),
+    [
+        ("installation", lambda: installation_payload("created", repos=[(5001, "octo-org/widgets")])),
+        ("installation", lambda: installation_payload("suspend")),
+        ("installation", lambda: installation_payload("unsuspend")),
+        ("installation", lambda: installation_payload("deleted")),
+        ("installation_repositories",
+         lambda: installation_repositories_payload("added", repos=[(5002, "octo-org/gears")])),
+        ("installation_repositories",
+         lambda: installation_repositories_payload("removed", repos=[(5001, "octo-org/widgets")])),
+    ],
+)
+async def test_duplicate_of_each_installation_action_changes_nothing(
+    backend: SignedClient, db: asyncpg.Pool, event: str, build: Callable[[], dict[str, Any]]
+) -> None:
+    await send_installation(backend, "installation", installation_payload("created"), "setup")
+    first = await send_installation(backend, event, build(), "dup-1")
+    assert first["status"] == "ACCEPTED"
+    after_first = await snapshot(db)
+    again = await send_installation(backend, event, build(), "dup-1")
+    assert again["status"] == "DUPLICATE"
+    assert await snapshot(db) == after_first
