@@ -1,7 +1,9 @@
 # Two commands on a fresh machine with Python >= 3.11:
 #   make run    set up .venv and run the whole stack (embedded PostgreSQL/Redis when no URLs are set)
 #   make test   set up .venv, lint, type-check and run the test suite
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+# The first interpreter that actually runs and is >= 3.11 (pyenv shims may exist for absent versions).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && command -v $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,7 +11,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint typecheck pytest bench venv clean
 
 $(STAMP): pyproject.toml requirements.lock
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "prgate needs Python >= 3.11"'
+	@test -n "$(PYTHON)" || { echo "prgate needs Python >= 3.11 (set PYTHON=/path/to/python3)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
