@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared_contracts.common import WireModel
 
@@ -18,6 +19,10 @@ class Provider(StrEnum):
 class ActionType(StrEnum):
     UPSERT_PR_COMMENT = "UPSERT_PR_COMMENT"
     CLOSE_PR_WITH_COMMENT = "CLOSE_PR_WITH_COMMENT"
+    # Extensions of the §4 contract (docs/contract.md): the commit status that lets branch
+    # protection require prgate, and reopening a PR closed by timeout once its author verifies.
+    SET_COMMIT_STATUS = "SET_COMMIT_STATUS"
+    REOPEN_PR_WITH_COMMENT = "REOPEN_PR_WITH_COMMENT"
 
 
 class ActionStatus(StrEnum):
@@ -41,6 +46,29 @@ class CommentPayload(WireModel):
     body: str = Field(min_length=1, max_length=65_000)
 
 
+StatusState = Literal["pending", "success", "failure", "error"]
+
+
+class StatusPayload(WireModel):
+    """A commit status on the PR head: context `prgate`, so branch protection can require it."""
+
+    sha: str = Field(pattern=r"^[0-9a-f]{40}$")
+    state: StatusState
+    context: str = Field(default="prgate", min_length=1, max_length=255)
+    description: str = Field(default="", max_length=140)
+    target_url: str | None = Field(default=None, max_length=2048)
+
+
+ActionPayload = CommentPayload | StatusPayload
+
+PAYLOAD_TYPES: dict[ActionType, type[CommentPayload] | type[StatusPayload]] = {
+    ActionType.UPSERT_PR_COMMENT: CommentPayload,
+    ActionType.CLOSE_PR_WITH_COMMENT: CommentPayload,
+    ActionType.REOPEN_PR_WITH_COMMENT: CommentPayload,
+    ActionType.SET_COMMIT_STATUS: StatusPayload,
+}
+
+
 class ClaimRequest(WireModel):
     worker_id: str = Field(min_length=1, max_length=200)
     max_actions: int = Field(default=1, ge=1, le=100)
@@ -59,7 +87,14 @@ class ClaimedAction(WireModel):
     installation_id: int
     repo_full_name: str
     github_pr_number: int
-    payload: CommentPayload
+    payload: ActionPayload
+
+    @model_validator(mode="after")
+    def _payload_matches_type(self) -> ClaimedAction:
+        expected = PAYLOAD_TYPES[self.action_type]
+        if not isinstance(self.payload, expected):
+            raise ValueError(f"{self.action_type.value} needs a {expected.__name__}")
+        return self
 
 
 class ClaimResponse(WireModel):

@@ -10,10 +10,11 @@ import asyncpg
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.store import outbox
 from shared_contracts.actions import (
+    PAYLOAD_TYPES,
+    ActionType,
     ClaimedAction,
     ClaimRequest,
     ClaimResponse,
-    CommentPayload,
     Outcome,
     ResultRequest,
     ResultResponse,
@@ -58,7 +59,7 @@ async def claim_actions(pool: asyncpg.Pool, notifier: ActionNotifier, req: Claim
                 action_id=r["action_id"], attempt=r["attempt"], lease_expires_at=r["lease_expires_at"],
                 provider=r["provider"], action_type=r["action_type"], installation_id=r["installation_id"],
                 repo_full_name=r["repo_full_name"], github_pr_number=r["pr_number"],
-                payload=CommentPayload.model_validate(r["payload"]),
+                payload=PAYLOAD_TYPES[ActionType(r["action_type"])].model_validate(r["payload"]),
             )
             for r in rows
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -13,6 +13,7 @@ import gidgethub
 from gidgethub.aiohttp import GitHubAPI
 
 from bot_worker.providers.github_auth import InstallationTokens
+from shared_contracts.actions import StatusPayload
 
 T = TypeVar("T")
 
@@ -27,9 +28,9 @@ class CommentResult(StrEnum):
     UNCHANGED = "unchanged"
 
 
-class CloseResult(StrEnum):
-    CLOSED = "closed"
-    ALREADY_CLOSED = "already_closed"
+class StateResult(StrEnum):
+    CHANGED = "changed"
+    ALREADY = "already"
 
 
 class _ObservedAPI(GitHubAPI):
@@ -102,14 +103,30 @@ class GitHubProvider:
 
         return await self._as_installation(installation_id, op)
 
-    async def close_pull_request(self, installation_id: int, repo_full_name: str, number: int) -> CloseResult:
+    async def set_pull_request_state(
+        self, installation_id: int, repo_full_name: str, number: int, state: Literal["open", "closed"]
+    ) -> StateResult:
+        """Close or reopen; a PR already in that state is left alone (success, no write)."""
         path = f"{_repo_path(repo_full_name)}/pulls/{number}"
 
-        async def op(gh: GitHubAPI) -> CloseResult:
+        async def op(gh: GitHubAPI) -> StateResult:
             pr = await gh.getitem(path)
-            if pr.get("state") == "closed":
-                return CloseResult.ALREADY_CLOSED
-            await gh.patch(path, data={"state": "closed"})
-            return CloseResult.CLOSED
+            if pr.get("state") == state:
+                return StateResult.ALREADY
+            await gh.patch(path, data={"state": state})
+            return StateResult.CHANGED
 
         return await self._as_installation(installation_id, op)
+
+    async def set_commit_status(self, installation_id: int, repo_full_name: str, status: StatusPayload) -> None:
+        """Statuses are append-only on GitHub: the newest per context wins, so a repeat is harmless."""
+        path = f"{_repo_path(repo_full_name)}/statuses/{status.sha}"
+        data: dict[str, str] = {"state": status.state, "context": status.context,
+                                "description": status.description}
+        if status.target_url:
+            data["target_url"] = status.target_url
+
+        async def op(gh: GitHubAPI) -> None:
+            await gh.post(path, data=data)
+
+        await self._as_installation(installation_id, op)

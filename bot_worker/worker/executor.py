@@ -10,12 +10,17 @@ from collections.abc import Awaitable, Callable
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.worker.outcomes import Classified, classify_exception
 from bot_worker.worker.throttle import WriteThrottle
-from shared_contracts.actions import ActionType, ClaimedAction, Outcome, Provider
+from shared_contracts.actions import ActionType, ClaimedAction, Outcome, Provider, StatusPayload
 
 log = logging.getLogger(__name__)
 
 # Writes each action type may need: our comment (create or edit), and the close.
-_WRITES = {ActionType.UPSERT_PR_COMMENT: 1, ActionType.CLOSE_PR_WITH_COMMENT: 2}
+_WRITES = {
+    ActionType.UPSERT_PR_COMMENT: 1,
+    ActionType.CLOSE_PR_WITH_COMMENT: 2,
+    ActionType.REOPEN_PR_WITH_COMMENT: 2,
+    ActionType.SET_COMMIT_STATUS: 1,
+}
 
 
 class Executor:
@@ -56,17 +61,8 @@ class Executor:
         if pending_wait is not None:
             return Classified(Outcome.RETRYABLE_FAILURE, "write throttle: installation budget exhausted",
                               pending_wait, "throttle")
-        p = action.payload
         try:
-            comment = await self._github.upsert_comment(
-                action.installation_id, action.repo_full_name, action.github_pr_number, p.marker, p.body
-            )
-            detail = f"comment {comment.value}"
-            if action.action_type is ActionType.CLOSE_PR_WITH_COMMENT:
-                closed = await self._github.close_pull_request(
-                    action.installation_id, action.repo_full_name, action.github_pr_number
-                )
-                detail += f"; pull request {closed.value.replace('_', ' ')}"
+            detail = await self._perform(action)
         except Exception as exc:  # every failure becomes an outcome; none may kill the worker
             classified = classify_exception(exc)
             log.warning(
@@ -77,3 +73,21 @@ class Executor:
             return classified
         log.info(detail, extra={"action_id": action.action_id, "installation_id": action.installation_id})
         return Classified(Outcome.SUCCEEDED, None)
+
+    async def _perform(self, action: ClaimedAction) -> str:
+        gh, inst, repo, number = self._github, action.installation_id, action.repo_full_name, action.github_pr_number
+        p = action.payload
+        if isinstance(p, StatusPayload):
+            await gh.set_commit_status(inst, repo, p)
+            return f"status {p.state} on {p.sha[:7]}"
+        detail = []
+        if action.action_type is ActionType.REOPEN_PR_WITH_COMMENT:
+            # Reopen first: the comment then reads right on an open PR.
+            reopened = await gh.set_pull_request_state(inst, repo, number, "open")
+            detail.append(f"reopen {reopened.value}")
+        comment = await gh.upsert_comment(inst, repo, number, p.marker, p.body)
+        detail.append(f"comment {comment.value}")
+        if action.action_type is ActionType.CLOSE_PR_WITH_COMMENT:
+            closed = await gh.set_pull_request_state(inst, repo, number, "closed")
+            detail.append(f"close {closed.value}")
+        return "; ".join(detail)

@@ -246,3 +246,36 @@ async def test_throttle_waits_when_the_lease_allows(redis: Redis) -> None:
 
     await asyncio.sleep(wait + 0.05)
     assert await throttle.try_acquire(1) == 0
+
+
+def status_action(state: str, sha: str = "a" * 40) -> ClaimedAction:
+    base = action().model_dump(mode="json")
+    return ClaimedAction.model_validate({
+        **base, "action_type": "SET_COMMIT_STATUS",
+        "payload": {"sha": sha, "state": state, "description": "prgate says so", "target_url": "http://x/y"},
+    })
+
+
+async def test_commit_status_is_set_on_the_given_sha(executor: Executor, simulator: Simulator) -> None:
+    assert (await executor.run(status_action("pending"), lease())).outcome is Outcome.SUCCEEDED
+    assert (await executor.run(status_action("success"), lease())).outcome is Outcome.SUCCEEDED
+    statuses = simulator.state.statuses_for("octo-org/widgets", "a" * 40)
+    assert [(s.state, s.context) for s in statuses] == [("success", "prgate"), ("pending", "prgate")]
+    assert statuses[0].description == "prgate says so"
+
+
+def test_payload_must_match_the_action_type() -> None:
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="SET_COMMIT_STATUS needs a StatusPayload"):
+        ClaimedAction.model_validate({**action().model_dump(mode="json"), "action_type": "SET_COMMIT_STATUS"})
+
+
+async def test_reopen_with_comment_reopens_then_updates_our_comment(executor: Executor, simulator: Simulator) -> None:
+    await executor.run(action(ActionType.CLOSE_PR_WITH_COMMENT, body=f"{MARKER}\nclosed"), lease())
+    assert simulator.state.get_pull_request("octo-org/widgets", 7).state == "closed"
+    reopen = action(ActionType.REOPEN_PR_WITH_COMMENT, body=f"{MARKER}\nverified, reopened")
+    assert (await executor.run(reopen, lease())).outcome is Outcome.SUCCEEDED
+    assert simulator.state.get_pull_request("octo-org/widgets", 7).state == "open"
+    assert bodies(simulator) == [f"{MARKER}\nverified, reopened"]
+    assert (await executor.run(reopen, lease())).outcome is Outcome.SUCCEEDED  # already open: fine
