@@ -40,3 +40,66 @@ def exempt_comment(author_login: str) -> str:
         f"@{author_login} is exempt from contributor verification in this repository. "
         f"Thanks for the pull request!\n"
     )
+
+
+def timed_out_comment(author_login: str, verify_url: str, warn_only: bool) -> str:
+    if warn_only:
+        return (
+            f"{PR_COMMENT_MARKER}\n"
+            f"@{author_login}, the verification deadline has passed. This repository runs prgate in warn-only "
+            f"mode, so the pull request stays open; you can still verify here: {verify_url}\n"
+        )
+    return (
+        f"{PR_COMMENT_MARKER}\n"
+        f"@{author_login}, this pull request was closed because contributor verification was not completed "
+        f"before the deadline. You can still verify here: {verify_url} — "
+        f"after that a maintainer (or prgate, if the repository allows it) can reopen it.\n"
+    )
+
+
+def verified_comment(author_login: str) -> str:
+    return f"{PR_COMMENT_MARKER}\n@{author_login} has verified. Thanks, and welcome!\n"
+
+
+def exempted_comment(author_login: str, by_login: str) -> str:
+    return (
+        f"{PR_COMMENT_MARKER}\n"
+        f"@{by_login} exempted this pull request from contributor verification. Thanks, @{author_login}!\n"
+    )
+
+
+def reopened_after_timeout_comment(author_login: str, by_login: str) -> str:
+    return (
+        f"{PR_COMMENT_MARKER}\n"
+        f"@{by_login} reopened this pull request after the verification deadline; prgate will not close it "
+        f"again. Thanks, @{author_login}!\n"
+    )
+
+
+def reply_marker(comment_id: int) -> str:
+    """Each command gets at most one reply, found again by the id of the comment it answers."""
+    return f"<!-- prgate:reply:{comment_id} -->"
+
+
+def command_refused_reply(comment_id: int, sender_login: str, command: str) -> str:
+    return (
+        f"{reply_marker(comment_id)}\n"
+        f"@{sender_login}, `/prgate {command}` needs write access to this repository.\n"
+    )
+
+
+def unknown_command_reply(comment_id: int, sender_login: str, command: str) -> str:
+    return (
+        f"{reply_marker(comment_id)}\n"
+        f"@{sender_login}, prgate does not know `/prgate {command}`. "
+        f"Try `/prgate recheck` (anyone) or `/prgate exempt` (maintainers).\n"
+    )
+
+
+# Commit status descriptions (GitHub shows at most 140 characters).
+STATUS_PENDING = "Waiting for the author to verify"
+STATUS_EXEMPT = "Author is exempt from verification"
+STATUS_VERIFIED = "Author verified"
+STATUS_EXEMPTED = "Exempted by a maintainer"
+STATUS_TIMED_OUT = "Verification deadline passed"
+STATUS_REOPENED = "Reopened by a maintainer after the deadline"
