@@ -25,7 +25,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     notifier = app[NOTIFIER]
     await notifier.start(settings.database_url)
     app[DB_POOL] = pool
-    sweeper = asyncio.create_task(maintenance.run_forever(pool, settings.sweep_interval_seconds))
+    sweeper = asyncio.create_task(maintenance.run_forever(
+        pool, settings.sweep_interval_seconds, public_url=settings.public_url,
+        max_attempts=settings.action_max_attempts,
+    ))
     yield
     sweeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):

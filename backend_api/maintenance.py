@@ -1,4 +1,4 @@
-"""Periodic housekeeping, safe to run in every backend replica at once.
+"""Periodic work, safe to run in every backend replica at once: the deadline sweeper and housekeeping.
 
 Each step is a single set-based statement; concurrent replicas either do the
 work or find nothing left to do.
@@ -11,6 +11,7 @@ import logging
 
 import asyncpg
 
+from backend_api.challenges.deadlines import sweep_all
 from backend_api.store import outbox
 
 log = logging.getLogger(__name__)
@@ -18,20 +19,21 @@ log = logging.getLogger(__name__)
 NONCE_RETENTION_SECONDS = 900  # comfortably past the 300 s signature window
 
 
-async def run_once(pool: asyncpg.Pool) -> dict[str, int]:
+async def run_once(pool: asyncpg.Pool, *, public_url: str, max_attempts: int) -> dict[str, int]:
+    timed_out = await sweep_all(pool, public_url=public_url, max_attempts=max_attempts)
     async with pool.acquire() as conn:
         purged: str = await conn.execute(
             "DELETE FROM internal_nonces WHERE seen_at < now() - make_interval(secs => $1)",
             float(NONCE_RETENTION_SECONDS),
         )
         failed = await outbox.fail_exhausted_leases(conn)
-    return {"nonces_purged": int(purged.split()[-1]), "leases_failed": failed}
+    return {"challenges_timed_out": timed_out, "nonces_purged": int(purged.split()[-1]), "leases_failed": failed}
 
 
-async def run_forever(pool: asyncpg.Pool, interval: float) -> None:
+async def run_forever(pool: asyncpg.Pool, interval: float, *, public_url: str, max_attempts: int) -> None:
     while True:
         try:
-            counts = await run_once(pool)
+            counts = await run_once(pool, public_url=public_url, max_attempts=max_attempts)
             if any(counts.values()):
                 log.info("maintenance", extra=counts)
         except (asyncpg.PostgresError, OSError) as exc:

@@ -6,15 +6,21 @@ No I/O here; `backend_api.events.pull_request` loads the context, calls
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from backend_api.challenges import messages
+from shared_contracts.actions import StatusState
 from shared_contracts.events import Decision, IngestStatus, PullRequestEvent
 from shared_contracts.owner import InstallationStatus, RepoSettings
 
-# Actions that (re-)evaluate whether the PR must be gated.
-EVALUATING_ACTIONS = frozenset({"opened", "reopened", "ready_for_review"})
+# Actions that (re-)evaluate whether the PR must be gated. "recheck" is the `/prgate recheck` command.
+EVALUATING_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize", "recheck"})
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+ChallengeStatus = Literal["PENDING", "VERIFIED", "TIMED_OUT", "CANCELLED", "EXEMPTED"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,8 @@ class PrContext:
     pending_challenge_id: int | None
     now: datetime
     verify_url: str
+    # Status of the PR's most recent challenge, whatever it is (None: prgate never gated it).
+    latest_challenge_status: ChallengeStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +43,35 @@ class Comment:
 
 
 @dataclass(frozen=True, slots=True)
+class Status:
+    state: StatusState
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     status: IngestStatus
     decision: Decision | None = None
     reason: str | None = None
     create_challenge_deadline: datetime | None = None
     cancel_pending: bool = False
+    # Resolve the pending challenge as this status (the PR no longer needs gating).
+    resolve_pending: ChallengeStatus | None = None
+    # Record a PR-level exemption (a maintainer's decision that later events must respect).
+    record_exemption: str | None = None
+    # Point the pending challenge at the PR's new head commit.
+    move_head: bool = False
     comments: list[Comment] = field(default_factory=list)
+    statuses: list[Status] = field(default_factory=list)
 
 
 def _ignored(reason: str) -> Plan:
     return Plan(status=IngestStatus.IGNORED, reason=reason)
+
+
+def _status(event: PullRequestEvent, state: StatusState, description: str) -> list[Status]:
+    # A status needs the head commit; payloads without one (rare) simply get none.
+    return [Status(state, description)] if _SHA.match(event.pull_request.head_sha) else []
 
 
 def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
@@ -69,28 +95,50 @@ def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
 
     settings = ctx.settings
     author = pr.author
+    pending = ctx.pending_challenge_id is not None
     if settings.exempt_bots and (author.type == "Bot" or author.login.endswith("[bot]")):
         return _ignored("bot author")
+
     whitelist = {login.lower() for login in settings.whitelist_logins}
     if author.login.lower() in whitelist or pr.author_association in settings.exempt_associations:
         why = "whitelisted login" if author.login.lower() in whitelist else (
             f"author association {pr.author_association}"
         )
-        comments = (
-            [Comment(messages.PR_COMMENT_MARKER, messages.exempt_comment(author.login))]
-            if settings.exempt_comment and event.action == "opened"
-            else []
+        announce = settings.exempt_comment and (event.action == "opened" or pending)
+        return Plan(
+            status=IngestStatus.ACCEPTED, decision=Decision.EXEMPT, reason=why,
+            resolve_pending="EXEMPTED" if pending else None,
+            comments=[Comment(messages.PR_COMMENT_MARKER, messages.exempt_comment(author.login))] if announce else [],
+            statuses=_status(event, "success", messages.STATUS_EXEMPT),
         )
-        return Plan(status=IngestStatus.ACCEPTED, decision=Decision.EXEMPT, reason=why, comments=comments)
     if ctx.author_verified:
-        return Plan(status=IngestStatus.ACCEPTED, decision=Decision.VERIFIED_NOOP,
-                    reason="author already verified for this installation")
+        return Plan(
+            status=IngestStatus.ACCEPTED, decision=Decision.VERIFIED_NOOP,
+            reason="author already verified for this installation",
+            resolve_pending="VERIFIED" if pending else None,
+            comments=[Comment(messages.PR_COMMENT_MARKER, messages.verified_comment(author.login))] if pending else [],
+            statuses=_status(event, "success", messages.STATUS_VERIFIED),
+        )
+    if not pending and ctx.latest_challenge_status == "EXEMPTED":
+        return Plan(status=IngestStatus.ACCEPTED, decision=Decision.EXEMPT, reason="exempted by a maintainer",
+                    statuses=_status(event, "success", messages.STATUS_EXEMPTED))
+    if (not pending and ctx.latest_challenge_status == "TIMED_OUT" and event.action == "reopened"
+            and event.sender.id != author.id):
+        # A maintainer reopened what prgate closed: that is their decision, and it sticks.
+        return Plan(
+            status=IngestStatus.ACCEPTED, decision=Decision.EXEMPT,
+            reason=f"reopened by {event.sender.login} after the deadline",
+            record_exemption=f"reopened by {event.sender.login} after the deadline",
+            comments=[Comment(messages.PR_COMMENT_MARKER,
+                              messages.reopened_after_timeout_comment(author.login, event.sender.login))],
+            statuses=_status(event, "success", messages.STATUS_REOPENED),
+        )
     if pr.draft and not settings.gate_drafts:
         return Plan(status=IngestStatus.ACCEPTED, decision=Decision.DRAFT_DEFERRED,
                     reason="drafts are gated when marked ready for review")
-    if ctx.pending_challenge_id is not None:
-        return Plan(status=IngestStatus.ACCEPTED, decision=Decision.GATE,
-                    reason="challenge already pending")
+    if pending:
+        return Plan(status=IngestStatus.ACCEPTED, decision=Decision.GATE, reason="challenge already pending",
+                    move_head=True, statuses=_status(event, "pending", messages.STATUS_PENDING))
     deadline = ctx.now + timedelta(seconds=settings.deadline_seconds)
     body = messages.gate_comment(author.login, ctx.verify_url, deadline, settings.warn_only)
     return Plan(
@@ -99,4 +147,5 @@ def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
         reason="unverified contributor",
         create_challenge_deadline=deadline,
         comments=[Comment(messages.PR_COMMENT_MARKER, body)],
+        statuses=_status(event, "pending", messages.STATUS_PENDING),
     )

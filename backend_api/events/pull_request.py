@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
+import dataclasses
 from datetime import UTC, datetime
 
 import asyncpg
 
 from backend_api.challenges.decide import Plan, PrContext, decide
+from backend_api.challenges.tokens import hash_token, new_token
 from backend_api.store import challenges, deliveries, installations, outbox, repo_settings
 from backend_api.store.db import Conn
-from shared_contracts.actions import ActionType, CommentPayload, Provider
+from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
 from shared_contracts.owner import InstallationStatus
 
 EVENT_NAME = "pull_request"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def ingest_pull_request(
@@ -51,7 +47,7 @@ async def ingest_pull_request(
                 # created, so the first PR is what tells us it exists.
                 await installations.add_repositories(conn, event.installation_id, [repo])
                 member = True
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         ctx = PrContext(
             installation_status=installation.status if installation else None,
             repo_is_member=member,
@@ -60,6 +56,7 @@ async def ingest_pull_request(
             pending_challenge_id=await challenges.pending_for_pr(conn, repo.id, pr.number),
             now=now,
             verify_url=f"{public_url.rstrip('/')}/verify/{token}",
+            latest_challenge_status=await challenges.latest_status_for_pr(conn, repo.id, pr.number),  # type: ignore[arg-type]
         )
         plan = decide(event, ctx)
         challenge_id, action_ids = await _apply(conn, event, ctx, plan, token, max_attempts)
@@ -84,32 +81,34 @@ async def _apply(
     repo = event.repository
     pr = event.pull_request
     challenge_id = ctx.pending_challenge_id
+    new = challenges.NewChallenge(
+        installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name,
+        pr_number=pr.number, pr_id=pr.id, head_sha=pr.head_sha, author_id=pr.author.id,
+        author_login=pr.author.login, deadline_at=ctx.now, token_hash=hash_token(token),
+        delivery_id=event.delivery_id,
+    )
     if plan.cancel_pending:
         challenge_id = await challenges.cancel_pending_for_pr(conn, repo.id, pr.number, "pull request closed")
+    if plan.resolve_pending is not None:
+        challenge_id = await challenges.resolve_pending_for_pr(
+            conn, repo.id, pr.number, plan.resolve_pending, plan.reason or plan.resolve_pending.lower()
+        )
+    if plan.record_exemption is not None:
+        challenge_id = await challenges.record_exemption(conn, new, plan.record_exemption)
+    if plan.move_head and challenge_id is not None and pr.head_sha:
+        await challenges.move_head(conn, challenge_id, pr.head_sha)
     if plan.create_challenge_deadline is not None:
-        challenge_id = await challenges.create(
-            conn,
-            challenges.NewChallenge(
-                installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name,
-                pr_number=pr.number, pr_id=pr.id, head_sha=pr.head_sha, author_id=pr.author.id,
-                author_login=pr.author.login, deadline_at=plan.create_challenge_deadline,
-                token_hash=hash_token(token), delivery_id=event.delivery_id,
-            ),
-        )
-    action_ids = []
-    for comment in plan.comments:
-        action_ids.append(
-            await outbox.enqueue(
-                conn,
-                outbox.NewAction(
-                    provider=Provider.GITHUB, action_type=ActionType.UPSERT_PR_COMMENT,
-                    installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name,
-                    pr_number=pr.number,
-                    payload=CommentPayload(marker=comment.marker, body=comment.body).model_dump(),
-                    challenge_id=challenge_id, max_attempts=max_attempts,
-                ),
-            )
-        )
+        new = dataclasses.replace(new, deadline_at=plan.create_challenge_deadline)
+        challenge_id = await challenges.create(conn, new)
+    target = outbox.PrTarget(event.installation_id, repo.id, repo.full_name, pr.number, challenge_id, max_attempts)
+    action_ids = [await target.enqueue(conn, ActionType.UPSERT_PR_COMMENT,
+                                       CommentPayload(marker=c.marker, body=c.body))
+                  for c in plan.comments]
+    verify_url = ctx.verify_url if plan.create_challenge_deadline is not None else None
+    action_ids += [await target.enqueue(conn, ActionType.SET_COMMIT_STATUS,
+                                        StatusPayload(sha=pr.head_sha, state=s.state, description=s.description,
+                                                      target_url=verify_url))
+                   for s in plan.statuses]
     return challenge_id, action_ids
 
 

@@ -100,3 +100,77 @@ async def record_verified(
            ON CONFLICT (installation_id, github_user_id) DO UPDATE SET login = EXCLUDED.login""",
         installation_id, github_user_id, login, challenge_id,
     )
+
+
+async def latest_status_for_pr(conn: Conn, repo_id: int, pr_number: int) -> str | None:
+    value = await conn.fetchval(
+        """SELECT status FROM challenges WHERE repo_id = $1 AND pr_number = $2
+           ORDER BY challenge_id DESC LIMIT 1""",
+        repo_id, pr_number,
+    )
+    return str(value) if value is not None else None
+
+
+async def resolve_pending_for_pr(
+    conn: Conn, repo_id: int, pr_number: int, status: str, resolution: str
+) -> int | None:
+    value = await conn.fetchval(
+        """UPDATE challenges SET status = $3, resolved_at = now(), resolution = $4
+           WHERE repo_id = $1 AND pr_number = $2 AND status = 'PENDING'
+           RETURNING challenge_id""",
+        repo_id, pr_number, status, resolution,
+    )
+    return int(value) if value is not None else None
+
+
+async def record_exemption(conn: Conn, new: NewChallenge, resolution: str) -> int:
+    """A PR-level exemption decided by a maintainer, kept as an already-resolved challenge row."""
+    value = await conn.fetchval(
+        """INSERT INTO challenges (installation_id, repo_id, repo_full_name, pr_number, pr_id, head_sha,
+                                   author_id, author_login, status, deadline_at, delivery_id, resolved_at, resolution)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'EXEMPTED', now(), $9, now(), $10)
+           RETURNING challenge_id""",
+        new.installation_id, new.repo_id, new.repo_full_name, new.pr_number, new.pr_id, new.head_sha,
+        new.author_id, new.author_login, new.delivery_id, resolution,
+    )
+    return int(value)
+
+
+async def move_head(conn: Conn, challenge_id: int, head_sha: str) -> None:
+    await conn.execute("UPDATE challenges SET head_sha = $2 WHERE challenge_id = $1", challenge_id, head_sha)
+
+
+@dataclass(frozen=True, slots=True)
+class DueChallenge:
+    challenge_id: int
+    installation_id: int
+    repo_id: int
+    repo_full_name: str
+    pr_number: int
+    head_sha: str
+    author_login: str
+
+
+async def lock_due(conn: Conn, limit: int) -> list[DueChallenge]:
+    """Lock up to `limit` PENDING challenges past their deadline (SKIP LOCKED: replicas share the work)."""
+    rows = await conn.fetch(
+        """SELECT challenge_id, installation_id, repo_id, repo_full_name, pr_number, head_sha, author_login
+           FROM challenges
+           WHERE status = 'PENDING' AND deadline_at <= now()
+           ORDER BY deadline_at, challenge_id
+           LIMIT $1
+           FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
+    return [DueChallenge(**dict(r)) for r in rows]
+
+
+async def mark_timed_out(conn: Conn, timed_out: list[tuple[int, str]]) -> None:
+    """(challenge id, new token hash) pairs. The link token is rotated because the timeout
+    comment replaces the comment that held the old link."""
+    await conn.executemany(
+        """UPDATE challenges SET status = 'TIMED_OUT', resolved_at = now(), resolution = 'deadline passed',
+                                 token_hash = $2
+           WHERE challenge_id = $1 AND status = 'PENDING'""",
+        timed_out,
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from backend_api.store.db import Conn
-from shared_contracts.actions import ActionStatus, ActionType, Outcome, Provider
+from shared_contracts.actions import ActionStatus, ActionType, CommentPayload, Outcome, Provider, StatusPayload
 
 NOTIFY_CHANNEL = "prgate_bot_actions"
 
@@ -26,6 +26,28 @@ class NewAction:
     payload: dict[str, Any]
     challenge_id: int | None
     max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PrTarget:
+    """The pull request a batch of actions applies to, with what every row of it shares."""
+
+    installation_id: int
+    repo_id: int
+    repo_full_name: str
+    pr_number: int
+    challenge_id: int | None
+    max_attempts: int
+
+    async def enqueue(self, conn: Conn, action_type: ActionType, payload: CommentPayload | StatusPayload) -> int:
+        return await enqueue(
+            conn,
+            NewAction(
+                provider=Provider.GITHUB, action_type=action_type, installation_id=self.installation_id,
+                repo_id=self.repo_id, repo_full_name=self.repo_full_name, pr_number=self.pr_number,
+                payload=payload.model_dump(), challenge_id=self.challenge_id, max_attempts=self.max_attempts,
+            ),
+        )
 
 
 async def enqueue(conn: Conn, action: NewAction) -> int:

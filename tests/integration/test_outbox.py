@@ -238,7 +238,7 @@ async def test_exhausted_lease_is_failed_by_maintenance(backend: SignedClient, d
     await claim(backend)
     await expire_leases(db)
     assert await claim(backend) == []
-    counts = await maintenance.run_once(db)
+    counts = await maintenance.run_once(db, public_url="http://prgate.test", max_attempts=8)
     assert counts["leases_failed"] == 1
     row = await _row(db, action_id)
     assert row["status"] == "FAILED"

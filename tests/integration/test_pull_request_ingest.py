@@ -22,6 +22,16 @@ async def _actions(db: asyncpg.Pool) -> list[asyncpg.Record]:
         return list(await conn.fetch("SELECT * FROM bot_actions ORDER BY action_id"))
 
 
+async def _comments(db: asyncpg.Pool) -> list[asyncpg.Record]:
+    return [a for a in await _actions(db) if a["action_type"] == "UPSERT_PR_COMMENT"]
+
+
+async def _statuses(db: asyncpg.Pool) -> list[tuple[str, str]]:
+    """(state, description) of every commit status enqueued, in order."""
+    return [(a["payload"]["state"], a["payload"]["description"])
+            for a in await _actions(db) if a["action_type"] == "SET_COMMIT_STATUS"]
+
+
 async def _challenges(db: asyncpg.Pool) -> list[asyncpg.Record]:
     async with db.acquire() as conn:
         return list(await conn.fetch("SELECT * FROM challenges ORDER BY challenge_id"))
@@ -38,9 +48,14 @@ async def test_unverified_author_is_gated_with_comment_and_challenge(installed: 
     # Deadline defaults to 72 h after the decision.
     hours = (challenge["deadline_at"] - challenge["created_at"]).total_seconds() / 3600
     assert 71.9 < hours < 72.1
-    [action] = await _actions(db)
-    assert resp["enqueued_action_ids"] == [action["action_id"]]
+    action, status = await _actions(db)
+    assert resp["enqueued_action_ids"] == [action["action_id"], status["action_id"]]
     assert action["action_type"] == "UPSERT_PR_COMMENT"
+    # The comment first, then a pending commit status on the head, linking to the challenge page.
+    assert status["action_type"] == "SET_COMMIT_STATUS"
+    assert status["payload"]["sha"] == "0123456789abcdef0123456789abcdef01234567"
+    assert (status["payload"]["state"], status["payload"]["context"]) == ("pending", "prgate")
+    assert status["payload"]["target_url"].startswith("http://prgate.test/verify/")
     assert (action["installation_id"], action["repo_full_name"], action["pr_number"]) == (1001, "octo-org/widgets", 7)
     assert action["payload"]["marker"] == messages.PR_COMMENT_MARKER
     body = action["payload"]["body"]
@@ -63,7 +78,7 @@ async def test_duplicate_delivery_returns_original_decision_and_enqueues_nothing
     assert again["decision"] == "GATE"
     assert again["challenge_id"] == first["challenge_id"]
     assert again["enqueued_action_ids"] == []
-    assert len(await _actions(db)) == 1
+    assert len(await _actions(db)) == 2
     assert len(await _challenges(db)) == 1
 
 
@@ -73,8 +88,9 @@ async def test_second_opened_delivery_for_same_pr_keeps_one_pending_challenge(
     await send_pr(installed, pull_request_payload("opened"))
     resp = await send_pr(installed, pull_request_payload("reopened"))
     assert resp["decision"] == "GATE"
-    assert resp["enqueued_action_ids"] == []
+    assert len(resp["enqueued_action_ids"]) == 1  # only the status again, no second comment
     assert len(await _challenges(db)) == 1
+    assert len(await _comments(db)) == 1
 
 
 async def test_unknown_installation_is_ignored(backend: SignedClient, db: asyncpg.Pool) -> None:
@@ -92,8 +108,9 @@ async def test_trusted_associations_are_exempt_with_comment(
     resp = await send_pr(installed, pull_request_payload("opened", association=association))
     assert resp["decision"] == "EXEMPT"
     assert await _challenges(db) == []
-    [action] = await _actions(db)
+    [action] = await _comments(db)
     assert action["payload"]["body"] == messages.exempt_comment("newcomer")
+    assert await _statuses(db) == [("success", messages.STATUS_EXEMPT)]
 
 
 async def test_whitelisted_login_is_exempt_and_silent_when_configured(
@@ -103,7 +120,8 @@ async def test_whitelisted_login_is_exempt_and_silent_when_configured(
         await repo_settings.put(conn, 5001, RepoSettings(whitelist_logins=["NewComer"], exempt_comment=False))
     resp = await send_pr(installed, pull_request_payload("opened"))
     assert (resp["decision"], resp["reason"]) == ("EXEMPT", "whitelisted login")
-    assert await _actions(db) == []
+    assert await _comments(db) == []
+    assert await _statuses(db) == [("success", messages.STATUS_EXEMPT)]
 
 
 async def test_first_time_contributor_association_is_gated(installed: SignedClient) -> None:
@@ -130,7 +148,8 @@ async def test_verified_author_is_a_noop(installed: SignedClient, db: asyncpg.Po
         await challenges.record_verified(conn, 1001, 9001, "newcomer", None)
     resp = await send_pr(installed, pull_request_payload("opened"))
     assert resp["decision"] == "VERIFIED_NOOP"
-    assert await _actions(db) == []
+    assert await _comments(db) == []
+    assert await _statuses(db) == [("success", messages.STATUS_VERIFIED)]
     # Verification is per installation: the same author elsewhere is still gated.
     await send_installation(
         installed, "installation", installation_payload("created", installation_id=2002, repos=[(7001, "acme/x")])
@@ -147,7 +166,7 @@ async def test_draft_is_deferred_until_ready_for_review(installed: SignedClient,
     assert await _actions(db) == []
     ready = await send_pr(installed, pull_request_payload("ready_for_review"))
     assert ready["decision"] == "GATE"
-    assert len(await _actions(db)) == 1
+    assert len(await _comments(db)) == 1
 
 
 async def test_drafts_are_gated_when_configured(installed: SignedClient, db: asyncpg.Pool) -> None:
@@ -202,7 +221,7 @@ async def test_concurrent_deliveries_for_one_pr_create_one_challenge(installed: 
     results = await asyncio.gather(*(send_pr(installed, pull_request_payload("opened")) for _ in range(20)))
     assert {r["decision"] for r in results} == {"GATE"}
     assert len(await _challenges(db)) == 1
-    assert len(await _actions(db)) == 1
+    assert len(await _comments(db)) == 1
 
 
 async def test_same_delivery_posted_concurrently_is_processed_once(installed: SignedClient, db: asyncpg.Pool) -> None:
@@ -212,4 +231,4 @@ async def test_same_delivery_posted_concurrently_is_processed_once(installed: Si
     statuses = sorted(r["status"] for r in results)
     assert statuses.count("ACCEPTED") == 1
     assert statuses.count("DUPLICATE") == 49
-    assert len(await _actions(db)) == 1
+    assert len(await _actions(db)) == 2

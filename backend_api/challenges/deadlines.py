@@ -1,0 +1,51 @@
+"""The deadline sweeper: the only path by which prgate closes a pull request.
+
+Each run times out the PENDING challenges past their deadline and, in the same
+transaction, enqueues what follows: the closing comment (or, in warn-only
+repositories, just the comment) and a failing commit status.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+from backend_api.challenges import messages
+from backend_api.challenges.tokens import hash_token, new_token
+from backend_api.store import challenges, outbox, repo_settings
+from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: int, batch: int = 200) -> int:
+    """Time out one batch; returns how many challenges it resolved."""
+    async with pool.acquire() as conn, conn.transaction():
+        due = await challenges.lock_due(conn, batch)
+        if not due:
+            return 0
+        tokens = {c.challenge_id: new_token() for c in due}
+        await challenges.mark_timed_out(conn, [(cid, hash_token(t)) for cid, t in tokens.items()])
+        for c in due:
+            settings = await repo_settings.get(conn, c.repo_id)
+            url = f"{public_url.rstrip('/')}/verify/{tokens[c.challenge_id]}"
+            target = outbox.PrTarget(c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.challenge_id,
+                                     max_attempts)
+            body = messages.timed_out_comment(c.author_login, url, settings.warn_only)
+            action = ActionType.UPSERT_PR_COMMENT if settings.warn_only else ActionType.CLOSE_PR_WITH_COMMENT
+            await target.enqueue(conn, action, CommentPayload(marker=messages.PR_COMMENT_MARKER, body=body))
+            if _SHA.match(c.head_sha):
+                await target.enqueue(conn, ActionType.SET_COMMIT_STATUS, StatusPayload(
+                    sha=c.head_sha, state="failure", description=messages.STATUS_TIMED_OUT, target_url=url,
+                ))
+    return len(due)
+
+
+async def sweep_all(pool: asyncpg.Pool, *, public_url: str, max_attempts: int, batch: int = 200) -> int:
+    total = 0
+    while (n := await sweep_deadlines(pool, public_url=public_url, max_attempts=max_attempts, batch=batch)):
+        total += n
+        if n < batch:
+            break
+    return total
