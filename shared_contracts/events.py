@@ -111,3 +111,24 @@ class IngestResponse(WireModel):
     challenge_id: int | None = None
     enqueued_action_ids: list[int] = Field(default_factory=list)
     reason: str | None = None
+
+
+CollaboratorPermission = Literal["admin", "maintain", "write", "triage", "read", "none"]
+
+
+class CommandEvent(WireModel):
+    """A `/prgate <command>` comment on a pull request (an extension of §3, see docs/contract.md).
+
+    The receiver enriches it with what the backend cannot ask GitHub itself: the
+    pull request's current state and the commenter's permission on the repository.
+    """
+
+    delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    event: Literal["issue_comment"] = "issue_comment"
+    installation_id: int
+    repository: Repository
+    pull_request: PullRequest
+    comment_id: int
+    command: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
+    sender: Account
+    sender_permission: CollaboratorPermission

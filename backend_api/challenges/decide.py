@@ -74,13 +74,21 @@ def _status(event: PullRequestEvent, state: StatusState, description: str) -> li
     return [Status(state, description)] if _SHA.match(event.pull_request.head_sha) else []
 
 
-def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
+def installation_refusal(ctx: PrContext) -> Plan | None:
+    """Why prgate must not act on this repository at all, if it must not."""
     if ctx.installation_status is None:
         return _ignored("unknown installation")
     if ctx.installation_status is not InstallationStatus.ACTIVE:
         return _ignored(f"installation is {ctx.installation_status.value.lower()}")
     if not ctx.repo_is_member:
         return _ignored("repository is not part of the installation")
+    return None
+
+
+def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
+    refusal = installation_refusal(ctx)
+    if refusal is not None:
+        return refusal
 
     pr = event.pull_request
     if event.action == "closed":

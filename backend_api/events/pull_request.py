@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -18,6 +19,9 @@ from shared_contracts.owner import InstallationStatus
 EVENT_NAME = "pull_request"
 
 
+Planner = Callable[[PullRequestEvent, PrContext], Plan]
+
+
 async def ingest_pull_request(
     pool: asyncpg.Pool,
     event: PullRequestEvent,
@@ -26,46 +30,68 @@ async def ingest_pull_request(
     max_attempts: int,
     now: datetime | None = None,
 ) -> IngestResponse:
-    now = now or datetime.now(UTC)
-    repo = event.repository
-    pr = event.pull_request
     async with pool.acquire() as conn, conn.transaction():
         fresh = await deliveries.begin(
-            conn, event.delivery_id, EVENT_NAME, event.action, event.installation_id, repo.id
+            conn, event.delivery_id, EVENT_NAME, event.action, event.installation_id, event.repository.id
         )
         if not fresh:
-            return await _duplicate(conn, event.delivery_id)
-        await challenges.lock_pull_request(conn, repo.id, pr.number)
+            return await duplicate(conn, event.delivery_id, EVENT_NAME)
+        plan, challenge_id, action_ids = await evaluate(
+            conn, event, decide, public_url=public_url, max_attempts=max_attempts, now=now
+        )
+        await finish(conn, event.delivery_id, EVENT_NAME, plan, challenge_id)
+    return response(event.delivery_id, plan, challenge_id, action_ids)
 
-        installation = await installations.get(conn, event.installation_id)
-        member = False
-        if installation is not None:
-            member = await installations.is_member(conn, event.installation_id, repo.id)
-            if (not member and installation.repository_selection == "all"
-                    and installation.status is InstallationStatus.ACTIVE):
-                # "All repositories" installations get no event when a repo is
-                # created, so the first PR is what tells us it exists.
-                await installations.add_repositories(conn, event.installation_id, [repo])
-                member = True
-        token = new_token()
-        ctx = PrContext(
-            installation_status=installation.status if installation else None,
-            repo_is_member=member,
-            settings=await repo_settings.get(conn, repo.id),
-            author_verified=await challenges.is_verified(conn, event.installation_id, pr.author.id),
-            pending_challenge_id=await challenges.pending_for_pr(conn, repo.id, pr.number),
-            now=now,
-            verify_url=f"{public_url.rstrip('/')}/verify/{token}",
-            latest_challenge_status=await challenges.latest_status_for_pr(conn, repo.id, pr.number),  # type: ignore[arg-type]
-        )
-        plan = decide(event, ctx)
-        challenge_id, action_ids = await _apply(conn, event, ctx, plan, token, max_attempts)
-        record = deliveries.DeliveryRecord(
-            status=plan.status, decision=plan.decision, challenge_id=challenge_id, reason=plan.reason
-        )
-        await deliveries.finish(conn, event.delivery_id, EVENT_NAME, record)
+
+async def evaluate(
+    conn: Conn,
+    event: PullRequestEvent,
+    planner: Planner,
+    *,
+    public_url: str,
+    max_attempts: int,
+    now: datetime | None = None,
+) -> tuple[Plan, int | None, list[int]]:
+    """Decide about one PR and write the plan, inside the caller's transaction."""
+    repo = event.repository
+    pr = event.pull_request
+    await challenges.lock_pull_request(conn, repo.id, pr.number)
+    installation = await installations.get(conn, event.installation_id)
+    member = False
+    if installation is not None:
+        member = await installations.is_member(conn, event.installation_id, repo.id)
+        if (not member and installation.repository_selection == "all"
+                and installation.status is InstallationStatus.ACTIVE):
+            # "All repositories" installations get no event when a repo is
+            # created, so the first PR is what tells us it exists.
+            await installations.add_repositories(conn, event.installation_id, [repo])
+            member = True
+    token = new_token()
+    ctx = PrContext(
+        installation_status=installation.status if installation else None,
+        repo_is_member=member,
+        settings=await repo_settings.get(conn, repo.id),
+        author_verified=await challenges.is_verified(conn, event.installation_id, pr.author.id),
+        pending_challenge_id=await challenges.pending_for_pr(conn, repo.id, pr.number),
+        now=now or datetime.now(UTC),
+        verify_url=f"{public_url.rstrip('/')}/verify/{token}",
+        latest_challenge_status=await challenges.latest_status_for_pr(conn, repo.id, pr.number),  # type: ignore[arg-type]
+    )
+    plan = planner(event, ctx)
+    challenge_id, action_ids = await _apply(conn, event, ctx, plan, token, max_attempts)
+    return plan, challenge_id, action_ids
+
+
+async def finish(conn: Conn, delivery_id: str, event_name: str, plan: Plan, challenge_id: int | None) -> None:
+    record = deliveries.DeliveryRecord(
+        status=plan.status, decision=plan.decision, challenge_id=challenge_id, reason=plan.reason
+    )
+    await deliveries.finish(conn, delivery_id, event_name, record)
+
+
+def response(delivery_id: str, plan: Plan, challenge_id: int | None, action_ids: list[int]) -> IngestResponse:
     return IngestResponse(
-        status=plan.status, delivery_id=event.delivery_id, decision=plan.decision,
+        status=plan.status, delivery_id=delivery_id, decision=plan.decision,
         challenge_id=challenge_id, enqueued_action_ids=action_ids, reason=plan.reason,
     )
 
@@ -112,8 +138,8 @@ async def _apply(
     return challenge_id, action_ids
 
 
-async def _duplicate(conn: Conn, delivery_id: str) -> IngestResponse:
-    prior = await deliveries.get(conn, delivery_id, EVENT_NAME)
+async def duplicate(conn: Conn, delivery_id: str, event_name: str) -> IngestResponse:
+    prior = await deliveries.get(conn, delivery_id, event_name)
     return IngestResponse(
         status=IngestStatus.DUPLICATE, delivery_id=delivery_id,
         decision=prior.decision if prior else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from backend_api.events.command import ingest_command
 from backend_api.events.installation import ingest_installation_sync
 from backend_api.events.pull_request import ingest_pull_request
 from backend_api.http.errors import ApiError, json_response, read_model
@@ -11,7 +12,7 @@ from backend_api.http.keys import DB_POOL, NOTIFIER, RNG, SETTINGS
 from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result
 from backend_api.store import installations
 from shared_contracts.actions import ClaimRequest, ResultRequest
-from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
+from shared_contracts.events import CommandEvent, InstallationSyncEvent, PullRequestEvent
 from shared_contracts.owner import Health
 
 
@@ -34,6 +35,15 @@ async def pull_request_event(request: web.Request) -> web.Response:
 async def installation_sync_event(request: web.Request) -> web.Response:
     event = await read_model(request, InstallationSyncEvent)
     return json_response(await ingest_installation_sync(request.app[DB_POOL], event))
+
+
+async def command_event(request: web.Request) -> web.Response:
+    event = await read_model(request, CommandEvent)
+    settings = request.app[SETTINGS]
+    response = await ingest_command(
+        request.app[DB_POOL], event, public_url=settings.public_url, max_attempts=settings.action_max_attempts
+    )
+    return json_response(response)
 
 
 async def claim(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from backend_api.http import handlers
 from backend_api.http.errors import Handler
 from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
 from shared_contracts.common import ErrorBody
-from shared_contracts.events import IngestResponse, InstallationSyncEvent, PullRequestEvent
+from shared_contracts.events import CommandEvent, IngestResponse, InstallationSyncEvent, PullRequestEvent
 from shared_contracts.owner import GithubAppStatus, Health
 
 
@@ -38,6 +38,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/installation-sync", handlers.installation_sync_event,
           "Ingest a normalized installation / installation_repositories webhook", InstallationSyncEvent,
           IngestResponse, _INTERNAL_ERRORS, signed=True),
+    Route("POST", "/internal/v2/github/events/pr-command", handlers.command_event,
+          "Ingest a `/prgate` command comment, enriched by the receiver", CommandEvent, IngestResponse,
+          _INTERNAL_ERRORS, signed=True),
     Route("POST", "/internal/v2/bot-actions/claim", handlers.claim,
           "Lease up to max_actions claimable actions", ClaimRequest, ClaimResponse,
           _INTERNAL_ERRORS, signed=True),

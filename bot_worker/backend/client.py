@@ -12,12 +12,13 @@ from pydantic import BaseModel
 
 from shared_contracts import signing
 from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
-from shared_contracts.events import IngestResponse, InstallationSyncEvent, PullRequestEvent
+from shared_contracts.events import CommandEvent, IngestResponse, InstallationSyncEvent, PullRequestEvent
 
 M = TypeVar("M", bound=BaseModel)
 
 PR_PATH = "/internal/v2/github/events/pull-request"
 INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
+COMMAND_PATH = "/internal/v2/github/events/pr-command"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
 
 
@@ -59,6 +60,9 @@ class BackendClient:
         self, event: InstallationSyncEvent, timeout: float | None = None
     ) -> IngestResponse:
         return await self._post(INSTALLATION_PATH, event, IngestResponse, timeout)
+
+    async def ingest_command(self, event: CommandEvent, timeout: float | None = None) -> IngestResponse:
+        return await self._post(COMMAND_PATH, event, IngestResponse, timeout)
 
     async def claim(self, req: ClaimRequest) -> ClaimResponse:
         # Long-poll: allow the backend its wait plus a margin.

@@ -130,3 +130,28 @@ class GitHubProvider:
             await gh.post(path, data=data)
 
         await self._as_installation(installation_id, op)
+
+    async def get_pull_request(self, installation_id: int, repo_full_name: str, number: int) -> dict[str, Any]:
+        path = f"{_repo_path(repo_full_name)}/pulls/{number}"
+
+        async def op(gh: GitHubAPI) -> dict[str, Any]:
+            pr: dict[str, Any] = await gh.getitem(path)
+            return pr
+
+        return await self._as_installation(installation_id, op)
+
+    async def get_permission(self, installation_id: int, repo_full_name: str, login: str) -> str:
+        """The user's permission on the repository: admin, write, read or none (GitHub folds maintain
+        into write and triage into read in this field)."""
+        path = f"{_repo_path(repo_full_name)}/collaborators/{quote(login, safe='')}/permission"
+
+        async def op(gh: GitHubAPI) -> str:
+            try:
+                answer = await gh.getitem(path)
+            except gidgethub.BadRequest as exc:
+                if exc.status_code == 404:  # not a collaborator at all
+                    return "none"
+                raise
+            return str(answer.get("permission") or "none")
+
+        return await self._as_installation(installation_id, op)

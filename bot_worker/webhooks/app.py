@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from bot_worker.backend.client import BackendClient
 from bot_worker.metrics import Metrics, render
+from bot_worker.providers.github import GitHubProvider
+from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
 from bot_worker.webhooks.github import MAX_BODY_BYTES, GithubWebhooks, json_error
@@ -29,6 +31,8 @@ REDIS_SETTINGS = web.AppKey("redis_settings", RedisSettings)
 METRICS = web.AppKey("metrics", Metrics)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 QUEUE = web.AppKey("queue", ArqRedis)
+# None when no GitHub App credentials are configured: `/prgate` commands are then ignored.
+GITHUB: web.AppKey[GitHubProvider | None] = web.AppKey("github")
 
 READY_TIMEOUT_SECONDS = 2.0
 _REASONS = {
@@ -97,6 +101,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         raise
     app[HTTP_SESSION] = session
     app[QUEUE] = queue
+    app[GITHUB] = None
+    if settings.github_app_id and settings.private_key_pem():
+        tokens = InstallationTokens(session, settings.github_api_url, settings.github_app_id,
+                                    settings.private_key_pem(), on_refresh=app[METRICS].token_refreshes.inc)
+        app[GITHUB] = GitHubProvider(session, settings.github_api_url, tokens)
     app[FORWARDER] = Forwarder(
         BackendClient(session, settings.backend_url, settings.internal_secrets[0]),
         queue,
@@ -167,7 +176,7 @@ def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings 
     app[REDIS_SETTINGS] = redis_settings
     app[METRICS] = Metrics(CollectorRegistry(auto_describe=True))
     app.cleanup_ctx.append(_resources)
-    app.router.add_post("/webhooks/github", GithubWebhooks(secret, app[METRICS]).handle)
+    app.router.add_post("/webhooks/github", GithubWebhooks(secret, app[METRICS], GITHUB).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

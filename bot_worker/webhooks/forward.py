@@ -30,15 +30,27 @@ from redis.exceptions import RedisError
 from bot_worker import metrics as m
 from bot_worker.backend.client import BackendClient, BackendError
 from bot_worker.metrics import Metrics
-from shared_contracts.events import IngestResponse, IngestStatus, InstallationSyncEvent, PullRequestEvent
+from shared_contracts.events import (
+    CommandEvent,
+    IngestResponse,
+    IngestStatus,
+    InstallationSyncEvent,
+    PullRequestEvent,
+)
 
 log = logging.getLogger(__name__)
 
-IngestEvent = PullRequestEvent | InstallationSyncEvent
+IngestEvent = PullRequestEvent | InstallationSyncEvent | CommandEvent
 
 # The job's `kind` argument: which backend endpoint (and model) the body belongs to.
 KIND_PULL_REQUEST: Final = "pull_request"
 KIND_INSTALLATION_SYNC: Final = "installation_sync"
+KIND_COMMAND: Final = "command"
+_MODELS: dict[str, type[IngestEvent]] = {
+    KIND_PULL_REQUEST: PullRequestEvent,
+    KIND_INSTALLATION_SYNC: InstallationSyncEvent,
+    KIND_COMMAND: CommandEvent,
+}
 
 # What the worker must put in the arq ctx (on_startup) for `forward_delivery`.
 CTX_BACKEND: Final = "backend"  # a BackendClient (required)
@@ -64,21 +76,20 @@ def job_id(event: str, delivery_id: str) -> str:
 
 def encode(event: IngestEvent) -> tuple[str, str]:
     """(kind, JSON body) for the queue."""
-    kind = KIND_PULL_REQUEST if isinstance(event, PullRequestEvent) else KIND_INSTALLATION_SYNC
+    kind = next(k for k, model in _MODELS.items() if isinstance(event, model))
     return kind, event.model_dump_json()
 
 
 def decode(kind: str, body: str) -> IngestEvent:
     """Re-validate a queued body; `ValueError` (incl. ValidationError) when it is not one."""
-    if kind == KIND_PULL_REQUEST:
-        return PullRequestEvent.model_validate_json(body)
-    if kind == KIND_INSTALLATION_SYNC:
-        return InstallationSyncEvent.model_validate_json(body)
-    raise ValueError(f"unknown forward job kind {kind!r}")
+    model = _MODELS.get(kind)
+    if model is None:
+        raise ValueError(f"unknown forward job kind {kind!r}")
+    return model.model_validate_json(body)
 
 
 def installation_id_of(event: IngestEvent) -> int:
-    return event.installation_id if isinstance(event, PullRequestEvent) else event.installation.id
+    return event.installation.id if isinstance(event, InstallationSyncEvent) else event.installation_id
 
 
 def log_extra(event: IngestEvent) -> dict[str, Any]:
@@ -88,6 +99,8 @@ def log_extra(event: IngestEvent) -> dict[str, Any]:
 async def send(backend: BackendClient, event: IngestEvent, timeout: float) -> IngestResponse:
     if isinstance(event, PullRequestEvent):
         return await backend.ingest_pull_request(event, timeout=timeout)
+    if isinstance(event, CommandEvent):
+        return await backend.ingest_command(event, timeout=timeout)
     return await backend.ingest_installation(event, timeout=timeout)
 
 

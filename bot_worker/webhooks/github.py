@@ -19,6 +19,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot_worker.metrics import REJECTED, Metrics
+from bot_worker.providers.github import GitHubProvider
+from bot_worker.webhooks.commands import enrich
 from bot_worker.webhooks.forward import (
     FORWARDER,
     Forwarded,
@@ -31,6 +33,7 @@ from bot_worker.webhooks.forward import (
 from bot_worker.webhooks.normalize import (
     FORWARDED_EVENTS,
     NotForwardable,
+    comment_command,
     installation_sync_event,
     pull_request_event,
 )
@@ -90,9 +93,12 @@ def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 class GithubWebhooks:
     """The handler, holding its dependencies explicitly; the forwarder comes from the running app."""
 
-    def __init__(self, secret: bytes, metrics: Metrics) -> None:
+    def __init__(
+        self, secret: bytes, metrics: Metrics, github_key: web.AppKey[GitHubProvider | None] | None = None
+    ) -> None:
         self._secret = secret
         self._metrics = metrics
+        self._github_key = github_key
 
     def _unauthorized(self, message: str) -> web.Response:
         self._metrics.signature_failures.inc()
@@ -131,6 +137,8 @@ class GithubWebhooks:
         if event == "ping":
             log.info("ping received", extra=extra)
             return web.json_response({"status": "pong"})
+        if event == "issue_comment":
+            return await self._command(request, delivery_id, payload, extra)
         if event not in FORWARDED_EVENTS:
             log.info("event not forwarded", extra=extra)
             return web.json_response({"status": "ignored"}, status=202)
@@ -154,7 +162,32 @@ class GithubWebhooks:
             log.info("payload has an unexpected shape", extra=extra)
             return json_error(422, "validation_error", f"{event} payload has an unexpected shape")
         extra["installation_id"] = installation_id_of(model)
+        return await self._forward(request, model)
 
+    async def _command(
+        self, request: web.Request, delivery_id: str, payload: dict[str, Any], extra: dict[str, Any]
+    ) -> web.Response:
+        try:
+            cmd = comment_command(payload)
+        except (ValidationError, NotForwardable, TypeError, ValueError, KeyError, AttributeError):
+            self._metrics.webhooks_forwarded.labels("issue_comment", REJECTED).inc()
+            return json_error(422, "validation_error", "issue_comment payload has an unexpected shape")
+        if cmd is None:
+            log.info("comment is not a prgate command", extra=extra)
+            return web.json_response({"status": "ignored"}, status=202)
+        github = request.app[self._github_key] if self._github_key is not None else None
+        if github is None or cmd.sender.type == "Bot":
+            log.warning("prgate command ignored (%s)", "bot author" if github else "no GitHub App configured",
+                        extra=extra)
+            return web.json_response({"status": "ignored"}, status=202)
+        try:
+            model = await enrich(github, delivery_id, cmd)
+        except Exception as exc:  # GitHub unreachable or refusing: let GitHub mark it failed and redeliver
+            log.warning("could not look the command up on GitHub: %s", type(exc).__name__, extra=extra)
+            return json_error(503, "unavailable", "GitHub could not be asked about this command; redeliver it later")
+        return await self._forward(request, model)
+
+    async def _forward(self, request: web.Request, model: IngestEvent) -> web.Response:
         result = await request.app[FORWARDER].forward(model)
         if isinstance(result, Forwarded):
             return web.Response(body=result.response.model_dump_json(), content_type="application/json")

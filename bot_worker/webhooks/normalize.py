@@ -6,10 +6,13 @@ needs; the receiver answers that with 422.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from shared_contracts.events import (
     Account,
+    CommandEvent,
     InstallationInfo,
     InstallationSyncEvent,
     PullRequest,
@@ -35,11 +38,29 @@ def _installation_id(payload: dict[str, Any]) -> int:
     return int(installation["id"])
 
 
+def pull_request(pr: dict[str, Any]) -> PullRequest:
+    """A pull request object, as webhooks and `GET /repos/{o}/{r}/pulls/{n}` both shape it."""
+    head = pr.get("head") if isinstance(pr.get("head"), dict) else {}
+    return PullRequest.model_validate(
+        {
+            "id": pr.get("id"),
+            "number": pr.get("number"),
+            "title": pr.get("title") or "",
+            "state": pr.get("state"),
+            "draft": bool(pr.get("draft")),
+            "merged": bool(pr.get("merged")),
+            "head_sha": (head or {}).get("sha") or "",
+            "html_url": pr.get("html_url") or "",
+            "author": pr.get("user"),
+            "author_association": pr.get("author_association") or "NONE",
+        }
+    )
+
+
 def pull_request_event(delivery_id: str, payload: dict[str, Any]) -> PullRequestEvent:
     pr = payload.get("pull_request")
     if not isinstance(pr, dict):
         raise NotForwardable("pull_request payload without a pull_request object")
-    head = pr.get("head") if isinstance(pr.get("head"), dict) else {}
     return PullRequestEvent.model_validate(
         {
             "delivery_id": delivery_id,
@@ -47,23 +68,70 @@ def pull_request_event(delivery_id: str, payload: dict[str, Any]) -> PullRequest
             "action": payload.get("action"),
             "installation_id": _installation_id(payload),
             "repository": payload.get("repository"),
-            "pull_request": PullRequest.model_validate(
-                {
-                    "id": pr.get("id"),
-                    "number": pr.get("number"),
-                    "title": pr.get("title") or "",
-                    "state": pr.get("state"),
-                    "draft": bool(pr.get("draft")),
-                    "merged": bool(pr.get("merged")),
-                    "head_sha": (head or {}).get("sha") or "",
-                    "html_url": pr.get("html_url") or "",
-                    "author": pr.get("user"),
-                    "author_association": pr.get("author_association") or "NONE",
-                }
-            ),
+            "pull_request": pull_request(pr),
             "sender": payload.get("sender"),
         }
     )
+
+
+COMMAND_PREFIX = "/prgate"
+_COMMAND = re.compile(r"^/prgate(?:\s+([A-Za-z0-9_-]{1,64}))?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class CommentCommand:
+    """A `/prgate <word>` comment on a pull request, before enrichment."""
+
+    installation_id: int
+    repository: Repository
+    pr_number: int
+    comment_id: int
+    command: str
+    sender: Account
+
+
+def comment_command(payload: dict[str, Any]) -> CommentCommand | None:
+    """The command in an `issue_comment` delivery; None when it is not one for prgate.
+
+    Only newly created comments on pull requests whose first line is `/prgate <word>` count.
+    """
+    issue, comment = payload.get("issue"), payload.get("comment")
+    if payload.get("action") != "created" or not isinstance(issue, dict) or not isinstance(comment, dict):
+        return None
+    if not isinstance(issue.get("pull_request"), dict):
+        return None  # a comment on a plain issue
+    first_line = str(comment.get("body") or "").strip().splitlines()[0:1]
+    match = _COMMAND.match(first_line[0].strip()) if first_line else None
+    if match is None:
+        return None
+    return CommentCommand(
+        installation_id=_installation_id(payload),
+        repository=Repository.model_validate(payload.get("repository")),
+        pr_number=int(issue["number"]),
+        comment_id=int(comment["id"]),
+        command=(match.group(1) or "help").lower(),
+        sender=Account.model_validate(comment.get("user")),
+    )
+
+
+def command_event(
+    delivery_id: str, cmd: CommentCommand, pr: dict[str, Any], permission: str
+) -> CommandEvent:
+    return CommandEvent.model_validate(
+        {
+            "delivery_id": delivery_id,
+            "installation_id": cmd.installation_id,
+            "repository": cmd.repository,
+            "pull_request": pull_request(pr),
+            "comment_id": cmd.comment_id,
+            "command": cmd.command,
+            "sender": cmd.sender,
+            "sender_permission": permission if permission in _PERMISSIONS else "none",
+        }
+    )
+
+
+_PERMISSIONS = frozenset({"admin", "maintain", "write", "triage", "read", "none"})
 
 
 def _installation_info(raw: Any) -> InstallationInfo:

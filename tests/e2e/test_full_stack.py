@@ -130,4 +130,7 @@ async def test_deliveries_parked_while_backend_is_down_are_processed_once_by_the
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries WHERE event_name = 'pull_request'") == 20
         assert await conn.fetchval("SELECT count(*) FROM challenges WHERE status = 'PENDING'") == 20
-        assert await conn.fetchval("SELECT count(*) FROM bot_actions WHERE status = 'DONE'") == 20
+        kinds = dict(await conn.fetch(
+            "SELECT action_type, count(*) FROM bot_actions WHERE status = 'DONE' GROUP BY 1"
+        ))
+    assert kinds == {"UPSERT_PR_COMMENT": 20, "SET_COMMIT_STATUS": 20}

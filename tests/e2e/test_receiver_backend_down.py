@@ -131,9 +131,9 @@ async def test_backend_down_while_100_deliveries_arrive_then_each_is_processed_o
     assert {r["status"] for r in rows} == {"ACCEPTED"}
     challenges = await fetch(db, "SELECT pr_number, status FROM challenges ORDER BY pr_number")
     assert [(c["pr_number"], c["status"]) for c in challenges] == [(n, "PENDING") for n in range(1, 101)]
-    actions = await fetch(db, "SELECT pr_number, action_type FROM bot_actions ORDER BY pr_number")
+    actions = await fetch(db, "SELECT pr_number, action_type FROM bot_actions ORDER BY pr_number, action_id")
     assert [(a["pr_number"], a["action_type"]) for a in actions] == [
-        (n, "UPSERT_PR_COMMENT") for n in range(1, 101)
+        (n, kind) for n in range(1, 101) for kind in ("UPSERT_PR_COMMENT", "SET_COMMIT_STATUS")
     ]
 
 

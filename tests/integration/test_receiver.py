@@ -93,9 +93,10 @@ async def test_installation_then_pull_request_are_forwarded(
     [challenge] = await fetch(db, "SELECT * FROM challenges")
     assert body["challenge_id"] == challenge["challenge_id"]
     assert (challenge["pr_number"], challenge["author_login"], challenge["status"]) == (17, "newcomer", "PENDING")
-    [action] = await fetch(db, "SELECT * FROM bot_actions")
-    assert body["enqueued_action_ids"] == [action["action_id"]]
+    action, status = await fetch(db, "SELECT * FROM bot_actions ORDER BY action_id")
+    assert body["enqueued_action_ids"] == [action["action_id"], status["action_id"]]
     assert (action["action_type"], action["repo_full_name"]) == ("UPSERT_PR_COMMENT", "octo-org/widgets")
+    assert (status["action_type"], status["payload"]["state"]) == ("SET_COMMIT_STATUS", "pending")
     deliveries = await fetch(db, "SELECT delivery_id, event_name FROM webhook_deliveries ORDER BY received_at")
     assert [(d["delivery_id"], d["event_name"]) for d in deliveries] == [
         (install_id, "installation"), (pr_id, "pull_request"),
@@ -134,7 +135,7 @@ async def test_redelivery_is_answered_duplicate_by_the_backend(
     assert again_body["challenge_id"] == first_body["challenge_id"]
     assert again_body["enqueued_action_ids"] == []
     assert len(await fetch(db, "SELECT * FROM challenges")) == 1
-    assert len(await fetch(db, "SELECT * FROM bot_actions")) == 1
+    assert len(await fetch(db, "SELECT * FROM bot_actions")) == 2  # one comment, one status
     assert await metric(installed, "webhooks_forwarded_total", event="pull_request", outcome="duplicate") == 1
 
 

@@ -1,0 +1,40 @@
+"""Apply one `/prgate` command in one transaction, through the same evaluation as pull_request events."""
+
+from __future__ import annotations
+
+import functools
+
+import asyncpg
+
+from backend_api.challenges.commands import as_recheck, decide_command
+from backend_api.challenges.decide import Plan, PrContext
+from backend_api.events.pull_request import duplicate, evaluate, finish, response
+from backend_api.store import deliveries
+from shared_contracts.events import CommandEvent, IngestResponse, IngestStatus, PullRequestEvent
+
+EVENT_NAME = "issue_comment"
+
+
+async def ingest_command(
+    pool: asyncpg.Pool, cmd: CommandEvent, *, public_url: str, max_attempts: int
+) -> IngestResponse:
+    async with pool.acquire() as conn, conn.transaction():
+        fresh = await deliveries.begin(
+            conn, cmd.delivery_id, EVENT_NAME, f"command:{cmd.command}", cmd.installation_id, cmd.repository.id
+        )
+        if not fresh:
+            return await duplicate(conn, cmd.delivery_id, EVENT_NAME)
+        if cmd.sender.type == "Bot":
+            plan = Plan(status=IngestStatus.IGNORED, reason="commands from bots are ignored")
+            await finish(conn, cmd.delivery_id, EVENT_NAME, plan, None)
+            return response(cmd.delivery_id, plan, None, [])
+        planner = functools.partial(_plan, cmd)
+        plan, challenge_id, action_ids = await evaluate(
+            conn, as_recheck(cmd), planner, public_url=public_url, max_attempts=max_attempts
+        )
+        await finish(conn, cmd.delivery_id, EVENT_NAME, plan, challenge_id)
+    return response(cmd.delivery_id, plan, challenge_id, action_ids)
+
+
+def _plan(cmd: CommandEvent, event: PullRequestEvent, ctx: PrContext) -> Plan:
+    return decide_command(cmd, event, ctx)
