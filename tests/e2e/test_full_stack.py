@@ -2,73 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import aiohttp
 import asyncpg
-import pytest
 
 from prgate.demo import PR_MARKER, Demo
-from tests.conftest import INTERNAL_SECRET
-from tests.support.github_sim import APP_ID, app_keys
-from tests.support.processes import Fleet, Proc, eventually, free_port, wait_http_ok
-
-
-@dataclass
-class FullStack:
-    fleet: Fleet
-    env: dict[str, str]
-    backend: Proc
-    simulator_url: str
-    backend_url: str
-    bot_url: str
-
-    async def restart_backend(self) -> None:
-        self.backend = self.fleet.start("backend-2", "backend", self.env)
-        await wait_http_ok(f"{self.backend_url}/readyz", self.backend)
-
-
-@pytest.fixture
-async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[FullStack]:
-    fleet = Fleet()
-    ports = {name: free_port() for name in ("backend", "bot", "simulator")}
-    key_path = tmp_path / "app.pem"
-    key_path.write_text(app_keys().private_pem)
-    env = {
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET,
-        "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
-        "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
-        "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",
-        "BOT_HOST": "127.0.0.1", "BOT_PORT": str(ports["bot"]),
-        "SIMULATOR_PORT": str(ports["simulator"]),
-        "SIMULATOR_WEBHOOK_URL": f"http://127.0.0.1:{ports['bot']}/webhooks/github",
-        "SIMULATOR_SECONDARY_LIMIT_PER_MINUTE": "100000",
-        "GITHUB_API_URL": f"http://127.0.0.1:{ports['simulator']}", "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_PRIVATE_KEY_PATH": str(key_path), "GITHUB_WEBHOOK_SECRET": secrets.token_hex(16),
-        "ARQ_QUEUE_NAME": f"prgate-test-{uuid.uuid4().hex}", "WORKER_METRICS_PORT": "0",
-        "WORKER_CLAIM_WAIT_SECONDS": "5", "FORWARD_TIMEOUT_SECONDS": "1",
-    }
-    simulator = fleet.start("simulator", "simulator", env)
-    backend = fleet.start("backend", "backend", env)
-    bot = fleet.start("bot", "bot", env)
-    for i in range(2):
-        fleet.start(f"worker-{i}", "worker", {**env, "WORKER_ID": f"worker-{i}"})
-    stack = FullStack(fleet, env, backend, f"http://127.0.0.1:{ports['simulator']}",
-                      env["BACKEND_URL"], f"http://127.0.0.1:{ports['bot']}")
-    try:
-        await wait_http_ok(f"{stack.simulator_url}/_sim/health", simulator)
-        await wait_http_ok(f"{stack.backend_url}/readyz", backend)
-        await wait_http_ok(f"{stack.bot_url}/healthz", bot)
-        yield stack
-    except BaseException:
-        print(fleet.logs())
-        raise
-    finally:
-        fleet.stop_all()
+from tests.e2e.conftest import FullStack
+from tests.support.processes import eventually
 
 
 async def test_demo_scenario_through_real_processes(full_stack: FullStack, db: asyncpg.Pool) -> None:

@@ -1,0 +1,187 @@
+"""The gate's lifecycle through real processes: timeout close, maintainer reopen, warn-only,
+commands, and one fleet serving unrelated installations without crossing them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from backend_api.challenges import messages
+from tests.e2e.conftest import FullStack, sim, sim_get
+from tests.support.payloads import fixture
+from tests.support.processes import eventually
+
+HEAD = "0123456789abcdef0123456789abcdef01234567"
+
+
+async def install(session: aiohttp.ClientSession, stack: FullStack, inst: int, login: str, repo_id: int,
+                  repo: str) -> None:
+    await sim(session, stack, "/_sim/installations", {
+        "id": inst, "account": {"login": login, "id": inst * 10, "type": "Organization"},
+        "repositories": [{"id": repo_id, "full_name": repo}], "webhook": True,
+    })
+
+    async def installed() -> bool:
+        async with session.get(f"{stack.backend_url}/api/v1/repos/{repo_id}/github-app-status") as resp:
+            return bool((await resp.json())["installed"])
+
+    await eventually(installed, timeout=30)
+
+
+async def open_pr(session: aiohttp.ClientSession, stack: FullStack, repo: str, number: int, login: str,
+                  user_id: int, head: str = HEAD) -> None:
+    await sim(session, stack, "/_sim/pulls", {
+        "repo": repo, "number": number, "author": {"login": login, "id": user_id, "type": "User"},
+        "author_association": "NONE", "head_sha": head, "webhook": "opened",
+    })
+
+
+async def our_comments(session: aiohttp.ClientSession, stack: FullStack, repo: str, number: int) -> list[str]:
+    comments = await sim_get(session, stack, f"/_sim/repos/{repo}/pulls/{number}/comments")
+    return [c["body"] for c in comments if messages.PR_COMMENT_MARKER in c["body"]]
+
+
+async def statuses(session: aiohttp.ClientSession, stack: FullStack, repo: str, sha: str = HEAD) -> list[str]:
+    return [s["state"] for s in await sim_get(session, stack, f"/_sim/repos/{repo}/statuses/{sha}")]
+
+
+async def pr_state(session: aiohttp.ClientSession, stack: FullStack, repo: str, number: int) -> str:
+    return str((await sim_get(session, stack, f"/_sim/repos/{repo}/pulls/{number}"))["state"])
+
+
+async def expire(db: asyncpg.Pool) -> None:
+    """Move the deadline into the past: the database clock is the process edge tests may control."""
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE challenges SET deadline_at = now() - interval '1 second' WHERE status = 'PENDING'")
+
+
+async def as_sender(session: aiohttp.ClientSession, stack: FullStack, installation: int, repo: str, number: int,
+                    action: str, login: str, user_id: int) -> None:
+    """Send a pull_request webhook for the PR as GitHub would when `login` did `action` on it."""
+    pr = await sim_get(session, stack, f"/_sim/repos/{repo}/pulls/{number}")
+    payload: dict[str, Any] = {
+        "action": action, "number": number, "pull_request": pr, "repository": pr["base"]["repo"],
+        "installation": {"id": installation}, "sender": {"login": login, "id": user_id, "type": "User"},
+    }
+    await sim(session, stack, "/_sim/webhooks", {"event": "pull_request", "payload": payload})
+
+
+async def test_timeout_closes_and_a_maintainer_reopen_sticks(full_stack: FullStack, db: asyncpg.Pool) -> None:
+    async with aiohttp.ClientSession() as session:
+        await install(session, full_stack, 10, "acme", 1010, "acme/app")
+        await open_pr(session, full_stack, "acme/app", 1, "newcomer", 501)
+        await eventually(lambda: _has(our_comments(session, full_stack, "acme/app", 1)), timeout=30)
+        await expire(db)
+
+        async def closed() -> bool:
+            return await pr_state(session, full_stack, "acme/app", 1) == "closed"
+
+        await eventually(closed, timeout=30)
+        [comment] = await our_comments(session, full_stack, "acme/app", 1)
+        assert "was closed because contributor verification was not completed" in comment
+        await eventually(lambda: _first_is(statuses(session, full_stack, "acme/app"), "failure"), timeout=30)
+
+        # A maintainer reopens it on GitHub; prgate respects that and never closes it again.
+        await sim(session, full_stack, "/_sim/pulls", {"repo": "acme/app", "number": 1, "state": "open"})
+        await as_sender(session, full_stack, 10, "acme/app", 1, "reopened", "maintainer", 7)
+
+        async def acknowledged() -> bool:
+            return (await our_comments(session, full_stack, "acme/app", 1)) == [
+                messages.reopened_after_timeout_comment("newcomer", "maintainer")
+            ]
+
+        await eventually(acknowledged, timeout=30)
+        await eventually(lambda: _first_is(statuses(session, full_stack, "acme/app"), "success"), timeout=30)
+        await expire(db)
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM challenges WHERE status = 'PENDING'") == 0
+        assert await pr_state(session, full_stack, "acme/app", 1) == "open"
+
+
+async def test_warn_only_never_closes(full_stack: FullStack, db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        await conn.execute("INSERT INTO repo_settings (repo_id, warn_only) VALUES (1020, true)")
+    async with aiohttp.ClientSession() as session:
+        await install(session, full_stack, 20, "warnco", 1020, "warnco/lib")
+        await open_pr(session, full_stack, "warnco/lib", 3, "newcomer", 502)
+        await eventually(lambda: _has(our_comments(session, full_stack, "warnco/lib", 3)), timeout=30)
+        await expire(db)
+
+        async def warned() -> bool:
+            bodies = await our_comments(session, full_stack, "warnco/lib", 3)
+            return bool(bodies) and "deadline has passed" in bodies[0]
+
+        await eventually(warned, timeout=30)
+        await eventually(lambda: _first_is(statuses(session, full_stack, "warnco/lib"), "failure"), timeout=30)
+        assert await pr_state(session, full_stack, "warnco/lib", 3) == "open"
+
+
+async def test_exempt_command_through_github(full_stack: FullStack, db: asyncpg.Pool) -> None:
+    async with aiohttp.ClientSession() as session:
+        await install(session, full_stack, 30, "cmdco", 1030, "cmdco/tool")
+        await open_pr(session, full_stack, "cmdco/tool", 4, "newcomer", 503)
+        await eventually(lambda: _has(our_comments(session, full_stack, "cmdco/tool", 4)), timeout=30)
+        await sim(session, full_stack, "/_sim/installations/30/repositories", {"id": 1030, "full_name": "cmdco/tool"})
+        async with session.put(f"{full_stack.simulator_url}/_sim/repos/cmdco/tool/collaborators/lead",
+                               json={"permission": "write", "id": 8}) as resp:
+            assert resp.status in (200, 201), await resp.text()
+        payload = fixture("issue_comment.created.0.json")
+        payload.update({"installation": {"id": 30}})
+        payload["repository"].update({"id": 1030, "full_name": "cmdco/tool"})
+        payload["issue"].update({"number": 4, "pull_request": {"url": "x"}})
+        payload["comment"].update({"id": 4242, "body": "/prgate exempt"})
+        payload["comment"]["user"].update({"login": "lead", "id": 8, "type": "User"})
+        await sim(session, full_stack, "/_sim/webhooks", {"event": "issue_comment", "payload": payload})
+
+        async def exempted() -> bool:
+            return (await our_comments(session, full_stack, "cmdco/tool", 4)) == [
+                messages.exempted_comment("newcomer", "lead")
+            ]
+
+        await eventually(exempted, timeout=30)
+        await eventually(lambda: _first_is(statuses(session, full_stack, "cmdco/tool"), "success"), timeout=30)
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM challenges") == "EXEMPTED"
+
+
+async def test_one_fleet_serves_unrelated_installations_without_crossing_them(
+    full_stack: FullStack, db: asyncpg.Pool
+) -> None:
+    tenants = [(41, "north", 1041, "north/api"), (42, "south", 1042, "south/web"), (43, "east", 1043, "east/cli")]
+    async with aiohttp.ClientSession() as session:
+        for inst, login, repo_id, repo in tenants:
+            await install(session, full_stack, inst, login, repo_id, repo)
+        for inst, _, _, repo in tenants:
+            for n in range(1, 6):
+                await open_pr(session, full_stack, repo, n, f"dev{inst}{n}", inst * 100 + n)
+
+        async def all_commented() -> bool:
+            for _, _, _, repo in tenants:
+                for n in range(1, 6):
+                    if len(await our_comments(session, full_stack, repo, n)) != 1:
+                        return False
+            return True
+
+        await eventually(all_commented, timeout=60)
+        log = (await sim_get(session, full_stack, "/_sim/requests"))["requests"]
+    owner_of = {repo: inst for inst, _, _, repo in tenants}
+    touched = [(r["installation_id"], r["path"]) for r in log
+               if r.get("installation_id") and r["path"].startswith("/repos/")]
+    assert touched
+    for installation_id, path in touched:
+        repo = "/".join(path.split("/")[2:4])
+        assert owner_of[repo] == installation_id, (installation_id, path)
+    async with db.acquire() as conn:
+        per_inst = dict(await conn.fetch("SELECT installation_id, count(*) FROM challenges GROUP BY 1"))
+    assert per_inst == {41: 5, 42: 5, 43: 5}
+
+
+async def _has(coro: Any) -> bool:
+    return bool(await coro)
+
+
+async def _first_is(coro: Any, value: str) -> bool:
+    items = await coro
+    return bool(items) and items[0] == value
