@@ -22,9 +22,21 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: int, batch: int = 200) -> int:
     """Time out one batch; returns how many challenges it resolved."""
     async with pool.acquire() as conn, conn.transaction():
-        due = await challenges.lock_due(conn, batch)
-        if not due:
+        locked = await challenges.lock_due(conn, batch)
+        if not locked:
             return 0
+        # An author who verified while this PR was being gated is let through, never closed.
+        verified = [c for c in locked if c.author_verified]
+        await challenges.mark_verified(conn, [c.challenge_id for c in verified])
+        for c in verified:
+            target = outbox.PrTarget(c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.challenge_id,
+                                     max_attempts)
+            await target.enqueue(conn, ActionType.UPSERT_PR_COMMENT, CommentPayload(
+                marker=messages.PR_COMMENT_MARKER, body=messages.verified_comment(c.author_login)))
+            if _SHA.match(c.head_sha):
+                await target.enqueue(conn, ActionType.SET_COMMIT_STATUS, StatusPayload(
+                    sha=c.head_sha, state="success", description=messages.STATUS_VERIFIED))
+        due = [c for c in locked if not c.author_verified]
         tokens = {c.challenge_id: new_token() for c in due}
         await challenges.mark_timed_out(conn, [(cid, hash_token(t)) for cid, t in tokens.items()])
         for c in due:
@@ -39,7 +51,7 @@ async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: 
                 await target.enqueue(conn, ActionType.SET_COMMIT_STATUS, StatusPayload(
                     sha=c.head_sha, state="failure", description=messages.STATUS_TIMED_OUT, target_url=url,
                 ))
-    return len(due)
+    return len(locked)
 
 
 async def sweep_all(pool: asyncpg.Pool, *, public_url: str, max_attempts: int, batch: int = 200) -> int:

@@ -149,20 +149,31 @@ class DueChallenge:
     pr_number: int
     head_sha: str
     author_login: str
+    author_verified: bool
 
 
 async def lock_due(conn: Conn, limit: int) -> list[DueChallenge]:
     """Lock up to `limit` PENDING challenges past their deadline (SKIP LOCKED: replicas share the work)."""
     rows = await conn.fetch(
-        """SELECT challenge_id, installation_id, repo_id, repo_full_name, pr_number, head_sha, author_login
-           FROM challenges
-           WHERE status = 'PENDING' AND deadline_at <= now()
-           ORDER BY deadline_at, challenge_id
+        """SELECT c.challenge_id, c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.head_sha,
+                  c.author_login, v.github_user_id IS NOT NULL AS author_verified
+           FROM challenges c
+           LEFT JOIN contributors v ON v.installation_id = c.installation_id AND v.github_user_id = c.author_id
+           WHERE c.status = 'PENDING' AND c.deadline_at <= now()
+           ORDER BY c.deadline_at, c.challenge_id
            LIMIT $1
-           FOR UPDATE SKIP LOCKED""",
+           FOR UPDATE OF c SKIP LOCKED""",
         limit,
     )
     return [DueChallenge(**dict(r)) for r in rows]
+
+
+async def mark_verified(conn: Conn, challenge_ids: list[int]) -> None:
+    await conn.execute(
+        """UPDATE challenges SET status = 'VERIFIED', resolved_at = now(), resolution = 'author verified'
+           WHERE challenge_id = ANY($1::bigint[]) AND status = 'PENDING'""",
+        challenge_ids,
+    )
 
 
 async def mark_timed_out(conn: Conn, timed_out: list[tuple[int, str]]) -> None:

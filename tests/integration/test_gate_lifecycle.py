@@ -59,7 +59,8 @@ async def test_timeout_closes_with_a_fresh_link_and_fails_the_status(installed: 
     close, status = await actions_after(db, mark)
     assert close["action_type"] == "CLOSE_PR_WITH_COMMENT"
     body = close["payload"]["body"]
-    assert body.startswith(messages.PR_COMMENT_MARKER) and "was closed" in body
+    assert body.startswith(messages.PR_COMMENT_MARKER)
+    assert "was closed" in body
     token = body.split("http://prgate.test/verify/")[1].split()[0]
     assert hash_token(token) == challenge["token_hash"]  # the new link works; the old one no longer does
     assert (status["action_type"], status["payload"]["state"]) == ("SET_COMMIT_STATUS", "failure")
@@ -126,7 +127,9 @@ async def test_pr_reopened_by_a_maintainer_after_timeout_is_not_closed_again(
     assert (new_status["payload"]["sha"], new_status["payload"]["state"]) == (SHA2, "success")
 
 
-async def test_pr_reopened_by_its_author_after_timeout_is_gated_again(installed: SignedClient, db: asyncpg.Pool) -> None:
+async def test_pr_reopened_by_its_author_after_timeout_is_gated_again(
+    installed: SignedClient, db: asyncpg.Pool
+) -> None:
     await send_pr(installed, pull_request_payload("opened"))
     await expire_deadlines(db)
     await sweep(db)
@@ -181,3 +184,21 @@ async def test_draft_conversion_keeps_a_pending_challenge(installed: SignedClien
     assert resp["status"] == "IGNORED"
     [challenge] = await rows(db, "SELECT status FROM challenges")
     assert challenge["status"] == "PENDING"
+
+
+async def test_sweeper_never_closes_a_pr_whose_author_verified_meanwhile(
+    installed: SignedClient, db: asyncpg.Pool
+) -> None:
+    """The author verified (another PR) while this one was being gated: let it through at the deadline."""
+    await send_pr(installed, pull_request_payload("opened"))
+    async with db.acquire() as conn:
+        await challenges.record_verified(conn, 1001, 9001, "newcomer", None)
+    mark = await last_action_id(db)
+    await expire_deadlines(db)
+    assert await sweep(db) == 1
+    [challenge] = await rows(db, "SELECT status FROM challenges")
+    assert challenge["status"] == "VERIFIED"
+    comment, status = await actions_after(db, mark)
+    assert comment["payload"]["body"] == messages.verified_comment("newcomer")
+    assert status["payload"]["state"] == "success"
+    assert await rows(db, "SELECT 1 FROM bot_actions WHERE action_type = 'CLOSE_PR_WITH_COMMENT'") == []
