@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench venv clean
+.PHONY: run test lint typecheck pytest chromium bench venv clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "prgate needs Python >= 3.11 (set PYTHON=/path/to/python3)"; exit 1; }
@@ -28,10 +28,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# The page tests (tests/e2e/test_pages.py) drive Debian's chromium through Playwright (never its download).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "$(CHROMIUM) is missing: installing Debian's chromium for the page tests"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+		else \
+			echo "$(CHROMIUM) is missing and the page tests need it. As root, run:"; \
+			echo "    apt-get update && apt-get install -y --no-install-recommends chromium"; \
+			exit 1; \
+		fi; \
+	fi
+
+pytest: $(STAMP) chromium
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck chromium pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

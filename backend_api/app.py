@@ -7,16 +7,21 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from backend_api import maintenance
+from backend_api.github_app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import MAX_BODY_BYTES, error_middleware
-from backend_api.http.keys import DB_POOL, NOTIFIER, RNG, SETTINGS
+from backend_api.http.keys import DB_POOL, HTTP_CLIENT, NOTIFIER, RNG, SESSIONS, SETTINGS
 from backend_api.http.routes import add_routes
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.settings import BackendSettings
 from backend_api.store.db import create_pool
+from backend_api.web.dashboard import add_dashboard_routes
+from backend_api.web.routes import add_web_routes
+from backend_api.web.session import SessionCodec
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -37,6 +42,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    app[HTTP_CLIENT] = aiohttp.ClientSession()
+    yield
+    await app[HTTP_CLIENT].close()
+
+
 def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -> web.Application:
     if not settings.internal_secrets:
         raise ValueError("PRGATE_INTERNAL_SECRETS must hold at least one secret")
@@ -46,6 +57,11 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
     app[SETTINGS] = settings
     app[NOTIFIER] = ActionNotifier()
     app[RNG] = rng or random.Random()
+    app[SESSIONS] = SessionCodec.from_settings(settings)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(github_app_ctx)  # after _http_client: it shares that session
     add_routes(app)
+    add_web_routes(app)
+    add_dashboard_routes(app)
     return app

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -31,5 +32,21 @@ class BackendSettings(BaseSettings):
     backoff_base_seconds: float = Field(default=2.0, alias="ACTION_BACKOFF_BASE_SECONDS")
     backoff_cap_seconds: float = Field(default=900.0, alias="ACTION_BACKOFF_CAP_SECONDS")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    # Verification pages: GitHub sign-in (OAuth web flow) and the browser session (docs/verification.md).
+    github_web_url: str = Field(default="https://github.com", alias="GITHUB_WEB_URL")
+    github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
+    github_client_id: str = Field(default="", alias="GITHUB_CLIENT_ID")
+    github_client_secret: SecretStr = Field(default=SecretStr(""), alias="GITHUB_CLIENT_SECRET")
+    # Empty: derived from the first PRGATE_INTERNAL_SECRETS entry (backend_api.web.session.session_secret).
+    session_secret: SecretStr = Field(default=SecretStr(""), alias="SESSION_SECRET")
+
+    # Owner API: the App's credentials, to ask GitHub (with an installation token) who administers a
+    # repository (backend_api.github_app). GITHUB_PRIVATE_KEY wins over GITHUB_PRIVATE_KEY_PATH.
+    github_app_id: str = Field(default="", alias="GITHUB_APP_ID")
+    github_private_key: SecretStr = Field(default=SecretStr(""), alias="GITHUB_PRIVATE_KEY")
+    github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
+    # Operator dashboard (/dashboard): GitHub logins allowed to see every tenant, comma-separated.
+    operators: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_OPERATORS")
 
     _split_secrets = field_validator("internal_secrets", mode="before")(split_csv)
+    _split_operators = field_validator("operators", mode="before")(split_csv)

@@ -7,9 +7,12 @@ the backend decides, workers write to the simulator's GitHub API.
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 
@@ -72,7 +75,12 @@ class Demo:
         link = next((w for w in body.split() if "/verify/" in w), "?")
         say(f"   prgate commented on #1 asking to verify: {link}")
 
-        say("3. GitHub: maintainer (MEMBER) opens pull request #2")
+        say("3. first-timer opens the link, signs in with GitHub and accepts the statement")
+        await self.verify_as(link, "first-timer")
+        body = await self._until("verified comment", self._comment_says("demo-org/widgets", 1, "has verified"))
+        say("   prgate: " + body.replace(PR_MARKER, "").strip().splitlines()[0])
+
+        say("4. GitHub: maintainer (MEMBER) opens pull request #2")
         await self._sim_post("/_sim/pulls", {
             "repo": "demo-org/widgets", "number": 2, "title": "Release prep",
             "author": {"login": "maintainer", "id": 5002, "type": "User"}, "author_association": "MEMBER",
@@ -81,7 +89,7 @@ class Demo:
         body = await self._until("exempt comment", lambda: self._our_comment("demo-org/widgets", 2))
         say("   prgate: " + body.replace(PR_MARKER, "").strip().splitlines()[0])
 
-        say("4. GitHub: demo-org adds repository demo-org/gears to the installation, then removes it")
+        say("5. GitHub: demo-org adds repository demo-org/gears to the installation, then removes it")
         await self._sim_post("/_sim/installations/1/repositories",
                              {"id": 1002, "full_name": "demo-org/gears", "webhook": True})
         await self._until("repository added", self._installed(1002, True))
@@ -91,6 +99,34 @@ class Demo:
             resp.raise_for_status()
         status = await self._until("repository removed", self._installed(1002, False))
         say(f"   backend: demo-org/gears installed={status['installed']} ({status['installation_status']})")
+
+    async def verify_as(self, link: str, login: str) -> None:
+        """The real browser flow over HTTP: verification page → GitHub sign-in → form submit."""
+        # A cookie jar of its own; unsafe=True because the demo's hosts are IP addresses.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(link) as resp:
+                page = await resp.text()
+            sign_in = re.search(r'href="([^"]*/auth/github/login[^"]*)"', page)
+            if sign_in is None:
+                raise RuntimeError("verification page offers no sign-in")
+            login_url = urljoin(link, html.unescape(sign_in.group(1)))
+            async with browser.get(login_url, allow_redirects=False) as resp:
+                authorize = resp.headers["Location"]
+            # On GitHub the person clicks "Authorize"; the simulator takes the login as a parameter.
+            async with browser.get(f"{authorize}&login={login}") as resp:
+                page = await resp.text()
+            csrf = re.search(r'name=csrf value="([^"]+)"', page)
+            if csrf is None:
+                raise RuntimeError(f"no verification form for {login} (status {resp.status})")
+            async with browser.post(link, data={"csrf": html.unescape(csrf.group(1)), "accept": "yes"}) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"verification refused with {resp.status}")
+
+    def _comment_says(self, repo: str, number: int, text: str) -> Callable[[], Awaitable[str | None]]:
+        async def probe() -> str | None:
+            body = await self._our_comment(repo, number)
+            return body if body and text in body else None
+        return probe
 
     def _installed(self, repo_id: int, expected: bool) -> Callable[[], Awaitable[Any]]:
         async def probe() -> Any:

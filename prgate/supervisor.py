@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 
 log = logging.getLogger("prgate.up")
+DEMO_OPERATOR = "demo-operator"
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -46,6 +47,12 @@ def configure_demo(env: dict[str, str], data_dir: Path) -> None:
     env.setdefault("GITHUB_WEBHOOK_SECRET", secrets.token_hex(20))
     env["GITHUB_API_URL"] = f"http://127.0.0.1:{sim_port}"
     env["SIMULATOR_WEBHOOK_URL"] = f"http://127.0.0.1:{bot_port}/webhooks/github"
+    # GitHub sign-in (verification pages, owner API, dashboard) through the simulator's OAuth pages.
+    env["GITHUB_WEB_URL"] = env["GITHUB_API_URL"]
+    env["GITHUB_CLIENT_ID"] = "prgate-sim-oauth-client"
+    env["GITHUB_CLIENT_SECRET"] = "prgate-sim-oauth-secret"
+    # The dashboard is operator-only: in the demo, whoever signs in as demo-operator.
+    env.setdefault("PRGATE_OPERATORS", DEMO_OPERATOR)
 
 
 async def _wait_ready(urls: list[str], timeout: float = 60) -> None:
@@ -114,6 +121,8 @@ def run_stack(env: dict[str, str], *, workers: int, data_dir: Path) -> int:
     backend = f"http://127.0.0.1:{env.get('BACKEND_PORT', '8080')}"
     print(f"\nprgate is up: backend {backend}  webhooks http://127.0.0.1:{env.get('BOT_PORT', '8081')}"
           "/webhooks/github  (Ctrl-C stops everything)", flush=True)
+    if demo:
+        print(f"dashboard: {backend}/dashboard (sign in with the simulated GitHub as {DEMO_OPERATOR})", flush=True)
     while not stopping:
         for name, proc in children.items():
             if proc.poll() is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -50,3 +51,91 @@ class RepoSettings(WireModel):
     challenge_text: str | None = Field(default=None, max_length=20_000)
     challenge_question: str | None = Field(default=None, max_length=2_000)
     reopen_on_verify: bool = True
+
+
+# ---- owner API: per-repository settings, challenges, actions (docs/owner-api.md) ----------------------
+
+
+class RepoSettingsUpdate(RepoSettings):
+    """`PUT /api/v1/repos/{repo_id}/settings`: the whole settings object (missing fields take their
+    defaults), plus the expected answer to `challenge_question`.
+
+    `challenge_answer` is write-only: it is stored as a hash and never returned. Absent or `null`
+    keeps the stored answer; a blank string removes it (the question then accepts any answer).
+    """
+
+    challenge_answer: str | None = Field(default=None, max_length=2_000)
+
+
+class OwnerRepoSettings(RepoSettings):
+    """`GET`/`PUT /api/v1/repos/{repo_id}/settings`: the settings and whether an answer is stored."""
+
+    repo_id: int
+    repo_full_name: str
+    challenge_answer_set: bool
+
+
+ChallengeState = Literal["PENDING", "VERIFIED", "TIMED_OUT", "CANCELLED", "EXEMPTED"]
+
+
+class ChallengeItem(WireModel):
+    challenge_id: int
+    pr_number: int
+    head_sha: str
+    author_id: int
+    author_login: str
+    status: ChallengeState
+    created_at: datetime
+    deadline_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+class ChallengeList(WireModel):
+    """Most recent first. `next_before`: pass it as `?before=` for the next page (null: no more)."""
+
+    items: list[ChallengeItem]
+    next_before: int | None
+
+
+class ActionItem(WireModel):
+    action_id: int
+    action_type: str
+    status: Literal["PENDING", "CLAIMED", "DONE", "FAILED", "CANCELLED"]
+    pr_number: int
+    challenge_id: int | None
+    attempt: int
+    max_attempts: int
+    next_attempt_at: datetime | None  # PENDING: when it is next tried; CLAIMED: when its lease ends
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+class ActionList(WireModel):
+    """Most recent first. `next_before`: pass it as `?before=` for the next page (null: no more)."""
+
+    items: list[ActionItem]
+    next_before: int | None
+
+
+class ExemptResponse(WireModel):
+    """`POST /api/v1/repos/{repo_id}/pulls/{number}/exempt`: what the exemption did."""
+
+    repo_id: int
+    pr_number: int
+    challenge_id: int
+    exempted_by: str
+    already_exempted: bool
+    enqueued_action_ids: list[int]
+
+
+class OwnerSession(WireModel):
+    """`GET /api/v1/session`: who is signed in, and the token state-changing calls must send
+    in the `X-CSRF-Token` header."""
+
+    user_id: int
+    login: str
+    csrf_token: str
+    expires_at: datetime

@@ -73,7 +73,7 @@ def redis_url(services: ExitStack) -> str:
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the test database, emptied before the test."""
-    pool = await create_pool(database_url, min_size=1, max_size=20)
+    pool = await create_pool(database_url, min_size=1, max_size=10)
     async with pool.acquire() as conn:
         await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     yield pool

@@ -9,12 +9,21 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from backend_api.http import handlers
+from backend_api.http import handlers, owner
 from backend_api.http.errors import Handler
 from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import CommandEvent, IngestResponse, InstallationSyncEvent, PullRequestEvent
-from shared_contracts.owner import GithubAppStatus, Health
+from shared_contracts.owner import (
+    ActionList,
+    ChallengeList,
+    ExemptResponse,
+    GithubAppStatus,
+    Health,
+    OwnerRepoSettings,
+    OwnerSession,
+    RepoSettingsUpdate,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,9 @@ class Route:
 
 
 _INTERNAL_ERRORS = (400, 401, 413, 415, 422)
+# Owner API (docs/owner-api.md): session cookie + admin on the repository, checked on GitHub.
+_OWNER_ERRORS = (401, 403, 404, 422, 502, 503)
+_OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 502, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/pull-request", handlers.pull_request_event,
@@ -49,6 +61,22 @@ ROUTES: tuple[Route, ...] = (
           (*_INTERNAL_ERRORS, 404, 409), signed=True),
     Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
           "Install status of a repository, from the installation tables", None, GithubAppStatus, (404,)),
+    Route("GET", "/api/v1/session", owner.owner_session,
+          "Who is signed in, and the X-CSRF-Token for state-changing owner calls", None, OwnerSession, (401,)),
+    Route("GET", "/api/v1/repos/{repo_id}/settings", owner.get_repo_settings,
+          "Gate settings of a repository (admins)", None, OwnerRepoSettings, _OWNER_ERRORS),
+    Route("PUT", "/api/v1/repos/{repo_id}/settings", owner.put_repo_settings,
+          "Replace the gate settings of a repository; challenge_answer is stored hashed (admins, X-CSRF-Token)",
+          RepoSettingsUpdate, OwnerRepoSettings, _OWNER_WRITE_ERRORS),
+    Route("GET", "/api/v1/repos/{repo_id}/challenges", owner.list_challenges,
+          "Challenges of a repository, most recent first; ?limit= (1-200, default 50) &before=<challenge_id>",
+          None, ChallengeList, _OWNER_ERRORS),
+    Route("GET", "/api/v1/repos/{repo_id}/actions", owner.list_actions,
+          "Outbox actions of a repository, most recent first; ?limit= (1-200, default 50) &before=<action_id>",
+          None, ActionList, _OWNER_ERRORS),
+    Route("POST", "/api/v1/repos/{repo_id}/pulls/{number}/exempt", owner.exempt_pull,
+          "Exempt a pull request, as `/prgate exempt` does (admins, X-CSRF-Token)", None, ExemptResponse,
+          (*_OWNER_ERRORS, 409)),
     Route("GET", "/healthz", handlers.healthz, "Process is up", None, Health, ()),
     Route("GET", "/readyz", handlers.readyz, "Database reachable", None, Health, (503,)),
 )

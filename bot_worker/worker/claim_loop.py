@@ -60,6 +60,7 @@ class ClaimLoop:
         self._clock = clock
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._slot_freed = asyncio.Event()
 
     @property
@@ -67,6 +68,12 @@ class ClaimLoop:
         return len(self._in_flight)
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self._stopped.set()
+
+    async def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             free = self._concurrency - len(self._in_flight)
@@ -171,6 +178,10 @@ class ClaimLoop:
     async def stop(self, grace: float) -> None:
         """Stop claiming; give in-flight actions `grace` seconds, then hand the rest back."""
         self._stopping.set()
+        # A claim already on its way may still land and start actions: wait for the loop to
+        # exit before deciding what is in flight, or those leases would be orphaned.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), timeout=self._wait_seconds + 10)
         tasks = list(self._in_flight.values())
         if not tasks:
             return

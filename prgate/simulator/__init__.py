@@ -12,15 +12,18 @@ Typical use in a test::
 
 from prgate.simulator.app import SIM_STATE, create_simulator_app, run_simulator
 from prgate.simulator.faults import FaultConfig, FaultInjector, FaultProfile, FaultRule
+from prgate.simulator.oauth import SIM_OAUTH, OAuthStore
 from prgate.simulator.state import Renderer, SimulatorConfig, SimulatorError, SimulatorState
 from prgate.simulator.webhooks import deliver, send_webhook, signature_256
 
 __all__ = [
+    "SIM_OAUTH",
     "SIM_STATE",
     "FaultConfig",
     "FaultInjector",
     "FaultProfile",
     "FaultRule",
+    "OAuthStore",
     "Renderer",
     "SimulatorConfig",
     "SimulatorError",

@@ -26,7 +26,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
 
-from prgate.simulator import webhooks
+from prgate.simulator import oauth, webhooks
 from prgate.simulator.faults import WRITE_METHODS, FaultConfig, FaultDecision, FaultRule
 from prgate.simulator.state import (
     AccessToken,
@@ -41,7 +41,7 @@ from prgate.simulator.state import (
     SimulatorState,
 )
 
-AuthKind = Literal["app", "installation"]
+AuthKind = Literal["app", "installation", "user"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DOCS = "https://docs.github.com/rest"
@@ -61,6 +61,8 @@ class AuthContext:
 
     @property
     def bucket(self) -> str:
+        if self.kind == "user":
+            return "user"
         return "app" if self.kind == "app" else f"installation:{self.installation_id}"
 
 
@@ -267,6 +269,10 @@ def _authenticate(request: web.Request, state: SimulatorState, kind: AuthKind) -
             installation_id=int(installation_id) if installation_id and installation_id.isdigit() else None,
             token=None,
         )
+    if kind == "user":  # an OAuth user token (``gho_…``) from the web flow in oauth.py
+        if request.app[oauth.SIM_OAUTH].user_for(credentials) is None:
+            raise ApiError(401, "Bad credentials")
+        return AuthContext(kind="user", installation_id=None, token=None)
     token = state.token_info(credentials)
     if token is None:
         raise ApiError(401, "Bad credentials")
@@ -336,7 +342,7 @@ def _record(
 
 @web.middleware
 async def _github_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path == "/_sim" or request.path.startswith("/_sim/"):
+    if request.path == "/_sim" or request.path.startswith(("/_sim/", oauth.OAUTH_PREFIX)):
         try:
             return await handler(request)
         except SimulatorError as error:
@@ -991,6 +997,7 @@ API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
     ("GET", "/app/hook/deliveries", list_hook_deliveries, "app"),
     ("GET", "/repos/{owner}/{repo}/installation", get_repo_installation, "app"),
     ("GET", "/installation/repositories", list_installation_repositories, "installation"),
+    ("GET", "/user", oauth.get_authenticated_user, "user"),
     ("GET", "/repos/{owner}/{repo}", get_repository, "installation"),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments", list_issue_comments, "installation"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", create_issue_comment, "installation"),
@@ -1061,6 +1068,7 @@ def create_simulator_app(config: SimulatorConfig, *, clock: Clock | None = None)
     for method, path, handler in SIM_ROUTES:
         app.router.add_route(method, path, handler)
     app[SIM_ROUTE_AUTH] = route_auth
+    oauth.setup(app, app[SIM_STATE])
     app.cleanup_ctx.append(_client_session)
     return app
 

@@ -72,6 +72,9 @@ class SimulatorConfig(BaseModel):
     # Used for URLs in webhook payloads and in-process rendering, where there is no request.
     api_base_url: str = "https://api.github.com"
     request_log_limit: int = Field(100_000, ge=1)
+    # The OAuth web flow (oauth.py): the client a backend signs users in with.
+    oauth_client_id: str = "prgate-sim-oauth-client"
+    oauth_client_secret: str = "prgate-sim-oauth-secret"
 
     @property
     def client_id(self) -> str:

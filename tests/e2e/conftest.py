@@ -48,6 +48,8 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
         "SIMULATOR_WEBHOOK_URL": f"http://127.0.0.1:{ports['bot']}/webhooks/github",
         "SIMULATOR_SECONDARY_LIMIT_PER_MINUTE": "100000",
         "GITHUB_API_URL": f"http://127.0.0.1:{ports['simulator']}", "GITHUB_APP_ID": str(APP_ID),
+        "GITHUB_WEB_URL": f"http://127.0.0.1:{ports['simulator']}",
+        "GITHUB_CLIENT_ID": "prgate-sim-oauth-client", "GITHUB_CLIENT_SECRET": "prgate-sim-oauth-secret",
         "GITHUB_PRIVATE_KEY_PATH": str(key_path), "GITHUB_WEBHOOK_SECRET": secrets.token_hex(16),
         "ARQ_QUEUE_NAME": f"prgate-test-{uuid.uuid4().hex}", "WORKER_METRICS_PORT": "0",
         "WORKER_CLAIM_WAIT_SECONDS": "5", "FORWARD_TIMEOUT_SECONDS": "1", "SWEEP_INTERVAL_SECONDS": "0.5",

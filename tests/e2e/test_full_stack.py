@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 import asyncpg
 
+from backend_api.challenges import messages
 from prgate.demo import PR_MARKER, Demo
 from tests.e2e.conftest import FullStack
 from tests.support.processes import eventually
@@ -17,13 +18,16 @@ async def test_demo_scenario_through_real_processes(full_stack: FullStack, db: a
         comments = await (await session.get(
             f"{full_stack.simulator_url}/_sim/repos/demo-org/widgets/pulls/1/comments"
         )).json()
-    assert [c["user"]["type"] for c in comments] == ["Bot"]
-    assert f"{full_stack.backend_url}/verify/" in comments[0]["body"]
+    assert [c["user"]["type"] for c in comments] == ["Bot"]  # one comment, edited in place
+    assert comments[0]["body"] == messages.verified_comment("first-timer")
     async with db.acquire() as conn:
         decisions = [tuple(r) for r in await conn.fetch(
             "SELECT action, decision FROM webhook_deliveries WHERE event_name = 'pull_request' ORDER BY received_at"
         )]
     assert decisions == [("opened", "GATE"), ("opened", "EXEMPT")]
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM challenges") == "VERIFIED"
+        assert await conn.fetchval("SELECT login FROM contributors") == "first-timer"
     assert any("installed=False" in line for line in lines)
 
 
@@ -66,6 +70,14 @@ async def test_deliveries_parked_while_backend_is_down_are_processed_once_by_the
             return counts == [1] * 20
 
         await eventually(all_gated, timeout=120)
+
+    async def all_done() -> bool:  # the statuses follow the comments, per PR
+        async with db.acquire() as conn:
+            return bool(await conn.fetchval(
+                "SELECT count(*) = 0 FROM bot_actions WHERE status IN ('PENDING', 'CLAIMED')"
+            ))
+
+    await eventually(all_done, timeout=60)
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries WHERE event_name = 'pull_request'") == 20
         assert await conn.fetchval("SELECT count(*) FROM challenges WHERE status = 'PENDING'") == 20

@@ -1,0 +1,225 @@
+"""The backend's own GitHub App client, for the owner API: "is this user an admin of this repository?".
+
+The App authenticates with a short-lived JWT (RS256, ``iss`` = the App id), trades it for an
+installation access token (``POST /app/installations/{id}/access_tokens``) and asks
+``GET /repos/{owner}/{repo}/collaborators/{login}/permission`` with that token. Tokens are cached
+per installation until 5 minutes before they expire; permission answers for
+``PERMISSION_TTL_SECONDS`` per (repository, login), so a page of owner API calls costs GitHub one
+request. Everything lives in this process's memory only; no key or token is ever logged.
+
+It shares the application's one ``aiohttp.ClientSession`` (``HTTP_CLIENT``). The clock is injected
+(the process edge), so the caches can be tested without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import jwt
+from aiohttp import web
+
+from backend_api.http.keys import HTTP_CLIENT, SETTINGS
+from backend_api.settings import BackendSettings
+
+log = logging.getLogger(__name__)
+
+JWT_BACKDATE_SECONDS = 60  # GitHub's clock may run behind ours
+JWT_LIFETIME_SECONDS = 540  # from the backdated iat: expires 8 minutes from now (GitHub allows 10)
+TOKEN_REFRESH_MARGIN_SECONDS = 300  # a token is replaced 5 minutes before it expires
+PERMISSION_TTL_SECONDS = 60.0
+PERMISSION_CACHE_MAX = 10_000
+GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=10)
+_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "prgate"}
+# What GitHub's `permission` field can hold (maintain is folded into write, triage into read).
+_PERMISSIONS = frozenset({"admin", "maintain", "write", "triage", "read", "none"})
+
+
+class GitHubAppError(Exception):
+    """The permission could not be established."""
+
+
+class AppNotConfigured(GitHubAppError):
+    """GITHUB_APP_ID / GITHUB_PRIVATE_KEY(_PATH) are not set on the backend."""
+
+
+class GitHubUnavailable(GitHubAppError):
+    """GitHub could not be reached, failed, or answered something unexpected."""
+
+
+class InstallationRefused(GitHubAppError):
+    """GitHub would not mint a token for the installation (suspended: 403; uninstalled: 404)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"installation token refused ({status}): {message}")
+        self.status = status
+
+
+def private_key_pem(settings: BackendSettings) -> str:
+    """The App's private key from GITHUB_PRIVATE_KEY (``\\n`` escapes allowed) or the file at
+    GITHUB_PRIVATE_KEY_PATH; ``""`` when neither is set."""
+    inline = settings.github_private_key.get_secret_value()
+    if inline:
+        return inline.replace("\\n", "\n")
+    if settings.github_private_key_path is not None:
+        return settings.github_private_key_path.read_text()
+    return ""
+
+
+def app_jwt(app_id: str, key_pem: str, now: float) -> str:
+    issued = int(now) - JWT_BACKDATE_SECONDS
+    return jwt.encode(
+        {"iat": issued, "exp": issued + JWT_LIFETIME_SECONDS, "iss": str(app_id)}, key_pem, algorithm="RS256"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    value: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Permission:
+    value: str
+    expires_at: float
+
+
+def _repo_path(full_name: str) -> str:
+    owner, _, name = full_name.partition("/")
+    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+class GitHubApp:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_url: str,
+        app_id: str,
+        key_pem: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        permission_ttl: float = PERMISSION_TTL_SECONDS,
+    ) -> None:
+        self._session = session
+        self._api = api_url.rstrip("/")
+        self._app_id = app_id
+        self._key = key_pem
+        self._clock = clock
+        self._permission_ttl = permission_ttl
+        self._tokens: dict[int, _Token] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._permissions: dict[tuple[int, str], _Permission] = {}
+
+    @classmethod
+    def from_settings(cls, settings: BackendSettings, session: aiohttp.ClientSession) -> GitHubApp:
+        return cls(session, settings.github_api_url, settings.github_app_id, private_key_pem(settings))
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._app_id and self._key)
+
+    # ---- installation tokens ---------------------------------------------------------------------
+
+    async def installation_token(self, installation_id: int) -> str:
+        token = self._fresh_token(installation_id)
+        if token is not None:
+            return token
+        # One mint at a time per installation; whoever waited reuses its result.
+        async with self._locks.setdefault(installation_id, asyncio.Lock()):
+            token = self._fresh_token(installation_id)
+            if token is not None:
+                return token
+            minted = await self._mint(installation_id)
+            self._tokens[installation_id] = minted
+            return minted.value
+
+    def invalidate_token(self, installation_id: int, token: str) -> None:
+        held = self._tokens.get(installation_id)
+        if held is not None and held.value == token:
+            del self._tokens[installation_id]
+
+    def _fresh_token(self, installation_id: int) -> str | None:
+        held = self._tokens.get(installation_id)
+        if held is not None and held.expires_at - TOKEN_REFRESH_MARGIN_SECONDS > self._clock():
+            return held.value
+        return None
+
+    async def _mint(self, installation_id: int) -> _Token:
+        if not self.configured:
+            raise AppNotConfigured("GITHUB_APP_ID and GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH are not set")
+        url = f"{self._api}/app/installations/{installation_id}/access_tokens"
+        headers = {**_HEADERS, "Authorization": f"Bearer {app_jwt(self._app_id, self._key, self._clock())}"}
+        status, body = await self._call("POST", url, headers)
+        if status in (403, 404):
+            raise InstallationRefused(status, str(body.get("message", "")) if isinstance(body, dict) else "")
+        if status != 201 or not isinstance(body, dict):
+            raise GitHubUnavailable(f"installation token request answered {status}")
+        try:
+            value = str(body["token"])
+            expires = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00")).timestamp()
+        except (KeyError, ValueError):
+            raise GitHubUnavailable("installation token answer has no token or expires_at") from None
+        log.info("minted installation token", extra={"installation_id": installation_id})
+        return _Token(value=value, expires_at=expires)
+
+    # ---- permissions ----------------------------------------------------------------------------
+
+    async def permission(self, installation_id: int, repo_id: int, repo_full_name: str, login: str) -> str:
+        """``login``'s permission on the repository as GitHub reports it (admin, write, read, none);
+        a user GitHub does not know answers ``none``."""
+        key = (repo_id, login.lower())
+        now = self._clock()
+        cached = self._permissions.get(key)
+        if cached is not None and cached.expires_at > now:
+            return cached.value
+        value = await self._fetch_permission(installation_id, repo_full_name, login)
+        if len(self._permissions) >= PERMISSION_CACHE_MAX:
+            self._permissions = {k: v for k, v in self._permissions.items() if v.expires_at > now}
+            if len(self._permissions) >= PERMISSION_CACHE_MAX:
+                self._permissions.clear()
+        self._permissions[key] = _Permission(value, now + self._permission_ttl)
+        return value
+
+    async def _fetch_permission(self, installation_id: int, repo_full_name: str, login: str) -> str:
+        url = f"{self._api}{_repo_path(repo_full_name)}/collaborators/{quote(login, safe='')}/permission"
+        for attempt in (1, 2):
+            token = await self.installation_token(installation_id)
+            status, body = await self._call("GET", url, {**_HEADERS, "Authorization": f"Bearer {token}"})
+            if status == 401 and attempt == 1:  # revoked or expired early: mint a new one, once
+                self.invalidate_token(installation_id, token)
+                continue
+            if status == 404:
+                return "none"
+            permission = body.get("permission") if isinstance(body, dict) else None
+            if status != 200 or permission not in _PERMISSIONS:
+                raise GitHubUnavailable(f"permission check answered {status}")
+            return str(permission)
+        raise GitHubUnavailable("permission check: GitHub refused a fresh installation token")
+
+    async def _call(self, method: str, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+        try:
+            async with self._session.request(method, url, headers=headers, timeout=GITHUB_TIMEOUT) as resp:
+                try:
+                    body: Any = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                return resp.status, body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise GitHubUnavailable(f"{method} {url.split('?')[0]} unreachable: {type(exc).__name__}") from None
+
+
+GITHUB_APP = web.AppKey("github_app", GitHubApp)
+
+
+async def github_app_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` entry; must come after the one that opens ``HTTP_CLIENT``."""
+    app[GITHUB_APP] = GitHubApp.from_settings(app[SETTINGS], app[HTTP_CLIENT])
+    yield

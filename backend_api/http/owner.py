@@ -1,0 +1,195 @@
+"""Owner API handlers (docs/owner-api.md): per-repository settings, challenges, actions, exemptions.
+
+Access: the GitHub session cookie of the verification pages (``web.session``), and GitHub saying,
+asked with the installation's token, that the signed-in user is an admin of the repository.
+Not signed in: 401; a state-changing call without the session's ``X-CSRF-Token``: 403
+``csrf_failed``; repository unknown or not installed: 404; not an admin: 403. Every error is the
+usual JSON error body.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from backend_api.challenges.verify import answer_hash, normalize_answer
+from backend_api.github_app import GITHUB_APP, AppNotConfigured, GitHubUnavailable, InstallationRefused
+from backend_api.http.errors import ApiError, json_response, read_model
+from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
+from backend_api.owner.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
+from backend_api.store import dashboard, installations, repo_settings
+from backend_api.web.session import Session
+from shared_contracts.owner import (
+    ActionList,
+    ChallengeList,
+    OwnerRepoSettings,
+    OwnerSession,
+    RepoSettings,
+    RepoSettingsUpdate,
+)
+
+log = logging.getLogger(__name__)
+
+_MAX_ID_DIGITS = 18
+
+
+@dataclass(frozen=True, slots=True)
+class RepoAccess:
+    """A signed-in admin of an installed repository."""
+
+    session: Session
+    repo_id: int
+    repo_full_name: str
+    installation_id: int
+
+
+def _path_id(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > _MAX_ID_DIGITS or int(raw) == 0:
+        raise ApiError(404, "not_found", f"{name} must be a positive integer")
+    return int(raw)
+
+
+def _session(request: web.Request) -> Session:
+    session = request.app[SESSIONS].from_request(request, time.time())
+    if session is None:
+        raise ApiError(401, "unauthorized", "sign in with GitHub first (/auth/github/login)")
+    return session
+
+
+async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
+    """The order of checks: session (401), CSRF for writes (403), installed repo (404), admin (403)."""
+    repo_id = _path_id(request, "repo_id")
+    session = _session(request)
+    if write and not request.app[SESSIONS].check_csrf(
+        session, CSRF_SCOPE_OWNER_API, request.headers.get(CSRF_HEADER)
+    ):
+        raise ApiError(
+            403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header (GET /api/v1/session gives the token)"
+        )
+    async with request.app[DB_POOL].acquire() as conn:
+        status = await installations.app_status(conn, repo_id)
+    if not status.installed or status.installation_id is None or status.repo_full_name is None:
+        raise ApiError(404, "not_found", f"prgate is not installed on repository {repo_id}")
+    try:
+        permission = await request.app[GITHUB_APP].permission(
+            status.installation_id, repo_id, status.repo_full_name, session.login
+        )
+    except AppNotConfigured:
+        raise ApiError(503, "github_app_not_configured", "the backend has no GitHub App credentials") from None
+    except InstallationRefused as exc:
+        if exc.status == 404:
+            raise ApiError(404, "not_found", f"prgate is not installed on repository {repo_id}") from None
+        raise ApiError(
+            403, "forbidden", "GitHub refused prgate a token for this installation (is it suspended?), "
+            "so admin rights cannot be checked",
+        ) from None
+    except GitHubUnavailable as exc:
+        log.warning("owner API: GitHub unavailable: %s", exc)
+        raise ApiError(502, "github_unavailable", "prgate could not ask GitHub about your permission") from None
+    if not is_admin(permission):
+        raise ApiError(
+            403, "forbidden", f"@{session.login} is not an admin of {status.repo_full_name} (GitHub says {permission})"
+        )
+    return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id)
+
+
+def _page_query(request: web.Request) -> PageQuery:
+    try:
+        return PageQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        details = [{"loc": ["query", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+        raise ApiError(422, "validation_error", "invalid query parameters", details) from None
+
+
+async def _settings_view(request: web.Request, access: RepoAccess) -> OwnerRepoSettings:
+    async with request.app[DB_POOL].acquire() as conn:
+        current = await repo_settings.get(conn, access.repo_id)
+        answer_set = await dashboard.answer_is_set(conn, access.repo_id)
+    return OwnerRepoSettings(
+        **current.model_dump(), repo_id=access.repo_id, repo_full_name=access.repo_full_name,
+        challenge_answer_set=answer_set,
+    )
+
+
+# ---- handlers -------------------------------------------------------------------------------------
+
+
+async def owner_session(request: web.Request) -> web.Response:
+    session = _session(request)
+    token = request.app[SESSIONS].csrf_token(session, CSRF_SCOPE_OWNER_API)
+    return json_response(OwnerSession(
+        user_id=session.user_id, login=session.login, csrf_token=token,
+        expires_at=datetime.fromtimestamp(session.expires_at, UTC),
+    ))
+
+
+async def get_repo_settings(request: web.Request) -> web.Response:
+    access = await _admin(request, write=False)
+    return json_response(await _settings_view(request, access))
+
+
+async def put_repo_settings(request: web.Request) -> web.Response:
+    access = await _admin(request, write=True)
+    update = await read_model(request, RepoSettingsUpdate)
+    new = RepoSettings.model_validate(update.model_dump(exclude={"challenge_answer"}))
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        await repo_settings.put(conn, access.repo_id, new)
+        if update.challenge_answer is not None:
+            # Hashed exactly as the verification page checks it (challenges.verify); blank removes it.
+            answer = update.challenge_answer
+            stored = answer_hash(answer) if normalize_answer(answer) else None
+            await dashboard.set_answer_hash(conn, access.repo_id, stored)
+    log.info(
+        "repository settings changed",
+        extra={"repo_id": access.repo_id, "github_user_id": access.session.user_id,
+               "answer_changed": update.challenge_answer is not None},
+    )
+    return json_response(await _settings_view(request, access))
+
+
+async def list_challenges(request: web.Request) -> web.Response:
+    access = await _admin(request, write=False)
+    query = _page_query(request)
+    async with request.app[DB_POOL].acquire() as conn:
+        items = await dashboard.repo_challenges(conn, access.repo_id, query.limit, query.before)
+    return json_response(ChallengeList(
+        items=items, next_before=next_before([c.challenge_id for c in items], query.limit)
+    ))
+
+
+async def list_actions(request: web.Request) -> web.Response:
+    access = await _admin(request, write=False)
+    query = _page_query(request)
+    async with request.app[DB_POOL].acquire() as conn:
+        items = await dashboard.repo_actions(conn, access.repo_id, query.limit, query.before)
+    return json_response(ActionList(items=items, next_before=next_before([a.action_id for a in items], query.limit)))
+
+
+async def exempt_pull(request: web.Request) -> web.Response:
+    access = await _admin(request, write=True)
+    number = _path_id(request, "number")
+    settings = request.app[SETTINGS]
+    try:
+        result = await exempt_pull_request(
+            request.app[DB_POOL], access.repo_id, access.repo_full_name, number,
+            Admin(user_id=access.session.user_id, login=access.session.login),
+            public_url=settings.public_url, max_attempts=settings.action_max_attempts,
+        )
+    except UnknownPullRequest as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except ExemptRefused as exc:
+        raise ApiError(409, "conflict", f"not exempted: {exc}") from None
+    log.info(
+        "pull request exempted from the owner API",
+        extra={"repo_id": access.repo_id, "pr_number": number, "github_user_id": access.session.user_id,
+               "challenge_id": result.challenge_id, "action_ids": result.enqueued_action_ids},
+    )
+    return json_response(result)

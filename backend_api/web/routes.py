@@ -1,0 +1,15 @@
+"""The browser routes, registered next to the API's route table (they are HTML, not in /openapi.json)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from backend_api.web import auth, verify
+
+
+def add_web_routes(app: web.Application) -> None:
+    app.router.add_get("/verify/{token}", verify.verify_page)
+    app.router.add_post("/verify/{token}", verify.verify_submit)
+    app.router.add_get("/auth/github/login", auth.login)
+    app.router.add_get("/auth/github/callback", auth.callback)
+    app.router.add_post("/auth/logout", auth.logout)

@@ -1,0 +1,202 @@
+"""Browser sessions for the verification pages: signed cookies, OAuth ``state``, CSRF tokens.
+
+Nothing is stored on the server. A session is a cookie ``v1.<payload>.<mac>``: the payload is
+base64url JSON ``{"sid", "uid", "login", "exp"}`` (a random session id, the GitHub user id and
+login, the expiry in unix seconds), the MAC an HMAC-SHA256 over ``v1.<payload>``. The OAuth access
+token never leaves the callback handler. A cookie that does not verify, does not parse or has
+expired reads as "signed out".
+
+Every key is derived from one secret (``SESSION_SECRET``, or, when that is empty, from the first
+``PRGATE_INTERNAL_SECRETS`` entry) with a purpose label, so a MAC made for one purpose (a session
+cookie) is never accepted for another (an OAuth state cookie, a CSRF token).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from backend_api.settings import BackendSettings
+
+SESSION_COOKIE = "prgate_session"
+OAUTH_COOKIE = "prgate_oauth"
+SESSION_TTL_SECONDS = 8 * 3600
+OAUTH_STATE_TTL_SECONDS = 600
+_VERSION = "v1"
+_MAX_COOKIE_CHARS = 4096
+
+
+def session_secret(settings: BackendSettings) -> bytes:
+    """``SESSION_SECRET``, or a secret derived from the first internal secret when it is unset.
+
+    Deriving keeps ``prgate up`` working unconfigured; it also means rotating the first internal
+    secret signs everyone out, which is why production should set ``SESSION_SECRET``.
+    """
+    explicit = settings.session_secret.get_secret_value()
+    if explicit:
+        return explicit.encode()
+    if not settings.internal_secrets:
+        raise ValueError("SESSION_SECRET or PRGATE_INTERNAL_SECRETS must be set")
+    return hmac.new(settings.internal_secrets[0].encode(), b"prgate/session-secret/v1", hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    user_id: int
+    login: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthState:
+    state: str
+    next_path: str | None
+
+
+class SessionCodec:
+    """Signs and reads the session and OAuth-state cookies; derives CSRF tokens."""
+
+    def __init__(self, secret: bytes, *, secure: bool, ttl_seconds: int = SESSION_TTL_SECONDS) -> None:
+        self.secure = secure
+        self.ttl_seconds = ttl_seconds
+        self._keys = {
+            purpose: hmac.new(secret, f"prgate/{purpose}".encode(), hashlib.sha256).digest()
+            for purpose in ("session", "oauth-state", "csrf")
+        }
+
+    @classmethod
+    def from_settings(cls, settings: BackendSettings) -> SessionCodec:
+        return cls(session_secret(settings), secure=settings.public_url.lower().startswith("https://"))
+
+    # ---- signed blobs --------------------------------------------------------------------------
+
+    def _mac(self, purpose: str, message: str) -> str:
+        return _b64(hmac.new(self._keys[purpose], message.encode(), hashlib.sha256).digest())
+
+    def _seal(self, purpose: str, data: dict[str, Any]) -> str:
+        body = f"{_VERSION}.{_b64(json.dumps(data, separators=(',', ':')).encode())}"
+        return f"{body}.{self._mac(purpose, body)}"
+
+    def _open(self, purpose: str, value: str | None, now: float) -> dict[str, Any] | None:
+        if not value or len(value) > _MAX_COOKIE_CHARS:
+            return None
+        version, _, rest = value.partition(".")
+        payload, _, mac = rest.partition(".")
+        if version != _VERSION or not payload or not mac:
+            return None
+        if not hmac.compare_digest(mac, self._mac(purpose, f"{version}.{payload}")):
+            return None
+        try:
+            data = json.loads(_unb64(payload))
+        except (ValueError, binascii.Error):
+            return None
+        if not isinstance(data, dict):
+            return None
+        exp = data.get("exp")
+        if not isinstance(exp, int) or isinstance(exp, bool) or exp <= now:
+            return None
+        return data
+
+    # ---- the session -----------------------------------------------------------------------------
+
+    def issue(self, user_id: int, login: str, now: float) -> tuple[Session, str]:
+        """A fresh session (new id: no fixation) and its cookie value."""
+        session = Session(
+            sid=secrets.token_hex(16), user_id=user_id, login=login, expires_at=int(now) + self.ttl_seconds
+        )
+        value = self._seal(
+            "session", {"sid": session.sid, "uid": user_id, "login": login, "exp": session.expires_at}
+        )
+        return session, value
+
+    def read(self, value: str | None, now: float) -> Session | None:
+        data = self._open("session", value, now)
+        if data is None:
+            return None
+        sid, uid, login = data.get("sid"), data.get("uid"), data.get("login")
+        if not isinstance(sid, str) or not isinstance(login, str) or not login:
+            return None
+        if not isinstance(uid, int) or isinstance(uid, bool):
+            return None
+        return Session(sid=sid, user_id=uid, login=login, expires_at=int(data["exp"]))
+
+    def from_request(self, request: web.Request, now: float) -> Session | None:
+        return self.read(request.cookies.get(SESSION_COOKIE), now)
+
+    # ---- OAuth state (login CSRF) ------------------------------------------------------------------
+
+    def new_oauth_state(self, next_path: str | None, now: float) -> tuple[OAuthState, str]:
+        """A random ``state`` for the authorize URL, bound to this browser by a signed cookie."""
+        state = OAuthState(state=secrets.token_urlsafe(32), next_path=next_path)
+        value = self._seal(
+            "oauth-state", {"state": state.state, "next": next_path, "exp": int(now) + OAUTH_STATE_TTL_SECONDS}
+        )
+        return state, value
+
+    def read_oauth_state(self, value: str | None, now: float) -> OAuthState | None:
+        data = self._open("oauth-state", value, now)
+        if data is None:
+            return None
+        state, next_path = data.get("state"), data.get("next")
+        if not isinstance(state, str) or not state or not (next_path is None or isinstance(next_path, str)):
+            return None
+        return OAuthState(state=state, next_path=next_path)
+
+    @staticmethod
+    def state_matches(expected: OAuthState, returned: str) -> bool:
+        return hmac.compare_digest(expected.state.encode(), returned.encode())
+
+    # ---- CSRF ----------------------------------------------------------------------------------------
+
+    def csrf_token(self, session: Session, scope: str) -> str:
+        """A token for form posts, tied to this session and to what the form acts on (``scope``)."""
+        return self._mac("csrf", f"{session.sid}\n{session.user_id}\n{scope}")
+
+    def check_csrf(self, session: Session | None, scope: str, token: str | None) -> bool:
+        if session is None or not token:
+            return False
+        return hmac.compare_digest(self.csrf_token(session, scope).encode(), token.encode())
+
+    # ---- cookies ---------------------------------------------------------------------------------------
+
+    def set_session_cookie(self, response: web.StreamResponse, value: str) -> None:
+        response.set_cookie(
+            SESSION_COOKIE, value, max_age=self.ttl_seconds, path="/", secure=self.secure, httponly=True,
+            samesite="Lax",
+        )
+
+    def set_oauth_cookie(self, response: web.StreamResponse, value: str) -> None:
+        response.set_cookie(
+            OAUTH_COOKIE, value, max_age=OAUTH_STATE_TTL_SECONDS, path="/auth/github", secure=self.secure,
+            httponly=True, samesite="Lax",
+        )
+
+    def clear_session_cookie(self, response: web.StreamResponse) -> None:
+        response.del_cookie(SESSION_COOKIE, path="/", secure=self.secure, httponly=True, samesite="Lax")
+
+    def clear_oauth_cookie(self, response: web.StreamResponse) -> None:
+        response.del_cookie(OAUTH_COOKIE, path="/auth/github", secure=self.secure, httponly=True, samesite="Lax")
+
+
+def csrf_scope_for_challenge(challenge_id: int) -> str:
+    return f"verify:{challenge_id}"
+
+
+CSRF_SCOPE_LOGOUT = "logout"

@@ -1,0 +1,202 @@
+"""The operator dashboard in a real browser: backend as a real process, GitHub (OAuth + API) simulated.
+
+What a person sees: sign in with GitHub on the simulator's authorize page, land on the dashboard,
+then each page. Screenshots go to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.conftest import INTERNAL_SECRET
+from tests.support.browser import InternalApi, chromium, shot
+from tests.support.github_sim import APP_ID, Simulator, app_keys
+from tests.support.payloads import installation_payload, pull_request_payload
+from tests.support.processes import Fleet, free_port, wait_http_ok
+
+OPERATOR = "octo-operator"
+FAILURE = "GitHub answered 422: Validation Failed <script>alert('x')</script>"
+
+
+@dataclass
+class PagesStack:
+    backend_url: str
+    simulator: Simulator
+    shots: Path
+
+
+@pytest.fixture
+async def stack(
+    db: asyncpg.Pool, database_url: str, simulator: Simulator, tmp_path: Path
+) -> AsyncIterator[PagesStack]:
+    fleet = Fleet()
+    port = free_port()
+    key_path = tmp_path / "app.pem"
+    key_path.write_text(app_keys().private_pem)
+    backend_url = f"http://127.0.0.1:{port}"
+    env = {
+        "DATABASE_URL": database_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET,
+        "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(port), "BACKEND_PUBLIC_URL": backend_url,
+        "GITHUB_API_URL": simulator.url, "GITHUB_WEB_URL": simulator.url,
+        "GITHUB_CLIENT_ID": simulator.state.config.oauth_client_id,
+        "GITHUB_CLIENT_SECRET": simulator.state.config.oauth_client_secret,
+        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY_PATH": str(key_path),
+        "PRGATE_OPERATORS": f"someone-else, {OPERATOR.upper()}", "SWEEP_INTERVAL_SECONDS": "3600",
+    }
+    backend = fleet.start("backend", "backend", env)
+    try:
+        await wait_http_ok(f"{backend_url}/readyz", backend)
+        await _seed(backend_url, db)
+        yield PagesStack(backend_url, simulator, tmp_path)
+    except BaseException:
+        print(fleet.logs())
+        raise
+    finally:
+        fleet.stop_all()
+
+
+async def _seed(backend_url: str, db: asyncpg.Pool) -> None:
+    """Through the real ingest path (signed internal API), plus one FAILED action."""
+    async with aiohttp.ClientSession() as session:
+        api = InternalApi(session, backend_url, INTERNAL_SECRET)
+        await api.installation("delivery-install-octo", "installation", installation_payload("created"))
+        await api.installation("delivery-install-acme", "installation", installation_payload(
+            "created", installation_id=2002, account_login="acme", account_id=778, repos=[(7001, "acme/x")],
+        ))
+        gate = await api.pull_request("delivery-pr-7-opened", pull_request_payload("opened", number=7))
+        assert gate["decision"] == "GATE"
+        member = await api.pull_request("delivery-pr-8-opened", pull_request_payload(
+            "opened", number=8, author_login="maintainer", author_id=9201, association="MEMBER",
+        ))
+        assert member["decision"] == "EXEMPT"
+        await api.pull_request("delivery-pr-9-opened", pull_request_payload(
+            "opened", number=9, author_login="drive-by", author_id=9202,
+        ))
+        closed = await api.pull_request("delivery-pr-9-closed", pull_request_payload(
+            "closed", number=9, author_login="drive-by", author_id=9202,
+        ))
+        assert closed["decision"] == "CANCELLED"
+    async with db.acquire() as conn:
+        await conn.execute(
+            """UPDATE bot_actions SET status = 'FAILED', attempt = max_attempts, last_error = $1,
+                                      completed_at = now(), updated_at = now()
+               WHERE action_id = (SELECT min(action_id) FROM bot_actions WHERE pr_number = 7)""",
+            FAILURE,
+        )
+
+
+async def sign_in(page: Page, stack: PagesStack, login: str) -> None:
+    """Open the dashboard signed out and sign in with GitHub on the simulator's authorize page."""
+    response = await page.goto(f"{stack.backend_url}/dashboard")
+    assert response is not None
+    assert response.status == 401
+    await expect(page.get_by_text("Sign in with GitHub to continue")).to_be_visible()
+    await page.get_by_role("link", name="Sign in with GitHub").click()
+    await page.wait_for_url(re.compile(re.escape(stack.simulator.url) + r"/login/oauth/authorize"))
+    await expect(page.get_by_role("heading", name="Sign in to GitHub")).to_be_visible()
+    await page.get_by_label("Username").fill(login)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def _main_text(page: Page) -> str:
+    return await page.locator("main").inner_text()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as b:
+        yield b
+
+
+async def test_operator_signs_in_and_sees_every_page(stack: PagesStack, browser: Browser) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    alerts: list[str] = []
+    page.on("dialog", lambda dialog: alerts.append(dialog.message))
+    await sign_in(page, stack, OPERATOR)
+
+    # Installations
+    await page.wait_for_url(f"{stack.backend_url}/dashboard")
+    await expect(page.get_by_role("heading", name="Installations", exact=True)).to_be_visible()
+    await shot(page, stack.shots, "dashboard")
+    octo = page.locator("h2", has_text="installation 1001")
+    await expect(octo).to_contain_text("octo-org")
+    await expect(octo).to_contain_text("ACTIVE")
+    widgets = page.locator("tr", has_text="octo-org/widgets")
+    await expect(widgets).to_contain_text("ACTIVE")
+    await expect(widgets.locator("td").nth(4)).to_have_text("1")  # pending challenges
+    await expect(page.locator("tr", has_text="acme/x")).to_be_visible()
+    await expect(page.locator(".who")).to_contain_text(f"Signed in as @{OPERATOR}")
+
+    # Challenges: the pending one with its time left, the cancelled one as resolved.
+    await page.get_by_role("link", name="Challenges").click()
+    await page.wait_for_url(f"{stack.backend_url}/dashboard/challenges")
+    pending = page.locator("tr", has_text="octo-org/widgets#7")
+    await expect(pending).to_contain_text("@newcomer")
+    await expect(pending.locator("td").nth(2)).to_have_text(re.compile(r"^2d \d+h left$"))  # of a 72 h deadline
+    resolved = page.locator("tr", has_text="octo-org/widgets#9")
+    await expect(resolved).to_contain_text("CANCELLED")
+    await expect(resolved).to_contain_text("pull request closed")
+    await expect(page.get_by_role("heading", name="Pending: 1")).to_be_visible()
+    await shot(page, stack.shots, "challenges")
+
+    # Outbox: counts and the failure's error, shown as text (not run as markup).
+    await page.get_by_role("link", name="Outbox").click()
+    await page.wait_for_url(f"{stack.backend_url}/dashboard/outbox")
+    cards = page.locator(".card")
+    await expect(cards.filter(has_text="failed")).to_contain_text("1")
+    await expect(cards.filter(has_text="leased")).to_contain_text("0")
+    await expect(cards.filter(has_text="pending (")).to_contain_text(re.compile(r"^\s*[1-9]\d*\s*pending"))
+    await expect(cards.filter(has_text="oldest pending")).to_contain_text(re.compile(r"\d+[dhms]"))
+    failure = page.locator("tr", has_text="octo-org/widgets#7")
+    await expect(failure).to_contain_text(FAILURE)
+    await expect(failure).to_contain_text("UPSERT_PR_COMMENT")
+    assert await page.locator("main script").count() == 0
+    await shot(page, stack.shots, "outbox")
+
+    # Deliveries: ids, decisions and reasons.
+    await page.get_by_role("link", name="Deliveries").click()
+    await page.wait_for_url(f"{stack.backend_url}/dashboard/deliveries")
+    text = await _main_text(page)
+    for delivery in ("delivery-install-octo", "delivery-install-acme", "delivery-pr-7-opened",
+                     "delivery-pr-8-opened", "delivery-pr-9-closed"):
+        assert delivery in text
+    await expect(page.locator("tr", has_text="delivery-pr-7-opened")).to_contain_text("GATE")
+    member = page.locator("tr", has_text="delivery-pr-8-opened")
+    await expect(member).to_contain_text("EXEMPT")
+    await expect(member).to_contain_text("author association MEMBER")
+    await shot(page, stack.shots, "deliveries")
+    assert alerts == []
+
+    # Signing out leads back to the sign-in page.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(f"{stack.backend_url}/dashboard")
+    await expect(page.get_by_role("link", name="Sign in with GitHub")).to_be_visible()
+    await context.close()
+
+
+async def test_a_signed_in_non_operator_sees_the_403_page(stack: PagesStack, browser: Browser) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in(page, stack, "intruder")
+    await page.wait_for_url(f"{stack.backend_url}/dashboard")
+    await expect(page.get_by_role("heading", name="Not an operator")).to_be_visible()
+    await expect(page.get_by_role("alert")).to_contain_text("You are signed in as @intruder")
+    await shot(page, stack.shots, "not-an-operator")
+    text = await _main_text(page)
+    assert "octo-org" not in text
+    for path in ("/dashboard/challenges", "/dashboard/outbox", "/dashboard/deliveries"):
+        response = await page.goto(f"{stack.backend_url}{path}")
+        assert response is not None
+        assert response.status == 403
+        assert "newcomer" not in await _main_text(page)
+        assert "delivery-" not in await _main_text(page)
+    await context.close()
