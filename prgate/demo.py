@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,32 @@ class Demo:
         status = await self._until("repository removed", self._installed(1002, False))
         say(f"   backend: demo-org/gears installed={status['installed']} ({status['installation_status']})")
 
+        say("6. demo-org (admin) signs in and shortens demo-org/widgets' deadline to 10 s with the owner API;")
+        say("   slow-poke opens pull request #3 and never verifies")
+        await self.set_deadline_as_admin("demo-org", 1001, 10)
+        await self._sim_post("/_sim/pulls", {
+            "repo": "demo-org/widgets", "number": 3, "title": "Drive-by change",
+            "author": {"login": "slow-poke", "id": 5003, "type": "User"}, "author_association": "NONE",
+            "webhook": "opened",
+        })
+        await self._until("gate comment on #3", lambda: self._our_comment("demo-org/widgets", 3))
+        say("   prgate gated #3; waiting for its deadline ...")
+
+        async def closed() -> bool:
+            return await self._pr_state("demo-org/widgets", 3) == "closed"
+
+        await self._until("timeout close", closed, timeout=60)
+        say("   the deadline passed: prgate closed #3 with a comment (slow-poke can still verify to reopen it)")
+
+    @staticmethod
+    async def _sign_in(browser: aiohttp.ClientSession, login_url: str, login: str) -> str:
+        """GitHub's OAuth web flow; returns the page the backend sends the signed-in person to."""
+        async with browser.get(login_url, allow_redirects=False) as resp:
+            authorize = resp.headers["Location"]
+        # On GitHub the person clicks "Authorize"; the simulator takes the login as a parameter.
+        async with browser.get(f"{authorize}&login={login}") as resp:
+            return await resp.text()
+
     async def verify_as(self, link: str, login: str) -> None:
         """The real browser flow over HTTP: verification page → GitHub sign-in → form submit."""
         # A cookie jar of its own; unsafe=True because the demo's hosts are IP addresses.
@@ -109,18 +136,26 @@ class Demo:
             sign_in = re.search(r'href="([^"]*/auth/github/login[^"]*)"', page)
             if sign_in is None:
                 raise RuntimeError("verification page offers no sign-in")
-            login_url = urljoin(link, html.unescape(sign_in.group(1)))
-            async with browser.get(login_url, allow_redirects=False) as resp:
-                authorize = resp.headers["Location"]
-            # On GitHub the person clicks "Authorize"; the simulator takes the login as a parameter.
-            async with browser.get(f"{authorize}&login={login}") as resp:
-                page = await resp.text()
+            page = await self._sign_in(browser, urljoin(link, html.unescape(sign_in.group(1))), login)
             csrf = re.search(r'name=csrf value="([^"]+)"', page)
             if csrf is None:
                 raise RuntimeError(f"no verification form for {login} (status {resp.status})")
             async with browser.post(link, data={"csrf": html.unescape(csrf.group(1)), "accept": "yes"}) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"verification refused with {resp.status}")
+
+    async def set_deadline_as_admin(self, login: str, repo_id: int, seconds: int) -> None:
+        """The owner API, signed in with GitHub as a repository admin."""
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            page = await self._sign_in(browser, f"{self._backend}/auth/github/login?next=/api/v1/session", login)
+            csrf = json.loads(page)["csrf_token"]
+            url = f"{self._backend}/api/v1/repos/{repo_id}/settings"
+            async with browser.put(url, json={"deadline_seconds": seconds}, headers={"X-CSRF-Token": csrf}) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"settings refused with {resp.status}: {await resp.text()}")
+
+    async def _pr_state(self, repo: str, number: int) -> str:
+        return str((await self._get(f"{self._sim}/_sim/repos/{repo}/pulls/{number}"))["state"])
 
     def _comment_says(self, repo: str, number: int, text: str) -> Callable[[], Awaitable[str | None]]:
         async def probe() -> str | None:

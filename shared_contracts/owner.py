@@ -40,7 +40,7 @@ class RepoSettings(WireModel):
     """Per-repository gate settings; a repository without a row gets these defaults."""
 
     gate_drafts: bool = False
-    deadline_seconds: int = Field(default=72 * 3600, ge=60, le=90 * 24 * 3600)
+    deadline_seconds: int = Field(default=72 * 3600, ge=10, le=90 * 24 * 3600)
     warn_only: bool = False
     exempt_comment: bool = True
     exempt_bots: bool = True

@@ -20,13 +20,24 @@ async def test_demo_scenario_through_real_processes(full_stack: FullStack, db: a
         )).json()
     assert [c["user"]["type"] for c in comments] == ["Bot"]  # one comment, edited in place
     assert comments[0]["body"] == messages.verified_comment("first-timer")
+    async def decisions_so_far() -> list[tuple[str, str | None]]:
+        async with db.acquire() as conn:
+            return [tuple(r) for r in await conn.fetch(  # type: ignore[misc]
+                "SELECT action, decision FROM webhook_deliveries WHERE event_name = 'pull_request'"
+                " ORDER BY received_at"
+            )]
+
+    async def close_webhook_arrived() -> bool:
+        return len(await decisions_so_far()) == 4
+
+    await eventually(close_webhook_arrived, timeout=30)
+    decisions = await decisions_so_far()
+    # #1 gated (then verified), #2 exempt, #3 gated, then prgate's own close arrives as a webhook.
+    assert decisions == [("opened", "GATE"), ("opened", "EXEMPT"), ("opened", "GATE"), ("closed", None)]
     async with db.acquire() as conn:
-        decisions = [tuple(r) for r in await conn.fetch(
-            "SELECT action, decision FROM webhook_deliveries WHERE event_name = 'pull_request' ORDER BY received_at"
-        )]
-    assert decisions == [("opened", "GATE"), ("opened", "EXEMPT")]
-    async with db.acquire() as conn:
-        assert await conn.fetchval("SELECT status FROM challenges") == "VERIFIED"
+        statuses = [r["status"] for r in await conn.fetch("SELECT status FROM challenges ORDER BY challenge_id")]
+        assert statuses == ["VERIFIED", "TIMED_OUT"]
+        assert await conn.fetchval("SELECT deadline_seconds FROM repo_settings WHERE repo_id = 1001") == 10
         assert await conn.fetchval("SELECT login FROM contributors") == "first-timer"
     assert any("installed=False" in line for line in lines)
 

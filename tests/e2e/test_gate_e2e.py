@@ -185,3 +185,35 @@ async def _has(coro: Any) -> bool:
 async def _first_is(coro: Any, value: str) -> bool:
     items = await coro
     return bool(items) and items[0] == value
+
+
+async def test_author_verifying_after_timeout_gets_the_pr_reopened(full_stack: FullStack, db: asyncpg.Pool) -> None:
+    from prgate.demo import Demo
+
+    async with aiohttp.ClientSession() as session:
+        await install(session, full_stack, 50, "late", 1050, "late/repo")
+        await open_pr(session, full_stack, "late/repo", 9, "sleepy", 509)
+        await eventually(lambda: _has(our_comments(session, full_stack, "late/repo", 9)), timeout=30)
+        await expire(db)
+
+        async def closed() -> bool:
+            return await pr_state(session, full_stack, "late/repo", 9) == "closed"
+
+        await eventually(closed, timeout=30)
+        [timeout_comment] = await our_comments(session, full_stack, "late/repo", 9)
+        link = next(w for w in timeout_comment.split() if "/verify/" in w)
+        demo = Demo(session, full_stack.simulator_url, full_stack.backend_url, lambda _: None)
+        await demo.verify_as(link, "sleepy")
+
+        async def reopened_and_verified() -> bool:
+            comments = await our_comments(session, full_stack, "late/repo", 9)
+            return (await pr_state(session, full_stack, "late/repo", 9) == "open"
+                    and comments == [messages.verified_comment("sleepy")])
+
+        await eventually(reopened_and_verified, timeout=30)
+        await eventually(lambda: _first_is(statuses(session, full_stack, "late/repo"), "success"), timeout=30)
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM challenges") == "VERIFIED"
+        assert await conn.fetchval(
+            "SELECT count(*) FROM bot_actions WHERE action_type = 'REOPEN_PR_WITH_COMMENT' AND status = 'DONE'"
+        ) == 1
