@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -55,6 +56,28 @@ def configure_demo(env: dict[str, str], data_dir: Path) -> None:
     env.setdefault("PRGATE_OPERATORS", DEMO_OPERATOR)
 
 
+DEMO_DATABASE = "prgate_demo"
+
+
+def fresh_demo_database(url: str) -> str:
+    """The demo's data is made up: give every run a database of its own, so it replays the same way."""
+    import asyncpg
+
+    parts = urlsplit(url)
+    demo_url = urlunsplit((parts.scheme, parts.netloc, f"/{DEMO_DATABASE}", parts.query, parts.fragment))
+
+    async def recreate() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(recreate())
+    return demo_url
+
+
 async def _wait_ready(urls: list[str], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
@@ -85,8 +108,10 @@ async def _play_demo(env: dict[str, str]) -> None:
 def run_stack(env: dict[str, str], *, workers: int, data_dir: Path) -> int:
     demo = not (env.get("GITHUB_APP_ID") and (env.get("GITHUB_PRIVATE_KEY") or env.get("GITHUB_PRIVATE_KEY_PATH")))
     if demo:
-        log.info("no GitHub App configured: starting the GitHub simulator and a demo scenario")
+        log.info("no GitHub App configured: starting the GitHub simulator and a demo scenario "
+                 "(on a fresh database %s)", DEMO_DATABASE)
         configure_demo(env, data_dir)
+        env["DATABASE_URL"] = fresh_demo_database(env["DATABASE_URL"])
     backend_port = env.get("BACKEND_PORT", "8080")
     env.setdefault("BACKEND_URL", f"http://127.0.0.1:{backend_port}")
     env.setdefault("BACKEND_PUBLIC_URL", f"http://127.0.0.1:{backend_port}")
@@ -95,6 +120,29 @@ def run_stack(env: dict[str, str], *, workers: int, data_dir: Path) -> int:
         log.error("migrations failed")
         return migrate.returncode
     children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        return _supervise(env, children, workers=workers, demo=demo)
+    finally:
+        # Whatever happened, nothing this command started outlives it.
+        _stop_children(children)
+        log.info("stopped")
+
+
+def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for proc in children.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _supervise(
+    env: dict[str, str], children: dict[str, subprocess.Popen[bytes]], *, workers: int, demo: bool
+) -> int:
     if demo:
         children["simulator"] = _spawn("simulator", ["simulator"], env)
     children["backend"] = _spawn("backend", ["backend"], env)
@@ -105,19 +153,25 @@ def run_stack(env: dict[str, str], *, workers: int, data_dir: Path) -> int:
         children[f"worker-{i + 1}"] = _spawn(f"worker-{i + 1}", ["worker"], worker_env)
 
     stopping = False
+    demo_running = False
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
+        if demo_running:
+            raise KeyboardInterrupt  # abandon the scenario; run_stack's finally stops every child
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     code = 0
     if demo:
+        demo_running = True
         try:
             asyncio.run(_play_demo(env))
         except Exception as exc:
             log.error("demo scenario failed: %s", exc)
+        finally:
+            demo_running = False
     backend = f"http://127.0.0.1:{env.get('BACKEND_PORT', '8080')}"
     print(f"\nprgate is up: backend {backend}  webhooks http://127.0.0.1:{env.get('BOT_PORT', '8081')}"
           "/webhooks/github  (Ctrl-C stops everything)", flush=True)
@@ -130,16 +184,7 @@ def run_stack(env: dict[str, str], *, workers: int, data_dir: Path) -> int:
                 code = proc.returncode or 1
                 stopping = True
         time.sleep(0.2)
-    for proc in children.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for proc in children.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.info("stopped")
     return code
+
 
 
