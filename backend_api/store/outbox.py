@@ -62,6 +62,8 @@ async def enqueue(conn: Conn, action: NewAction) -> int:
 
 
 # One statement: pick claimable rows with SKIP LOCKED and lease them.
+# LIMIT is a literal (one cached statement per max_actions value): with a parameter PostgreSQL
+# re-plans every call, because its generic plan for an unknown LIMIT is a sequential scan.
 # Claimable = PENDING whose backoff has passed, or CLAIMED whose lease expired
 # (next_attempt_at holds the lease expiry then), with attempts left, whose
 # installation is active, and with no earlier unfinished action for the same PR.
@@ -81,15 +83,15 @@ WITH candidates AS (
                 AND b.pr_number = a.pr_number AND b.action_id < a.action_id
                 AND b.status IN ('PENDING', 'CLAIMED'))
     ORDER BY a.next_attempt_at, a.action_id
-    LIMIT $2
+    LIMIT {limit}
     FOR UPDATE OF a SKIP LOCKED
 )
 UPDATE bot_actions t SET
     status = 'CLAIMED',
     attempt = t.attempt + 1,
     lease_owner = $1,
-    lease_expires_at = now() + make_interval(secs => $3),
-    next_attempt_at = now() + make_interval(secs => $3),
+    lease_expires_at = now() + make_interval(secs => $2),
+    next_attempt_at = now() + make_interval(secs => $2),
     updated_at = now()
 FROM candidates c
 WHERE t.action_id = c.action_id
@@ -101,7 +103,9 @@ RETURNING t.action_id, t.attempt, t.lease_expires_at, t.provider, t.action_type,
 async def claim(
     conn: Conn, worker_id: str, max_actions: int, lease_seconds: float
 ) -> list[asyncpg.Record]:
-    rows = await conn.fetch(_CLAIM, worker_id, max_actions, float(lease_seconds))
+    if not 1 <= max_actions <= 100:
+        raise ValueError("max_actions must be within 1..100")
+    rows = await conn.fetch(_CLAIM.format(limit=int(max_actions)), worker_id, float(lease_seconds))
     return sorted(rows, key=lambda r: r["action_id"])
 
 
