@@ -118,6 +118,39 @@ async def test_warn_only_never_closes(full_stack: FullStack, db: asyncpg.Pool) -
         assert await pr_state(session, full_stack, "warnco/lib", 3) == "open"
 
 
+def comment_webhook(installation: int, repo_id: int, repo: str, number: int, body: str, login: str,
+                    user_id: int, comment_id: int) -> dict[str, Any]:
+    """An issue_comment.created delivery (real payload shape) for a comment on a pull request."""
+    payload = fixture("issue_comment.created.0.json")
+    payload.update({"installation": {"id": installation}})
+    payload["repository"].update({"id": repo_id, "full_name": repo})
+    payload["issue"].update({"number": number, "pull_request": {"url": "x"}})
+    payload["comment"].update({"id": comment_id, "body": body})
+    payload["comment"]["user"].update({"login": login, "id": user_id, "type": "User"})
+    return {"event": "issue_comment", "payload": payload}
+
+
+async def test_recheck_command_lets_a_newly_whitelisted_author_through(
+    full_stack: FullStack, db: asyncpg.Pool
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        await install(session, full_stack, 35, "rechk", 1035, "rechk/lib")
+        await open_pr(session, full_stack, "rechk/lib", 6, "friend", 506)
+        await eventually(lambda: _has(our_comments(session, full_stack, "rechk/lib", 6)), timeout=30)
+        async with db.acquire() as conn:  # a maintainer whitelists the author (owner API in real life)
+            await conn.execute("INSERT INTO repo_settings (repo_id, whitelist_logins) VALUES (1035, '{friend}')")
+        await sim(session, full_stack, "/_sim/webhooks",
+                  comment_webhook(35, 1035, "rechk/lib", 6, "/prgate recheck", "friend", 506, 777))
+
+        async def exempt() -> bool:
+            return (await our_comments(session, full_stack, "rechk/lib", 6)) == [messages.exempt_comment("friend")]
+
+        await eventually(exempt, timeout=30)
+        await eventually(lambda: _first_is(statuses(session, full_stack, "rechk/lib"), "success"), timeout=30)
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM challenges") == "EXEMPTED"
+
+
 async def test_exempt_command_through_github(full_stack: FullStack, db: asyncpg.Pool) -> None:
     async with aiohttp.ClientSession() as session:
         await install(session, full_stack, 30, "cmdco", 1030, "cmdco/tool")
@@ -127,13 +160,8 @@ async def test_exempt_command_through_github(full_stack: FullStack, db: asyncpg.
         async with session.put(f"{full_stack.simulator_url}/_sim/repos/cmdco/tool/collaborators/lead",
                                json={"permission": "write", "id": 8}) as resp:
             assert resp.status in (200, 201), await resp.text()
-        payload = fixture("issue_comment.created.0.json")
-        payload.update({"installation": {"id": 30}})
-        payload["repository"].update({"id": 1030, "full_name": "cmdco/tool"})
-        payload["issue"].update({"number": 4, "pull_request": {"url": "x"}})
-        payload["comment"].update({"id": 4242, "body": "/prgate exempt"})
-        payload["comment"]["user"].update({"login": "lead", "id": 8, "type": "User"})
-        await sim(session, full_stack, "/_sim/webhooks", {"event": "issue_comment", "payload": payload})
+        await sim(session, full_stack, "/_sim/webhooks",
+                  comment_webhook(30, 1030, "cmdco/tool", 4, "/prgate exempt", "lead", 8, 4242))
 
         async def exempted() -> bool:
             return (await our_comments(session, full_stack, "cmdco/tool", 4)) == [
