@@ -6,11 +6,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
-def split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+from shared_contracts.common import comma_list
 
 
 class BackendSettings(BaseSettings):
@@ -48,5 +44,5 @@ class BackendSettings(BaseSettings):
     # Operator dashboard (/dashboard): GitHub logins allowed to see every tenant, comma-separated.
     operators: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_OPERATORS")
 
-    _split_secrets = field_validator("internal_secrets", mode="before")(split_csv)
-    _split_operators = field_validator("operators", mode="before")(split_csv)
+    _split_secrets = field_validator("internal_secrets", mode="before")(comma_list)
+    _split_operators = field_validator("operators", mode="before")(comma_list)

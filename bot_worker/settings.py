@@ -6,11 +6,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+from shared_contracts.common import comma_list
 
 
 class BotSettings(BaseSettings):
@@ -46,7 +42,7 @@ class BotSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20.0, alias="WORKER_SHUTDOWN_GRACE_SECONDS")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
 
-    _split_secrets = field_validator("internal_secrets", mode="before")(_split_csv)
+    _split_secrets = field_validator("internal_secrets", mode="before")(comma_list)
 
     def private_key_pem(self) -> str:
         """The App's private key, from GITHUB_PRIVATE_KEY or else GITHUB_PRIVATE_KEY_PATH ('' when neither)."""

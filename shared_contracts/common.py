@@ -19,3 +19,10 @@ class ErrorBody(WireModel):
     error: str
     message: str
     details: list[dict[str, object]] | None = None
+
+
+def comma_list(value: object) -> object:
+    """A comma-separated environment value (e.g. PRGATE_INTERNAL_SECRETS) as a list: blanks dropped, order kept."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
