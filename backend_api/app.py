@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from backend_api import maintenance
 from backend_api.github_app import github_app_ctx
@@ -16,6 +17,7 @@ from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import MAX_BODY_BYTES, error_middleware
 from backend_api.http.keys import DB_POOL, HTTP_CLIENT, NOTIFIER, RNG, SESSIONS, SETTINGS
 from backend_api.http.routes import add_routes
+from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.settings import BackendSettings
 from backend_api.store.db import create_pool
@@ -31,7 +33,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await notifier.start(settings.database_url)
     app[DB_POOL] = pool
     sweeper = asyncio.create_task(maintenance.run_forever(
-        pool, settings.sweep_interval_seconds, public_url=settings.public_url,
+        pool, app[BACKEND_METRICS], settings.sweep_interval_seconds, public_url=settings.public_url,
         max_attempts=settings.action_max_attempts,
     ))
     yield
@@ -52,9 +54,10 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
     if not settings.internal_secrets:
         raise ValueError("PRGATE_INTERNAL_SECRETS must hold at least one secret")
     app = web.Application(
-        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, internal_auth_middleware]
+        client_max_size=MAX_BODY_BYTES, middlewares=[metrics_middleware, error_middleware, internal_auth_middleware]
     )
     app[SETTINGS] = settings
+    app[BACKEND_METRICS] = BackendMetrics(CollectorRegistry())
     app[NOTIFIER] = ActionNotifier()
     app[RNG] = rng or random.Random()
     app[SESSIONS] = SessionCodec.from_settings(settings)

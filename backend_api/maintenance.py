@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import asyncpg
 
 from backend_api.challenges.deadlines import sweep_all
+from backend_api.metrics import BackendMetrics
 from backend_api.store import outbox
+from backend_api.store.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +33,22 @@ async def run_once(pool: asyncpg.Pool, *, public_url: str, max_attempts: int) ->
     return {"challenges_timed_out": timed_out, "nonces_purged": int(purged.split()[-1]), "leases_failed": failed}
 
 
-async def run_forever(pool: asyncpg.Pool, interval: float, *, public_url: str, max_attempts: int) -> None:
+async def run_forever(
+    pool: asyncpg.Pool, metrics: BackendMetrics, interval: float, *, public_url: str, max_attempts: int
+) -> None:
+    """Run the steps every `interval` seconds, timed and counted; a database outage is retried next time."""
     while True:
+        started = time.perf_counter()
         try:
             counts = await run_once(pool, public_url=public_url, max_attempts=max_attempts)
+        except DATABASE_UNAVAILABLE as exc:
+            metrics.maintenance_errors.inc()
+            log.warning("maintenance step failed: %s", exc)
+        else:
+            metrics.challenges_timed_out.inc(counts["challenges_timed_out"])
+            metrics.lease_expiry_failures.inc(counts["leases_failed"])
             if any(counts.values()):
                 log.info("maintenance", extra=counts)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("maintenance step failed: %s", exc)
+        finally:
+            metrics.maintenance_duration.observe(time.perf_counter() - started)
         await asyncio.sleep(interval)

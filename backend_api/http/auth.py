@@ -6,6 +6,7 @@ from aiohttp import web
 
 from backend_api.http.errors import Handler, json_error
 from backend_api.http.keys import DB_POOL, SETTINGS
+from backend_api.metrics import count_signature_failure
 from shared_contracts import signing
 
 INTERNAL_PREFIX = "/internal/"
@@ -21,6 +22,7 @@ async def internal_auth_middleware(request: web.Request, handler: Handler) -> we
             request.app[SETTINGS].internal_secrets, request.headers, request.method, request.raw_path, body
         )
     except signing.SignatureError as exc:
+        count_signature_failure(request, str(exc))
         return json_error(401, "unauthorized", str(exc))
     async with request.app[DB_POOL].acquire() as conn:
         fresh = await conn.fetchval(
@@ -28,5 +30,6 @@ async def internal_auth_middleware(request: web.Request, handler: Handler) -> we
             verified.nonce,
         )
     if not fresh:
+        count_signature_failure(request, "replayed nonce")
         return json_error(401, "unauthorized", "replayed nonce")
     return await handler(request)

@@ -58,7 +58,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def json_response(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(
-        body=model.model_dump_json(), status=status, content_type="application/json"
+        body=model.model_dump_json().encode(), status=status, content_type="application/json"
     )
 
 

@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from backend_api.http import handlers, owner
 from backend_api.http.errors import Handler
+from backend_api.metrics import metrics_handler
 from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import CommandEvent, IngestResponse, InstallationSyncEvent, PullRequestEvent
@@ -86,6 +87,7 @@ def add_routes(app: web.Application) -> None:
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/openapi.json", openapi_handler)
+    app.router.add_get("/metrics", metrics_handler)  # Prometheus text, not JSON: not in the OpenAPI document
 
 
 def openapi_document() -> dict[str, Any]:

@@ -31,3 +31,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 # What store functions accept: a plain connection or one borrowed from the pool.
 Conn = asyncpg.Connection | PoolConnectionProxy
+
+
+# What "the database is unavailable right now" looks like: a closed pool or a timeout too.
+DATABASE_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)

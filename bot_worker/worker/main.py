@@ -3,6 +3,9 @@
 arq runs the durable jobs (deliveries the receiver parked while the backend was
 unreachable, and later the periodic jobs); the claim loop leases outbox
 actions from the backend. Both stop in order on SIGTERM/SIGINT.
+
+The status server (`WORKER_METRICS_PORT`) answers `/metrics`, `/healthz` (liveness: the process
+runs) and `/readyz` (readiness: the claim loop reaches the backend and Redis answers PING).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -33,9 +37,12 @@ from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.outcomes import Classified
 from bot_worker.worker.throttle import WriteThrottle
-from shared_contracts.actions import ClaimedAction
+from shared_contracts.actions import ClaimedAction, ClaimRequest, ClaimResponse
+from shared_contracts.owner import Health
 
 log = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 2.0
 
 
 class MetricsHooks(LoopHooks):
@@ -57,14 +64,89 @@ class MetricsHooks(LoopHooks):
         self._m.claim_latency.observe(seconds)
 
 
+class ClaimHealth:
+    """What `/readyz` knows about the claim calls: how many are in flight and how the last one ended.
+
+    Ready (`check() == "ok"`) when no claim has failed since the last success, and a claim is in
+    flight, or every slot is busy (the loop is not claiming because it has no room), or the last
+    claim succeeded within `stale_after` seconds. A claim cancelled at shutdown changes nothing.
+    """
+
+    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stale_after = stale_after
+        self._clock = clock
+        self._in_flight = 0
+        self._last_ok: float | None = None
+        self._failing = False
+
+    def started(self) -> None:
+        self._in_flight += 1
+
+    def finished(self, ok: bool | None) -> None:
+        """`ok` None: the call was cancelled, neither a success nor a failure."""
+        self._in_flight -= 1
+        if ok is None:
+            return
+        self._failing = not ok
+        if ok:
+            self._last_ok = self._clock()
+
+    def check(self, *, saturated: bool) -> str:
+        if self._failing:
+            return "last claim failed"
+        if self._in_flight or (saturated and self._last_ok is not None):
+            return "ok"
+        if self._last_ok is not None and self._clock() - self._last_ok <= self._stale_after:
+            return "ok"
+        return "no recent claim"
+
+
+class TrackedBackendClient(BackendClient):
+    """The backend client whose claim calls report to a `ClaimHealth`."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, secret: str, health: ClaimHealth) -> None:
+        super().__init__(session, base_url, secret)
+        self._health = health
+
+    async def claim(self, req: ClaimRequest) -> ClaimResponse:
+        self._health.started()
+        ok: bool | None = False
+        try:
+            response = await super().claim(req)
+            ok = True
+            return response
+        except asyncio.CancelledError:
+            ok = None
+            raise
+        finally:
+            self._health.finished(ok)
+
+
+async def _ping(redis: Redis) -> str:
+    try:
+        await asyncio.wait_for(redis.ping(), READY_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return type(exc).__name__
+    return "ok"
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 @contextlib.asynccontextmanager
-async def _status_server(settings: BotSettings, metrics: Metrics, loop: ClaimLoop) -> AsyncIterator[int]:
+async def _status_server(
+    settings: BotSettings, metrics: Metrics, loop: ClaimLoop, health: ClaimHealth, redis: Redis, stop: asyncio.Event
+) -> AsyncIterator[int]:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "worker_id": loop.worker_id, "in_flight": loop.in_flight})
+
+    async def readyz(_: web.Request) -> web.Response:
+        claim = "stopping" if stop.is_set() else health.check(saturated=loop.in_flight >= settings.worker_concurrency)
+        checks = {"claim": claim, "redis": await _ping(redis)}
+        ok = all(v == "ok" for v in checks.values())
+        body = Health(status="ok" if ok else "unavailable", checks=checks)
+        return web.json_response(body.model_dump(), status=200 if ok else 503)
 
     async def metrics_handler(_: web.Request) -> web.Response:
         body, content_type = render(metrics.registry)
@@ -72,6 +154,7 @@ async def _status_server(settings: BotSettings, metrics: Metrics, loop: ClaimLoo
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -103,7 +186,9 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
         aiohttp.ClientSession(timeout=timeout) as session,
         Redis.from_url(settings.redis_url) as redis,
     ):
-        backend = BackendClient(session, settings.backend_url, settings.internal_secrets[0])
+        # A claim lasts at most its long-poll wait plus the client's margin; "recent" allows one more.
+        health = ClaimHealth(stale_after=2 * (settings.claim_wait_seconds + 15))
+        backend = TrackedBackendClient(session, settings.backend_url, settings.internal_secrets[0], health)
         tokens = InstallationTokens(
             session, settings.github_api_url, settings.github_app_id, settings.private_key_pem(),
             on_refresh=metrics.token_refreshes.inc,
@@ -127,7 +212,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             queue_name=settings.queue_name, handle_signals=False, ctx={CTX_BACKEND: backend, CTX_METRICS: metrics},
             max_jobs=settings.worker_concurrency,
         )
-        async with _status_server(settings, metrics, loop) as port:
+        async with _status_server(settings, metrics, loop, health, redis, stop) as port:
             log.info("worker started", extra={"worker_id": worker_id, "path": f"metrics on :{port}"})
             claim_task = asyncio.create_task(loop.run())
             jobs_task = asyncio.create_task(jobs.async_run())
