@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole stack on this machine")
     up.add_argument("--workers", type=int, default=2, help="worker replicas to start")
     up.set_defaults(func=cmd_up)
+    from prgate.github_app_cli import add_subcommand as add_github_app
+
+    add_github_app(sub)  # prgate github-app create (docs/github-app.md)
     return parser
 
 

@@ -25,7 +25,7 @@ INTERNAL_SECRET = "test-internal-secret-" + "a" * 32
 ROTATED_SECRET = "test-rotated-secret-" + "b" * 32
 TABLES = (
     "github_installations", "github_installation_repositories", "webhook_deliveries", "repo_settings",
-    "contributors", "challenges", "bot_actions", "internal_nonces",
+    "contributors", "challenges", "bot_actions", "internal_nonces", "github_app_credentials",
 )
 
 

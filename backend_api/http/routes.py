@@ -9,9 +9,11 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from backend_api.github_manifest import GithubAppCredentials
 from backend_api.http import handlers, owner
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
+from backend_api.web.manifest import internal_latest_credentials
 from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import CommandEvent, IngestResponse, InstallationSyncEvent, PullRequestEvent
@@ -60,6 +62,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/bot-actions/{action_id}/result", handlers.result,
           "Report the outcome of one leased attempt", ResultRequest, ResultResponse,
           (*_INTERNAL_ERRORS, 404, 409), signed=True),
+    Route("GET", "/internal/v2/github-app/credentials/latest", internal_latest_credentials,
+          "The newest GitHub App registered through the manifest flow; ?claim= picks the one created under "
+          "that claim (docs/github-app.md)", None, GithubAppCredentials, (400, 401, 404), signed=True),
     Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
           "Install status of a repository, from the installation tables", None, GithubAppStatus, (404,)),
     Route("GET", "/api/v1/session", owner.owner_session,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from backend_api.web import auth, verify
+from backend_api.web.manifest import add_manifest_routes
 
 
 def add_web_routes(app: web.Application) -> None:
@@ -13,3 +14,4 @@ def add_web_routes(app: web.Application) -> None:
     app.router.add_get("/auth/github/login", auth.login)
     app.router.add_get("/auth/github/callback", auth.callback)
     app.router.add_post("/auth/logout", auth.logout)
+    add_manifest_routes(app)  # /github-app/new, /github-app/callback (docs/github-app.md)

@@ -26,7 +26,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
 
-from prgate.simulator import oauth, webhooks
+from prgate.simulator import manifest, oauth, webhooks
 from prgate.simulator.faults import WRITE_METHODS, FaultConfig, FaultDecision, FaultRule
 from prgate.simulator.state import (
     AccessToken,
@@ -41,7 +41,7 @@ from prgate.simulator.state import (
     SimulatorState,
 )
 
-AuthKind = Literal["app", "installation", "user"]
+AuthKind = Literal["app", "installation", "user", "none"]  # none: no credentials needed
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DOCS = "https://docs.github.com/rest"
@@ -63,6 +63,8 @@ class AuthContext:
     def bucket(self) -> str:
         if self.kind == "user":
             return "user"
+        if self.kind == "none":
+            return "anonymous"
         return "app" if self.kind == "app" else f"installation:{self.installation_id}"
 
 
@@ -229,22 +231,28 @@ def _credentials(request: web.Request) -> str | None:
     return value.strip()
 
 
-def _verify_app_jwt(state: SimulatorState, token: str) -> None:
+def _verify_app_jwt(
+    state: SimulatorState, token: str, registered: tuple[str, tuple[str, ...]] | None = None
+) -> None:
     bad_jwt = "A JSON web token could not be decoded"
     exp_message = (
         "'Expiration time' claim ('exp') must be a numeric value representing the future time at which "
         "the assertion expires"
     )
+    # ``registered``: the key and issuers of an App created through the manifest flow (manifest.py).
+    public_key, issuers = registered or (
+        state.config.app_public_key_pem, (str(state.config.app_id), state.config.client_id)
+    )
     try:
         claims = jwt.decode(
             token,
-            state.config.app_public_key_pem,
+            public_key,
             algorithms=["RS256"],
             options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False},
         )
     except jwt.PyJWTError:
         raise ApiError(401, bad_jwt) from None
-    if str(claims.get("iss")) not in (str(state.config.app_id), state.config.client_id):
+    if str(claims.get("iss")) not in issuers:
         raise ApiError(401, "'Issuer' claim ('iss') must be an Integer")
     exp, iat = claims.get("exp"), claims.get("iat")
     if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= state.now():
@@ -258,11 +266,13 @@ def _verify_app_jwt(state: SimulatorState, token: str) -> None:
 
 
 def _authenticate(request: web.Request, state: SimulatorState, kind: AuthKind) -> AuthContext:
+    if kind == "none":
+        return AuthContext(kind="none", installation_id=None, token=None)
     credentials = _credentials(request)
     if credentials is None:
         raise ApiError(401, "Requires authentication")
     if kind == "app":
-        _verify_app_jwt(state, credentials)
+        _verify_app_jwt(state, credentials, manifest.registered_app_key(request.app, credentials))
         installation_id = request.match_info.get("installation_id")
         return AuthContext(
             kind="app",
@@ -342,7 +352,11 @@ def _record(
 
 @web.middleware
 async def _github_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path == "/_sim" or request.path.startswith(("/_sim/", oauth.OAUTH_PREFIX)):
+    if (
+        request.path == "/_sim"
+        or request.path.startswith(("/_sim/", oauth.OAUTH_PREFIX))
+        or manifest.is_web_path(request.path)
+    ):
         try:
             return await handler(request)
         except SimulatorError as error:
@@ -998,6 +1012,7 @@ API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
     ("GET", "/repos/{owner}/{repo}/installation", get_repo_installation, "app"),
     ("GET", "/installation/repositories", list_installation_repositories, "installation"),
     ("GET", "/user", oauth.get_authenticated_user, "user"),
+    ("POST", "/app-manifests/{code}/conversions", manifest.convert, "none"),
     ("GET", "/repos/{owner}/{repo}", get_repository, "installation"),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments", list_issue_comments, "installation"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", create_issue_comment, "installation"),
@@ -1069,6 +1084,7 @@ def create_simulator_app(config: SimulatorConfig, *, clock: Clock | None = None)
         app.router.add_route(method, path, handler)
     app[SIM_ROUTE_AUTH] = route_auth
     oauth.setup(app, app[SIM_STATE])
+    manifest.setup(app, app[SIM_STATE])
     app.cleanup_ctx.append(_client_session)
     return app
 
