@@ -40,10 +40,11 @@ from backend_api.owner.access import is_operator
 from backend_api.settings import BackendSettings
 from backend_api.store import app_credentials
 from backend_api.web import templates as t
-from backend_api.web.session import OAUTH_STATE_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 
+# GitHub keeps a manifest code valid for an hour; a person may read the confirmation page that long.
+MANIFEST_STATE_TTL_SECONDS = 3600
 MANIFEST_COOKIE = "prgate_manifest"
 COOKIE_PATH = "/github-app"
 GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=15)
@@ -182,7 +183,7 @@ def _refused(request: web.Request) -> web.Response | None:
 
 def _set_state_cookie(response: web.StreamResponse, value: str, secure: bool) -> None:
     response.set_cookie(
-        MANIFEST_COOKIE, value, max_age=OAUTH_STATE_TTL_SECONDS, path=COOKIE_PATH, secure=secure, httponly=True,
+        MANIFEST_COOKIE, value, max_age=MANIFEST_STATE_TTL_SECONDS, path=COOKIE_PATH, secure=secure, httponly=True,
         samesite="Lax",
     )
 
@@ -213,7 +214,7 @@ async def new_app(request: web.Request) -> web.StreamResponse:
     name = request.query.get("name", "").strip() or "prgate"
 
     codec = request.app[SESSIONS]
-    state, cookie = codec.new_oauth_state(f"{_STATE_PREFIX}{claim}", time.time())
+    state, cookie = codec.new_oauth_state(f"{_STATE_PREFIX}{claim}", time.time(), MANIFEST_STATE_TTL_SECONDS)
     manifest = render_manifest(settings.public_url, webhook_url, name)
     nonce = secrets.token_urlsafe(16)
     response = web.Response(

@@ -142,11 +142,13 @@ class SessionCodec:
 
     # ---- OAuth state (login CSRF) ------------------------------------------------------------------
 
-    def new_oauth_state(self, next_path: str | None, now: float) -> tuple[OAuthState, str]:
+    def new_oauth_state(
+        self, next_path: str | None, now: float, ttl_seconds: int = OAUTH_STATE_TTL_SECONDS
+    ) -> tuple[OAuthState, str]:
         """A random ``state`` for the authorize URL, bound to this browser by a signed cookie."""
         state = OAuthState(state=secrets.token_urlsafe(32), next_path=next_path)
         value = self._seal(
-            "oauth-state", {"state": state.state, "next": next_path, "exp": int(now) + OAUTH_STATE_TTL_SECONDS}
+            "oauth-state", {"state": state.state, "next": next_path, "exp": int(now) + ttl_seconds}
         )
         return state, value
 
