@@ -42,6 +42,10 @@ class BotSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20.0, alias="WORKER_SHUTDOWN_GRACE_SECONDS")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
 
+    # Redelivery of failed GitHub deliveries (bot_worker/redelivery.py, docs/redelivery.md)
+    redelivery_interval_seconds: float = Field(default=300.0, ge=0, alias="REDELIVERY_INTERVAL_SECONDS")
+    redelivery_lookback_hours: float = Field(default=72.0, gt=0, le=72, alias="REDELIVERY_LOOKBACK_HOURS")
+
     _split_secrets = field_validator("internal_secrets", mode="before")(comma_list)
 
     def private_key_pem(self) -> str:

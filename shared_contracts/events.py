@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -132,3 +132,15 @@ class CommandEvent(WireModel):
     command: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
     sender: Account
     sender_permission: CollaboratorPermission
+
+
+class KnownDeliveriesRequest(WireModel):
+    """Which of these GitHub delivery ids (X-GitHub-Delivery) has the backend recorded? (redelivery job)"""
+
+    delivery_ids: list[Annotated[DeliveryId, Field(min_length=1, max_length=128)]] = Field(max_length=100)
+
+
+class KnownDeliveriesResponse(WireModel):
+    """The subset of the asked delivery ids with a `webhook_deliveries` row (any event name)."""
+
+    known: list[DeliveryId]

@@ -10,9 +10,15 @@ from backend_api.events.pull_request import ingest_pull_request
 from backend_api.http.errors import ApiError, json_response, read_model
 from backend_api.http.keys import DB_POOL, NOTIFIER, RNG, SETTINGS
 from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result
-from backend_api.store import installations
+from backend_api.store import deliveries, installations
 from shared_contracts.actions import ClaimRequest, ResultRequest
-from shared_contracts.events import CommandEvent, InstallationSyncEvent, PullRequestEvent
+from shared_contracts.events import (
+    CommandEvent,
+    InstallationSyncEvent,
+    KnownDeliveriesRequest,
+    KnownDeliveriesResponse,
+    PullRequestEvent,
+)
 from shared_contracts.owner import Health
 
 
@@ -67,6 +73,13 @@ async def result(request: web.Request) -> web.Response:
             409, "stale_lease", "this worker does not hold the lease for that attempt; nothing changed"
         ) from None
     return json_response(response)
+
+
+async def known_deliveries(request: web.Request) -> web.Response:
+    req = await read_model(request, KnownDeliveriesRequest)
+    async with request.app[DB_POOL].acquire() as conn:
+        known = await deliveries.known(conn, list(dict.fromkeys(req.delivery_ids)))
+    return json_response(KnownDeliveriesResponse(known=known))
 
 
 async def github_app_status(request: web.Request) -> web.Response:

@@ -16,7 +16,14 @@ from backend_api.metrics import metrics_handler
 from backend_api.web.manifest import internal_latest_credentials
 from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
 from shared_contracts.common import ErrorBody
-from shared_contracts.events import CommandEvent, IngestResponse, InstallationSyncEvent, PullRequestEvent
+from shared_contracts.events import (
+    CommandEvent,
+    IngestResponse,
+    InstallationSyncEvent,
+    KnownDeliveriesRequest,
+    KnownDeliveriesResponse,
+    PullRequestEvent,
+)
 from shared_contracts.owner import (
     ActionList,
     ChallengeList,
@@ -56,6 +63,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/pr-command", handlers.command_event,
           "Ingest a `/prgate` command comment, enriched by the receiver", CommandEvent, IngestResponse,
           _INTERNAL_ERRORS, signed=True),
+    Route("POST", "/internal/v2/github/deliveries/known", handlers.known_deliveries,
+          "Which of these GitHub delivery ids (at most 100) the backend has recorded (redelivery job)",
+          KnownDeliveriesRequest, KnownDeliveriesResponse, _INTERNAL_ERRORS, signed=True),
     Route("POST", "/internal/v2/bot-actions/claim", handlers.claim,
           "Lease up to max_actions claimable actions", ClaimRequest, ClaimResponse,
           _INTERNAL_ERRORS, signed=True),

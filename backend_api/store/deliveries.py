@@ -67,3 +67,15 @@ async def get(conn: Conn, delivery_id: str, event_name: str) -> DeliveryRecord |
         challenge_id=row["challenge_id"],
         reason=row["reason"],
     )
+
+
+async def known(conn: Conn, delivery_ids: list[str]) -> list[str]:
+    """The delivery ids among `delivery_ids` recorded for any event name (sorted, each once)."""
+    if not delivery_ids:
+        return []
+    rows = await conn.fetch(
+        """SELECT DISTINCT delivery_id FROM webhook_deliveries WHERE delivery_id = ANY($1::text[])
+           ORDER BY delivery_id""",
+        delivery_ids,
+    )
+    return [str(row["delivery_id"]) for row in rows]

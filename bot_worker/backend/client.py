@@ -12,7 +12,14 @@ from pydantic import BaseModel
 
 from shared_contracts import signing
 from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
-from shared_contracts.events import CommandEvent, IngestResponse, InstallationSyncEvent, PullRequestEvent
+from shared_contracts.events import (
+    CommandEvent,
+    IngestResponse,
+    InstallationSyncEvent,
+    KnownDeliveriesRequest,
+    KnownDeliveriesResponse,
+    PullRequestEvent,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -20,6 +27,8 @@ PR_PATH = "/internal/v2/github/events/pull-request"
 INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
 COMMAND_PATH = "/internal/v2/github/events/pr-command"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
+KNOWN_DELIVERIES_PATH = "/internal/v2/github/deliveries/known"
+KNOWN_DELIVERIES_MAX = 100  # ids per call
 
 
 class BackendError(Exception):
@@ -70,3 +79,12 @@ class BackendClient:
 
     async def report(self, action_id: int, req: ResultRequest) -> ResultResponse:
         return await self._post(f"/internal/v2/bot-actions/{action_id}/result", req, ResultResponse, timeout=15)
+
+    async def known_deliveries(self, delivery_ids: list[str], timeout: float | None = 15) -> set[str]:
+        """The ids among `delivery_ids` the backend has recorded; asks in batches of 100."""
+        known: set[str] = set()
+        for start in range(0, len(delivery_ids), KNOWN_DELIVERIES_MAX):
+            batch = KnownDeliveriesRequest(delivery_ids=delivery_ids[start : start + KNOWN_DELIVERIES_MAX])
+            response = await self._post(KNOWN_DELIVERIES_PATH, batch, KnownDeliveriesResponse, timeout)
+            known.update(response.known)
+        return known

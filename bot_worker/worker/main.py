@@ -19,6 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +28,7 @@ from arq.worker import Worker
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from bot_worker import redelivery
 from bot_worker.backend.client import BackendClient
 from bot_worker.metrics import Metrics, render
 from bot_worker.providers.github import GitHubProvider
@@ -207,15 +209,26 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             lease_seconds=settings.lease_seconds, wait_seconds=settings.claim_wait_seconds,
             hooks=MetricsHooks(metrics),
         )
+        ctx = {
+            CTX_BACKEND: backend, CTX_METRICS: metrics,
+            redelivery.CTX_REDELIVERY: redelivery.RedeliveryContext(
+                session, redis, tokens, settings.github_api_url, key_prefix=settings.queue_name,
+                lookback=timedelta(hours=settings.redelivery_lookback_hours),
+            ),
+        }
         jobs = Worker(
             functions=[FORWARD_JOB], redis_settings=RedisSettings.from_dsn(settings.redis_url),
-            queue_name=settings.queue_name, handle_signals=False, ctx={CTX_BACKEND: backend, CTX_METRICS: metrics},
+            queue_name=settings.queue_name, handle_signals=False, ctx=ctx,
             max_jobs=settings.worker_concurrency,
         )
         async with _status_server(settings, metrics, loop, health, redis, stop) as port:
             log.info("worker started", extra={"worker_id": worker_id, "path": f"metrics on :{port}"})
             claim_task = asyncio.create_task(loop.run())
             jobs_task = asyncio.create_task(jobs.async_run())
+            redelivery_task = (
+                asyncio.create_task(redelivery.run_periodically(ctx, settings.redelivery_interval_seconds, stop))
+                if settings.redelivery_interval_seconds > 0 else None
+            )
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({claim_task, jobs_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for task in done - {stopper}:
@@ -225,6 +238,10 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             await loop.stop(settings.shutdown_grace_seconds)
             claim_task.cancel()
             jobs_task.cancel()
+            if redelivery_task is not None:
+                redelivery_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await redelivery_task
             with contextlib.suppress(asyncio.CancelledError):
                 await claim_task
             with contextlib.suppress(asyncio.CancelledError):

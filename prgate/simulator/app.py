@@ -39,6 +39,7 @@ from prgate.simulator.state import (
     SimulatorConfig,
     SimulatorError,
     SimulatorState,
+    WebhookDelivery,
 )
 
 AuthKind = Literal["app", "installation", "user", "none"]  # none: no credentials needed
@@ -217,7 +218,25 @@ def _spawn_webhook(request: web.Request, event: str, payload: JsonDict) -> None:
 async def _deliver_quietly(
     state: SimulatorState, session: aiohttp.ClientSession, event: str, payload: JsonDict
 ) -> None:
-    await webhooks.deliver(state, session, event, payload)
+    await _deliver_kept(state, session, event, payload)
+
+
+async def _deliver_kept(
+    state: SimulatorState,
+    session: aiohttp.ClientSession,
+    event: str,
+    payload: JsonDict,
+    *,
+    url: str | None = None,
+    secret: str | None = None,
+    delivery_id: str | None = None,
+    redelivery: bool = False,
+) -> WebhookDelivery:
+    """``webhooks.deliver``, keeping the payload on the recorded attempt (for redelivery)."""
+    delivery = await webhooks.deliver(
+        state, session, event, payload, url=url, secret=secret, delivery_id=delivery_id
+    )
+    return state.amend_delivery(delivery.id, payload=payload, redelivery=redelivery or None)
 
 
 # ---- authentication -----------------------------------------------------------------------------
@@ -498,6 +517,35 @@ async def list_hook_deliveries(request: web.Request) -> web.Response:
     return web.json_response([d.to_json() for d in page], headers=headers)
 
 
+async def get_hook_delivery(request: web.Request) -> web.Response:
+    delivery = _state(request).get_delivery(_int(request, "delivery_id"))
+    return web.json_response(delivery.to_json_with_request())
+
+
+REDELIVERY_WINDOW_SECONDS = 3 * 24 * 3600  # GitHub redelivers deliveries of the past 3 days
+
+
+async def redeliver_hook_delivery(request: web.Request) -> web.Response:
+    """``POST /app/hook/deliveries/{delivery_id}/attempts``: 202, then the same guid and payload are sent
+    again in the background (to the attempt's URL) and recorded as a new attempt with ``redelivery``."""
+    state = _state(request)
+    delivery = state.get_delivery(_int(request, "delivery_id"))
+    if delivery.payload is None or state.now() - delivery.delivered_at > REDELIVERY_WINDOW_SECONDS:
+        raise SimulatorError(422, "This delivery cannot be redelivered")
+    app = request.app
+    task = asyncio.get_running_loop().create_task(_redeliver(state, app[SIM_SESSION], delivery))
+    app[SIM_TASKS].add(task)
+    task.add_done_callback(app[SIM_TASKS].discard)
+    return web.json_response({}, status=202)
+
+
+async def _redeliver(state: SimulatorState, session: aiohttp.ClientSession, delivery: WebhookDelivery) -> None:
+    await _deliver_kept(
+        state, session, delivery.event, delivery.payload or {}, redelivery=True,
+        url=delivery.url, delivery_id=delivery.guid,
+    )
+
+
 async def list_installation_repositories(request: web.Request) -> web.Response:
     state = _state(request)
     auth = request[AUTH]
@@ -714,7 +762,7 @@ async def _sim_send(request: web.Request, body: JsonDict, event: str, payload: J
         url = None
         if not state.config.webhook_url:
             raise SimulatorError(422, "webhook requested but no webhook_url given or configured")
-    delivery = await webhooks.deliver(state, request.app[SIM_SESSION], event, payload, url=url)
+    delivery = await _deliver_kept(state, request.app[SIM_SESSION], event, payload, url=url)
     return [delivery.to_json()]
 
 
@@ -990,7 +1038,7 @@ async def sim_send_webhook(request: web.Request) -> web.Response:
     if not isinstance(url, str) or not url:
         raise SimulatorError(422, "'url' is required when SimulatorConfig.webhook_url is not set")
     secret = body.get("secret")
-    delivery = await webhooks.deliver(
+    delivery = await _deliver_kept(
         state,
         request.app[SIM_SESSION],
         _need(body, "event", str),
@@ -1009,6 +1057,8 @@ API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
     ("GET", "/app/installations", list_app_installations, "app"),
     ("GET", "/app/installations/{installation_id}", get_app_installation, "app"),
     ("GET", "/app/hook/deliveries", list_hook_deliveries, "app"),
+    ("GET", "/app/hook/deliveries/{delivery_id}", get_hook_delivery, "app"),
+    ("POST", "/app/hook/deliveries/{delivery_id}/attempts", redeliver_hook_delivery, "app"),
     ("GET", "/repos/{owner}/{repo}/installation", get_repo_installation, "app"),
     ("GET", "/installation/repositories", list_installation_repositories, "installation"),
     ("GET", "/user", oauth.get_authenticated_user, "user"),

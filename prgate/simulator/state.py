@@ -9,6 +9,7 @@ directly: it is handed a ``clock`` (unix seconds) so tests can move time.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import secrets
 import string
@@ -224,6 +225,19 @@ class WebhookDelivery:
     duration: float
     installation_id: int | None
     repository_id: int | None
+    payload: JsonDict | None = None  # kept so the delivery can be redelivered
+    redelivery: bool = False
+
+    def to_json_with_request(self) -> JsonDict:
+        """Shaped like GitHub's ``GET /app/hook/deliveries/{delivery_id}``: the item plus request/response."""
+        return {
+            **self.to_json(),
+            "request": {
+                "headers": {"X-GitHub-Delivery": self.guid, "X-GitHub-Event": self.event},
+                "payload": self.payload,
+            },
+            "response": {"headers": {}, "payload": None},
+        }
 
     def to_json(self) -> JsonDict:
         """Shaped like an item of GitHub's ``GET /app/hook/deliveries``."""
@@ -235,7 +249,7 @@ class WebhookDelivery:
             "id": self.id,
             "guid": self.guid,
             "delivered_at": iso(self.delivered_at),
-            "redelivery": False,
+            "redelivery": self.redelivery,
             "duration": round(self.duration, 3),
             "status": status,
             "status_code": self.status_code if self.status_code is not None else 0,
@@ -831,6 +845,27 @@ class SimulatorState:
         )
         self.deliveries.append(delivery)
         return delivery
+
+    def get_delivery(self, delivery_id: int) -> WebhookDelivery:
+        for delivery in self.deliveries:
+            if delivery.id == delivery_id:
+                return delivery
+        raise NotFound()
+
+    def amend_delivery(
+        self, delivery_id: int, *, payload: JsonDict | None = None, redelivery: bool | None = None
+    ) -> WebhookDelivery:
+        """Attach the payload sent (for redelivery) and/or mark the attempt as a redelivery."""
+        for index, delivery in enumerate(self.deliveries):
+            if delivery.id == delivery_id:
+                amended = dataclasses.replace(
+                    delivery,
+                    payload=delivery.payload if payload is None else payload,
+                    redelivery=delivery.redelivery if redelivery is None else redelivery,
+                )
+                self.deliveries[index] = amended
+                return amended
+        raise NotFound()
 
 
 class Renderer:

@@ -53,6 +53,7 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
         "GITHUB_PRIVATE_KEY_PATH": str(key_path), "GITHUB_WEBHOOK_SECRET": secrets.token_hex(16),
         "ARQ_QUEUE_NAME": f"prgate-test-{uuid.uuid4().hex}", "WORKER_METRICS_PORT": "0",
         "WORKER_CLAIM_WAIT_SECONDS": "5", "FORWARD_TIMEOUT_SECONDS": "1", "SWEEP_INTERVAL_SECONDS": "0.5",
+        "REDELIVERY_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_redelivery.py starts workers with it on
     }
     simulator = fleet.start("simulator", "simulator", env)
     backend = fleet.start("backend", "backend", env)

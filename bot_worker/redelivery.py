@@ -1,0 +1,331 @@
+"""Ask GitHub to redeliver the webhook deliveries that failed and that the backend never recorded.
+
+GitHub never redelivers by itself; a delivery can be redelivered for 3 days and keeps its
+`X-GitHub-Delivery` guid, so the backend's dedup table makes any redelivery harmless. A run
+(`redeliver_failed`, one at a time across replicas thanks to a Redis lock):
+
+1. lists `GET /app/hook/deliveries?per_page=100` (App JWT) newest first, following the `Link`
+   header's `rel="next"`, until it reaches the watermark (the newest delivery id a previous run
+   finished with) or the lookback window (at most GitHub's 3 days);
+2. groups the attempts by guid: a guid with a 2xx attempt is done; the others failed
+   (`select_failed`, pure);
+3. asks the backend which of those guids it recorded anyway (`POST /internal/v2/github/deliveries/known`);
+4. for each remaining guid not yet redelivered (a Redis key per guid, kept 3 days and taken with
+   `SET NX` before asking, so no guid is ever redelivered twice) asks
+   `POST /app/hook/deliveries/{id}/attempts` (202);
+5. stores the new watermark. See docs/redelivery.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+import aiohttp
+from redis.asyncio import Redis
+
+from bot_worker.backend.client import BackendClient
+from bot_worker.webhooks.forward import CTX_BACKEND
+
+log = logging.getLogger(__name__)
+
+# What the worker must put in the ctx for `redeliver_failed` (with forward.CTX_BACKEND).
+CTX_REDELIVERY: Final = "redelivery"  # a RedeliveryContext
+
+GITHUB_WINDOW: Final = timedelta(days=3)  # GitHub refuses to redeliver older deliveries
+WINDOW_MARGIN: Final = timedelta(minutes=10)  # do not ask for one that expires while we work
+PER_PAGE: Final = 100
+MAX_PAGES: Final = 100  # at most 10,000 attempts per run; the rest waits for the next run
+LOCK_TTL_MS: Final = 10 * 60 * 1000
+DONE_TTL_SECONDS: Final = int(GITHUB_WINDOW.total_seconds())
+_API_HEADERS: Final = {
+    "Accept": "application/vnd.github+json",
+    "X-GitHub-Api-Version": "2022-11-28",
+    "User-Agent": "prgate",
+}
+# Delete the lock only if this run still holds it.
+_RELEASE: Final = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class AppJwtSource(Protocol):
+    def app_jwt(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RedeliveryContext:
+    session: aiohttp.ClientSession
+    redis: Redis
+    app_auth: AppJwtSource
+    api_url: str
+    key_prefix: str  # Redis keys: "{key_prefix}:redelivery:..."
+    lookback: timedelta = GITHUB_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One item of `GET /app/hook/deliveries`: one delivery attempt."""
+
+    id: int
+    guid: str
+    delivered_at: datetime
+    status_code: int  # 0: no response
+    redelivery: bool = False
+    event: str = ""
+    action: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    ran: bool  # False: another replica holds the lock
+    listed: int = 0
+    failed: int = 0
+    known: int = 0
+    redelivered: int = 0
+    errors: int = 0
+
+
+class RedeliveryError(Exception):
+    """GitHub answered the list or redelivery call with an unexpected status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"GitHub answered {status}: {message[:300]}")
+        self.status = status
+
+
+# --- pure selection ------------------------------------------------------------------------------
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def parse_attempt(item: Mapping[str, Any]) -> Attempt | None:
+    """An item of GitHub's list as an `Attempt`; None when it lacks what selection needs."""
+    try:
+        status = item.get("status_code")
+        action = item.get("action")
+        return Attempt(
+            id=int(item["id"]),
+            guid=str(item["guid"]),
+            delivered_at=parse_time(str(item["delivered_at"])),
+            status_code=int(status) if isinstance(status, int) else 0,
+            redelivery=bool(item.get("redelivery", False)),
+            event=str(item.get("event") or ""),
+            action=action if isinstance(action, str) else None,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def select_failed(attempts: Iterable[Attempt], *, not_before: datetime) -> list[Attempt]:
+    """One attempt per guid that has no 2xx attempt: its newest, if delivered at or after
+    `not_before` (older ones cannot be redelivered any more). Oldest first."""
+    newest: dict[str, Attempt] = {}
+    succeeded: set[str] = set()
+    for attempt in attempts:
+        if attempt.ok:
+            succeeded.add(attempt.guid)
+            continue
+        held = newest.get(attempt.guid)
+        if held is None or attempt.id > held.id:
+            newest[attempt.guid] = attempt
+    chosen = [a for guid, a in newest.items() if guid not in succeeded and a.delivered_at >= not_before]
+    return sorted(chosen, key=lambda a: a.id)
+
+
+def select_for_redelivery(
+    attempts: Iterable[Attempt],
+    *,
+    known: Iterable[str] = (),
+    redelivered: Iterable[str] = (),
+    not_before: datetime,
+) -> list[Attempt]:
+    """What to redeliver: failed guids (`select_failed`) the backend has not recorded (`known`)
+    and that were not redelivered already. Oldest first, one attempt per guid."""
+    skip = set(known) | set(redelivered)
+    return [a for a in select_failed(attempts, not_before=not_before) if a.guid not in skip]
+
+
+def next_link(header: str | None) -> str | None:
+    """The `rel="next"` URL of a `Link` header."""
+    for part in (header or "").split(","):
+        url, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", ""):
+            return url.strip().strip("<>")
+    return None
+
+
+# --- the job -------------------------------------------------------------------------------------
+
+
+def _key(ctx: RedeliveryContext, name: str) -> str:
+    return f"{ctx.key_prefix}:redelivery:{name}"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _headers(ctx: RedeliveryContext) -> dict[str, str]:
+    return {**_API_HEADERS, "Authorization": f"Bearer {ctx.app_auth.app_jwt()}"}
+
+
+async def load_watermark(ctx: RedeliveryContext) -> int:
+    raw = _text(await ctx.redis.get(_key(ctx, "watermark")))
+    if not raw:
+        return 0
+    try:
+        return int(json.loads(raw)["id"])
+    except (ValueError, KeyError, TypeError):
+        return 0
+
+
+async def _store_watermark(ctx: RedeliveryContext, attempt: Attempt) -> None:
+    body = json.dumps({"id": attempt.id, "delivered_at": attempt.delivered_at.isoformat()})
+    await ctx.redis.set(_key(ctx, "watermark"), body, ex=DONE_TTL_SECONDS)
+
+
+async def list_new_attempts(ctx: RedeliveryContext, *, after_id: int, not_before: datetime) -> list[Attempt]:
+    """Attempts newer than `after_id` and not older than `not_before`, following the cursor pages."""
+    url: str | None = f"{ctx.api_url.rstrip('/')}/app/hook/deliveries?per_page={PER_PAGE}"
+    found: list[Attempt] = []
+    for _ in range(MAX_PAGES):
+        if url is None:
+            break
+        async with ctx.session.get(url, headers=_headers(ctx)) as resp:
+            if resp.status != 200:
+                raise RedeliveryError(resp.status, await resp.text())
+            items = await resp.json(content_type=None)
+            link = resp.headers.get("Link")
+        if not isinstance(items, list):
+            raise RedeliveryError(200, "the deliveries list is not a JSON array")
+        reached_end = False
+        for item in items:
+            attempt = parse_attempt(item) if isinstance(item, dict) else None
+            if attempt is None:
+                continue
+            if attempt.id <= after_id or attempt.delivered_at < not_before:
+                reached_end = True  # newest first: everything after this was seen or is too old
+                continue
+            found.append(attempt)
+        url = None if reached_end else next_link(link)
+    else:
+        if url is not None:
+            log.warning("redelivery: stopped listing after %d pages; the rest waits for the next run", MAX_PAGES)
+    return found
+
+
+async def _redelivered(ctx: RedeliveryContext, guids: list[str]) -> set[str]:
+    if not guids:
+        return set()
+    values = await ctx.redis.mget([_key(ctx, f"done:{g}") for g in guids])
+    return {g for g, v in zip(guids, values, strict=True) if v is not None}
+
+
+async def request_redelivery(ctx: RedeliveryContext, attempt: Attempt) -> None:
+    url = f"{ctx.api_url.rstrip('/')}/app/hook/deliveries/{attempt.id}/attempts"
+    async with ctx.session.post(url, headers=_headers(ctx)) as resp:
+        if resp.status not in (200, 201, 202):
+            raise RedeliveryError(resp.status, await resp.text())
+
+
+async def _redeliver_one(ctx: RedeliveryContext, attempt: Attempt) -> bool | None:
+    """True: asked; None: another run had taken this guid; raises when GitHub refused (key released)."""
+    done_key = _key(ctx, f"done:{attempt.guid}")
+    if not await ctx.redis.set(done_key, str(attempt.id), nx=True, ex=DONE_TTL_SECONDS):
+        return None
+    try:
+        await request_redelivery(ctx, attempt)
+    except BaseException:
+        await ctx.redis.delete(done_key)  # not asked: a later run may try again
+        raise
+    return True
+
+
+async def run_once(ctx: RedeliveryContext, backend: BackendClient, now: datetime | None = None) -> RunSummary:
+    """One redelivery pass; the caller holds the lock."""
+    now = now or datetime.now(UTC)
+    not_before = now - min(ctx.lookback, GITHUB_WINDOW - WINDOW_MARGIN)
+    watermark = await load_watermark(ctx)
+    attempts = await list_new_attempts(ctx, after_id=watermark, not_before=not_before)
+    failed = select_failed(attempts, not_before=not_before)
+    guids = [a.guid for a in failed]
+    known = await backend.known_deliveries(guids) if guids else set()
+    chosen = select_for_redelivery(
+        failed, known=known, redelivered=await _redelivered(ctx, guids), not_before=not_before
+    )
+    redelivered = errors = 0
+    oldest_error: int | None = None
+    for attempt in chosen:
+        extra = {"delivery_id": attempt.guid, "event": attempt.event, "attempt_id": attempt.id}
+        try:
+            if await _redeliver_one(ctx, attempt):
+                redelivered += 1
+                log.info("redelivery requested", extra=extra)
+        except (RedeliveryError, aiohttp.ClientError, TimeoutError) as exc:
+            errors += 1
+            if oldest_error is None:
+                oldest_error = attempt.id
+            log.warning("redelivery request failed: %s", exc, extra=extra)
+    # Advance to the newest attempt listed, but never past one whose redelivery request failed.
+    keep = [a for a in attempts if oldest_error is None or a.id < oldest_error]
+    if keep:
+        newest = max(keep, key=lambda a: a.id)
+        if newest.id > watermark:
+            await _store_watermark(ctx, newest)
+    return RunSummary(
+        ran=True, listed=len(attempts), failed=len(failed), known=len(known & set(guids)),
+        redelivered=redelivered, errors=errors,
+    )
+
+
+async def redeliver_failed(ctx: Mapping[str, Any]) -> RunSummary:
+    """The periodic job: one pass under the fleet-wide lock (`SET NX PX`); skipped when it is held."""
+    redelivery = ctx[CTX_REDELIVERY]
+    backend = ctx[CTX_BACKEND]
+    if not isinstance(redelivery, RedeliveryContext) or not isinstance(backend, BackendClient):
+        raise TypeError("ctx needs a RedeliveryContext and a BackendClient")
+    lock = _key(redelivery, "lock")
+    token = secrets.token_hex(8)
+    if not await redelivery.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+        log.info("redelivery: another replica is running it")
+        return RunSummary(ran=False)
+    try:
+        summary = await run_once(redelivery, backend)
+    finally:
+        await redelivery.redis.eval(_RELEASE, 1, lock, token)  # type: ignore[misc]
+    log.info(
+        "redelivery run: %d listed, %d failed, %d recorded by the backend, %d redelivered, %d errors",
+        summary.listed, summary.failed, summary.known, summary.redelivered, summary.errors,
+    )
+    return summary
+
+
+async def run_periodically(ctx: Mapping[str, Any], interval: float, stop: asyncio.Event) -> None:
+    """Run `redeliver_failed` every `interval` seconds (first run after one interval, jittered)
+    until `stop` is set; a failed run is logged and the next one comes on schedule."""
+    delay = interval * (0.5 + random.random() / 2)
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await redeliver_failed(ctx)
+        except Exception:
+            log.exception("redelivery run failed")
+        delay = interval
