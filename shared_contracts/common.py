@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -26,3 +29,21 @@ def comma_list(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object named the same key twice: ambiguous, so refused rather than "last one wins"."""
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKeyError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def loads_strict(data: str | bytes) -> Any:
+    """`json.loads` that refuses duplicate keys (raises DuplicateKeyError, a ValueError)."""
+    return json.loads(data, object_pairs_hook=_refuse_duplicates)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from shared_contracts.common import ErrorBody
+from shared_contracts.common import DuplicateKeyError, ErrorBody, loads_strict
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,15 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
     body = await request.read()
     try:
-        return model.model_validate_json(body)
+        data = loads_strict(body)
+    except DuplicateKeyError as exc:
+        raise ApiError(400, "malformed_json", f"request body is ambiguous JSON: {exc}") from None
+    except (ValueError, RecursionError):
+        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
         if any(e["type"] == "model_type" and not e["loc"] for e in errors):
             raise ApiError(422, "validation_error", "request body must be a JSON object") from None
         details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 from typing import Any, Final
@@ -37,7 +36,7 @@ from bot_worker.webhooks.normalize import (
     installation_sync_event,
     pull_request_event,
 )
-from shared_contracts.common import ErrorBody
+from shared_contracts.common import ErrorBody, loads_strict
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +70,18 @@ def signature_matches(secret: bytes, body: bytes, header: str) -> bool:
     return hmac.compare_digest(signature_256(secret, body).encode("ascii"), received)
 
 
+ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
+
+
 def parse_payload(body: bytes, content_type: str) -> Any:
-    """The delivery's JSON (GitHub sends `application/json`, or a form with a `payload` field)."""
+    """The delivery's JSON (GitHub sends `application/json`, or a form with a `payload` field).
+
+    Duplicate keys are refused (ValueError): "last one wins" would let an ambiguous body through.
+    """
     if content_type == "application/x-www-form-urlencoded":
         fields = parse_qs(body.decode("utf-8", errors="strict"), strict_parsing=False)
-        return json.loads(fields["payload"][0])
-    return json.loads(body)
+        return loads_strict(fields["payload"][0])
+    return loads_strict(body)
 
 
 def normalize(event: str, delivery_id: str, payload: dict[str, Any]) -> IngestEvent:
@@ -123,6 +128,9 @@ class GithubWebhooks:
         self._metrics.webhooks_received.labels(event).inc()
         extra: dict[str, Any] = {"delivery_id": delivery_id, "event": event}
 
+        if request.content_type not in ACCEPTED_CONTENT_TYPES:
+            return json_error(415, "unsupported_media_type",
+                              "Content-Type must be application/json or application/x-www-form-urlencoded")
         try:
             payload = parse_payload(body, request.content_type)
         except (ValueError, KeyError, IndexError, RecursionError):
