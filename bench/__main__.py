@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import claim
+from bench import claim, e2e
 
 BENCHMARKS: tuple[tuple[str, Callable[[list[str] | None], int]], ...] = (
     ("claim", claim.main),
+    ("e2e", e2e.main),
 )
 
 
