@@ -9,8 +9,9 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
 
 from prgate.embedded import data_dir, embedded_postgres, embedded_redis
 from prgate.logs import setup_logging
@@ -19,26 +20,24 @@ log = logging.getLogger("prgate")
 
 
 @contextmanager
-def database_url() -> Iterator[str]:
-    """DATABASE_URL when set, else an embedded PostgreSQL for the life of the command."""
-    url = os.environ.get("DATABASE_URL", "")
+def _service_url(variable: str, what: str, start: Callable[[Path], AbstractContextManager[str]],
+                 subdir: str) -> Iterator[str]:
+    """The URL in `variable` when set, else an embedded server for the life of the command."""
+    url = os.environ.get(variable, "")
     if url:
         yield url
         return
-    log.info("DATABASE_URL is not set: using an embedded PostgreSQL")
-    with embedded_postgres(data_dir() / "postgres") as url:
+    log.info("%s is not set: using an embedded %s", variable, what)
+    with start(data_dir() / subdir) as url:
         yield url
 
 
-@contextmanager
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("REDIS_URL", "")
-    if url:
-        yield url
-        return
-    log.info("REDIS_URL is not set: using an embedded Redis")
-    with embedded_redis(data_dir() / "redis") as url:
-        yield url
+def database_url() -> AbstractContextManager[str]:
+    return _service_url("DATABASE_URL", "PostgreSQL", embedded_postgres, "postgres")
+
+
+def redis_url() -> AbstractContextManager[str]:
+    return _service_url("REDIS_URL", "Redis", embedded_redis, "redis")
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:

@@ -68,18 +68,25 @@ async def as_sender(session: aiohttp.ClientSession, stack: FullStack, installati
     await sim(session, stack, "/_sim/webhooks", {"event": "pull_request", "payload": payload})
 
 
+async def gated_then_closed_on_timeout(session: aiohttp.ClientSession, stack: FullStack, db: asyncpg.Pool,
+                                       repo: str, number: int) -> str:
+    """Wait for the gate comment, pass the deadline, wait for prgate's close; the timeout comment."""
+    await eventually(lambda: _has(our_comments(session, stack, repo, number)), timeout=30)
+    await expire(db)
+
+    async def closed() -> bool:
+        return await pr_state(session, stack, repo, number) == "closed"
+
+    await eventually(closed, timeout=30)
+    [comment] = await our_comments(session, stack, repo, number)
+    return comment
+
+
 async def test_timeout_closes_and_a_maintainer_reopen_sticks(full_stack: FullStack, db: asyncpg.Pool) -> None:
     async with aiohttp.ClientSession() as session:
         await install(session, full_stack, 10, "acme", 1010, "acme/app")
         await open_pr(session, full_stack, "acme/app", 1, "newcomer", 501)
-        await eventually(lambda: _has(our_comments(session, full_stack, "acme/app", 1)), timeout=30)
-        await expire(db)
-
-        async def closed() -> bool:
-            return await pr_state(session, full_stack, "acme/app", 1) == "closed"
-
-        await eventually(closed, timeout=30)
-        [comment] = await our_comments(session, full_stack, "acme/app", 1)
+        comment = await gated_then_closed_on_timeout(session, full_stack, db, "acme/app", 1)
         assert "was closed because contributor verification was not completed" in comment
         await eventually(lambda: _first_is(statuses(session, full_stack, "acme/app"), "failure"), timeout=30)
 
@@ -221,14 +228,7 @@ async def test_author_verifying_after_timeout_gets_the_pr_reopened(full_stack: F
     async with aiohttp.ClientSession() as session:
         await install(session, full_stack, 50, "late", 1050, "late/repo")
         await open_pr(session, full_stack, "late/repo", 9, "sleepy", 509)
-        await eventually(lambda: _has(our_comments(session, full_stack, "late/repo", 9)), timeout=30)
-        await expire(db)
-
-        async def closed() -> bool:
-            return await pr_state(session, full_stack, "late/repo", 9) == "closed"
-
-        await eventually(closed, timeout=30)
-        [timeout_comment] = await our_comments(session, full_stack, "late/repo", 9)
+        timeout_comment = await gated_then_closed_on_timeout(session, full_stack, db, "late/repo", 9)
         link = next(w for w in timeout_comment.split() if "/verify/" in w)
         demo = Demo(session, full_stack.simulator_url, full_stack.backend_url, lambda _: None)
         await demo.verify_as(link, "sleepy")
