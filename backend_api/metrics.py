@@ -35,7 +35,13 @@ from backend_api.http.keys import DB_POOL
 from backend_api.store import metrics as store
 from backend_api.store.db import DATABASE_UNAVAILABLE
 from backend_api.web import verify
-from shared_contracts.actions import ClaimResponse, ResultRequest, ResultResponse
+from shared_contracts.actions import (
+    BatchResultRequest,
+    BatchResultResponse,
+    ClaimResponse,
+    ResultRequest,
+    ResultResponse,
+)
 from shared_contracts.events import IngestResponse
 from shared_contracts.owner import ExemptResponse
 
@@ -249,6 +255,16 @@ async def _result(request: web.Request, response: web.Response, metrics: Backend
     metrics.action_results.labels(outcome, status).inc()
 
 
+async def _results(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
+    if response.status != 200:
+        return
+    sent = BatchResultRequest.model_validate_json(await request.read())
+    outcomes = {r.action_id: r.outcome.value for r in sent.results}
+    for item in BatchResultResponse.model_validate_json(_body(response)).results:
+        status = item.status.value if item.status is not None else item.refused or "unknown_action"
+        metrics.action_results.labels(outcomes[item.action_id], status).inc()
+
+
 async def _exempt(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
     if response.status == 200:
         answer = ExemptResponse.model_validate_json(_body(response))
@@ -268,6 +284,7 @@ OBSERVERS: dict[Handler, Observer] = {
     handlers.command_event: _ingest("issue_comment"),
     handlers.claim: _claim,
     handlers.result: _result,
+    handlers.results: _results,
     owner.exempt_pull: _exempt,
     verify.verify_submit: _verify_submit,
 }

@@ -113,3 +113,50 @@ class ResultResponse(WireModel):
     action_id: int
     status: ActionStatus
     next_attempt_at: datetime | None = None
+
+
+RESULTS_MAX = 100  # results per batch call, as many as one claim can lease
+
+
+class ActionResult(WireModel):
+    """One attempt's outcome inside a batch: what ResultRequest says, plus which action."""
+
+    action_id: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    outcome: Outcome
+    error: str | None = Field(default=None, max_length=8192)
+    retry_after_seconds: float | None = Field(default=None, ge=0, le=86_400)
+
+
+class BatchResultRequest(WireModel):
+    """Several results in one call and one transaction (an extension of the §4 contract).
+
+    Each result is applied or refused on its own, exactly as the single-result call would;
+    one commit for the lot is what makes a worker's results cheap (docs/contract.md).
+    """
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    results: list[ActionResult] = Field(min_length=1, max_length=RESULTS_MAX)
+
+    @model_validator(mode="after")
+    def _one_result_per_action(self) -> BatchResultRequest:
+        ids = [r.action_id for r in self.results]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each action_id may appear once per batch")
+        return self
+
+
+ResultRefusal = Literal["stale_lease", "unknown_action"]
+
+
+class BatchResultItem(WireModel):
+    """Either the action's new status, or why nothing changed for it."""
+
+    action_id: int
+    status: ActionStatus | None = None
+    next_attempt_at: datetime | None = None
+    refused: ResultRefusal | None = None
+
+
+class BatchResultResponse(WireModel):
+    results: list[BatchResultItem]

@@ -9,9 +9,9 @@ from backend_api.events.installation import ingest_installation_sync
 from backend_api.events.pull_request import ingest_pull_request
 from backend_api.http.errors import ApiError, json_response, read_model
 from backend_api.http.keys import DB_POOL, NOTIFIER, RNG, SETTINGS
-from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result
+from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result, report_results
 from backend_api.store import deliveries, installations
-from shared_contracts.actions import ClaimRequest, ResultRequest
+from shared_contracts.actions import BatchResultRequest, ClaimRequest, ResultRequest
 from shared_contracts.events import (
     CommandEvent,
     InstallationSyncEvent,
@@ -73,6 +73,17 @@ async def result(request: web.Request) -> web.Response:
             409, "stale_lease", "this worker does not hold the lease for that attempt; nothing changed"
         ) from None
     return json_response(response)
+
+
+async def results(request: web.Request) -> web.Response:
+    req = await read_model(request, BatchResultRequest)
+    settings = request.app[SETTINGS]
+    return json_response(
+        await report_results(
+            request.app[DB_POOL], req,
+            base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds, rng=request.app[RNG],
+        )
+    )
 
 
 async def known_deliveries(request: web.Request) -> web.Response:

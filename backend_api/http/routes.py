@@ -14,7 +14,14 @@ from backend_api.http import handlers, owner
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
 from backend_api.web.manifest import internal_latest_credentials
-from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
+from shared_contracts.actions import (
+    BatchResultRequest,
+    BatchResultResponse,
+    ClaimRequest,
+    ClaimResponse,
+    ResultRequest,
+    ResultResponse,
+)
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import (
     CommandEvent,
@@ -72,6 +79,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/bot-actions/{action_id}/result", handlers.result,
           "Report the outcome of one leased attempt", ResultRequest, ResultResponse,
           (*_INTERNAL_ERRORS, 404, 409), signed=True),
+    Route("POST", "/internal/v2/bot-actions/results", handlers.results,
+          "Report up to 100 outcomes in one call; each is applied or refused (stale_lease / unknown_action) "
+          "on its own", BatchResultRequest, BatchResultResponse, _INTERNAL_ERRORS, signed=True),
     Route("GET", "/internal/v2/github-app/credentials/latest", internal_latest_credentials,
           "The newest GitHub App registered through the manifest flow; ?claim= picks the one created under "
           "that claim (docs/github-app.md)", None, GithubAppCredentials, (400, 401, 404), signed=True),

@@ -12,6 +12,9 @@ from backend_api.store import outbox
 from shared_contracts.actions import (
     PAYLOAD_TYPES,
     ActionType,
+    BatchResultItem,
+    BatchResultRequest,
+    BatchResultResponse,
     ClaimedAction,
     ClaimRequest,
     ClaimResponse,
@@ -91,3 +94,41 @@ async def report_result(
     return ResultResponse(action_id=action_id, status=applied.status, next_attempt_at=applied.next_attempt_at)
 
 
+
+
+async def report_results(
+    pool: asyncpg.Pool,
+    req: BatchResultRequest,
+    *,
+    base: float,
+    cap: float,
+    rng: random.Random,
+) -> BatchResultResponse:
+    """Apply a batch in one transaction: each result is applied or refused exactly as alone."""
+    rows = [
+        outbox.ResultRow(
+            action_id=r.action_id, attempt=r.attempt, outcome=r.outcome, error=r.error,
+            retry_delay_seconds=(
+                retry_delay(r.attempt, base=base, cap=cap, retry_after=r.retry_after_seconds, rng=rng)
+                if r.outcome is Outcome.RETRYABLE_FAILURE else 0.0
+            ),
+        )
+        for r in req.results
+    ]
+    async with pool.acquire() as conn:
+        applied = await outbox.apply_results(conn, req.worker_id, rows)
+        refused = [r.action_id for r in rows if r.action_id not in applied]
+        present = await outbox.existing(conn, refused) if refused else set()
+        if any(a.unblocks_successor for a in applied.values()):
+            await outbox.notify(conn)
+    items = []
+    for r in rows:
+        done = applied.get(r.action_id)
+        if done is None:
+            reason = "stale_lease" if r.action_id in present else "unknown_action"
+            items.append(BatchResultItem(action_id=r.action_id, refused=reason))
+        else:
+            items.append(
+                BatchResultItem(action_id=r.action_id, status=done.status, next_attempt_at=done.next_attempt_at)
+            )
+    return BatchResultResponse(results=items)

@@ -109,35 +109,6 @@ async def claim(
     return sorted(rows, key=lambda r: r["action_id"])
 
 
-_RESULT = """
-WITH upd AS (
-    UPDATE bot_actions SET
-        status = CASE
-            WHEN $4 = 'SUCCEEDED' THEN 'DONE'
-            WHEN $4 = 'FAILED' OR attempt >= max_attempts THEN 'FAILED'
-            ELSE 'PENDING' END,
-        next_attempt_at = CASE
-            WHEN $4 = 'RETRYABLE_FAILURE' AND attempt < max_attempts
-            THEN now() + make_interval(secs => $5) ELSE next_attempt_at END,
-        last_error = CASE WHEN $4 = 'SUCCEEDED' THEN last_error ELSE $6 END,
-        lease_owner = NULL,
-        lease_expires_at = NULL,
-        completed_at = CASE
-            WHEN $4 = 'RETRYABLE_FAILURE' AND attempt < max_attempts THEN NULL ELSE now() END,
-        updated_at = now()
-    WHERE action_id = $1 AND status = 'CLAIMED' AND lease_owner = $2 AND attempt = $3
-    RETURNING action_id, status, next_attempt_at, provider, repo_full_name, pr_number
-)
-SELECT u.action_id, u.status, u.next_attempt_at,
-       u.status <> 'PENDING' AND EXISTS (
-           SELECT 1 FROM bot_actions b
-           WHERE b.provider = u.provider AND b.repo_full_name = u.repo_full_name
-             AND b.pr_number = u.pr_number AND b.action_id > u.action_id AND b.status = 'PENDING'
-       ) AS unblocks_successor
-FROM upd u
-"""
-
-
 @dataclass(frozen=True, slots=True)
 class ResultApplied:
     status: ActionStatus
@@ -155,17 +126,84 @@ async def apply_result(
     error: str | None,
 ) -> ResultApplied | None:
     """Apply a worker's result; None when that worker does not hold this attempt's lease."""
-    row = await conn.fetchrow(
-        _RESULT, action_id, worker_id, attempt, outcome.value, float(retry_delay_seconds), error
+    applied = await apply_results(
+        conn, worker_id, [ResultRow(action_id, attempt, outcome, retry_delay_seconds, error)]
     )
-    if row is None:
-        return None
-    status = ActionStatus(row["status"])
-    return ResultApplied(
-        status=status,
-        next_attempt_at=row["next_attempt_at"] if status is ActionStatus.PENDING else None,
-        unblocks_successor=bool(row["unblocks_successor"]),
+    return applied.get(action_id)
+
+
+# A worker's results, applied only where that worker holds the lease for that attempt:
+# SUCCEEDED → DONE; FAILED, or a retryable failure on the last attempt → FAILED; otherwise back
+# to PENDING after the backoff. `unblocks_successor` says a later action of the same PR waits.
+_RESULTS = """
+WITH input AS (
+    SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[])
+        AS i(action_id, attempt, outcome, delay, error)
+), upd AS (
+    UPDATE bot_actions a SET
+        status = CASE
+            WHEN i.outcome = 'SUCCEEDED' THEN 'DONE'
+            WHEN i.outcome = 'FAILED' OR a.attempt >= a.max_attempts THEN 'FAILED'
+            ELSE 'PENDING' END,
+        next_attempt_at = CASE
+            WHEN i.outcome = 'RETRYABLE_FAILURE' AND a.attempt < a.max_attempts
+            THEN now() + make_interval(secs => i.delay) ELSE a.next_attempt_at END,
+        last_error = CASE WHEN i.outcome = 'SUCCEEDED' THEN a.last_error ELSE i.error END,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        completed_at = CASE
+            WHEN i.outcome = 'RETRYABLE_FAILURE' AND a.attempt < a.max_attempts THEN NULL ELSE now() END,
+        updated_at = now()
+    FROM input i
+    WHERE a.action_id = i.action_id AND a.status = 'CLAIMED' AND a.lease_owner = $1 AND a.attempt = i.attempt
+    RETURNING a.action_id, a.status, a.next_attempt_at, a.provider, a.repo_full_name, a.pr_number
+)
+SELECT u.action_id, u.status, u.next_attempt_at,
+       u.status <> 'PENDING' AND EXISTS (
+           SELECT 1 FROM bot_actions b
+           WHERE b.provider = u.provider AND b.repo_full_name = u.repo_full_name
+             AND b.pr_number = u.pr_number AND b.action_id > u.action_id AND b.status = 'PENDING'
+       ) AS unblocks_successor
+FROM upd u
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One result of a batch, with the retry delay the service chose for it."""
+
+    action_id: int
+    attempt: int
+    outcome: Outcome
+    retry_delay_seconds: float
+    error: str | None
+
+
+async def apply_results(
+    conn: Conn, worker_id: str, results: Sequence[ResultRow]
+) -> dict[int, ResultApplied]:
+    """Apply a batch in one statement; the ids absent from the answer were refused (stale or unknown)."""
+    rows = await conn.fetch(
+        _RESULTS, worker_id,
+        [r.action_id for r in results], [r.attempt for r in results], [r.outcome.value for r in results],
+        [float(r.retry_delay_seconds) for r in results], [r.error for r in results],
     )
+    applied: dict[int, ResultApplied] = {}
+    for row in rows:
+        status = ActionStatus(row["status"])
+        applied[int(row["action_id"])] = ResultApplied(
+            status=status,
+            next_attempt_at=row["next_attempt_at"] if status is ActionStatus.PENDING else None,
+            unblocks_successor=bool(row["unblocks_successor"]),
+        )
+    return applied
+
+
+async def existing(conn: Conn, action_ids: Sequence[int]) -> set[int]:
+    rows = await conn.fetch(
+        "SELECT action_id FROM bot_actions WHERE action_id = ANY($1::bigint[])", list(action_ids)
+    )
+    return {int(r["action_id"]) for r in rows}
 
 
 async def exists(conn: Conn, action_id: int) -> bool:

@@ -11,7 +11,14 @@ import aiohttp
 from pydantic import BaseModel
 
 from shared_contracts import signing
-from shared_contracts.actions import ClaimRequest, ClaimResponse, ResultRequest, ResultResponse
+from shared_contracts.actions import (
+    BatchResultRequest,
+    BatchResultResponse,
+    ClaimRequest,
+    ClaimResponse,
+    ResultRequest,
+    ResultResponse,
+)
 from shared_contracts.events import (
     CommandEvent,
     IngestResponse,
@@ -27,6 +34,7 @@ PR_PATH = "/internal/v2/github/events/pull-request"
 INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
 COMMAND_PATH = "/internal/v2/github/events/pr-command"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
+RESULTS_PATH = "/internal/v2/bot-actions/results"
 KNOWN_DELIVERIES_PATH = "/internal/v2/github/deliveries/known"
 KNOWN_DELIVERIES_MAX = 100  # ids per call
 
@@ -79,6 +87,9 @@ class BackendClient:
 
     async def report(self, action_id: int, req: ResultRequest) -> ResultResponse:
         return await self._post(f"/internal/v2/bot-actions/{action_id}/result", req, ResultResponse, timeout=15)
+
+    async def report_results(self, req: BatchResultRequest) -> BatchResultResponse:
+        return await self._post(RESULTS_PATH, req, BatchResultResponse, timeout=15)
 
     async def known_deliveries(self, delivery_ids: list[str], timeout: float | None = 15) -> set[str]:
         """The ids among `delivery_ids` the backend has recorded; asks in batches of 100."""

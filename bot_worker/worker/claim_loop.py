@@ -1,4 +1,4 @@
-"""The worker's claim loop: lease actions sized to free concurrency, run them, report each result.
+"""The worker's claim loop: lease actions sized to free concurrency, run them, report their results.
 
 Nothing here is needed for correctness after a crash: an action whose result
 never arrives is leased again when its lease expires.
@@ -20,7 +20,8 @@ import aiohttp
 from bot_worker.backend.client import BackendClient, BackendError
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.outcomes import Classified
-from shared_contracts.actions import ClaimedAction, ClaimRequest, Outcome, ResultRequest
+from bot_worker.worker.reporter import ResultReporter
+from shared_contracts.actions import ClaimedAction, ClaimRequest, Outcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,6 +63,7 @@ class ClaimLoop:
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._reporter = ResultReporter(backend, worker_id)
 
     @property
     def in_flight(self) -> int:
@@ -141,39 +143,7 @@ class ClaimLoop:
         except asyncio.CancelledError:
             result = Classified(Outcome.RETRYABLE_FAILURE, "worker shut down before finishing", 0.0)
         self._hooks.executed(action, result)
-        await self._report(action, result, lease_deadline)
-
-    async def _report(self, action: ClaimedAction, result: Classified, lease_deadline: float) -> None:
-        req = ResultRequest(
-            worker_id=self.worker_id, attempt=action.attempt, outcome=result.outcome,
-            error=(result.error or None) and result.error[:8000], retry_after_seconds=result.retry_after_seconds,
-        )
-        delay = 0.2
-        # Keep trying while the lease lasts; after that the action is re-leased anyway.
-        while True:
-            try:
-                applied = await self._backend.report(action.action_id, req)
-            except BackendError as exc:
-                if exc.status == 409:
-                    log.warning("result refused: lease lost", extra={"action_id": action.action_id})
-                    return
-                if not exc.retryable:
-                    log.error("result rejected: %s", exc, extra={"action_id": action.action_id})
-                    return
-            except _TRANSIENT as exc:
-                log.warning("result not delivered yet: %s", exc, extra={"action_id": action.action_id})
-            else:
-                log.info(
-                    "action %s", applied.status.value.lower(),
-                    extra={"action_id": action.action_id, "outcome": result.outcome.value, "attempt": action.attempt,
-                           "installation_id": action.installation_id},
-                )
-                return
-            if time.monotonic() + delay > lease_deadline + 30:
-                log.error("giving up reporting; the lease will expire", extra={"action_id": action.action_id})
-                return
-            await asyncio.sleep(delay)
-            delay = min(5.0, delay * 2)
+        await self._reporter.report(action, result, lease_deadline)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; give in-flight actions `grace` seconds, then hand the rest back."""

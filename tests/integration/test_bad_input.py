@@ -10,12 +10,12 @@ import pytest
 
 from bot_worker.webhooks.normalize import pull_request_event
 from tests.support.ingest import INSTALLATION_PATH, PR_PATH, send_installation
-from tests.support.outbox import CLAIM, result_path, seed_actions
+from tests.support.outbox import CLAIM, RESULTS, result_path, seed_actions
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.rows import snapshot
 from tests.support.signed import SignedClient
 
-INTERNAL_PATHS = [PR_PATH, INSTALLATION_PATH, CLAIM, result_path(1)]
+INTERNAL_PATHS = [PR_PATH, INSTALLATION_PATH, CLAIM, result_path(1), RESULTS]
 
 
 def _valid_pr_body() -> bytes:
@@ -104,7 +104,7 @@ async def test_replayed_nonce_is_401_and_changes_nothing(seeded: SignedClient, d
     assert await snapshot(db) == claimed
 
 
-@pytest.mark.parametrize("path", [PR_PATH, INSTALLATION_PATH, CLAIM, result_path(1)])
+@pytest.mark.parametrize("path", INTERNAL_PATHS)
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b'{"a": 1'])
 async def test_malformed_json_is_400(seeded: SignedClient, db: asyncpg.Pool, path: str, raw: bytes) -> None:
     before = await snapshot(db)
@@ -113,7 +113,7 @@ async def test_malformed_json_is_400(seeded: SignedClient, db: asyncpg.Pool, pat
     assert await snapshot(db) == before
 
 
-@pytest.mark.parametrize("path", [PR_PATH, INSTALLATION_PATH, CLAIM, result_path(1)])
+@pytest.mark.parametrize("path", INTERNAL_PATHS)
 @pytest.mark.parametrize("raw", [b"[]", b"42", b"null", b'"text"'])
 async def test_json_that_is_not_an_object_is_422(seeded: SignedClient, db: asyncpg.Pool, path: str, raw: bytes) -> None:
     before = await snapshot(db)

@@ -9,6 +9,7 @@ from tests.support.payloads import installation_payload
 from tests.support.signed import SignedClient
 
 CLAIM = "/internal/v2/bot-actions/claim"
+RESULTS = "/internal/v2/bot-actions/results"
 
 
 def result_path(action_id: int) -> str:
