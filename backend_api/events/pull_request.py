@@ -10,7 +10,7 @@ import asyncpg
 
 from backend_api.challenges.decide import Plan, PrContext, decide
 from backend_api.challenges.tokens import hash_token, new_token
-from backend_api.store import challenges, deliveries, installations, outbox, repo_settings
+from backend_api.store import challenges, deliveries, installations, outbox, pr_context
 from backend_api.store.db import Conn
 from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
@@ -56,26 +56,25 @@ async def evaluate(
     repo = event.repository
     pr = event.pull_request
     await challenges.lock_pull_request(conn, repo.id, pr.number)
-    installation = await installations.get(conn, event.installation_id)
-    member = False
-    if installation is not None:
-        member = await installations.is_member(conn, event.installation_id, repo.id)
-        if (not member and installation.repository_selection == "all"
-                and installation.status is InstallationStatus.ACTIVE):
-            # "All repositories" installations get no event when a repo is
-            # created, so the first PR is what tells us it exists.
-            await installations.add_repositories(conn, event.installation_id, [repo])
-            member = True
+    facts = await pr_context.load(conn, event.installation_id, repo.id, pr.number, pr.author.id)
+    installation = facts.installation
+    member = facts.repo_is_member
+    if (installation is not None and not member and installation.repository_selection == "all"
+            and installation.status is InstallationStatus.ACTIVE):
+        # "All repositories" installations get no event when a repo is
+        # created, so the first PR is what tells us it exists.
+        await installations.add_repositories(conn, event.installation_id, [repo])
+        member = True
     token = new_token()
     ctx = PrContext(
         installation_status=installation.status if installation else None,
         repo_is_member=member,
-        settings=await repo_settings.get(conn, repo.id),
-        author_verified=await challenges.is_verified(conn, event.installation_id, pr.author.id),
-        pending_challenge_id=await challenges.pending_for_pr(conn, repo.id, pr.number),
+        settings=facts.settings,
+        author_verified=facts.author_verified,
+        pending_challenge_id=facts.pending_challenge_id,
         now=now or datetime.now(UTC),
         verify_url=f"{public_url.rstrip('/')}/verify/{token}",
-        latest_challenge_status=await challenges.latest_status_for_pr(conn, repo.id, pr.number),  # type: ignore[arg-type]
+        latest_challenge_status=facts.latest_challenge_status,
     )
     plan = planner(event, ctx)
     challenge_id, action_ids = await _apply(conn, event, ctx, plan, token, max_attempts)
@@ -127,15 +126,17 @@ async def _apply(
         new = dataclasses.replace(new, deadline_at=plan.create_challenge_deadline)
         challenge_id = await challenges.create(conn, new)
     target = outbox.PrTarget(event.installation_id, repo.id, repo.full_name, pr.number, challenge_id, max_attempts)
-    action_ids = [await target.enqueue(conn, ActionType.UPSERT_PR_COMMENT,
-                                       CommentPayload(marker=c.marker, body=c.body))
-                  for c in plan.comments]
     verify_url = ctx.verify_url if plan.create_challenge_deadline is not None else None
-    action_ids += [await target.enqueue(conn, ActionType.SET_COMMIT_STATUS,
-                                        StatusPayload(sha=pr.head_sha, state=s.state, description=s.description,
-                                                      target_url=verify_url))
-                   for s in plan.statuses]
-    return challenge_id, action_ids
+    # Comments first, then statuses: action ids follow this order, and so does their execution.
+    actions: list[tuple[ActionType, CommentPayload | StatusPayload]] = [
+        (ActionType.UPSERT_PR_COMMENT, CommentPayload(marker=c.marker, body=c.body)) for c in plan.comments
+    ]
+    actions += [
+        (ActionType.SET_COMMIT_STATUS,
+         StatusPayload(sha=pr.head_sha, state=s.state, description=s.description, target_url=verify_url))
+        for s in plan.statuses
+    ]
+    return challenge_id, await target.enqueue_many(conn, actions)
 
 
 async def duplicate(conn: Conn, delivery_id: str, event_name: str) -> IngestResponse:

@@ -82,15 +82,6 @@ async def cancel_pending_for_repos(
     return int(result.split()[-1])
 
 
-async def is_verified(conn: Conn, installation_id: int, github_user_id: int) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT true FROM contributors WHERE installation_id = $1 AND github_user_id = $2",
-            installation_id, github_user_id,
-        )
-    )
-
-
 async def record_verified(
     conn: Conn, installation_id: int, github_user_id: int, login: str, challenge_id: int | None
 ) -> None:
@@ -100,15 +91,6 @@ async def record_verified(
            ON CONFLICT (installation_id, github_user_id) DO UPDATE SET login = EXCLUDED.login""",
         installation_id, github_user_id, login, challenge_id,
     )
-
-
-async def latest_status_for_pr(conn: Conn, repo_id: int, pr_number: int) -> str | None:
-    value = await conn.fetchval(
-        """SELECT status FROM challenges WHERE repo_id = $1 AND pr_number = $2
-           ORDER BY challenge_id DESC LIMIT 1""",
-        repo_id, pr_number,
-    )
-    return str(value) if value is not None else None
 
 
 async def resolve_pending_for_pr(

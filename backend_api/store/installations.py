@@ -18,22 +18,6 @@ class InstallationRow:
     repository_selection: str
 
 
-async def get(conn: Conn, installation_id: int) -> InstallationRow | None:
-    row = await conn.fetchrow(
-        """SELECT installation_id, account_login, status, repository_selection
-           FROM github_installations WHERE installation_id = $1""",
-        installation_id,
-    )
-    if row is None:
-        return None
-    return InstallationRow(
-        installation_id=row["installation_id"],
-        account_login=row["account_login"],
-        status=InstallationStatus(row["status"]),
-        repository_selection=row["repository_selection"],
-    )
-
-
 async def upsert(
     conn: Conn, info: InstallationInfo, *, reactivate: bool
 ) -> InstallationStatus:
@@ -110,16 +94,6 @@ async def remove_all_repositories(conn: Conn, installation_id: int) -> None:
         """UPDATE github_installation_repositories SET removed_at = now()
            WHERE installation_id = $1 AND removed_at IS NULL""",
         installation_id,
-    )
-
-
-async def is_member(conn: Conn, installation_id: int, repo_id: int) -> bool:
-    return bool(
-        await conn.fetchval(
-            """SELECT true FROM github_installation_repositories
-               WHERE installation_id = $1 AND repo_id = $2 AND removed_at IS NULL""",
-            installation_id, repo_id,
-        )
     )
 
 

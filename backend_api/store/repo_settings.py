@@ -5,25 +5,28 @@ from __future__ import annotations
 from backend_api.store.db import Conn
 from shared_contracts.owner import RepoSettings
 
-_COLUMNS = (
+COLUMNS = (
     "gate_drafts", "deadline_seconds", "warn_only", "exempt_comment", "exempt_bots",
     "whitelist_logins", "exempt_associations", "challenge_text", "challenge_question", "reopen_on_verify",
 )
 
 
 async def get(conn: Conn, repo_id: int) -> RepoSettings:
-    row = await conn.fetchrow(f"SELECT {', '.join(_COLUMNS)} FROM repo_settings WHERE repo_id = $1", repo_id)
-    if row is None:
-        return RepoSettings()
-    return RepoSettings.model_validate(dict(row))
+    row = await conn.fetchrow(f"SELECT {', '.join(COLUMNS)} FROM repo_settings WHERE repo_id = $1", repo_id)
+    return from_row(dict(row) if row is not None else None)
+
+
+def from_row(row: dict[str, object] | None) -> RepoSettings:
+    """Settings from a row of COLUMNS; no row means the defaults."""
+    return RepoSettings() if row is None else RepoSettings.model_validate(row)
 
 
 async def put(conn: Conn, repo_id: int, settings: RepoSettings) -> None:
-    values = [getattr(settings, c) for c in _COLUMNS]
-    placeholders = ", ".join(f"${i + 2}" for i in range(len(_COLUMNS)))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)
+    values = [getattr(settings, c) for c in COLUMNS]
+    placeholders = ", ".join(f"${i + 2}" for i in range(len(COLUMNS)))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)
     await conn.execute(
-        f"""INSERT INTO repo_settings (repo_id, {', '.join(_COLUMNS)}) VALUES ($1, {placeholders})
+        f"""INSERT INTO repo_settings (repo_id, {', '.join(COLUMNS)}) VALUES ($1, {placeholders})
             ON CONFLICT (repo_id) DO UPDATE SET {updates}, updated_at = now()""",
         repo_id, *values,
     )

@@ -1,0 +1,292 @@
+"""Webhook ingest: signed GitHub deliveries through the receiver and the backend, at rising rates.
+
+    .venv/bin/python -m bench.ingest              # steps of 5 s from 100/s up, until saturation
+    .venv/bin/python -m bench.ingest --quick      # short steps: does the script work?
+    .venv/bin/python -m bench.ingest --rates 200,400,800 --seconds 10 --write-docs
+
+Starts `prgate backend` and `prgate bot` (the receiver) as separate processes on a fresh database
+and Redis (as the tests find them), installs one repository with a signed `installation` webhook,
+then sends `pull_request.opened` deliveries from unverified authors — real payloads (the octokit
+examples in tests/fixtures), each with its own delivery id and PR — open loop: every delivery has
+its slot on a fixed clock and its latency counts from that slot, so a stalled server is charged for
+the deliveries that queued behind it. Each delivery goes the whole ingest path: signature, normalize,
+signed forward, backend nonce, dedup, decision, challenge and outbox insert, answer. No worker runs:
+only ingest is measured. Rates rise until the receiver falls behind (answered < 95 % of the offered
+rate, or p99 over a second). Beside each step: the CPU of each process, and the same number of
+`SELECT 1` round trips through asyncpg as the floor of one database round trip per delivery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+
+from bench.common import (
+    CpuMeter,
+    bench_database,
+    free_port,
+    machine_line,
+    markdown_table,
+    rewrite_docs_section,
+)
+from bench.stack import Stack, wait_http_ok
+from prgate.simulator.webhooks import webhook_headers
+from tests.support.payloads import installation_payload, pull_request_payload
+from tests.support.services import redis_base_url
+
+SECRET = "bench-internal-" + "k" * 32
+TARGET_RATE = 1000.0
+TARGET_P99_MS = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    offered: float
+    sent: int
+    ok: int
+    errors: int
+    seconds: float  # from the first slot to the last answer
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu: dict[str, float]  # % of a core
+    floor_per_s: float
+
+    @property
+    def answered_per_s(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    @property
+    def saturated(self) -> bool:
+        return self.answered_per_s < 0.95 * self.offered or self.p99_ms > 1000 or self.errors > 0
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Deliveries:
+    """Pre-built, pre-signed deliveries: nothing is serialized or hashed while a step runs."""
+
+    def __init__(self, secret: str, installation_id: int, repo_id: int, repo: str) -> None:
+        self._secret = secret
+        self._installation_id = installation_id
+        self._repo_id = repo_id
+        self._repo = repo
+        self._next = 1
+
+    def build(self, count: int) -> list[tuple[bytes, dict[str, str]]]:
+        out = []
+        for _ in range(count):
+            n = self._next
+            self._next += 1
+            payload = pull_request_payload(
+                "opened", installation_id=self._installation_id, repo_id=self._repo_id, full_name=self._repo,
+                number=n, author_login=f"newcomer-{n}", author_id=50_000_000 + n,
+            )
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            out.append((body, webhook_headers(self._secret, "pull_request", body, str(uuid.uuid4()))))
+        return out
+
+
+async def send_step(
+    session: aiohttp.ClientSession, url: str, deliveries: list[tuple[bytes, dict[str, str]]], rate: float
+) -> tuple[list[float], int, float]:
+    """Send on an open-loop clock; latencies (s) of the 2xx answers, the error count, seconds taken."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(slot: float, body: bytes, headers: dict[str, str]) -> None:
+        nonlocal errors
+        try:
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                if 200 <= resp.status < 300:
+                    latencies.append(time.perf_counter() - slot)
+                else:
+                    errors += 1
+        except (aiohttp.ClientError, TimeoutError):
+            errors += 1
+
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for i, (body, headers) in enumerate(deliveries):
+        slot = start + i / rate
+        delay = slot - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(slot, body, headers)))
+    await asyncio.gather(*tasks)
+    return latencies, errors, time.perf_counter() - start
+
+
+async def floor_rate(pool: asyncpg.Pool, count: int, concurrency: int = 16) -> float:
+    """`SELECT 1` round trips/s through asyncpg at the same concurrency: one round trip per delivery."""
+    per_lane = max(1, count // concurrency)
+
+    async def lane() -> None:
+        async with pool.acquire() as conn:
+            for _ in range(per_lane):
+                await conn.fetchval("SELECT 1")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return per_lane * concurrency / (time.perf_counter() - started)
+
+
+async def run(args: argparse.Namespace) -> tuple[list[Step], str]:
+    stack = Stack()
+    rates = [float(r) for r in args.rates.split(",")]
+    with ExitStack() as services:
+        redis_url = services.enter_context(redis_base_url(services))
+        async with bench_database(services, prefix="prgate_bench_ingest") as db:
+            ports = {"backend": free_port(), "bot": free_port()}
+            webhook_secret = secrets.token_hex(16)
+            env = {
+                "DATABASE_URL": db.url, "REDIS_URL": redis_url, "PRGATE_INTERNAL_SECRETS": SECRET,
+                "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
+                "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
+                "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",
+                "BOT_HOST": "127.0.0.1", "BOT_PORT": str(ports["bot"]),
+                "GITHUB_WEBHOOK_SECRET": webhook_secret, "GITHUB_APP_ID": "1",
+                "ARQ_QUEUE_NAME": f"prgate-bench-ingest-{uuid.uuid4().hex}",
+                "LOG_LEVEL": args.log_level, **dict(item.split("=", 1) for item in args.stack_env),
+            }
+            pool = await asyncpg.create_pool(db.url, min_size=16, max_size=16)
+            try:
+                backend = stack.start_component("backend", "backend", env)
+                bot = stack.start_component("bot", "bot", env)
+                connector = aiohttp.TCPConnector(limit=args.connections)
+                async with aiohttp.ClientSession(
+                    connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+                ) as session:
+                    await wait_http_ok(session, f"{env['BACKEND_URL']}/readyz", backend)
+                    await wait_http_ok(session, f"http://127.0.0.1:{ports['bot']}/readyz", bot)
+                    url = f"http://127.0.0.1:{ports['bot']}/webhooks/github"
+                    installation_id, repo_id, repo = 4242, 4343, "bench-org/widgets"
+                    body = json.dumps(installation_payload(
+                        "created", installation_id=installation_id, account_login="bench-org",
+                        repos=[(repo_id, repo)],
+                    )).encode()
+                    async with session.post(url, data=body, headers=webhook_headers(
+                        webhook_secret, "installation", body, str(uuid.uuid4()))) as resp:
+                        if resp.status != 200:
+                            raise RuntimeError(f"installation webhook: {resp.status} {await resp.text()}")
+                    deliveries = Deliveries(webhook_secret, installation_id, repo_id, repo)
+                    await send_step(session, url, deliveries.build(200), 200)  # warm up
+                    steps: list[Step] = []
+                    for rate in rates:
+                        batch = deliveries.build(max(1, int(rate * args.seconds)))
+                        async with pool.acquire() as conn:
+                            pids = [int(r["pid"]) for r in await conn.fetch(
+                                """SELECT pid FROM pg_stat_activity
+                                   WHERE datname = current_database() OR backend_type <> 'client backend'""")]
+                        meters = {name: CpuMeter(p.popen.pid, pids) for name, p in (("backend", backend),
+                                                                                     ("receiver", bot))}
+                        for m in meters.values():
+                            m.start()
+                        latencies, errors, seconds = await send_step(session, url, batch, rate)
+                        samples = {name: m.stop() for name, m in meters.items()}
+                        cpu = {
+                            "client": samples["backend"].client, "receiver": samples["receiver"].backend,
+                            "backend": samples["backend"].backend, "postgres": samples["backend"].postgres,
+                        }
+                        cpu["other"] = max(0.0, samples["backend"].other - cpu["receiver"])
+                        floor = await floor_rate(pool, len(batch))
+                        step = Step(
+                            rate, len(batch), len(latencies), errors, seconds,
+                            _quantile(latencies, 0.5) * 1000, _quantile(latencies, 0.99) * 1000,
+                            max(latencies, default=float("nan")) * 1000,
+                            {k: 100 * v / seconds for k, v in cpu.items()}, floor,
+                        )
+                        steps.append(step)
+                        print(_step_line(step), flush=True)
+                        if step.saturated and not args.all_rates:
+                            break
+                        await asyncio.sleep(1)
+                    async with pool.acquire() as conn:
+                        recorded = await conn.fetchval("SELECT count(*) FROM webhook_deliveries")
+                        actions = await conn.fetchval("SELECT count(*) FROM bot_actions")
+                    sanity = (f"{recorded} deliveries recorded, {actions} actions enqueued "
+                              f"(one installation, {recorded - 1} pull requests)")
+                    return steps, machine_line(db.server_version) + "; " + sanity
+            finally:
+                await pool.close()
+                stack.stop_all()
+
+
+def _step_line(s: Step) -> str:
+    return (f"  offered {s.offered:>6.0f}/s  answered {s.answered_per_s:>7.1f}/s  p50 {s.p50_ms:6.1f} ms  "
+            f"p99 {s.p99_ms:7.1f} ms  errors {s.errors}  cpu% " +
+            " ".join(f"{k} {v:.0f}" for k, v in s.cpu.items()))
+
+
+def table(steps: Sequence[Step]) -> str:
+    rows = [
+        [f"{s.offered:,.0f}", f"{s.sent:,}", f"{s.answered_per_s:,.0f}", f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}",
+         f"{s.max_ms:.1f}", str(s.errors),
+         " / ".join(f"{s.cpu[k]:.0f}" for k in ("receiver", "backend", "postgres", "client", "other")),
+         f"{s.floor_per_s:,.0f}", f"{s.answered_per_s / s.floor_per_s:.2f}" if s.floor_per_s else "-"]
+        for s in steps
+    ]
+    return markdown_table(
+        ["offered/s", "sent", "answered/s", "p50 ms", "p99 ms", "max ms", "errors",
+         "CPU % of a core: receiver / backend / pg / client / other", "SELECT 1/s floor", "vs floor"],
+        rows, [True, True, True, True, True, True, True, True, True, True],
+    )
+
+
+def verdict(steps: Sequence[Step]) -> str:
+    best = max((s for s in steps if not s.saturated), key=lambda s: s.answered_per_s, default=None)
+    if best is None:
+        return "No step kept up with its offered rate."
+    met = best.answered_per_s >= TARGET_RATE and best.p99_ms <= TARGET_P99_MS
+    return (f"Highest rate kept up with: {best.answered_per_s:,.0f} deliveries/s at p99 {best.p99_ms:.1f} ms. "
+            f"Target ≥ {TARGET_RATE:,.0f}/s with p99 ≤ {TARGET_P99_MS:.0f} ms: **{'met' if met else 'not met'}**.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 s steps at 100,200,400/s")
+    parser.add_argument("--rates", default="100,200,400,600,800,1000,1200,1500")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
+    parser.add_argument("--all-rates", action="store_true", help="keep going past saturation")
+    parser.add_argument("--connections", type=int, default=64, help="client connections to the receiver")
+    parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the stack (INFO logs each delivery)")
+    parser.add_argument("--stack-env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rates, args.seconds = "100,200,400", 2.0
+    command = "python -m bench.ingest " + " ".join(argv if argv is not None else sys.argv[1:])
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    steps, machine = asyncio.run(run(args))
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    generated = (f"Measured {when} with `{command.strip()}`; machine: {machine}; load average before: {load}. "
+                 f"Log level {args.log_level}.\n\n{table(steps)}\n\n{verdict(steps)}\n")
+    print(generated)
+    if args.write_docs:
+        path = rewrite_docs_section(
+            "Webhook ingest (`python -m bench.ingest`)", "bench.ingest", generated,
+            "Receiver + backend only (no worker): what one delivery costs from GitHub's POST to the outbox row.",
+        )
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
