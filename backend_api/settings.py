@@ -20,6 +20,8 @@ class BackendSettings(BaseSettings):
     )
     host: str = Field(default="0.0.0.0", alias="BACKEND_HOST")
     port: int = Field(default=8080, alias="BACKEND_PORT")
+    # A client that stops sending mid-body (slow loris) gets a 408 and its connection closed after this.
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300, alias="BODY_READ_TIMEOUT_SECONDS")
     public_url: str = Field(default="http://127.0.0.1:8080", alias="BACKEND_PUBLIC_URL")
     db_pool_min: int = Field(default=2, alias="DB_POOL_MIN")
     db_pool_max: int = Field(default=10, alias="DB_POOL_MAX")

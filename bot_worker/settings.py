@@ -24,6 +24,8 @@ class BotSettings(BaseSettings):
     port: int = Field(default=8081, alias="BOT_PORT")
     github_webhook_secret: SecretStr = Field(default=SecretStr(""), alias="GITHUB_WEBHOOK_SECRET")
     forward_timeout_seconds: float = Field(default=3.0, alias="FORWARD_TIMEOUT_SECONDS")
+    # A client that stops sending mid-body (slow loris) gets a 408 and its connection closed after this.
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300, alias="BODY_READ_TIMEOUT_SECONDS")
 
     # GitHub App
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")

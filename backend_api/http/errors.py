@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from backend_api.http.keys import SETTINGS
 from shared_contracts.common import DuplicateKeyError, ErrorBody, loads_strict
 
 log = logging.getLogger(__name__)
@@ -40,9 +42,33 @@ _REASONS = {
 }
 
 
+async def body_deadline_passed(request: web.Request, seconds: float) -> bool:
+    """Read the whole body within `seconds` (later reads are free); True when the client stalled.
+
+    Multipart bodies are left alone: aiohttp streams them to `request.post()`, which a pre-read
+    would starve. No route of ours takes multipart; their size limit still applies.
+    """
+    if not request.body_exists or request.content_type.startswith("multipart/"):
+        return False
+    try:
+        async with asyncio.timeout(seconds):
+            await request.read()
+    except TimeoutError:
+        return True
+    return False
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if await body_deadline_passed(request, request.app[SETTINGS].body_read_timeout_seconds):
+            # Answer and close now; aiohttp would otherwise linger up to 10 s draining the body.
+            response = json_error(408, "request_timeout", "the request body did not arrive in time")
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+            return response
         return await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.error, exc.message, exc.details)

@@ -45,8 +45,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as an ErrorBody JSON; bad input never becomes a 500."""
+    """Every error leaves as an ErrorBody JSON; bad input never becomes a 500.
+
+    It also reads the body first, within BODY_READ_TIMEOUT_SECONDS: a client that stalls
+    mid-body (slow loris) gets a 408 and loses its connection instead of holding it forever.
+    """
     try:
+        if request.body_exists:
+            try:
+                async with asyncio.timeout(request.app[SETTINGS].body_read_timeout_seconds):
+                    await request.read()
+            except TimeoutError:
+                return await _cut_off(request)
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -56,6 +66,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return json_error(500, "internal_error", "internal server error")
+
+
+async def _cut_off(request: web.Request) -> web.StreamResponse:
+    """Answer 408 and close now; aiohttp would otherwise linger up to 10 s draining the body."""
+    response = json_error(408, "request_timeout", "the request body did not arrive in time")
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 async def open_queue(settings: RedisSettings, queue_name: str) -> ArqRedis:
