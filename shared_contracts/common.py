@@ -36,11 +36,13 @@ class DuplicateKeyError(ValueError):
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise DuplicateKeyError(f"duplicate key {key!r}")
-        obj[key] = value
+    obj = dict(pairs)  # in C: the common case costs one comparison more than plain json.loads
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(f"duplicate key {key!r}")
+            seen.add(key)
     return obj
 
 
