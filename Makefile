@@ -54,6 +54,7 @@ pytest: $(STAMP) chromium helm
 test: lint typecheck chromium pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import claim, e2e
+from bench import claim, contention, e2e, outbox
 
 BENCHMARKS: tuple[tuple[str, Callable[[list[str] | None], int]], ...] = (
     ("claim", claim.main),
+    ("contention", contention.main),
     ("e2e", e2e.main),
+    ("outbox", outbox.main),
 )
 
 
