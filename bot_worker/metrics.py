@@ -85,6 +85,32 @@ class Metrics:
             buckets=(*_FAST_BUCKETS, 20.0, 30.0, 45.0), registry=registry,
         )
 
+        # Periodic jobs (docs/redelivery.md, docs/reconcile.md). Run results: ok, errors (finished with
+        # errors recorded), failed (raised), skipped (another replica held the lock).
+        self.redelivery_runs = Counter(
+            "redelivery_runs_total", "Redelivery job runs, by result", ["result"], registry=registry,
+        )
+        self.redelivery_deliveries = Counter(
+            "redelivery_deliveries_total",
+            "Delivery attempts the redelivery job saw (seen), failed guids (failed), of those recorded by the "
+            "backend anyway (known), and redeliveries requested (redelivered)",
+            ["stage"], registry=registry,
+        )
+        self.redelivery_errors = Counter(
+            "redelivery_errors_total", "Redelivery requests GitHub refused or that did not reach it", registry=registry,
+        )
+        self.reconcile_runs = Counter(
+            "reconcile_runs_total", "Reconciliation runs, by result", ["result"], registry=registry,
+        )
+        self.reconcile_repairs = Counter(
+            "reconcile_repairs_total", "Repairs made by reconciliation runs, by kind", ["kind"], registry=registry,
+        )
+        self.reconcile_errors = Counter(
+            "reconcile_errors_total",
+            "Errors recorded by reconciliation runs (GitHub or backend refusals, parts deferred to keep the "
+            "rate-limit reserve)", registry=registry,
+        )
+
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The registry in Prometheus text format 0.0.4, with its Content-Type header value."""

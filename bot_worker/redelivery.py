@@ -32,7 +32,8 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
-from bot_worker.webhooks.forward import CTX_BACKEND
+from bot_worker.metrics import Metrics
+from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -298,20 +299,41 @@ async def redeliver_failed(ctx: Mapping[str, Any]) -> RunSummary:
     backend = ctx[CTX_BACKEND]
     if not isinstance(redelivery, RedeliveryContext) or not isinstance(backend, BackendClient):
         raise TypeError("ctx needs a RedeliveryContext and a BackendClient")
+    metrics = ctx.get(CTX_METRICS)
     lock = _key(redelivery, "lock")
     token = secrets.token_hex(8)
     if not await redelivery.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
         log.info("redelivery: another replica is running it")
+        _observe(metrics, RunSummary(ran=False))
         return RunSummary(ran=False)
     try:
         summary = await run_once(redelivery, backend)
+    except BaseException:
+        if isinstance(metrics, Metrics):
+            metrics.redelivery_runs.labels("failed").inc()
+        raise
     finally:
         await redelivery.redis.eval(_RELEASE, 1, lock, token)  # type: ignore[misc]
+    _observe(metrics, summary)
     log.info(
         "redelivery run: %d listed, %d failed, %d recorded by the backend, %d redelivered, %d errors",
         summary.listed, summary.failed, summary.known, summary.redelivered, summary.errors,
     )
     return summary
+
+
+def _observe(metrics: object, summary: RunSummary) -> None:
+    """Count a run on the worker's /metrics (the ctx of tests and tools may have no Metrics)."""
+    if not isinstance(metrics, Metrics):
+        return
+    if not summary.ran:
+        metrics.redelivery_runs.labels("skipped").inc()
+        return
+    metrics.redelivery_runs.labels("errors" if summary.errors else "ok").inc()
+    for stage, count in (("seen", summary.listed), ("failed", summary.failed), ("known", summary.known),
+                         ("redelivered", summary.redelivered)):
+        metrics.redelivery_deliveries.labels(stage).inc(count)
+    metrics.redelivery_errors.inc(summary.errors)
 
 
 async def run_periodically(ctx: Mapping[str, Any], interval: float, stop: asyncio.Event) -> None:

@@ -48,6 +48,12 @@ class BotSettings(BaseSettings):
     redelivery_interval_seconds: float = Field(default=300.0, ge=0, alias="REDELIVERY_INTERVAL_SECONDS")
     redelivery_lookback_hours: float = Field(default=72.0, gt=0, le=72, alias="REDELIVERY_LOOKBACK_HOURS")
 
+    # Reconciliation with GitHub (bot_worker/reconcile/, docs/reconcile.md)
+    reconcile_interval_seconds: float = Field(default=3600.0, ge=0, alias="RECONCILE_INTERVAL_SECONDS")
+    reconcile_max_repositories: int = Field(default=200, ge=1, alias="RECONCILE_MAX_REPOSITORIES")
+    reconcile_max_pr_pages: int = Field(default=10, ge=1, le=20, alias="RECONCILE_MAX_PR_PAGES")
+    reconcile_rate_limit_reserve: float = Field(default=0.2, ge=0, lt=1, alias="RECONCILE_RATE_LIMIT_RESERVE")
+
     _split_secrets = field_validator("internal_secrets", mode="before")(comma_list)
 
     def private_key_pem(self) -> str:

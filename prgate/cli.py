@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     from prgate.github_app_cli import add_subcommand as add_github_app
 
     add_github_app(sub)  # prgate github-app create (docs/github-app.md)
+    from prgate.reconcile_cli import add_subcommand as add_reconcile
+
+    add_reconcile(sub)  # prgate reconcile [--installation ID] (docs/reconcile.md)
     return parser
 
 

@@ -103,7 +103,7 @@ class ClaimResponse(WireModel):
 
 class ResultRequest(WireModel):
     worker_id: str = Field(min_length=1, max_length=200)
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=2**31 - 1)  # bot_actions.attempt is a PostgreSQL INTEGER
     outcome: Outcome
     error: str | None = Field(default=None, max_length=8192)
     retry_after_seconds: float | None = Field(default=None, ge=0, le=86_400)
@@ -122,7 +122,7 @@ class ActionResult(WireModel):
     """One attempt's outcome inside a batch: what ResultRequest says, plus which action."""
 
     action_id: int = Field(ge=1)
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=2**31 - 1)  # bot_actions.attempt is a PostgreSQL INTEGER
     outcome: Outcome
     error: str | None = Field(default=None, max_length=8192)
     retry_after_seconds: float | None = Field(default=None, ge=0, le=86_400)

@@ -40,7 +40,7 @@ class Repository(WireModel):
 
 class PullRequest(WireModel):
     id: int
-    number: int = Field(ge=1)
+    number: int = Field(ge=1, le=2**31 - 1)  # pr_number columns are PostgreSQL INTEGERs
     title: str = Field(default="", max_length=4096)
     state: Literal["open", "closed"]
     draft: bool = False

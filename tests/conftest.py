@@ -26,6 +26,7 @@ ROTATED_SECRET = "test-rotated-secret-" + "b" * 32
 TABLES = (
     "github_installations", "github_installation_repositories", "webhook_deliveries", "repo_settings",
     "contributors", "challenges", "bot_actions", "internal_nonces", "github_app_credentials",
+    "decided_pull_requests", "reconcile_repairs", "reconcile_runs",
 )
 
 

@@ -20,8 +20,8 @@ async def ingest_installation_sync(pool: asyncpg.Pool, event: InstallationSyncEv
                 reason="delivery already processed",
             )
         # Serialize events of one installation so membership updates never interleave.
-        await conn.execute("SELECT pg_advisory_xact_lock(-1, $1)", inst.id % (2**31))
-        status, reason = await _apply(conn, event)
+        await installations.lock(conn, inst.id)
+        status, reason = await apply_sync(conn, event)
         await deliveries.finish(
             conn, event.delivery_id, event.event,
             deliveries.DeliveryRecord(status=status, decision=None, challenge_id=None, reason=reason),
@@ -29,7 +29,9 @@ async def ingest_installation_sync(pool: asyncpg.Pool, event: InstallationSyncEv
     return IngestResponse(status=status, delivery_id=event.delivery_id, reason=reason)
 
 
-async def _apply(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestStatus, str | None]:
+async def apply_sync(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestStatus, str | None]:
+    """What one installation event changes, inside the caller's transaction (which holds
+    `installations.lock`); reconciliation applies the events it finds missing through it too."""
     inst = event.installation
     key = (event.event, event.action)
     if key == ("installation", "created"):

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from backend_api.challenges.decide import Plan, PrContext, decide
+from backend_api.challenges.decide import EVALUATING_ACTIONS, Plan, PrContext, decide, installation_refusal
 from backend_api.challenges.tokens import hash_token, new_token
-from backend_api.store import challenges, deliveries, installations, outbox, pr_context
+from backend_api.store import challenges, deliveries, installations, outbox, pr_context, pull_requests
 from backend_api.store.db import Conn
 from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
@@ -78,6 +78,9 @@ async def evaluate(
     )
     plan = planner(event, ctx)
     challenge_id, action_ids = await _apply(conn, event, ctx, plan, token, max_attempts)
+    if event.action in EVALUATING_ACTIONS and installation_refusal(ctx) is None:
+        # Reconciliation evaluates open pull requests missing here as if they were just opened.
+        await pull_requests.mark_decided(conn, event.installation_id, repo.id, pr.number)
     return plan, challenge_id, action_ids
 
 

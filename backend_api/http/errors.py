@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -43,19 +43,28 @@ _REASONS = {
 
 
 async def body_deadline_passed(request: web.Request, seconds: float) -> bool:
-    """Read the whole body within `seconds` (later reads are free); True when the client stalled.
+    """Read the whole body (later reads are free); True when the client stalled.
 
+    Stalled = no byte arrived for `seconds`, or the body took over ten times `seconds` in all (a trickle).
+    Progress is judged by the bytes received, not by the clock alone: an event loop starved for a
+    while (a burst of requests) must not turn bodies that did arrive into 408s.
     Multipart bodies are left alone: aiohttp streams them to `request.post()`, which a pre-read
     would starve. No route of ours takes multipart; their size limit still applies.
     """
     if not request.body_exists or request.content_type.startswith("multipart/"):
         return False
-    try:
-        async with asyncio.timeout(seconds):
-            await request.read()
-    except TimeoutError:
-        return True
-    return False
+    reading = asyncio.ensure_future(request.read())
+    received, waited = -1, 0.0
+    while True:
+        done, _ = await asyncio.wait({reading}, timeout=seconds)
+        if done:
+            reading.result()  # 413 and friends propagate from here
+            return False
+        waited += seconds
+        if request.content.total_bytes == received or waited >= 10 * seconds:
+            reading.cancel()
+            return True
+        received = request.content.total_bytes
 
 
 @web.middleware
@@ -82,6 +91,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(500, "internal_error", "internal server error")
 
 
+PG_INTEGER_MAX = 2**31 - 1
+PG_BIGINT_MAX = 2**63 - 1
+
+
+def path_id(request: web.Request, name: str, *, maximum: int = PG_BIGINT_MAX) -> int:
+    """A positive integer path segment (ASCII digits only: `'²'.isdigit()` is true), else 404.
+
+    `maximum` is the column's range: a larger id cannot exist, and asyncpg would raise on it.
+    """
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not 0 < int(raw) <= maximum:
+        raise ApiError(404, "not_found", f"{name} must be a positive integer")
+    return int(raw)
+
+
 def json_response(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(
         body=model.model_dump_json().encode(), status=status, content_type="application/json"
@@ -100,13 +124,34 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     except (ValueError, RecursionError):
         raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         if any(e["type"] == "model_type" and not e["loc"] for e in errors):
             raise ApiError(422, "validation_error", "request body must be a JSON object") from None
         details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         raise ApiError(422, "validation_error", "request body does not match the schema", details) from None
+    unstorable = list(_unstorable(parsed.model_dump(), []))
+    if unstorable:
+        raise ApiError(422, "validation_error", "request body holds values the database cannot store", unstorable)
+    return parsed
+
+
+
+
+def _unstorable(value: Any, loc: list[str | int]) -> Iterator[dict[str, Any]]:
+    """What PostgreSQL refuses as a parameter (asyncpg raises, the caller would see a 500):
+    an integer beyond BIGINT, a string with a NUL character (neither text nor jsonb holds one)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unstorable(item, [*loc, key])
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _unstorable(item, [*loc, index])
+    elif isinstance(value, int) and not isinstance(value, bool) and not -PG_BIGINT_MAX - 1 <= value <= PG_BIGINT_MAX:
+        yield {"loc": loc, "msg": "Integer out of the 64-bit range", "type": "int_out_of_range"}
+    elif isinstance(value, str) and "\x00" in value:
+        yield {"loc": loc, "msg": "String contains a NUL character", "type": "string_nul_character"}
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from aiohttp import web
 from backend_api.events.command import ingest_command
 from backend_api.events.installation import ingest_installation_sync
 from backend_api.events.pull_request import ingest_pull_request
-from backend_api.http.errors import ApiError, json_response, read_model
+from backend_api.http.errors import ApiError, json_response, path_id, read_model
 from backend_api.http.keys import DB_POOL, NOTIFIER, RNG, SETTINGS
 from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result, report_results
 from backend_api.store import deliveries, installations
@@ -20,13 +20,6 @@ from shared_contracts.events import (
     PullRequestEvent,
 )
 from shared_contracts.owner import Health
-
-
-def _int_path(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, "not_found", f"{name} must be a positive integer")
-    return int(raw)
 
 
 async def pull_request_event(request: web.Request) -> web.Response:
@@ -58,7 +51,7 @@ async def claim(request: web.Request) -> web.Response:
 
 
 async def result(request: web.Request) -> web.Response:
-    action_id = _int_path(request, "action_id")
+    action_id = path_id(request, "action_id")
     req = await read_model(request, ResultRequest)
     settings = request.app[SETTINGS]
     try:
@@ -94,7 +87,7 @@ async def known_deliveries(request: web.Request) -> web.Response:
 
 
 async def github_app_status(request: web.Request) -> web.Response:
-    repo_id = _int_path(request, "repo_id")
+    repo_id = path_id(request, "repo_id")
     async with request.app[DB_POOL].acquire() as conn:
         status = await installations.app_status(conn, repo_id)
     return json_response(status)

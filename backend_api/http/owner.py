@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from backend_api.challenges.verify import answer_hash, normalize_answer
 from backend_api.github_app import GITHUB_APP, AppNotConfigured, GitHubUnavailable, InstallationRefused
-from backend_api.http.errors import ApiError, json_response, read_model
+from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
 from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
 from backend_api.owner.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
@@ -36,9 +36,6 @@ from shared_contracts.owner import (
 
 log = logging.getLogger(__name__)
 
-_MAX_ID_DIGITS = 18
-
-
 @dataclass(frozen=True, slots=True)
 class RepoAccess:
     """A signed-in admin of an installed repository."""
@@ -47,13 +44,6 @@ class RepoAccess:
     repo_id: int
     repo_full_name: str
     installation_id: int
-
-
-def _path_id(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > _MAX_ID_DIGITS or int(raw) == 0:
-        raise ApiError(404, "not_found", f"{name} must be a positive integer")
-    return int(raw)
 
 
 def _session(request: web.Request) -> Session:
@@ -65,7 +55,7 @@ def _session(request: web.Request) -> Session:
 
 async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
     """The order of checks: session (401), CSRF for writes (403), installed repo (404), admin (403)."""
-    repo_id = _path_id(request, "repo_id")
+    repo_id = path_id(request, "repo_id")
     session = _session(request)
     if write and not request.app[SESSIONS].check_csrf(
         session, CSRF_SCOPE_OWNER_API, request.headers.get(CSRF_HEADER)
@@ -175,7 +165,7 @@ async def list_actions(request: web.Request) -> web.Response:
 
 async def exempt_pull(request: web.Request) -> web.Response:
     access = await _admin(request, write=True)
-    number = _path_id(request, "number")
+    number = path_id(request, "number", maximum=PG_INTEGER_MAX)
     settings = request.app[SETTINGS]
     try:
         result = await exempt_pull_request(

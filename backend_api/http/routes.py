@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from backend_api.github_manifest import GithubAppCredentials
-from backend_api.http import handlers, owner
+from backend_api.http import handlers, owner, reconcile
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
 from backend_api.web.manifest import internal_latest_credentials
@@ -40,6 +40,15 @@ from shared_contracts.owner import (
     OwnerRepoSettings,
     OwnerSession,
     RepoSettingsUpdate,
+)
+from shared_contracts.reconcile import (
+    InstallationSnapshot,
+    PullRequestSnapshot,
+    ReconcileRunFinish,
+    ReconcileRunReport,
+    ReconcileRunStart,
+    ReconcileRunStarted,
+    RepairsResponse,
 )
 
 
@@ -73,6 +82,20 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/deliveries/known", handlers.known_deliveries,
           "Which of these GitHub delivery ids (at most 100) the backend has recorded (redelivery job)",
           KnownDeliveriesRequest, KnownDeliveriesResponse, _INTERNAL_ERRORS, signed=True),
+    # Reconciliation with GitHub (docs/reconcile.md): start, one snapshot per installation and repository, finish.
+    Route("POST", "/internal/v2/github/reconcile/runs", reconcile.start_run,
+          "Start a reconciliation run (every installation, or one)", ReconcileRunStart, ReconcileRunStarted,
+          _INTERNAL_ERRORS, signed=True),
+    Route("POST", "/internal/v2/github/reconcile/installation", reconcile.installation_snapshot,
+          "One installation as GitHub lists it; repairs status and repository membership", InstallationSnapshot,
+          RepairsResponse, (*_INTERNAL_ERRORS, 404, 409), signed=True),
+    Route("POST", "/internal/v2/github/reconcile/pull-requests", reconcile.pull_request_snapshot,
+          "A repository's open pull requests; evaluates those never decided as `opened`, and (complete list) "
+          "cancels pending challenges of pull requests no longer open", PullRequestSnapshot, RepairsResponse,
+          (*_INTERNAL_ERRORS, 404, 409), signed=True),
+    Route("POST", "/internal/v2/github/reconcile/runs/{run_id}/finish", reconcile.finish_run,
+          "Finish a run: installations GitHub no longer lists are deleted; errors recorded; the run's report",
+          ReconcileRunFinish, ReconcileRunReport, (*_INTERNAL_ERRORS, 404, 409), signed=True),
     Route("POST", "/internal/v2/bot-actions/claim", handlers.claim,
           "Lease up to max_actions claimable actions", ClaimRequest, ClaimResponse,
           _INTERNAL_ERRORS, signed=True),

@@ -40,7 +40,8 @@ def retry_delay(
     attempt: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
 ) -> float:
     """Exponential backoff with equal jitter, never sooner than the provider asked."""
-    exp = min(cap, base * (2 ** max(0, attempt - 1)))
+    # 2.0 ** 1024 overflows (an attempt is any positive int); base * 2.0 ** 1023 is past any cap.
+    exp = min(cap, base * 2.0 ** min(max(0, attempt - 1), 1023))
     delay = exp / 2 + rng.uniform(0, exp / 2)
     if retry_after is not None:
         delay = max(delay, retry_after)

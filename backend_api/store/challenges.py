@@ -167,3 +167,27 @@ async def mark_timed_out(conn: Conn, timed_out: list[tuple[int, str]]) -> None:
            WHERE challenge_id = $1 AND status = 'PENDING'""",
         timed_out,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChallenge:
+    """A PENDING challenge with what a `closed` event about its pull request needs."""
+
+    challenge_id: int
+    repo_full_name: str
+    pr_number: int
+    pr_id: int
+    head_sha: str
+    author_id: int
+    author_login: str
+    created_at: datetime
+
+
+async def pending_in_repo(conn: Conn, installation_id: int, repo_id: int) -> list[PendingChallenge]:
+    rows = await conn.fetch(
+        """SELECT challenge_id, repo_full_name, pr_number, pr_id, head_sha, author_id, author_login, created_at
+           FROM challenges WHERE installation_id = $1 AND repo_id = $2 AND status = 'PENDING'
+           ORDER BY pr_number""",
+        installation_id, repo_id,
+    )
+    return [PendingChallenge(**dict(r)) for r in rows]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
 
 from backend_api.store.db import Conn
-from shared_contracts.events import InstallationInfo, Repository
+from shared_contracts.events import Account, InstallationInfo, Repository
 from shared_contracts.owner import GithubAppStatus, InstallationStatus
 
 
@@ -135,3 +138,67 @@ async def app_status(conn: Conn, repo_id: int) -> GithubAppStatus:
         installation_id=row["installation_id"], installation_status=status,
         account_login=row["account_login"], repository_selection=row["repository_selection"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class InstallationDetail:
+    """Everything the backend records about an installation (reconciliation compares it with GitHub)."""
+
+    installation_id: int
+    account_id: int
+    account_login: str
+    account_type: str
+    repository_selection: str
+    status: InstallationStatus
+    updated_at: datetime
+
+    def info(self) -> InstallationInfo:
+        return InstallationInfo(
+            id=self.installation_id,
+            account=Account(id=self.account_id, login=self.account_login, type=self.account_type),
+            repository_selection="all" if self.repository_selection == "all" else "selected",
+        )
+
+
+_DETAIL = """SELECT installation_id, account_id, account_login, account_type, repository_selection, status,
+                    updated_at
+             FROM github_installations"""
+
+
+def _detail(row: asyncpg.Record) -> InstallationDetail:
+    return InstallationDetail(**{**dict(row), "status": InstallationStatus(row["status"])})
+
+
+async def detail(conn: Conn, installation_id: int) -> InstallationDetail | None:
+    row = await conn.fetchrow(f"{_DETAIL} WHERE installation_id = $1", installation_id)
+    return None if row is None else _detail(row)
+
+
+async def live(conn: Conn) -> list[InstallationDetail]:
+    """Installations not deleted, by id."""
+    rows = await conn.fetch(f"{_DETAIL} WHERE status <> 'DELETED' ORDER BY installation_id")
+    return [_detail(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    repo_id: int
+    full_name: str
+    private: bool
+    added_at: datetime
+    removed_at: datetime | None  # None: a member now
+
+
+async def memberships(conn: Conn, installation_id: int) -> list[Membership]:
+    """Every repository ever recorded for the installation, current members and removed ones."""
+    rows = await conn.fetch(
+        """SELECT repo_id, full_name, private, added_at, removed_at FROM github_installation_repositories
+           WHERE installation_id = $1 ORDER BY repo_id""",
+        installation_id,
+    )
+    return [Membership(**dict(r)) for r in rows]
+
+
+async def lock(conn: Conn, installation_id: int) -> None:
+    """Serialize changes to one installation for the rest of the transaction (events and reconciliation)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(-1, $1)", installation_id % (2**31))

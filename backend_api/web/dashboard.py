@@ -2,7 +2,8 @@
 
 ``/dashboard`` installations and their repositories, ``/dashboard/challenges`` pending challenges
 with their time left and recently resolved ones, ``/dashboard/outbox`` the outbox's health and
-recent failures, ``/dashboard/deliveries`` recent webhook deliveries and what was decided.
+recent failures, ``/dashboard/deliveries`` recent webhook deliveries and what was decided,
+``/dashboard/reconcile`` the last reconciliation run with its repairs and errors.
 
 Access: signed in with GitHub (the verification pages' session) and the login listed in
 ``PRGATE_OPERATORS``; otherwise a sign-in page (401) or a 403 page. The read models are in
@@ -21,6 +22,7 @@ from aiohttp import web
 from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.owner.access import is_operator
 from backend_api.store import dashboard as store
+from backend_api.store import reconcile as reconcile_store
 from backend_api.store.dashboard import (
     ActionRow,
     ChallengeRow,
@@ -30,14 +32,17 @@ from backend_api.store.dashboard import (
     OutboxOverview,
     RepoRow,
 )
+from backend_api.store.reconcile import RunRow
 from backend_api.web import templates as t
 from backend_api.web.session import CSRF_SCOPE_LOGOUT, Session
+from shared_contracts.reconcile import Repair
 
 PAGES = (
     ("/dashboard", "Installations"),
     ("/dashboard/challenges", "Challenges"),
     ("/dashboard/outbox", "Outbox"),
     ("/dashboard/deliveries", "Deliveries"),
+    ("/dashboard/reconcile", "Reconciliation"),
 )
 
 # The verification pages' layout is a narrow card; tables need the width. (CSP allows inline styles.)
@@ -275,6 +280,56 @@ def render_deliveries(deliveries: Sequence[DeliveryRow], now: datetime) -> str:
     )
 
 
+def _repair_target(repair: Repair, links: t.Links) -> str:
+    if repair.repo_full_name and repair.pr_number is not None:
+        return _pr_link(links, repair.repo_full_name, repair.pr_number)
+    if repair.repo_full_name:
+        return _link(links.repo(repair.repo_full_name), repair.repo_full_name)
+    return "—"
+
+
+def _scope(run: RunRow) -> str:
+    return "all installations" if run.installation_id is None else f"installation {run.installation_id}"
+
+
+def render_reconcile(runs: Sequence[RunRow], repairs: Sequence[Repair], now: datetime, links: t.Links) -> str:
+    """The newest run (``runs[0]``) with its ``repairs`` and errors, then the runs before it."""
+    if not runs:
+        return ("<p class=muted>No reconciliation run yet: workers run one every RECONCILE_INTERVAL_SECONDS, "
+                "or run <code>prgate reconcile</code>.</p>")
+    last = runs[0]
+    finished = (f"finished {ago(last.finished_at, now)}" if last.finished_at is not None
+                else "not finished (still running, or its worker stopped)")
+    parts = [
+        f"<h2>Last run: {last.run_id} <span class=muted>({t.esc(last.trigger)}, {t.esc(_scope(last))}, "
+        f"worker {t.esc(last.worker_id)})</span></h2>",
+        f"<p>Started {t.esc(when(last.started_at))} ({t.esc(ago(last.started_at, now))}); {t.esc(finished)}. "
+        f"Looked at {last.stats.installations} installations, {last.stats.repositories} repositories, "
+        f"{last.stats.pull_requests} open pull requests.</p>",
+        "<div class=cards>", _card("repairs", len(repairs), "warn" if repairs else "good"),
+        _card("errors", len(last.errors), "bad" if last.errors else "good"), "</div>",
+        "<h2>Repairs</h2>",
+        _table(("Kind", "Installation", "Repository / pull request", "Detail"), (
+            _cell(r.kind.value) + _cell(r.installation_id, "num") + _raw_cell(_repair_target(r, links))
+            + _cell(r.detail) for r in repairs
+        ), "Nothing to repair: prgate agreed with GitHub."),
+        "<h2>Errors</h2>",
+        _table(("Installation", "Repository", "Error"), (
+            _cell(e.installation_id, "num") + _cell(e.repo_full_name) + _cell(e.message, "errtext")
+            for e in last.errors
+        ), "No error."),
+    ]
+    if len(runs) > 1:
+        parts += ["<h2>Earlier runs</h2>", _table(
+            ("Run", "Started", "Finished", "Trigger", "Scope", "Repairs", "Errors"), (
+                _cell(r.run_id, "num") + _cell(when(r.started_at)) + _cell(when(r.finished_at)) + _cell(r.trigger)
+                + _cell(_scope(r)) + _cell(r.repairs, "num")
+                + _cell(len(r.errors), "num bad" if r.errors else "num")
+                for r in runs[1:]
+            ), "")]
+    return "".join(parts)
+
+
 # ---- handlers ---------------------------------------------------------------------------------------------
 
 
@@ -347,8 +402,17 @@ async def _deliveries(request: web.Request) -> str:
     return render_deliveries(deliveries, now)
 
 
+async def _reconcile(request: web.Request) -> str:
+    async with request.app[DB_POOL].acquire() as conn:
+        now = await conn.fetchval("SELECT now()")
+        runs = await reconcile_store.recent_runs(conn, 20)
+        repairs = await reconcile_store.repairs_of(conn, runs[0].run_id, 1000) if runs else []
+    return render_reconcile(runs, repairs, now, _links(request))
+
+
 def add_dashboard_routes(app: web.Application) -> None:
     app.router.add_get("/dashboard", _page("Installations", _installations))
     app.router.add_get("/dashboard/challenges", _page("Challenges", _challenges))
     app.router.add_get("/dashboard/outbox", _page("Outbox", _outbox))
     app.router.add_get("/dashboard/deliveries", _page("Webhook deliveries", _deliveries))
+    app.router.add_get("/dashboard/reconcile", _page("Reconciliation", _reconcile))

@@ -27,6 +27,15 @@ from shared_contracts.events import (
     KnownDeliveriesResponse,
     PullRequestEvent,
 )
+from shared_contracts.reconcile import (
+    InstallationSnapshot,
+    PullRequestSnapshot,
+    ReconcileRunFinish,
+    ReconcileRunReport,
+    ReconcileRunStart,
+    ReconcileRunStarted,
+    RepairsResponse,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,6 +46,7 @@ CLAIM_PATH = "/internal/v2/bot-actions/claim"
 RESULTS_PATH = "/internal/v2/bot-actions/results"
 KNOWN_DELIVERIES_PATH = "/internal/v2/github/deliveries/known"
 KNOWN_DELIVERIES_MAX = 100  # ids per call
+RECONCILE_PATH = "/internal/v2/github/reconcile"
 
 
 class BackendError(Exception):
@@ -99,3 +109,17 @@ class BackendClient:
             response = await self._post(KNOWN_DELIVERIES_PATH, batch, KnownDeliveriesResponse, timeout)
             known.update(response.known)
         return known
+
+    # Reconciliation (bot_worker/reconcile/, docs/reconcile.md): a snapshot can carry thousands of
+    # pull requests and repairs each in its own transaction, hence the longer timeouts.
+    async def reconcile_start(self, req: ReconcileRunStart) -> ReconcileRunStarted:
+        return await self._post(f"{RECONCILE_PATH}/runs", req, ReconcileRunStarted, timeout=15)
+
+    async def reconcile_installation(self, snap: InstallationSnapshot) -> RepairsResponse:
+        return await self._post(f"{RECONCILE_PATH}/installation", snap, RepairsResponse, timeout=60)
+
+    async def reconcile_pull_requests(self, snap: PullRequestSnapshot) -> RepairsResponse:
+        return await self._post(f"{RECONCILE_PATH}/pull-requests", snap, RepairsResponse, timeout=120)
+
+    async def reconcile_finish(self, run_id: int, req: ReconcileRunFinish) -> ReconcileRunReport:
+        return await self._post(f"{RECONCILE_PATH}/runs/{run_id}/finish", req, ReconcileRunReport, timeout=60)

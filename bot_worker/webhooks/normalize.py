@@ -134,7 +134,8 @@ def command_event(
 _PERMISSIONS = frozenset({"admin", "maintain", "write", "triage", "read", "none"})
 
 
-def _installation_info(raw: Any) -> InstallationInfo:
+def installation_info(raw: Any) -> InstallationInfo:
+    """An installation object, as webhooks and `GET /app/installations` both shape it."""
     if not isinstance(raw, dict):
         raise NotForwardable("payload has no installation object")
     return InstallationInfo.model_validate(
@@ -164,7 +165,7 @@ def installation_sync_event(delivery_id: str, event: str, payload: dict[str, Any
             "delivery_id": delivery_id,
             "event": event,
             "action": payload.get("action"),
-            "installation": _installation_info(payload.get("installation")),
+            "installation": installation_info(payload.get("installation")),
             "repositories_added": _repos(added),
             "repositories_removed": _repos(removed),
         }

@@ -33,6 +33,7 @@ from bot_worker.backend.client import BackendClient
 from bot_worker.metrics import Metrics, render
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.reconcile import job as reconcile_job
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS, FORWARD_JOB
 from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks
@@ -215,6 +216,9 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
                 session, redis, tokens, settings.github_api_url, key_prefix=settings.queue_name,
                 lookback=timedelta(hours=settings.redelivery_lookback_hours),
             ),
+            reconcile_job.CTX_RECONCILE: reconcile_job.build_context(
+                settings, session, redis, tokens, worker_id=worker_id, metrics=metrics,
+            ),
         }
         jobs = Worker(
             functions=[FORWARD_JOB], redis_settings=RedisSettings.from_dsn(settings.redis_url),
@@ -225,10 +229,14 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             log.info("worker started", extra={"worker_id": worker_id, "path": f"metrics on :{port}"})
             claim_task = asyncio.create_task(loop.run())
             jobs_task = asyncio.create_task(jobs.async_run())
-            redelivery_task = (
-                asyncio.create_task(redelivery.run_periodically(ctx, settings.redelivery_interval_seconds, stop))
-                if settings.redelivery_interval_seconds > 0 else None
-            )
+            periodic = [
+                asyncio.create_task(run(ctx, interval, stop))
+                for run, interval in (
+                    (redelivery.run_periodically, settings.redelivery_interval_seconds),
+                    (reconcile_job.run_periodically, settings.reconcile_interval_seconds),
+                )
+                if interval > 0  # 0 disables a job
+            ]
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({claim_task, jobs_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for task in done - {stopper}:
@@ -238,10 +246,10 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             await loop.stop(settings.shutdown_grace_seconds)
             claim_task.cancel()
             jobs_task.cancel()
-            if redelivery_task is not None:
-                redelivery_task.cancel()
+            for task in periodic:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await redelivery_task
+                    await task
             with contextlib.suppress(asyncio.CancelledError):
                 await claim_task
             with contextlib.suppress(asyncio.CancelledError):

@@ -54,6 +54,7 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
         "ARQ_QUEUE_NAME": f"prgate-test-{uuid.uuid4().hex}", "WORKER_METRICS_PORT": "0",
         "WORKER_CLAIM_WAIT_SECONDS": "5", "FORWARD_TIMEOUT_SECONDS": "1", "SWEEP_INTERVAL_SECONDS": "0.5",
         "REDELIVERY_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_redelivery.py starts workers with it on
+        "RECONCILE_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_reconcile.py turns it on or runs the CLI
     }
     simulator = fleet.start("simulator", "simulator", env)
     backend = fleet.start("backend", "backend", env)

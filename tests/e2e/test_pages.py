@@ -24,6 +24,7 @@ from tests.support.processes import Fleet, free_port, wait_http_ok
 
 OPERATOR = "octo-operator"
 FAILURE = "GitHub answered 422: Validation Failed <script>alert('x')</script>"
+RECONCILE_ERROR = "deferred to keep the rate-limit reserve: 998/5000 requests left <b>until</b> 12:00:00 UTC"
 
 
 @dataclass
@@ -84,6 +85,7 @@ async def _seed(backend_url: str, db: asyncpg.Pool) -> None:
             "closed", number=9, author_login="drive-by", author_id=9202,
         ))
         assert closed["decision"] == "CANCELLED"
+        await _seed_reconcile(api)
     async with db.acquire() as conn:
         await conn.execute(
             """UPDATE bot_actions SET status = 'FAILED', attempt = max_attempts, last_error = $1,
@@ -91,6 +93,28 @@ async def _seed(backend_url: str, db: asyncpg.Pool) -> None:
                WHERE action_id = (SELECT min(action_id) FROM bot_actions WHERE pr_number = 7)""",
             FAILURE,
         )
+
+
+async def _seed_reconcile(api: InternalApi) -> None:
+    """An earlier run that repaired nothing, then one that found a repository added without its webhook
+    and a pull request opened while prgate was away, and was refused by GitHub once."""
+    base = "/internal/v2/github/reconcile"
+    quiet = (await api.post(f"{base}/runs", {"trigger": "schedule", "worker_id": "worker-a"}))["run_id"]
+    await api.post(f"{base}/runs/{quiet}/finish", {"listed_installation_ids": [1001, 2002]})
+    run = (await api.post(f"{base}/runs", {"trigger": "cli", "worker_id": "cli-host"}))["run_id"]
+    octo = {"id": 1001, "account": {"id": 777, "login": "octo-org", "type": "Organization"}}
+    gears = {"id": 5002, "full_name": "octo-org/gears", "private": False}
+    await api.post(f"{base}/installation", {"run_id": run, "installation": octo, "repositories": [
+        {"id": 5001, "full_name": "octo-org/widgets", "private": False}, gears,
+    ]})
+    await api.post(f"{base}/pull-requests", {"run_id": run, "installation_id": 1001, "repository": gears,
+                                             "complete": True, "pull_requests": [{
+        "id": 1, "number": 3, "state": "open", "author": {"id": 9301, "login": "late-comer", "type": "User"},
+        "author_association": "MEMBER",  # exempt: the other pages' counts stay as they are
+    }]})
+    await api.post(f"{base}/runs/{run}/finish", {"listed_installation_ids": [1001, 2002], "errors": [
+        {"installation_id": 2002, "repo_full_name": "acme/x", "message": RECONCILE_ERROR},
+    ], "stats": {"installations": 2, "repositories": 3, "pull_requests": 1}})
 
 
 async def sign_in(page: Page, stack: PagesStack, login: str) -> None:
@@ -174,6 +198,27 @@ async def test_operator_signs_in_and_sees_every_page(stack: PagesStack, browser:
     await expect(member).to_contain_text("EXEMPT")
     await expect(member).to_contain_text("author association MEMBER")
     await shot(page, stack.shots, "deliveries")
+
+    # Reconciliation: the last run, its repairs and its errors; the earlier run below.
+    await page.get_by_role("link", name="Reconciliation").click()
+    await page.wait_for_url(f"{stack.backend_url}/dashboard/reconcile")
+    last_run = page.get_by_role("heading", name=re.compile(r"^Last run: \d+ \(cli, all installations"))
+    await expect(last_run).to_be_visible()
+    cards = page.locator(".card")
+    await expect(cards.filter(has_text="repairs")).to_contain_text("2")
+    await expect(cards.filter(has_text="errors")).to_contain_text("1")
+    added = page.locator("tr", has_text="repository_added")
+    await expect(added).to_contain_text("octo-org/gears")
+    await expect(added).to_contain_text("missed installation_repositories.added")
+    evaluated = page.locator("tr", has_text="pull_request_evaluated")
+    await expect(evaluated.get_by_role("link", name="octo-org/gears#3")).to_be_visible()
+    await expect(evaluated).to_contain_text("opened while prgate was away: EXEMPT")
+    await expect(page.locator("tr", has_text="acme/x")).to_contain_text(RECONCILE_ERROR)  # as text, not markup
+    await expect(page.get_by_role("heading", name="Earlier runs")).to_be_visible()
+    earlier = page.locator("tr", has_text="schedule")
+    await expect(earlier).to_have_count(1)
+    await expect(earlier).to_contain_text("all installations")
+    await shot(page, stack.shots, "reconcile")
     assert alerts == []
 
     # Signing out leads back to the sign-in page.
@@ -193,7 +238,7 @@ async def test_a_signed_in_non_operator_sees_the_403_page(stack: PagesStack, bro
     await shot(page, stack.shots, "not-an-operator")
     text = await _main_text(page)
     assert "octo-org" not in text
-    for path in ("/dashboard/challenges", "/dashboard/outbox", "/dashboard/deliveries"):
+    for path in ("/dashboard/challenges", "/dashboard/outbox", "/dashboard/deliveries", "/dashboard/reconcile"):
         response = await page.goto(f"{stack.backend_url}{path}")
         assert response is not None
         assert response.status == 403

@@ -9,7 +9,6 @@ operation must answer no 5xx, only documented status codes, and bodies matching 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -45,8 +45,10 @@ class PrgateSignature(requests.auth.AuthBase):
         if parts.path.startswith("/internal/"):
             path_qs = parts.path + (f"?{parts.query}" if parts.query else "")
             body = request.body or b""
-            data = body.encode() if isinstance(body, str) else bytes(body)
-            request.headers.update(signing.sign(INTERNAL_SECRET, request.method or "POST", path_qs, data))
+            if isinstance(body, str):
+                body = body.encode()
+            assert isinstance(body, bytes), "schemathesis sends bodies as bytes"
+            request.headers.update(signing.sign(INTERNAL_SECRET, request.method or "POST", path_qs, body))
         return request
 
 
@@ -78,25 +80,29 @@ def test_served_document_is_the_generated_one(backend_base_url: str) -> None:
     assert served == openapi_document()
 
 
-schema = schemathesis.openapi.from_dict(openapi_document())
-# KNOWN ISSUE (see docs/fuzzing.md): with schemathesis 4.22.4 + hypothesis 6.119.4, pytest *collection*
-# of the parametrized test below spins at 100% CPU for > 60 s. Opt in until that is understood.
-ENABLED = os.environ.get("PRGATE_SCHEMATHESIS") == "1"
+# Phases: schemathesis' fuzzing phase (positive and negative data, `max_examples` per operation).
+# Its coverage phase is off: schemathesis 4.22.4 builds those cases at pytest *collection* time and
+# spins there for minutes on boundary values hypothesis cannot fit in its buffer, e.g. a
+# `maxItems: 10000` array of objects carrying a `pattern` (installation sync, reconcile snapshots) or
+# a string at `maxLength` 8192 / 20000 (result error, repository settings): collecting this module
+# never finished. Newer schemathesis (4.32.5: ~15 s) needs hypothesis >= 6.130, which breaks
+# hypothesis-jsonschema 0.23.1 (test_webhook_schemas.py), hence the pins.
+CONFIG = SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}}})
+schema = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG)
+
+# `POST /internal/v2/bot-actions/claim` long-polls up to `wait_seconds` (<= 30) on an empty outbox;
+# the request timeout is shorter. Long-polling is not what this test is about.
+MAX_WAIT_SECONDS = 0.2
 
 
-@pytest.mark.skipif(not ENABLED, reason="set PRGATE_SCHEMATHESIS=1 (collection is slow, see docs/fuzzing.md)")
-def test_schemathesis_disabled_marker() -> None:
-    """Placeholder so a default run shows that the schemathesis run was skipped."""
-
-
-def _test_api_conforms(case: Any, backend_base_url: str) -> None:
+@schema.parametrize()
+@settings(max_examples=examples(15), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+def test_api_conforms(case: Any, backend_base_url: str) -> None:
+    """Every operation, signed where it must be: no 5xx, documented status, JSON, body matches schema."""
+    body = case.body
+    if isinstance(body, dict) and type(body.get("wait_seconds")) in (int, float):
+        body["wait_seconds"] = min(body["wait_seconds"], MAX_WAIT_SECONDS)
     response = case.call(base_url=backend_base_url, auth=PrgateSignature(), timeout=10)
     case.validate_response(response, checks=CHECKS)
-
-
-if ENABLED:
-    test_api_conforms = settings(
-        max_examples=examples(15), deadline=None, database=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                               HealthCheck.filter_too_much],
-    )(schema.parametrize()(_test_api_conforms))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -15,7 +17,10 @@ from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.rows import snapshot
 from tests.support.signed import SignedClient
 
-INTERNAL_PATHS = [PR_PATH, INSTALLATION_PATH, CLAIM, result_path(1), RESULTS]
+# Reconciliation (docs/reconcile.md): start, snapshots, finish.
+RECONCILE_PATHS = [f"/internal/v2/github/reconcile/{p}" for p in ("runs", "installation", "pull-requests",
+                                                                   "runs/1/finish")]
+INTERNAL_PATHS = [PR_PATH, INSTALLATION_PATH, CLAIM, result_path(1), RESULTS, *RECONCILE_PATHS]
 
 
 def _valid_pr_body() -> bytes:
@@ -197,6 +202,36 @@ async def test_result_path_with_non_numeric_id_is_404(seeded: SignedClient) -> N
     resp = await seeded.post("/internal/v2/bot-actions/abc/result", {"worker_id": "w", "attempt": 1,
                                                                    "outcome": "SUCCEEDED"})
     await _assert_error(resp, 404)
+
+
+@pytest.mark.parametrize("raw_id", ["\u00b2", "\u0663", "0", "9223372036854775808", "1" * 25])
+async def test_path_ids_that_are_not_storable_positive_integers_are_404(
+    seeded: SignedClient, db: asyncpg.Pool, raw_id: str
+) -> None:
+    # '²'.isdigit() is true but int('²') raises: each of these was a 500 once.
+    before = await snapshot(db)
+    resp = await seeded.post(f"/internal/v2/bot-actions/{quote(raw_id)}/result",
+                             {"worker_id": "w", "attempt": 1, "outcome": "SUCCEEDED"})
+    await _assert_error(resp, 404, "not_found")
+    resp = await seeded.client.get(f"/api/v1/repos/{raw_id}/github-app-status")
+    await _assert_error(resp, 404, "not_found")
+    assert await snapshot(db) == before
+
+
+@pytest.mark.parametrize(("path", "mutate"), [
+    (PR_PATH, lambda body: {**body, "installation_id": 2**64}),  # past BIGINT
+    (PR_PATH, lambda body: {**body, "repository": {**body["repository"], "full_name": "octo-org/wid\u0000gets"}}),
+    ("/internal/v2/github/deliveries/known", lambda _body: {"delivery_ids": ["ok", "nul\u0000"]}),
+])
+async def test_values_postgresql_cannot_store_are_422_and_write_nothing(
+    seeded: SignedClient, db: asyncpg.Pool, path: str, mutate: Any
+) -> None:
+    # Valid JSON and valid for the model, but asyncpg would raise on them (a 500 before).
+    before = await snapshot(db)
+    resp = await seeded.post(path, mutate(json.loads(_valid_pr_body())))
+    body = await _assert_error(resp, 422, "validation_error")
+    assert body["details"], body
+    assert await snapshot(db) == before
 
 
 async def test_installation_payload_with_bad_repository_is_422_and_writes_nothing(

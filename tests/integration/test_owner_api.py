@@ -362,6 +362,14 @@ async def test_admin_exempts_a_pull_request(owner: Owner, db: asyncpg.Pool) -> N
     assert answer["decision"] == "EXEMPT"
 
 
+@pytest.mark.parametrize("number", ["2147483648", "999999999999999999", "\u00b2", "0"])
+async def test_exempting_a_pull_request_number_that_cannot_exist_is_404(owner: Owner, number: str) -> None:
+    # pr_number is a PostgreSQL INTEGER: a larger number would reach asyncpg and fail there (500).
+    admin = await owner.user("carol", 3003, "admin")
+    body = await owner.call("POST", repo_path(f"pulls/{number}/exempt"), admin, expect=404)
+    assert body["error"] == "not_found"
+
+
 async def test_exempting_a_timed_out_pr_records_an_exemption(owner: Owner, db: asyncpg.Pool) -> None:
     admin = await owner.user("carol", 3003, "admin")
     async with db.acquire() as conn:

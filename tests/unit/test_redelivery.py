@@ -13,10 +13,12 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from backend_api.store import deliveries
 from bot_worker.backend.client import KNOWN_DELIVERIES_PATH, BackendClient
+from bot_worker.metrics import Metrics
 from bot_worker.providers.github_auth import app_jwt
 from bot_worker.redelivery import (
     CTX_REDELIVERY,
@@ -28,7 +30,7 @@ from bot_worker.redelivery import (
     select_failed,
     select_for_redelivery,
 )
-from bot_worker.webhooks.forward import CTX_BACKEND
+from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 from prgate.simulator.app import create_simulator_app
 from prgate.simulator.state import SimulatorConfig
 from tests.conftest import INTERNAL_SECRET
@@ -144,6 +146,14 @@ class FakeBackend(BackendClient):
         return self.known & set(delivery_ids)
 
 
+def _counts(metrics: Metrics, name: str, label: str) -> dict[str, float]:
+    """A labelled counter's non-zero samples on the worker's registry."""
+    return {
+        s.labels[label]: s.value for family in metrics.registry.collect() for s in family.samples
+        if s.name == name and s.value
+    }
+
+
 class FlakyReceiver:
     """Answers `status` to every delivery; records (guid, payload) of each."""
 
@@ -195,8 +205,9 @@ async def test_job_redelivers_each_failed_unrecorded_delivery_once(
         assert await send("recorded") == 503  # the backend has it anyway
 
         backend = FakeBackend(known={"recorded", "ok-1"})
+        metrics = Metrics(CollectorRegistry())
         ctx = {
-            CTX_BACKEND: backend,
+            CTX_BACKEND: backend, CTX_METRICS: metrics,
             CTX_REDELIVERY: RedeliveryContext(session, redis, AppAuth(), base, key_prefix=uuid.uuid4().hex),
         }
         receiver.status = 202
@@ -205,6 +216,9 @@ async def test_job_redelivers_each_failed_unrecorded_delivery_once(
         assert (summary.ran, summary.listed, summary.failed, summary.known) == (True, 132, 131, 1)
         assert (summary.redelivered, summary.errors) == (130, 0)
         assert sorted(len(batch) for batch in backend.asked) == [131]  # ok-1 is not even asked about
+        assert _counts(metrics, "redelivery_deliveries_total", "stage") == {
+            "seen": 132, "failed": 131, "known": 1, "redelivered": 130,
+        }
 
         async def arrived() -> bool:
             return len(receiver.received) >= 130
@@ -222,17 +236,26 @@ async def test_job_redelivers_each_failed_unrecorded_delivery_once(
         assert (again.listed, again.failed, again.redelivered) == (130, 0, 0)
         third = await redeliver_failed(ctx)
         assert (third.listed, third.redelivered) == (0, 0)
+        assert _counts(metrics, "redelivery_runs_total", "result") == {"ok": 3}
+        assert _counts(metrics, "redelivery_deliveries_total", "stage")["redelivered"] == 130
+        assert metrics.registry.get_sample_value("redelivery_errors_total") == 0
 
 
 async def test_job_skips_when_another_replica_holds_the_lock(redis: Redis) -> None:
     prefix = uuid.uuid4().hex
+    metrics = Metrics(CollectorRegistry())
     async with aiohttp.ClientSession() as session:
         ctx = {
-            CTX_BACKEND: FakeBackend(set()),
+            CTX_BACKEND: FakeBackend(set()), CTX_METRICS: metrics,
             CTX_REDELIVERY: RedeliveryContext(session, redis, AppAuth(), "http://127.0.0.1:9", key_prefix=prefix),
         }
         await redis.set(f"{prefix}:redelivery:lock", "someone-else", px=10_000)
         assert (await redeliver_failed(ctx)).ran is False
+        assert _counts(metrics, "redelivery_runs_total", "result") == {"skipped": 1}
+        await redis.delete(f"{prefix}:redelivery:lock")
+        with pytest.raises(aiohttp.ClientError):  # GitHub unreachable: the run fails, and says so
+            await redeliver_failed(ctx)
+        assert _counts(metrics, "redelivery_runs_total", "result") == {"skipped": 1, "failed": 1}
 
 
 async def test_backend_answers_which_deliveries_it_recorded(backend: SignedClient, db: asyncpg.Pool) -> None:

@@ -1,0 +1,99 @@
+"""`prgate reconcile [--installation ID]`: one reconciliation run now, with the worker's settings.
+
+It runs the worker's own job (`bot_worker.reconcile.job.reconcile`, under the same Redis lock, so
+it never overlaps a scheduled run) and prints what was repaired and what went wrong. Exit status:
+0 the run finished without errors, 1 it recorded errors, 2 it could not run (another run holds
+the lock, or the configuration is incomplete). See docs/reconcile.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+from typing import TextIO
+
+import aiohttp
+from redis.asyncio import Redis
+
+from bot_worker.backend.client import BackendClient
+from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.reconcile import job
+from bot_worker.settings import BotSettings
+from shared_contracts.reconcile import ReconcileRunReport, Repair
+
+
+def _subject(repair: Repair) -> str:
+    where = repair.repo_full_name or (f"repository {repair.repo_id}" if repair.repo_id else "")
+    if repair.pr_number is not None:
+        where = f"{where}#{repair.pr_number}"
+    return f"installation {repair.installation_id}" + (f" {where}" if where else "")
+
+
+def format_report(report: ReconcileRunReport) -> str:
+    scope = "every installation" if report.installation_id is None else f"installation {report.installation_id}"
+    stats = report.stats
+    lines = [
+        f"reconciliation run {report.run_id} ({scope}): {len(report.repairs)} repairs, {len(report.errors)} errors",
+        f"  looked at {stats.installations} installations, {stats.repositories} repositories, "
+        f"{stats.pull_requests} open pull requests",
+    ]
+    if report.repairs:
+        lines.append("repairs:")
+        width = max(len(r.kind.value) for r in report.repairs)
+        lines += [f"  {r.kind.value:<{width}}  {_subject(r)}: {r.detail}" for r in report.repairs]
+    else:
+        lines.append("nothing to repair: prgate agrees with GitHub")
+    if report.errors:
+        lines.append("errors:")
+        for error in report.errors:
+            where = " ".join(filter(None, [
+                f"installation {error.installation_id}" if error.installation_id is not None else "",
+                error.repo_full_name or "",
+            ]))
+            lines.append(f"  {where + ': ' if where else ''}{error.message}")
+    return "\n".join(lines)
+
+
+async def _run(settings: BotSettings, installation_id: int | None, out: TextIO) -> int:
+    worker_id = f"cli-{socket.gethostname()}-{os.getpid()}"
+    timeout = aiohttp.ClientTimeout(total=settings.provider_timeout_seconds)
+    async with aiohttp.ClientSession(timeout=timeout) as session, Redis.from_url(settings.redis_url) as redis:
+        tokens = InstallationTokens(
+            session, settings.github_api_url, settings.github_app_id, settings.private_key_pem()
+        )
+        backend = BackendClient(session, settings.backend_url, settings.internal_secrets[0])
+        ctx = job.build_context(settings, session, redis, tokens, worker_id=worker_id)
+        report = await job.reconcile(ctx, backend, trigger="cli", installation_id=installation_id)
+    if report is None:
+        print("prgate reconcile: another reconciliation run is in progress; try again when it is done", file=out)
+        return 2
+    print(format_report(report), file=out)
+    return 1 if report.errors else 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    settings = BotSettings()
+    missing = [name for name, ok in (
+        ("PRGATE_INTERNAL_SECRETS", bool(settings.internal_secrets)),
+        ("REDIS_URL", bool(settings.redis_url)),  # the lock is shared with the workers' Redis
+        ("GITHUB_APP_ID", bool(settings.github_app_id)),
+        ("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH", bool(settings.private_key_pem())),
+    ) if not ok]
+    if missing:
+        print(f"prgate reconcile: set {', '.join(missing)} (the worker's settings)", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run(settings, args.installation, sys.stdout))
+    except Exception as exc:  # what an operator needs is the reason, not a traceback
+        print(f"prgate reconcile: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``prgate reconcile [--installation ID]``"""
+    parser = sub.add_parser("reconcile", help="compare GitHub with prgate now, repair drift, print the repairs")
+    parser.add_argument("--installation", type=int, metavar="ID", help="only this installation (default: all)")
+    parser.set_defaults(func=cmd_reconcile)
