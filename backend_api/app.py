@@ -15,9 +15,10 @@ from backend_api import maintenance
 from backend_api.github_app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import MAX_BODY_BYTES, error_middleware
-from backend_api.http.keys import DB_POOL, HTTP_CLIENT, NOTIFIER, RNG, SESSIONS, SETTINGS
+from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, HTTP_CLIENT, NOTIFIER, RNG, SESSIONS, SETTINGS
 from backend_api.http.routes import add_routes
 from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
+from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.settings import BackendSettings
 from backend_api.store.db import create_pool
@@ -59,6 +60,7 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
     app[SETTINGS] = settings
     app[BACKEND_METRICS] = BackendMetrics(CollectorRegistry())
     app[NOTIFIER] = ActionNotifier()
+    app[CLAIM_FLOOR] = ClaimFloor()
     app[RNG] = rng or random.Random()
     app[SESSIONS] = SessionCodec.from_settings(settings)
     app.cleanup_ctx.append(_database)

@@ -50,6 +50,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from backend_api.outbox.floor import ClaimFloor
 from backend_api.store import outbox
 from backend_api.store.db import Conn
 from bench.claim import (
@@ -223,11 +224,13 @@ _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 async def raw_claimer(
-    conn: asyncpg.Connection, worker_id: str, lease: int, counters: Counters, stop: asyncio.Event
+    conn: asyncpg.Connection, worker_id: str, lease: int, counters: Counters, stop: asyncio.Event,
+    floor: ClaimFloor,
 ) -> None:
     while not stop.is_set():
         try:
-            rows = await outbox.claim(conn, worker_id, MAX_ACTIONS, lease)
+            # One floor for all raw claimers, as one backend process has (backend_api/outbox/floor.py).
+            rows = await outbox.claim(conn, worker_id, MAX_ACTIONS, lease, await floor.get(conn))
         except _DB_ERRORS as exc:
             counters.error(f"claim: {type(exc).__name__}: {exc}")
             await asyncio.sleep(0.1)
@@ -280,7 +283,8 @@ async def load(
                 stack.push_async_callback(conn.close)
                 await init_connection(conn)
                 conns.append(conn)
-            coros = [raw_claimer(c, f"bench-{i}", lease, counters, stop) for i, c in enumerate(conns)]
+            floor = ClaimFloor()
+            coros = [raw_claimer(c, f"bench-{i}", lease, counters, stop, floor) for i, c in enumerate(conns)]
         tasks = [asyncio.create_task(feeder.run(feed_conn, stop)), *(asyncio.create_task(c) for c in coros)]
         try:
             yield

@@ -8,7 +8,7 @@ from backend_api.events.command import ingest_command
 from backend_api.events.installation import ingest_installation_sync
 from backend_api.events.pull_request import ingest_pull_request
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
-from backend_api.http.keys import DB_POOL, NOTIFIER, RNG, SETTINGS
+from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, NOTIFIER, RNG, SETTINGS
 from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result, report_results
 from backend_api.store import deliveries, installations
 from shared_contracts.actions import BatchResultRequest, ClaimRequest, ResultRequest
@@ -47,7 +47,8 @@ async def command_event(request: web.Request) -> web.Response:
 
 async def claim(request: web.Request) -> web.Response:
     req = await read_model(request, ClaimRequest)
-    return json_response(await claim_actions(request.app[DB_POOL], request.app[NOTIFIER], req))
+    app = request.app
+    return json_response(await claim_actions(app[DB_POOL], app[NOTIFIER], app[CLAIM_FLOOR], req))
 
 
 async def result(request: web.Request) -> web.Response:
@@ -56,7 +57,7 @@ async def result(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     try:
         response = await report_result(
-            request.app[DB_POOL], action_id, req,
+            request.app[DB_POOL], request.app[CLAIM_FLOOR], action_id, req,
             base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds, rng=request.app[RNG],
         )
     except UnknownAction:
@@ -73,7 +74,7 @@ async def results(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     return json_response(
         await report_results(
-            request.app[DB_POOL], req,
+            request.app[DB_POOL], request.app[CLAIM_FLOOR], req,
             base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds, rng=request.app[RNG],
         )
     )

@@ -7,6 +7,7 @@ import time
 
 import asyncpg
 
+from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.store import outbox
 from shared_contracts.actions import (
@@ -48,11 +49,15 @@ def retry_delay(
     return float(delay)
 
 
-async def claim_actions(pool: asyncpg.Pool, notifier: ActionNotifier, req: ClaimRequest) -> ClaimResponse:
+async def claim_actions(
+    pool: asyncpg.Pool, notifier: ActionNotifier, floor: ClaimFloor, req: ClaimRequest
+) -> ClaimResponse:
     deadline = time.monotonic() + req.wait_seconds
     while True:
         async with pool.acquire() as conn:
-            rows = await outbox.claim(conn, req.worker_id, req.max_actions, req.lease_seconds)
+            rows = await outbox.claim(
+                conn, req.worker_id, req.max_actions, req.lease_seconds, await floor.get(conn)
+            )
         remaining = deadline - time.monotonic()
         if rows or remaining <= 0:
             break
@@ -72,6 +77,7 @@ async def claim_actions(pool: asyncpg.Pool, notifier: ActionNotifier, req: Claim
 
 async def report_result(
     pool: asyncpg.Pool,
+    floor: ClaimFloor,
     action_id: int,
     req: ResultRequest,
     *,
@@ -91,6 +97,7 @@ async def report_result(
                 raise UnknownAction(action_id)
             raise StaleResult(action_id)
         if applied.unblocks_successor:
+            floor.drop()
             await outbox.notify(conn)
     return ResultResponse(action_id=action_id, status=applied.status, next_attempt_at=applied.next_attempt_at)
 
@@ -99,6 +106,7 @@ async def report_result(
 
 async def report_results(
     pool: asyncpg.Pool,
+    floor: ClaimFloor,
     req: BatchResultRequest,
     *,
     base: float,
@@ -121,6 +129,7 @@ async def report_results(
         refused = [r.action_id for r in rows if r.action_id not in applied]
         present = await outbox.existing(conn, refused) if refused else set()
         if any(a.unblocks_successor for a in applied.values()):
+            floor.drop()
             await outbox.notify(conn)
     items = []
     for r in rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -81,17 +81,11 @@ async def enqueue(conn: Conn, action: NewAction) -> int:
     return int(value)
 
 
-# One statement: pick claimable rows with SKIP LOCKED and lease them.
-# LIMIT is a literal (one cached statement per max_actions value): with a parameter PostgreSQL
-# re-plans every call, because its generic plan for an unknown LIMIT is a sequential scan.
 # Claimable = PENDING whose backoff has passed, or CLAIMED whose lease expired
 # (next_attempt_at holds the lease expiry then), with attempts left, whose
 # installation is active, and with no earlier unfinished action for the same PR.
-_CLAIM = """
-WITH candidates AS (
-    SELECT a.action_id
-    FROM bot_actions a
-    WHERE a.status IN ('PENDING', 'CLAIMED')
+_CLAIMABLE = """
+      a.status IN ('PENDING', 'CLAIMED')
       AND a.next_attempt_at <= now()
       AND a.attempt < a.max_attempts
       AND (a.provider <> 'github' OR EXISTS (
@@ -102,8 +96,20 @@ WITH candidates AS (
               WHERE b.provider = a.provider AND b.repo_full_name = a.repo_full_name
                 AND b.pr_number = a.pr_number AND b.action_id < a.action_id
                 AND b.status IN ('PENDING', 'CLAIMED'))
+"""
+
+# One statement: pick claimable rows with SKIP LOCKED and lease them.
+# LIMIT is a literal (one cached statement per max_actions value): with a parameter PostgreSQL
+# re-plans every call, because its generic plan for an unknown LIMIT is a sequential scan.
+# `next_attempt_at >= $3` (the claim floor, see claim_floor) starts the index scan past the
+# entries of finished actions that a long-open transaction elsewhere keeps from being cleaned.
+_CLAIM = f"""
+WITH candidates AS (
+    SELECT a.action_id
+    FROM bot_actions a
+    WHERE a.next_attempt_at >= $3 AND {_CLAIMABLE}
     ORDER BY a.next_attempt_at, a.action_id
-    LIMIT {limit}
+    LIMIT {{limit}}
     FOR UPDATE OF a SKIP LOCKED
 )
 UPDATE bot_actions t SET
@@ -119,13 +125,31 @@ RETURNING t.action_id, t.attempt, t.lease_expires_at, t.provider, t.action_type,
           t.repo_full_name, t.pr_number, t.payload
 """
 
+# The oldest next_attempt_at of a claimable row, but never later than `margin` ago: a row
+# inserted by a transaction still open (its next_attempt_at is that transaction's start) must
+# not fall below the floor. With no claimable row the floor is `margin` ago.
+_CLAIM_FLOOR = f"""
+SELECT least(
+    (SELECT a.next_attempt_at FROM bot_actions a WHERE {_CLAIMABLE}
+     ORDER BY a.next_attempt_at, a.action_id LIMIT 1),
+    now() - make_interval(secs => $1))
+"""
+
+NO_FLOOR = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def claim_floor(conn: Conn, margin_seconds: float) -> datetime:
+    value: datetime = await conn.fetchval(_CLAIM_FLOOR, float(margin_seconds))
+    return value
+
 
 async def claim(
-    conn: Conn, worker_id: str, max_actions: int, lease_seconds: float
+    conn: Conn, worker_id: str, max_actions: int, lease_seconds: float, floor: datetime = NO_FLOOR
 ) -> list[asyncpg.Record]:
+    """Lease up to `max_actions`; only rows whose next_attempt_at is at or past `floor` are looked at."""
     if not 1 <= max_actions <= 100:
         raise ValueError("max_actions must be within 1..100")
-    rows = await conn.fetch(_CLAIM.format(limit=int(max_actions)), worker_id, float(lease_seconds))
+    rows = await conn.fetch(_CLAIM.format(limit=int(max_actions)), worker_id, float(lease_seconds), floor)
     return sorted(rows, key=lambda r: r["action_id"])
 
 

@@ -99,3 +99,9 @@ async def test_failed_migration_rolls_back_and_is_not_recorded(empty_database: s
         assert [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")] == ["0001_good"]
     finally:
         await conn.close()
+
+
+async def test_bot_actions_is_vacuumed_after_a_fixed_number_of_changes(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'bot_actions'")
+    assert {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=20000"} <= set(options)
