@@ -15,7 +15,8 @@ from backend_api import maintenance
 from backend_api.github_app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import MAX_BODY_BYTES, error_middleware
-from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, HTTP_CLIENT, NOTIFIER, RNG, SESSIONS, SETTINGS
+from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, HTTP_CLIENT, NONCES, NOTIFIER, RNG, SESSIONS, SETTINGS
+from backend_api.http.nonces import NonceLedger
 from backend_api.http.routes import add_routes
 from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
 from backend_api.outbox.floor import ClaimFloor
@@ -33,6 +34,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     notifier = app[NOTIFIER]
     await notifier.start(settings.database_url)
     app[DB_POOL] = pool
+    app[NONCES] = NonceLedger(pool)
     sweeper = asyncio.create_task(maintenance.run_forever(
         pool, app[BACKEND_METRICS], settings.sweep_interval_seconds, public_url=settings.public_url,
         max_attempts=settings.action_max_attempts,

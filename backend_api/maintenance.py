@@ -14,7 +14,7 @@ import asyncpg
 
 from backend_api.challenges.deadlines import sweep_all
 from backend_api.metrics import BackendMetrics
-from backend_api.store import outbox
+from backend_api.store import nonces, outbox
 from backend_api.store.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,9 @@ NONCE_RETENTION_SECONDS = 900  # comfortably past the 300 s signature window
 async def run_once(pool: asyncpg.Pool, *, public_url: str, max_attempts: int) -> dict[str, int]:
     timed_out = await sweep_all(pool, public_url=public_url, max_attempts=max_attempts)
     async with pool.acquire() as conn:
-        purged: str = await conn.execute(
-            "DELETE FROM internal_nonces WHERE seen_at < now() - make_interval(secs => $1)",
-            float(NONCE_RETENTION_SECONDS),
-        )
+        purged = await nonces.purge(conn, NONCE_RETENTION_SECONDS)
         failed = await outbox.fail_exhausted_leases(conn)
-    return {"challenges_timed_out": timed_out, "nonces_purged": int(purged.split()[-1]), "leases_failed": failed}
+    return {"challenges_timed_out": timed_out, "nonces_purged": purged, "leases_failed": failed}
 
 
 async def run_forever(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from backend_api.http.errors import Handler, json_error
-from backend_api.http.keys import DB_POOL, SETTINGS
+from backend_api.http.keys import NONCES, SETTINGS
 from backend_api.metrics import count_signature_failure
 from shared_contracts import signing
 
@@ -24,12 +24,7 @@ async def internal_auth_middleware(request: web.Request, handler: Handler) -> we
     except signing.SignatureError as exc:
         count_signature_failure(request, str(exc))
         return json_error(401, "unauthorized", str(exc))
-    async with request.app[DB_POOL].acquire() as conn:
-        fresh = await conn.fetchval(
-            "INSERT INTO internal_nonces (nonce) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
-            verified.nonce,
-        )
-    if not fresh:
+    if not await request.app[NONCES].first_use(verified.nonce):
         count_signature_failure(request, "replayed nonce")
         return json_error(401, "unauthorized", "replayed nonce")
     return await handler(request)

@@ -8,6 +8,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from backend_api.http.nonces import NonceLedger
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.settings import BackendSettings
@@ -17,6 +18,7 @@ SETTINGS = web.AppKey("settings", BackendSettings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 NOTIFIER = web.AppKey("notifier", ActionNotifier)
 CLAIM_FLOOR = web.AppKey("claim_floor", ClaimFloor)
+NONCES = web.AppKey("nonces", NonceLedger)
 RNG = web.AppKey("rng", random.Random)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)

@@ -143,7 +143,9 @@ class ClaimLoop:
         except asyncio.CancelledError:
             result = Classified(Outcome.RETRYABLE_FAILURE, "worker shut down before finishing", 0.0)
         self._hooks.executed(action, result)
-        await self._reporter.report(action, result, lease_deadline)
+        # The slot frees as soon as the action ran: its result goes out in the reporter's next
+        # batch while this worker already claims more, so claims and reports overlap.
+        self._reporter.submit(action, result, lease_deadline)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; give in-flight actions `grace` seconds, then hand the rest back."""
@@ -153,11 +155,11 @@ class ClaimLoop:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), timeout=self._wait_seconds + 10)
         tasks = list(self._in_flight.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            # Cancelling makes _handle report RETRYABLE with no delay: another worker takes it now.
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=10)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                # Cancelling makes _handle report RETRYABLE with no delay: another worker takes it now.
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=10)
+        await self._reporter.drain(timeout=10)  # results submitted but not yet delivered

@@ -11,6 +11,7 @@ is reported to one action at a time from then on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -65,8 +66,8 @@ class ResultReporter:
         self._sender: asyncio.Task[None] | None = None
         self._batch_route = True
 
-    async def report(self, action: ClaimedAction, result: Classified, lease_deadline: float) -> None:
-        """Return once the backend has the result, refused it, or the lease is long gone."""
+    def submit(self, action: ClaimedAction, result: Classified, lease_deadline: float) -> asyncio.Future[None]:
+        """Queue a result; the future is done once the backend has it, refused it, or the lease is long gone."""
         item = ActionResult(
             action_id=action.action_id, attempt=action.attempt, outcome=result.outcome,
             error=(result.error or None) and result.error[:8000], retry_after_seconds=result.retry_after_seconds,
@@ -75,7 +76,18 @@ class ResultReporter:
         self._queue.append(_Pending(action, item, lease_deadline, done))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all())
-        await asyncio.shield(done)
+        return done
+
+    async def report(self, action: ClaimedAction, result: Classified, lease_deadline: float) -> None:
+        """Submit and wait for it."""
+        await asyncio.shield(self.submit(action, result, lease_deadline))
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (up to `timeout`) until every submitted result is delivered or given up."""
+        sender = self._sender
+        if sender is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sender), timeout)
 
     async def _send_all(self) -> None:
         delay = 0.2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -107,6 +108,26 @@ async def test_replayed_nonce_is_401_and_changes_nothing(seeded: SignedClient, d
     body = await _assert_error(replay, 401)
     assert body["message"] == "replayed nonce"
     assert await snapshot(db) == claimed
+
+
+async def test_one_nonce_sent_concurrently_is_served_once(seeded: SignedClient, db: asyncpg.Pool) -> None:
+    # Concurrent nonces share one INSERT (backend_api/http/nonces.py): a repeat inside a batch is a replay too.
+    nonce = "cd" * 16
+    responses = await asyncio.gather(*(
+        seeded.post(CLAIM, {"worker_id": "w", "max_actions": 1}, nonce=nonce) for _ in range(20)
+    ))
+    assert sorted(r.status for r in responses) == [200] + [401] * 19
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM internal_nonces WHERE nonce = $1", nonce) == 1
+        claimed = await conn.fetchval("SELECT count(*) FROM bot_actions WHERE status = 'CLAIMED'")
+    assert claimed == 1  # the one served request claimed; the replays did nothing
+
+
+async def test_distinct_nonces_sent_concurrently_are_all_served(seeded: SignedClient) -> None:
+    responses = await asyncio.gather(*(
+        seeded.post(CLAIM, {"worker_id": "w", "max_actions": 1}, nonce=f"{i:032x}") for i in range(30)
+    ))
+    assert [r.status for r in responses] == [200] * 30
 
 
 @pytest.mark.parametrize("path", INTERNAL_PATHS)
