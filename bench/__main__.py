@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import claim, contention, e2e, outbox
+from bench import claim, contention, e2e, ingest, outbox
 
 BENCHMARKS: tuple[tuple[str, Callable[[list[str] | None], int]], ...] = (
     ("claim", claim.main),
     ("contention", contention.main),
     ("e2e", e2e.main),
+    ("ingest", ingest.main),
     ("outbox", outbox.main),
 )
 

@@ -50,7 +50,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from backend_api.outbox.floor import ClaimFloor
+from backend_api.outbox.floor import MARGIN_SECONDS, ClaimFloor
 from backend_api.store import outbox
 from backend_api.store.db import Conn
 from bench.claim import (
@@ -476,13 +476,15 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def explain_claim(pool: asyncpg.Pool, label: str, lease: int) -> Explain:
-    """EXPLAIN (ANALYZE, BUFFERS) of the claim statement itself (max_actions 10), rolled back."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the claim statement itself (max_actions 10), rolled back,
+    from the claim floor a backend would use now (backend_api/outbox/floor.py)."""
     sql = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + outbox._CLAIM.format(limit=MAX_ACTIONS)
     async with pool.acquire() as conn:
+        floor = await outbox.claim_floor(conn, MARGIN_SECONDS)
         tx = conn.transaction()
         await tx.start()
         try:
-            raw = await conn.fetchval(sql, "bench-explain", float(lease))
+            raw = await conn.fetchval(sql, "bench-explain", float(lease), floor)
         finally:
             await tx.rollback()
     doc = (json.loads(raw) if isinstance(raw, str) else raw)[0]

@@ -1100,7 +1100,7 @@ def targets_table(latency: LatencyPhase) -> str:
             value = float(getattr(dist, attr))
             rows.append([label, f"{fmt_ms(value)} ms (n={dist.n}, at {latency.rate:g} webhooks/s)",
                          verdict(value <= limit)])
-    rows.append(["≥ 2,000 actions/s claim → execute → result, no-op executor", "measured by `bench.claim`",
+    rows.append(["≥ 2,000 actions/s claim → execute → result, no-op executor", "measured by `bench.outbox`",
                  "n/a here"])
     return markdown_table(("target", "measured", "status"), rows, (False, False, False))
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import aiohttp
 import asyncpg
 
+from bench.claim import wait_quiet
 from bench.common import (
     CpuMeter,
     bench_database,
@@ -269,10 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the stack (INFO logs each delivery)")
     parser.add_argument("--stack-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="first wait up to this long for the machine to be idle")
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.seconds = "100,200,400", 2.0
     command = "python -m bench.ingest " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.wait_quiet:
+        wait_quiet(args.wait_quiet)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     steps, machine = asyncio.run(run(args))
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
