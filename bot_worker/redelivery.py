@@ -18,10 +18,8 @@ GitHub never redelivers by itself; a delivery can be redelivered for 3 days and 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import random
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -334,20 +332,3 @@ def _observe(metrics: object, summary: RunSummary) -> None:
                          ("redelivered", summary.redelivered)):
         metrics.redelivery_deliveries.labels(stage).inc(count)
     metrics.redelivery_errors.inc(summary.errors)
-
-
-async def run_periodically(ctx: Mapping[str, Any], interval: float, stop: asyncio.Event) -> None:
-    """Run `redeliver_failed` every `interval` seconds (first run after one interval, jittered)
-    until `stop` is set; a failed run is logged and the next one comes on schedule."""
-    delay = interval * (0.5 + random.random() / 2)
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-            return
-        except TimeoutError:
-            pass
-        try:
-            await redeliver_failed(ctx)
-        except Exception:
-            log.exception("redelivery run failed")
-        delay = interval

@@ -18,10 +18,8 @@ across the fleet: a Redis lock, extended while the run makes progress.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import logging
-import random
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -278,25 +276,12 @@ async def reconcile(
     return report
 
 
-async def run_periodically(jobs: Mapping[str, Any], interval: float, stop: asyncio.Event) -> None:
-    """`reconcile` every `interval` seconds (first run after one interval, jittered) until `stop`;
-    a failed run is logged and the next one comes on schedule."""
+async def scheduled(jobs: Mapping[str, Any]) -> None:
+    """One periodic run (bot_worker.periodic.every), with the worker's job context."""
     ctx, backend = jobs[CTX_RECONCILE], jobs[CTX_BACKEND]
     if not isinstance(ctx, ReconcileContext) or not isinstance(backend, BackendClient):
         raise TypeError("jobs need a ReconcileContext and a BackendClient")
-    delay = interval * (0.5 + random.random() / 2)
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-            return
-        except TimeoutError:
-            pass
-        try:
-            await reconcile(ctx, backend, trigger="schedule")
-        except Exception:
-            log.exception("reconcile run failed")
-        delay = interval
-
+    await reconcile(ctx, backend, trigger="schedule")
 
 
 def build_context(

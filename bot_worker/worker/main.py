@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from redis.asyncio import Redis
 from bot_worker import redelivery
 from bot_worker.backend.client import BackendClient
 from bot_worker.metrics import Metrics, render
+from bot_worker.periodic import every
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.reconcile import job as reconcile_job
@@ -230,10 +232,10 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             claim_task = asyncio.create_task(loop.run())
             jobs_task = asyncio.create_task(jobs.async_run())
             periodic = [
-                asyncio.create_task(run(ctx, interval, stop))
-                for run, interval in (
-                    (redelivery.run_periodically, settings.redelivery_interval_seconds),
-                    (reconcile_job.run_periodically, settings.reconcile_interval_seconds),
+                asyncio.create_task(every(name, interval, stop, functools.partial(run, ctx)))
+                for name, run, interval in (
+                    ("redelivery", redelivery.redeliver_failed, settings.redelivery_interval_seconds),
+                    ("reconcile", reconcile_job.scheduled, settings.reconcile_interval_seconds),
                 )
                 if interval > 0  # 0 disables a job
             ]
