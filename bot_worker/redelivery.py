@@ -24,13 +24,14 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import aiohttp
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
 from bot_worker.metrics import Metrics
+from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
 from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 
 log = logging.getLogger(__name__)
@@ -44,17 +45,8 @@ PER_PAGE: Final = 100
 MAX_PAGES: Final = 100  # at most 10,000 attempts per run; the rest waits for the next run
 LOCK_TTL_MS: Final = 10 * 60 * 1000
 DONE_TTL_SECONDS: Final = int(GITHUB_WINDOW.total_seconds())
-_API_HEADERS: Final = {
-    "Accept": "application/vnd.github+json",
-    "X-GitHub-Api-Version": "2022-11-28",
-    "User-Agent": "prgate",
-}
 # Delete the lock only if this run still holds it.
 _RELEASE: Final = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-
-
-class AppJwtSource(Protocol):
-    def app_jwt(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +171,7 @@ def _text(value: Any) -> str | None:
 
 
 def _headers(ctx: RedeliveryContext) -> dict[str, str]:
-    return {**_API_HEADERS, "Authorization": f"Bearer {ctx.app_auth.app_jwt()}"}
+    return {**API_HEADERS, "Authorization": f"Bearer {ctx.app_auth.app_jwt()}"}
 
 
 async def load_watermark(ctx: RedeliveryContext) -> int:

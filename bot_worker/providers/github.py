@@ -53,7 +53,8 @@ class _ObservedAPI(GitHubAPI):
                 self._observer(method, status, time.perf_counter() - started)
 
 
-def _repo_path(full_name: str) -> str:
+def repo_path(full_name: str) -> str:
+    """`/repos/{owner}/{name}`, each part escaped."""
     owner, _, name = full_name.partition("/")
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
@@ -88,7 +89,7 @@ class GitHubProvider:
         self, installation_id: int, repo_full_name: str, number: int, marker: str, body: str
     ) -> CommentResult:
         """Edit our comment (found by its hidden marker) or create it; never a second one."""
-        base = f"{_repo_path(repo_full_name)}/issues"
+        base = f"{repo_path(repo_full_name)}/issues"
 
         async def op(gh: GitHubAPI) -> CommentResult:
             async for comment in gh.getiter(f"{base}/{number}/comments?per_page=100"):
@@ -107,7 +108,7 @@ class GitHubProvider:
         self, installation_id: int, repo_full_name: str, number: int, state: Literal["open", "closed"]
     ) -> StateResult:
         """Close or reopen; a PR already in that state is left alone (success, no write)."""
-        path = f"{_repo_path(repo_full_name)}/pulls/{number}"
+        path = f"{repo_path(repo_full_name)}/pulls/{number}"
 
         async def op(gh: GitHubAPI) -> StateResult:
             pr = await gh.getitem(path)
@@ -120,7 +121,7 @@ class GitHubProvider:
 
     async def set_commit_status(self, installation_id: int, repo_full_name: str, status: StatusPayload) -> None:
         """Statuses are append-only on GitHub: the newest per context wins, so a repeat is harmless."""
-        path = f"{_repo_path(repo_full_name)}/statuses/{status.sha}"
+        path = f"{repo_path(repo_full_name)}/statuses/{status.sha}"
         data: dict[str, str] = {"state": status.state, "context": status.context,
                                 "description": status.description}
         if status.target_url:
@@ -132,7 +133,7 @@ class GitHubProvider:
         await self._as_installation(installation_id, op)
 
     async def get_pull_request(self, installation_id: int, repo_full_name: str, number: int) -> dict[str, Any]:
-        path = f"{_repo_path(repo_full_name)}/pulls/{number}"
+        path = f"{repo_path(repo_full_name)}/pulls/{number}"
 
         async def op(gh: GitHubAPI) -> dict[str, Any]:
             pr: dict[str, Any] = await gh.getitem(path)
@@ -143,7 +144,7 @@ class GitHubProvider:
     async def get_permission(self, installation_id: int, repo_full_name: str, login: str) -> str:
         """The user's permission on the repository: admin, write, read or none (GitHub folds maintain
         into write and triage into read in this field)."""
-        path = f"{_repo_path(repo_full_name)}/collaborators/{quote(login, safe='')}/permission"
+        path = f"{repo_path(repo_full_name)}/collaborators/{quote(login, safe='')}/permission"
 
         async def op(gh: GitHubAPI) -> str:
             try:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final, Protocol
 
 import aiohttp
 import jwt
@@ -21,6 +22,20 @@ log = logging.getLogger(__name__)
 JWT_BACKDATE_SECONDS = 60  # GitHub's clock may run behind ours
 JWT_LIFETIME_SECONDS = 540  # GitHub refuses more than 10 minutes
 REFRESH_MARGIN_SECONDS = 300  # refresh 5 minutes before expiry
+
+class AppJwtSource(Protocol):
+    """Whatever can sign as the App (InstallationTokens does)."""
+
+    def app_jwt(self) -> str: ...
+
+
+# What every REST call to GitHub sends besides its Authorization.
+API_HEADERS: Final = {
+    "Accept": "application/vnd.github+json",
+    "X-GitHub-Api-Version": "2022-11-28",
+    "User-Agent": "prgate",
+}
+
 
 
 class GitHubAuthError(Exception):
@@ -95,12 +110,7 @@ class InstallationTokens:
 
     async def _mint(self, installation_id: int) -> _Token:
         url = f"{self._api}/app/installations/{installation_id}/access_tokens"
-        headers = {
-            "Authorization": f"Bearer {self.app_jwt()}",
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "User-Agent": "prgate",
-        }
+        headers = {**API_HEADERS, "Authorization": f"Bearer {self.app_jwt()}"}
         async with self._session.post(url, headers=headers) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 201:

@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
-from urllib.parse import quote
 
 import aiohttp
 from pydantic import ValidationError
 
+from bot_worker.providers.github import repo_path
+from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
 from bot_worker.redelivery import next_link
 from bot_worker.webhooks.normalize import NotForwardable, installation_info, pull_request
 from shared_contracts.events import InstallationInfo, Repository
@@ -28,15 +29,6 @@ T = TypeVar("T")
 PER_PAGE: Final = 100
 MAX_INSTALLATION_PAGES: Final = 100  # 10,000 installations
 MAX_REPOSITORY_PAGES: Final = 100  # 10,000 repositories per installation (the snapshot's bound)
-_API_HEADERS: Final = {
-    "Accept": "application/vnd.github+json",
-    "X-GitHub-Api-Version": "2022-11-28",
-    "User-Agent": "prgate",
-}
-
-
-class AppJwtSource(Protocol):
-    def app_jwt(self) -> str: ...
 
 
 class TokenSource(AppJwtSource, Protocol):
@@ -107,11 +99,6 @@ class Listing(Generic[T]):
     complete: bool = True
 
 
-def _repo_path(full_name: str) -> str:
-    owner, _, name = full_name.partition("/")
-    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
-
-
 class GitHubReader:
     def __init__(
         self,
@@ -146,7 +133,7 @@ class GitHubReader:
         for _ in range(max_pages):
             assert url is not None
             token = self._auth.app_jwt() if bucket == "app" else await self._auth.get(int(bucket))
-            headers = {**_API_HEADERS, "Authorization": f"Bearer {token}"}
+            headers = {**API_HEADERS, "Authorization": f"Bearer {token}"}
             started = time.perf_counter()
             async with self._session.get(url, headers=headers) as resp:
                 if self._observe is not None:
@@ -196,7 +183,7 @@ class GitHubReader:
     ) -> Listing[OpenPullRequest]:
         """`GET /repos/{owner}/{repo}/pulls?state=open`, at most `max_pages` pages."""
         pages, complete = await self._pages(
-            f"{_repo_path(repo.full_name)}/pulls?state=open&per_page={PER_PAGE}", installation_id, max_pages
+            f"{repo_path(repo.full_name)}/pulls?state=open&per_page={PER_PAGE}", installation_id, max_pages
         )
         return parse_pull_requests(pages, complete)
 
