@@ -1,16 +1,18 @@
-"""Apply one pull_request event: dedup, decide, write decision + outbox rows in one transaction."""
+"""Apply pull_request events: dedup, decide, write decision + outbox rows in one transaction (per batch)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 from backend_api.challenges.decide import EVALUATING_ACTIONS, Plan, PrContext, decide, installation_refusal
 from backend_api.challenges.tokens import hash_token, new_token
-from backend_api.store import challenges, deliveries, installations, outbox, pr_context, pull_requests
+from backend_api.store import challenges, deliveries, installations, pr_context, pr_decisions
 from backend_api.store.db import Conn
 from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
@@ -22,6 +24,14 @@ EVENT_NAME = "pull_request"
 Planner = Callable[[PullRequestEvent, PrContext], Plan]
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    plan: Plan
+    challenge_id: int | None
+    action_ids: list[int]
+    action_types: list[ActionType]  # of `action_ids`, in the same order (for metrics)
+
+
 async def ingest_pull_request(
     pool: asyncpg.Pool,
     event: PullRequestEvent,
@@ -30,17 +40,41 @@ async def ingest_pull_request(
     max_attempts: int,
     now: datetime | None = None,
 ) -> IngestResponse:
+    [(answer, _)] = await ingest_pull_requests(pool, [event], public_url=public_url, max_attempts=max_attempts,
+                                               now=now)
+    return answer
+
+
+async def ingest_pull_requests(
+    pool: asyncpg.Pool,
+    events: Sequence[PullRequestEvent],
+    *,
+    public_url: str,
+    max_attempts: int,
+    now: datetime | None = None,
+) -> list[tuple[IngestResponse, list[ActionType]]]:
+    """Dedup, decide and write several deliveries in one transaction: one answer (and the types of the
+    actions it enqueued) per event, in order. The deliveries must have distinct ids and be about
+    distinct pull requests (`IngestBatcher` forms such batches); a failure rolls all of them back."""
     async with pool.acquire() as conn, conn.transaction():
-        fresh = await deliveries.begin(
-            conn, event.delivery_id, EVENT_NAME, event.action, event.installation_id, event.repository.id
+        fresh_ids = await deliveries.begin_many(conn, EVENT_NAME, [
+            deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id) for e in events
+        ])
+        fresh = [e for e in events if e.delivery_id in fresh_ids]
+        evaluated = await evaluate_many(
+            conn, fresh, decide, public_url=public_url, max_attempts=max_attempts, now=now, outcome_event=EVENT_NAME
         )
-        if not fresh:
-            return await duplicate(conn, event.delivery_id, EVENT_NAME)
-        plan, challenge_id, action_ids = await evaluate(
-            conn, event, decide, public_url=public_url, max_attempts=max_attempts, now=now
-        )
-        await finish(conn, event.delivery_id, EVENT_NAME, plan, challenge_id)
-    return response(event.delivery_id, plan, challenge_id, action_ids)
+        seen = [e.delivery_id for e in events if e.delivery_id not in fresh_ids]
+        prior = await deliveries.get_many(conn, EVENT_NAME, seen) if seen else {}
+    by_id = {e.delivery_id: ev for e, ev in zip(fresh, evaluated, strict=True)}
+    out: list[tuple[IngestResponse, list[ActionType]]] = []
+    for e in events:
+        ev = by_id.get(e.delivery_id)
+        if ev is None:
+            out.append((duplicate_response(e.delivery_id, prior.get(e.delivery_id)), []))
+        else:
+            out.append((response(e.delivery_id, ev.plan, ev.challenge_id, ev.action_ids), ev.action_types))
+    return out
 
 
 async def evaluate(
@@ -53,10 +87,59 @@ async def evaluate(
     now: datetime | None = None,
 ) -> tuple[Plan, int | None, list[int]]:
     """Decide about one PR and write the plan, inside the caller's transaction."""
+    [done] = await evaluate_many(conn, [event], planner, public_url=public_url, max_attempts=max_attempts, now=now)
+    return done.plan, done.challenge_id, done.action_ids
+
+
+async def evaluate_many(
+    conn: Conn,
+    events: Sequence[PullRequestEvent],
+    planner: Planner,
+    *,
+    public_url: str,
+    max_attempts: int,
+    now: datetime | None = None,
+    outcome_event: str | None = None,
+) -> list[Evaluated]:
+    """Decide about several distinct PRs and write the plans, inside the caller's transaction.
+
+    Round trips do not grow with the batch: one lock statement, one read of the facts, one write
+    (`pr_decisions.write`), plus a statement for each rarer step a plan needs. With `outcome_event`,
+    each event's delivery row under that name records the decision.
+    """
+    if not events:
+        return []
+    await challenges.lock_pull_requests(conn, [(e.repository.id, e.pull_request.number) for e in events])
+    facts = await pr_context.load_many(conn, [
+        pr_context.PrKey(e.installation_id, e.repository.id, e.pull_request.number, e.pull_request.author.id)
+        for e in events
+    ])
+    at = now or datetime.now(UTC)
+    plans: list[Plan] = []
+    writes: list[pr_decisions.DecisionWrite] = []
+    for event, fact in zip(events, facts, strict=True):
+        plan, write = await _decide_one(conn, event, fact, planner, public_url, at, outcome_event is not None)
+        plans.append(plan)
+        writes.append(write)
+    written = await pr_decisions.write(conn, writes, max_attempts=max_attempts, outcome_event=outcome_event or "")
+    return [
+        Evaluated(plan, w.challenge_id, w.action_ids, [t for t, _ in write.actions])
+        for plan, write, w in zip(plans, writes, written, strict=True)
+    ]
+
+
+async def _decide_one(
+    conn: Conn,
+    event: PullRequestEvent,
+    facts: pr_context.PrFacts,
+    planner: Planner,
+    public_url: str,
+    now: datetime,
+    record_outcome: bool,
+) -> tuple[Plan, pr_decisions.DecisionWrite]:
+    """Plan one event and run the plan's rarer steps; the common writes are returned for the batch."""
     repo = event.repository
     pr = event.pull_request
-    await challenges.lock_pull_request(conn, repo.id, pr.number)
-    facts = await pr_context.load(conn, event.installation_id, repo.id, pr.number, pr.author.id)
     installation = facts.installation
     member = facts.repo_is_member
     if (installation is not None and not member and installation.repository_selection == "all"
@@ -72,16 +155,56 @@ async def evaluate(
         settings=facts.settings,
         author_verified=facts.author_verified,
         pending_challenge_id=facts.pending_challenge_id,
-        now=now or datetime.now(UTC),
+        now=now,
         verify_url=f"{public_url.rstrip('/')}/verify/{token}",
         latest_challenge_status=facts.latest_challenge_status,
     )
     plan = planner(event, ctx)
-    challenge_id, action_ids = await _apply(conn, event, ctx, plan, token, max_attempts)
-    if event.action in EVALUATING_ACTIONS and installation_refusal(ctx) is None:
+    new = challenges.NewChallenge(
+        installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name,
+        pr_number=pr.number, pr_id=pr.id, head_sha=pr.head_sha, author_id=pr.author.id,
+        author_login=pr.author.login, deadline_at=ctx.now, token_hash=hash_token(token),
+        delivery_id=event.delivery_id,
+    )
+    challenge_id = ctx.pending_challenge_id
+    if plan.cancel_pending:
+        challenge_id = await challenges.cancel_pending_for_pr(conn, repo.id, pr.number, "pull request closed")
+    if plan.resolve_pending is not None:
+        challenge_id = await challenges.resolve_pending_for_pr(
+            conn, repo.id, pr.number, plan.resolve_pending, plan.reason or plan.resolve_pending.lower()
+        )
+    if plan.record_exemption is not None:
+        challenge_id = await challenges.record_exemption(conn, new, plan.record_exemption)
+    if plan.move_head and challenge_id is not None and pr.head_sha:
+        await challenges.move_head(conn, challenge_id, pr.head_sha)
+    created = None
+    if plan.create_challenge_deadline is not None:
+        created = dataclasses.replace(new, deadline_at=plan.create_challenge_deadline)
+        challenge_id = None
+    verify_url = ctx.verify_url if created is not None else None
+    # Comments first, then statuses: action ids follow this order, and so does their execution.
+    actions: list[tuple[ActionType, dict[str, Any]]] = [
+        (ActionType.UPSERT_PR_COMMENT, CommentPayload(marker=c.marker, body=c.body).model_dump())
+        for c in plan.comments
+    ]
+    actions += [
+        (ActionType.SET_COMMIT_STATUS,
+         StatusPayload(sha=pr.head_sha, state=s.state, description=s.description, target_url=verify_url).model_dump())
+        for s in plan.statuses
+    ]
+    outcome = None
+    if record_outcome:
+        record = deliveries.DeliveryRecord(
+            status=plan.status, decision=plan.decision, challenge_id=challenge_id, reason=plan.reason
+        )
+        outcome = pr_decisions.Outcome(event.delivery_id, record)
+    return plan, pr_decisions.DecisionWrite(
+        installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name, pr_number=pr.number,
+        challenge_id=challenge_id, new_challenge=created, actions=actions,
         # Reconciliation evaluates open pull requests missing here as if they were just opened.
-        await pull_requests.mark_decided(conn, event.installation_id, repo.id, pr.number)
-    return plan, challenge_id, action_ids
+        mark_decided=event.action in EVALUATING_ACTIONS and installation_refusal(ctx) is None,
+        outcome=outcome,
+    )
 
 
 async def finish(conn: Conn, delivery_id: str, event_name: str, plan: Plan, challenge_id: int | None) -> None:
@@ -98,52 +221,11 @@ def response(delivery_id: str, plan: Plan, challenge_id: int | None, action_ids:
     )
 
 
-async def _apply(
-    conn: Conn,
-    event: PullRequestEvent,
-    ctx: PrContext,
-    plan: Plan,
-    token: str,
-    max_attempts: int,
-) -> tuple[int | None, list[int]]:
-    repo = event.repository
-    pr = event.pull_request
-    challenge_id = ctx.pending_challenge_id
-    new = challenges.NewChallenge(
-        installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name,
-        pr_number=pr.number, pr_id=pr.id, head_sha=pr.head_sha, author_id=pr.author.id,
-        author_login=pr.author.login, deadline_at=ctx.now, token_hash=hash_token(token),
-        delivery_id=event.delivery_id,
-    )
-    if plan.cancel_pending:
-        challenge_id = await challenges.cancel_pending_for_pr(conn, repo.id, pr.number, "pull request closed")
-    if plan.resolve_pending is not None:
-        challenge_id = await challenges.resolve_pending_for_pr(
-            conn, repo.id, pr.number, plan.resolve_pending, plan.reason or plan.resolve_pending.lower()
-        )
-    if plan.record_exemption is not None:
-        challenge_id = await challenges.record_exemption(conn, new, plan.record_exemption)
-    if plan.move_head and challenge_id is not None and pr.head_sha:
-        await challenges.move_head(conn, challenge_id, pr.head_sha)
-    if plan.create_challenge_deadline is not None:
-        new = dataclasses.replace(new, deadline_at=plan.create_challenge_deadline)
-        challenge_id = await challenges.create(conn, new)
-    target = outbox.PrTarget(event.installation_id, repo.id, repo.full_name, pr.number, challenge_id, max_attempts)
-    verify_url = ctx.verify_url if plan.create_challenge_deadline is not None else None
-    # Comments first, then statuses: action ids follow this order, and so does their execution.
-    actions: list[tuple[ActionType, CommentPayload | StatusPayload]] = [
-        (ActionType.UPSERT_PR_COMMENT, CommentPayload(marker=c.marker, body=c.body)) for c in plan.comments
-    ]
-    actions += [
-        (ActionType.SET_COMMIT_STATUS,
-         StatusPayload(sha=pr.head_sha, state=s.state, description=s.description, target_url=verify_url))
-        for s in plan.statuses
-    ]
-    return challenge_id, await target.enqueue_many(conn, actions)
-
-
 async def duplicate(conn: Conn, delivery_id: str, event_name: str) -> IngestResponse:
-    prior = await deliveries.get(conn, delivery_id, event_name)
+    return duplicate_response(delivery_id, await deliveries.get(conn, delivery_id, event_name))
+
+
+def duplicate_response(delivery_id: str, prior: deliveries.DeliveryRecord | None) -> IngestResponse:
     return IngestResponse(
         status=IngestStatus.DUPLICATE, delivery_id=delivery_id,
         decision=prior.decision if prior else None,

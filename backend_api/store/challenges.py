@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +26,18 @@ class NewChallenge:
 
 async def lock_pull_request(conn: Conn, repo_id: int, pr_number: int) -> None:
     """Serialize every decision about one PR for the rest of the transaction."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", repo_id % (2**31), pr_number)
+    await lock_pull_requests(conn, [(repo_id, pr_number)])
+
+
+async def lock_pull_requests(conn: Conn, prs: Sequence[tuple[int, int]]) -> None:
+    """`lock_pull_request` for several PRs (repo id, number), taken in one order so that two
+    transactions locking overlapping sets wait for each other instead of deadlocking."""
+    keys = sorted({(repo_id % (2**31), pr_number) for repo_id, pr_number in prs})
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(k.a, k.b)
+           FROM (SELECT a, b FROM unnest($1::int[], $2::int[]) AS u(a, b) ORDER BY a, b) AS k""",
+        [a for a, _ in keys], [b for _, b in keys],
+    )
 
 
 async def pending_for_pr(conn: Conn, repo_id: int, pr_number: int) -> int | None:
@@ -34,18 +46,6 @@ async def pending_for_pr(conn: Conn, repo_id: int, pr_number: int) -> int | None
         repo_id, pr_number,
     )
     return int(value) if value is not None else None
-
-
-async def create(conn: Conn, new: NewChallenge) -> int:
-    value = await conn.fetchval(
-        """INSERT INTO challenges (installation_id, repo_id, repo_full_name, pr_number, pr_id, head_sha,
-                                   author_id, author_login, status, deadline_at, token_hash, delivery_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9, $10, $11)
-           RETURNING challenge_id""",
-        new.installation_id, new.repo_id, new.repo_full_name, new.pr_number, new.pr_id, new.head_sha,
-        new.author_id, new.author_login, new.deadline_at, new.token_hash, new.delivery_id,
-    )
-    return int(value)
 
 
 async def cancel_pending_for_pr(

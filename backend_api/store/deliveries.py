@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backend_api.store.db import Conn
@@ -16,6 +17,14 @@ class DeliveryRecord:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    delivery_id: str
+    action: str
+    installation_id: int | None
+    repo_id: int | None
+
+
 async def begin(
     conn: Conn,
     delivery_id: str,
@@ -24,19 +33,27 @@ async def begin(
     installation_id: int | None,
     repo_id: int | None,
 ) -> bool:
-    """Insert the dedup row; False when this (delivery id, event) pair was seen before.
+    """Insert the dedup row; False when this (delivery id, event) pair was seen before."""
+    return bool(await begin_many(conn, event_name, [NewDelivery(delivery_id, action, installation_id, repo_id)]))
 
-    Run inside the transaction that applies the event: concurrent duplicates wait
+
+async def begin_many(conn: Conn, event_name: str, new: Sequence[NewDelivery]) -> set[str]:
+    """Insert the dedup rows of several deliveries of one event; the delivery ids that were new.
+
+    Run inside the transaction that applies the events: concurrent duplicates wait
     on the primary key until the first commits, then see the conflict.
     """
-    row = await conn.fetchval(
+    rows = await conn.fetch(
         """INSERT INTO webhook_deliveries (delivery_id, event_name, action, installation_id, repo_id, status)
-           VALUES ($1, $2, $3, $4, $5, 'ACCEPTED')
+           SELECT d.delivery_id, $1, d.action, d.installation_id, d.repo_id, 'ACCEPTED'
+           FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[])
+                AS d(delivery_id, action, installation_id, repo_id)
            ON CONFLICT (delivery_id, event_name) DO NOTHING
-           RETURNING true""",
-        delivery_id, event_name, action, installation_id, repo_id,
+           RETURNING delivery_id""",
+        event_name, [d.delivery_id for d in new], [d.action for d in new],
+        [d.installation_id for d in new], [d.repo_id for d in new],
     )
-    return bool(row)
+    return {str(r["delivery_id"]) for r in rows}
 
 
 async def finish(
@@ -54,19 +71,24 @@ async def finish(
 
 
 async def get(conn: Conn, delivery_id: str, event_name: str) -> DeliveryRecord | None:
-    row = await conn.fetchrow(
-        """SELECT status, decision, challenge_id, reason FROM webhook_deliveries
-           WHERE delivery_id = $1 AND event_name = $2""",
-        delivery_id, event_name,
+    return (await get_many(conn, event_name, [delivery_id])).get(delivery_id)
+
+
+async def get_many(conn: Conn, event_name: str, delivery_ids: Sequence[str]) -> dict[str, DeliveryRecord]:
+    rows = await conn.fetch(
+        """SELECT delivery_id, status, decision, challenge_id, reason FROM webhook_deliveries
+           WHERE delivery_id = ANY($2::text[]) AND event_name = $1""",
+        event_name, list(delivery_ids),
     )
-    if row is None:
-        return None
-    return DeliveryRecord(
-        status=IngestStatus(row["status"]),
-        decision=Decision(row["decision"]) if row["decision"] else None,
-        challenge_id=row["challenge_id"],
-        reason=row["reason"],
-    )
+    return {
+        str(row["delivery_id"]): DeliveryRecord(
+            status=IngestStatus(row["status"]),
+            decision=Decision(row["decision"]) if row["decision"] else None,
+            challenge_id=row["challenge_id"],
+            reason=row["reason"],
+        )
+        for row in rows
+    }
 
 
 async def known(conn: Conn, delivery_ids: list[str]) -> list[str]:

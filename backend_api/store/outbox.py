@@ -30,7 +30,7 @@ class NewAction:
 
 @dataclass(frozen=True, slots=True)
 class PrTarget:
-    """The pull request a batch of actions applies to, with what every row of it shares."""
+    """The pull request actions apply to, with what every row of it shares."""
 
     installation_id: int
     repo_id: int
@@ -48,26 +48,6 @@ class PrTarget:
                 payload=payload.model_dump(), challenge_id=self.challenge_id, max_attempts=self.max_attempts,
             ),
         )
-
-
-    async def enqueue_many(
-        self, conn: Conn, actions: Sequence[tuple[ActionType, CommentPayload | StatusPayload]]
-    ) -> list[int]:
-        """Several actions in one statement; their ids ascend in the order given (the execution order)."""
-        if not actions:
-            return []
-        rows = await conn.fetch(
-            """INSERT INTO bot_actions (provider, action_type, installation_id, repo_id, repo_full_name,
-                                        pr_number, payload, challenge_id, max_attempts)
-               SELECT 'github', a.action_type, $3, $4, $5, $6, a.payload, $7, $8
-               FROM unnest($1::text[], $2::jsonb[]) WITH ORDINALITY AS a(action_type, payload, n)
-               ORDER BY a.n
-               RETURNING action_id""",
-            [t.value for t, _ in actions], [p.model_dump() for _, p in actions],
-            self.installation_id, self.repo_id, self.repo_full_name, self.pr_number, self.challenge_id,
-            self.max_attempts,
-        )
-        return sorted(int(r["action_id"]) for r in rows)
 
 
 async def enqueue(conn: Conn, action: NewAction) -> int:

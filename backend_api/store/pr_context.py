@@ -1,15 +1,18 @@
-"""What a decision about one pull request needs to know, read in one round trip.
+"""What decisions about pull requests need to know, read for a whole batch in one round trip.
 
 It reads across aggregates (installation, membership, settings, contributors, challenges) on
 purpose: the ingest path is round-trip bound (docs/benchmarks.md, ingest profile), and these six
-facts were six statements. Call it after `challenges.lock_pull_request`, in the same transaction,
-so that the facts about the PR's challenges cannot change before the decision is written.
+facts were six statements per delivery. Call it after `challenges.lock_pull_requests`, in the same
+transaction, so that the facts about the PRs' challenges cannot change before the decisions are written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import get_args
+
+import asyncpg
 
 from backend_api.challenges.decide import ChallengeStatus
 from backend_api.store import repo_settings
@@ -22,19 +25,22 @@ _STATUSES: frozenset[str] = frozenset(get_args(ChallengeStatus))
 _FACTS = f"""
 SELECT i.installation_id, i.account_login, i.status, i.repository_selection,
        EXISTS (SELECT 1 FROM github_installation_repositories r
-               WHERE r.installation_id = $1 AND r.repo_id = $2 AND r.removed_at IS NULL) AS member,
+               WHERE r.installation_id = k.installation_id AND r.repo_id = k.repo_id
+                 AND r.removed_at IS NULL) AS member,
        s.repo_id IS NOT NULL AS has_settings,
        {", ".join(f"s.{c}" for c in repo_settings.COLUMNS)},
        EXISTS (SELECT 1 FROM contributors c
-               WHERE c.installation_id = $1 AND c.github_user_id = $4) AS author_verified,
+               WHERE c.installation_id = k.installation_id AND c.github_user_id = k.author_id) AS author_verified,
        (SELECT challenge_id FROM challenges
-        WHERE repo_id = $2 AND pr_number = $3 AND status = 'PENDING'
+        WHERE repo_id = k.repo_id AND pr_number = k.pr_number AND status = 'PENDING'
         ORDER BY challenge_id DESC LIMIT 1) AS pending_challenge_id,
        (SELECT status FROM challenges
-        WHERE repo_id = $2 AND pr_number = $3 ORDER BY challenge_id DESC LIMIT 1) AS latest_status
-FROM (SELECT 1) AS one
-LEFT JOIN github_installations i ON i.installation_id = $1
-LEFT JOIN repo_settings s ON s.repo_id = $2
+        WHERE repo_id = k.repo_id AND pr_number = k.pr_number ORDER BY challenge_id DESC LIMIT 1) AS latest_status
+FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[]) WITH ORDINALITY
+     AS k(installation_id, repo_id, pr_number, author_id, n)
+LEFT JOIN github_installations i ON i.installation_id = k.installation_id
+LEFT JOIN repo_settings s ON s.repo_id = k.repo_id
+ORDER BY k.n
 """
 
 
@@ -48,9 +54,24 @@ class PrFacts:
     latest_challenge_status: ChallengeStatus | None
 
 
-async def load(conn: Conn, installation_id: int, repo_id: int, pr_number: int, author_id: int) -> PrFacts:
-    row = await conn.fetchrow(_FACTS, installation_id, repo_id, pr_number, author_id)
-    assert row is not None  # one row always: the LEFT JOINs hang off a constant
+@dataclass(frozen=True, slots=True)
+class PrKey:
+    installation_id: int
+    repo_id: int
+    pr_number: int
+    author_id: int
+
+
+async def load_many(conn: Conn, keys: Sequence[PrKey]) -> list[PrFacts]:
+    """The facts of each pull request, in the order of `keys`."""
+    rows = await conn.fetch(
+        _FACTS, [k.installation_id for k in keys], [k.repo_id for k in keys], [k.pr_number for k in keys],
+        [k.author_id for k in keys],
+    )
+    return [_facts(row) for row in rows]
+
+
+def _facts(row: asyncpg.Record) -> PrFacts:
     installation = None
     if row["installation_id"] is not None:
         installation = InstallationRow(

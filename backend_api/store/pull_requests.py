@@ -8,15 +8,6 @@ from collections.abc import Sequence
 from backend_api.store.db import Conn
 
 
-async def mark_decided(conn: Conn, installation_id: int, repo_id: int, pr_number: int) -> None:
-    await conn.execute(
-        """INSERT INTO decided_pull_requests (repo_id, pr_number, installation_id) VALUES ($1, $2, $3)
-           ON CONFLICT (repo_id, pr_number) DO UPDATE SET
-               installation_id = EXCLUDED.installation_id, last_decided_at = now()""",
-        repo_id, pr_number, installation_id,
-    )
-
-
 async def is_decided(conn: Conn, repo_id: int, pr_number: int) -> bool:
     return bool(
         await conn.fetchval(
