@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import AsyncIterator
 
@@ -12,10 +13,22 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from backend_api import maintenance
+from backend_api.events.batcher import IngestBatcher
+from backend_api.events.pull_request import ingest_pull_requests
 from backend_api.github_app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import MAX_BODY_BYTES, error_middleware
-from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, HTTP_CLIENT, NONCES, NOTIFIER, RNG, SESSIONS, SETTINGS
+from backend_api.http.keys import (
+    CLAIM_FLOOR,
+    DB_POOL,
+    HTTP_CLIENT,
+    INGEST,
+    NONCES,
+    NOTIFIER,
+    RNG,
+    SESSIONS,
+    SETTINGS,
+)
 from backend_api.http.nonces import NonceLedger
 from backend_api.http.routes import add_routes
 from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
@@ -35,11 +48,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await notifier.start(settings.database_url)
     app[DB_POOL] = pool
     app[NONCES] = NonceLedger(pool)
+    app[INGEST] = IngestBatcher(
+        functools.partial(ingest_pull_requests, pool, public_url=settings.public_url,
+                          max_attempts=settings.action_max_attempts),
+        max_batch=settings.ingest_batch_max, lanes=settings.ingest_lanes,
+    )
     sweeper = asyncio.create_task(maintenance.run_forever(
         pool, app[BACKEND_METRICS], settings.sweep_interval_seconds, public_url=settings.public_url,
         max_attempts=settings.action_max_attempts,
     ))
     yield
+    await app[INGEST].aclose()
     sweeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sweeper

@@ -25,6 +25,10 @@ class BackendSettings(BaseSettings):
     public_url: str = Field(default="http://127.0.0.1:8080", alias="BACKEND_PUBLIC_URL")
     db_pool_min: int = Field(default=2, alias="DB_POOL_MIN")
     db_pool_max: int = Field(default=10, alias="DB_POOL_MAX")
+    # pull_request deliveries that arrive together share a transaction (backend_api/events/batcher.py):
+    # at most this many per transaction, and this many transactions at once (each holds a connection).
+    ingest_batch_max: int = Field(default=50, ge=1, le=500, alias="INGEST_BATCH_MAX")
+    ingest_lanes: int = Field(default=4, ge=1, le=64, alias="INGEST_LANES")
     sweep_interval_seconds: float = Field(default=5.0, alias="SWEEP_INTERVAL_SECONDS")
     action_max_attempts: int = Field(default=8, alias="ACTION_MAX_ATTEMPTS")
     backoff_base_seconds: float = Field(default=2.0, alias="ACTION_BACKOFF_BASE_SECONDS")

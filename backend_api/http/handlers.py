@@ -6,9 +6,8 @@ from aiohttp import web
 
 from backend_api.events.command import ingest_command
 from backend_api.events.installation import ingest_installation_sync
-from backend_api.events.pull_request import ingest_pull_request
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
-from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, NOTIFIER, RNG, SETTINGS
+from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, ENQUEUED_TYPES, INGEST, NOTIFIER, RNG, SETTINGS
 from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result, report_results
 from backend_api.store import deliveries, installations
 from shared_contracts.actions import BatchResultRequest, ClaimRequest, ResultRequest
@@ -24,10 +23,7 @@ from shared_contracts.owner import Health
 
 async def pull_request_event(request: web.Request) -> web.Response:
     event = await read_model(request, PullRequestEvent)
-    settings = request.app[SETTINGS]
-    response = await ingest_pull_request(
-        request.app[DB_POOL], event, public_url=settings.public_url, max_attempts=settings.action_max_attempts
-    )
+    response, request[ENQUEUED_TYPES] = await request.app[INGEST].submit(event)
     return json_response(response)
 
 

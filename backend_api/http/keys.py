@@ -8,17 +8,22 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from backend_api.events.batcher import IngestBatcher
 from backend_api.http.nonces import NonceLedger
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.settings import BackendSettings
 from backend_api.web.session import SessionCodec
+from shared_contracts.actions import ActionType
 
 SETTINGS = web.AppKey("settings", BackendSettings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 NOTIFIER = web.AppKey("notifier", ActionNotifier)
 CLAIM_FLOOR = web.AppKey("claim_floor", ClaimFloor)
 NONCES = web.AppKey("nonces", NonceLedger)
+INGEST = web.AppKey("ingest", IngestBatcher)
+# The types of the actions a request enqueued, when its handler knows them (the metrics count them).
+ENQUEUED_TYPES = web.RequestKey("enqueued_types", list[ActionType])
 RNG = web.AppKey("rng", random.Random)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
