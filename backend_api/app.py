@@ -52,6 +52,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         functools.partial(ingest_pull_requests, pool, public_url=settings.public_url,
                           max_attempts=settings.action_max_attempts),
         max_batch=settings.ingest_batch_max, lanes=settings.ingest_lanes,
+        on_batch=app[BACKEND_METRICS].ingest_batch_size.observe,
+        on_fallback=app[BACKEND_METRICS].ingest_batch_fallbacks.inc,
     )
     sweeper = asyncio.create_task(maintenance.run_forever(
         pool, app[BACKEND_METRICS], settings.sweep_interval_seconds, public_url=settings.public_url,

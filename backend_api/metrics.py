@@ -98,6 +98,15 @@ class BackendMetrics:
             "backend_webhook_ingests_total", "Deliveries ingested (answered 200), by event, status and decision",
             ["event", "status", "decision"], registry=registry,
         )
+        self.ingest_batch_size = Histogram(
+            "backend_ingest_batch_deliveries", "pull_request deliveries written per transaction (events/batcher.py)",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500), registry=registry,
+        )
+        self.ingest_batch_fallbacks = Counter(
+            "backend_ingest_batch_fallbacks_total",
+            "Batches of deliveries that failed and were written again one delivery per transaction",
+            registry=registry,
+        )
         self.actions_enqueued = Counter(
             "backend_actions_enqueued_total",
             "Outbox actions enqueued by a webhook/command ingest or an owner-API exemption, by type",

@@ -7,8 +7,9 @@ the next batch, like the nonces of `NonceLedger`; there is no timer, so a lone d
 backend is written at once. Each answer is still given only after its batch has committed.
 
 A batch holds one delivery per delivery id and per pull request (`ingest_pull_requests` requires
-it): a second event for a PR already in the batch waits for the next one, so events about one PR
-keep their arrival order. At most `lanes` batches are in flight (each holds a pooled connection).
+it), and no lane takes a PR another lane is writing: a second event for a PR waits for the next
+batch, so events about one PR are written in their arrival order. At most `lanes` batches are in
+flight (each holds a pooled connection).
 A batch that fails — a deadlock with another backend, a constraint, a bug — is retried one delivery
 per transaction, so one bad delivery fails alone, as it would have without batching.
 """
@@ -31,14 +32,26 @@ _Waiting = tuple[PullRequestEvent, "asyncio.Future[Ingested]"]
 
 
 class IngestBatcher:
-    def __init__(self, ingest: Ingest, *, max_batch: int, lanes: int) -> None:
+    def __init__(
+        self,
+        ingest: Ingest,
+        *,
+        max_batch: int,
+        lanes: int,
+        on_batch: Callable[[int], object] = lambda size: None,
+        on_fallback: Callable[[], object] = lambda: None,
+    ) -> None:
+        """`on_batch(size)` is called for each batch written, `on_fallback()` for each that failed (metrics)."""
         if max_batch < 1 or lanes < 1:
             raise ValueError("max_batch and lanes must be at least 1")
         self._ingest = ingest
+        self._on_batch = on_batch
+        self._on_fallback = on_fallback
         self._max_batch = max_batch
         self._lanes = lanes
         self._waiting: deque[_Waiting] = deque()
         self._running: set[asyncio.Task[None]] = set()
+        self._in_flight: set[tuple[int, int]] = set()  # PRs of the batches being written
 
     async def submit(self, event: PullRequestEvent) -> Ingested:
         """Ingest one delivery; returns once the batch it went in has committed."""
@@ -66,7 +79,7 @@ class IngestBatcher:
             item = self._waiting.popleft()
             event = item[0]
             pr = (event.repository.id, event.pull_request.number)
-            if event.delivery_id in ids or pr in prs:
+            if event.delivery_id in ids or pr in prs or pr in self._in_flight:
                 later.append(item)
                 continue
             ids.add(event.delivery_id)
@@ -78,7 +91,15 @@ class IngestBatcher:
 
     async def _lane(self) -> None:
         while self._waiting:
-            await self._run(self._take())
+            batch = self._take()
+            if not batch:
+                return  # all that waits is about PRs another lane is writing: that lane takes it next
+            prs = {(event.repository.id, event.pull_request.number) for event, _ in batch}
+            self._in_flight |= prs
+            try:
+                await self._run(batch)
+            finally:
+                self._in_flight -= prs
 
     async def _run(self, batch: list[_Waiting]) -> None:
         try:
@@ -87,10 +108,12 @@ class IngestBatcher:
             if len(batch) == 1:
                 _settle(batch[0][1], exc)
                 return
+            self._on_fallback()
             log.warning("a batch of %d deliveries failed (%s): writing them one by one", len(batch), exc)
             for item in batch:
                 await self._run([item])
             return
+        self._on_batch(len(batch))
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)
