@@ -53,6 +53,9 @@ async def body_deadline_passed(request: web.Request, seconds: float) -> bool:
     """
     if not request.body_exists or request.content_type.startswith("multipart/"):
         return False
+    if request.content.is_eof():  # the whole body is here already (the common case): no task, no timer
+        await request.read()  # 413 and friends propagate from here
+        return False
     reading = asyncio.ensure_future(request.read())
     received, waited = -1, 0.0
     while True:

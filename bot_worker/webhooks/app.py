@@ -70,6 +70,9 @@ async def _body_stalled(request: web.Request, seconds: float) -> bool:
     starved by a burst must not turn bodies that did arrive into 408s. (The backend has the same.)"""
     if not request.body_exists:
         return False
+    if request.content.is_eof():  # the whole body is here already (the common case): no task, no timer
+        await request.read()  # 413 and friends propagate from here
+        return False
     reading = asyncio.ensure_future(request.read())
     received, waited = -1, 0.0
     while True:
