@@ -295,12 +295,16 @@ def table(steps: Sequence[Step]) -> str:
 
 
 def verdict(steps: Sequence[Step]) -> str:
-    best = max((s for s in steps if not s.saturated), key=lambda s: s.answered_per_s, default=None)
+    kept = [s for s in steps if not s.saturated]
+    best = max(kept, key=lambda s: s.answered_per_s, default=None)
     if best is None:
         return "No step kept up with its offered rate."
-    met = best.answered_per_s >= TARGET_RATE and best.p99_ms <= TARGET_P99_MS
+    # Kept up (answered ≥ 95 % of it, see Step.saturated) with an offered rate at the target:
+    meeting = [s for s in kept if s.offered >= TARGET_RATE and s.p99_ms <= TARGET_P99_MS]
+    met = (f"met at {meeting[-1].offered:,.0f}/s offered, p99 {meeting[-1].p99_ms:.1f} ms" if meeting
+           else "not met")
     return (f"Highest rate kept up with: {best.answered_per_s:,.0f} deliveries/s at p99 {best.p99_ms:.1f} ms. "
-            f"Target ≥ {TARGET_RATE:,.0f}/s with p99 ≤ {TARGET_P99_MS:.0f} ms: **{'met' if met else 'not met'}**.")
+            f"Target ≥ {TARGET_RATE:,.0f}/s with p99 ≤ {TARGET_P99_MS:.0f} ms: **{met}**.")
 
 
 def main(argv: list[str] | None = None) -> int:
