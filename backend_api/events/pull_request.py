@@ -32,19 +32,6 @@ class Evaluated:
     action_types: list[ActionType]  # of `action_ids`, in the same order (for metrics)
 
 
-async def ingest_pull_request(
-    pool: asyncpg.Pool,
-    event: PullRequestEvent,
-    *,
-    public_url: str,
-    max_attempts: int,
-    now: datetime | None = None,
-) -> IngestResponse:
-    [(answer, _)] = await ingest_pull_requests(pool, [event], public_url=public_url, max_attempts=max_attempts,
-                                               now=now)
-    return answer
-
-
 async def ingest_pull_requests(
     pool: asyncpg.Pool,
     events: Sequence[PullRequestEvent],
