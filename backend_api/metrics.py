@@ -43,7 +43,7 @@ from shared_contracts.actions import (
     ResultRequest,
     ResultResponse,
 )
-from shared_contracts.events import IngestResponse
+from shared_contracts.events import IngestBatchResponse, IngestResponse
 from shared_contracts.owner import ExemptResponse
 
 log = logging.getLogger(__name__)
@@ -245,6 +245,20 @@ def _ingest(event_name: str | None) -> Observer:
     return observe
 
 
+async def _ingest_batch(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
+    if response.status != 200:
+        return
+    ids: list[int] = []
+    for item in IngestBatchResponse.model_validate_json(_body(response)).results:
+        if item.response is None:
+            continue  # not written: the handler logged it, the sender sends it again
+        answer = item.response
+        decision = answer.decision.value if answer.decision is not None else "none"
+        metrics.webhook_ingests.labels("pull_request", answer.status.value, decision).inc()
+        ids.extend(answer.enqueued_action_ids)
+    await _count_enqueued(request, metrics, ids, "webhook")
+
+
 async def _claim(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
     if response.status != 200:
         metrics.claim_requests.labels("error").inc()
@@ -294,6 +308,7 @@ async def _verify_submit(request: web.Request, response: web.Response, metrics: 
 # Keyed by the registered handler (what `request.match_info.handler` is).
 OBSERVERS: dict[Handler, Observer] = {
     handlers.pull_request_event: _ingest("pull_request"),
+    handlers.pull_request_events: _ingest_batch,
     handlers.installation_sync_event: _ingest(None),
     handlers.command_event: _ingest("issue_comment"),
     handlers.claim: _claim,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from shared_contracts.common import WireModel
+from shared_contracts.common import ErrorBody, WireModel
 
 DeliveryId = str
 
@@ -111,6 +111,33 @@ class IngestResponse(WireModel):
     challenge_id: int | None = None
     enqueued_action_ids: list[int] = Field(default_factory=list)
     reason: str | None = None
+
+
+# pull_request events per group call: as many as one backend ingest batch can hold at its largest.
+PULL_REQUEST_EVENTS_MAX = 100
+
+
+class PullRequestEventBatch(WireModel):
+    """Several `pull_request` deliveries in one signed call (an extension of §3, see docs/contract.md).
+
+    Each is ingested exactly as the single-event endpoint would, and answered on its own, in order.
+    """
+
+    events: list[PullRequestEvent] = Field(min_length=1, max_length=PULL_REQUEST_EVENTS_MAX)
+
+
+class IngestBatchItem(WireModel):
+    """One delivery's answer: its IngestResponse, or the error that kept it from being written
+    (nothing of it was: the sender retries it, as after a 5xx of the single call)."""
+
+    response: IngestResponse | None = None
+    error: ErrorBody | None = None
+
+
+class IngestBatchResponse(WireModel):
+    """One item per event of the request, in the request's order."""
+
+    results: list[IngestBatchItem]
 
 
 CollaboratorPermission = Literal["admin", "maintain", "write", "triage", "read", "none"]

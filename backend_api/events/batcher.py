@@ -55,14 +55,24 @@ class IngestBatcher:
 
     async def submit(self, event: PullRequestEvent) -> Ingested:
         """Ingest one delivery; returns once the batch it went in has committed."""
+        # Shielded: a client that hangs up does not cancel what its batch neighbours wait for.
+        return await asyncio.shield(self._enqueue(event))
+
+    async def submit_many(self, events: Sequence[PullRequestEvent]) -> list[Ingested | Exception]:
+        """Ingest several deliveries, queued in their order; each answer, or the exception that kept
+        that delivery from being written, once all of them are settled."""
+        futures = [self._enqueue(event) for event in events]
+        settled = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
+        return [_not_base(item) for item in settled]
+
+    def _enqueue(self, event: PullRequestEvent) -> asyncio.Future[Ingested]:
         future: asyncio.Future[Ingested] = asyncio.get_running_loop().create_future()
         self._waiting.append((event, future))
         if len(self._running) < self._lanes:
             lane = asyncio.create_task(self._lane())
             self._running.add(lane)
             lane.add_done_callback(self._running.discard)
-        # Shielded: a client that hangs up does not cancel what its batch neighbours wait for.
-        return await asyncio.shield(future)
+        return future
 
     async def aclose(self) -> None:
         """Wait for the batches in flight (and those waiting) to be written."""
@@ -117,6 +127,13 @@ class IngestBatcher:
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)
+
+
+def _not_base(item: Ingested | BaseException) -> Ingested | Exception:
+    """Only an `Exception` settles a delivery (`_settle`); anything else here is a bug to raise."""
+    if isinstance(item, BaseException) and not isinstance(item, Exception):
+        raise item
+    return item
 
 
 def _settle(future: asyncio.Future[Ingested], exc: BaseException) -> None:

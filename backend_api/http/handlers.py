@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from backend_api.events.command import ingest_command
@@ -10,21 +12,54 @@ from backend_api.http.errors import ApiError, json_response, path_id, read_model
 from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, ENQUEUED_TYPES, INGEST, NOTIFIER, RNG, SETTINGS
 from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result, report_results
 from backend_api.store import deliveries, installations
-from shared_contracts.actions import BatchResultRequest, ClaimRequest, ResultRequest
+from backend_api.store.db import DATABASE_UNAVAILABLE
+from shared_contracts.actions import ActionType, BatchResultRequest, ClaimRequest, ResultRequest
+from shared_contracts.common import ErrorBody
 from shared_contracts.events import (
     CommandEvent,
+    IngestBatchItem,
+    IngestBatchResponse,
     InstallationSyncEvent,
     KnownDeliveriesRequest,
     KnownDeliveriesResponse,
     PullRequestEvent,
+    PullRequestEventBatch,
 )
 from shared_contracts.owner import Health
+
+log = logging.getLogger(__name__)
 
 
 async def pull_request_event(request: web.Request) -> web.Response:
     event = await read_model(request, PullRequestEvent)
     response, request[ENQUEUED_TYPES] = await request.app[INGEST].submit(event)
     return json_response(response)
+
+
+async def pull_request_events(request: web.Request) -> web.Response:
+    """Several deliveries in one call: each ingested as the single call would, answered on its own."""
+    batch = await read_model(request, PullRequestEventBatch)
+    settled = await request.app[INGEST].submit_many(batch.events)
+    items: list[IngestBatchItem] = []
+    enqueued: list[ActionType] = []
+    for event, outcome in zip(batch.events, settled, strict=True):
+        if isinstance(outcome, Exception):
+            items.append(IngestBatchItem(error=_ingest_error(event, outcome)))
+        else:
+            items.append(IngestBatchItem(response=outcome[0]))
+            enqueued.extend(outcome[1])
+    request[ENQUEUED_TYPES] = enqueued
+    return json_response(IngestBatchResponse(results=items))
+
+
+def _ingest_error(event: PullRequestEvent, exc: Exception) -> ErrorBody:
+    """What the single call would have answered 500 (or 503) with; the sender retries the delivery."""
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        log.warning("delivery not written, database unavailable: %s", type(exc).__name__,
+                    extra={"delivery_id": event.delivery_id})
+        return ErrorBody(error="unavailable", message="the database is unavailable; send this delivery again")
+    log.error("delivery not written", exc_info=exc, extra={"delivery_id": event.delivery_id})
+    return ErrorBody(error="internal_error", message="internal server error")
 
 
 async def installation_sync_event(request: web.Request) -> web.Response:

@@ -25,11 +25,13 @@ from shared_contracts.actions import (
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import (
     CommandEvent,
+    IngestBatchResponse,
     IngestResponse,
     InstallationSyncEvent,
     KnownDeliveriesRequest,
     KnownDeliveriesResponse,
     PullRequestEvent,
+    PullRequestEventBatch,
 )
 from shared_contracts.owner import (
     ActionList,
@@ -72,6 +74,10 @@ _OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 502, 503)
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/pull-request", handlers.pull_request_event,
           "Ingest a normalized pull_request webhook", PullRequestEvent, IngestResponse,
+          _INTERNAL_ERRORS, signed=True),
+    Route("POST", "/internal/v2/github/events/pull-requests", handlers.pull_request_events,
+          "Ingest up to 100 normalized pull_request webhooks in one call; each is answered (or refused with an "
+          "error to retry it) on its own, in order", PullRequestEventBatch, IngestBatchResponse,
           _INTERNAL_ERRORS, signed=True),
     Route("POST", "/internal/v2/github/events/installation-sync", handlers.installation_sync_event,
           "Ingest a normalized installation / installation_repositories webhook", InstallationSyncEvent,
