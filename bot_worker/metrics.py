@@ -53,6 +53,10 @@ class Metrics:
             "forward_latency_seconds", "Duration of the synchronous forward to the backend",
             buckets=_FAST_BUCKETS, registry=registry,
         )
+        self.forward_group_size = Histogram(
+            "forward_group_deliveries", "pull_request deliveries per group call to the backend (webhooks/group.py)",
+            buckets=(1, 2, 5, 10, 20, 50, 100), registry=registry,
+        )
         self.forward_queue = Counter(
             "forward_queue_total", "Deliveries parked on (and drained from) the arq forward queue, by outcome",
             ["outcome"], registry=registry,

@@ -24,6 +24,10 @@ class BotSettings(BaseSettings):
     port: int = Field(default=8081, alias="BOT_PORT")
     github_webhook_secret: SecretStr = Field(default=SecretStr(""), alias="GITHUB_WEBHOOK_SECRET")
     forward_timeout_seconds: float = Field(default=3.0, alias="FORWARD_TIMEOUT_SECONDS")
+    # pull_request deliveries that arrive while a forward is in flight go together in the next call
+    # (bot_worker/webhooks/group.py); 1 sends each delivery on its own call.
+    forward_group_max: int = Field(default=50, ge=1, le=100, alias="FORWARD_GROUP_MAX")
+    forward_group_lanes: int = Field(default=2, ge=1, le=16, alias="FORWARD_GROUP_LANES")
     # A client that stops sending mid-body (slow loris) gets a 408 and its connection closed after this.
     body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300, alias="BODY_READ_TIMEOUT_SECONDS")
 

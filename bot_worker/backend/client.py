@@ -21,6 +21,7 @@ from shared_contracts.actions import (
 )
 from shared_contracts.events import (
     CommandEvent,
+    IngestBatchResponse,
     IngestResponse,
     InstallationSyncEvent,
     KnownDeliveriesRequest,
@@ -40,6 +41,7 @@ from shared_contracts.reconcile import (
 M = TypeVar("M", bound=BaseModel)
 
 PR_PATH = "/internal/v2/github/events/pull-request"
+PR_GROUP_PATH = "/internal/v2/github/events/pull-requests"
 INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
 COMMAND_PATH = "/internal/v2/github/events/pr-command"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
@@ -69,7 +71,9 @@ class BackendClient:
         self._secret = secret
 
     async def _post(self, path: str, body: BaseModel, response: type[M], timeout: float | None = None) -> M:
-        data = body.model_dump_json().encode()
+        return await self._post_bytes(path, body.model_dump_json().encode(), response, timeout)
+
+    async def _post_bytes(self, path: str, data: bytes, response: type[M], timeout: float | None = None) -> M:
         headers = {"Content-Type": "application/json", **signing.sign(self._secret, "POST", path, data)}
         client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
         async with self._session.post(
@@ -82,6 +86,11 @@ class BackendClient:
 
     async def ingest_pull_request(self, event: PullRequestEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(PR_PATH, event, IngestResponse, timeout)
+
+    async def ingest_pull_requests(self, events: list[bytes], timeout: float | None = None) -> IngestBatchResponse:
+        """The group call; `events` are PullRequestEvents already serialized (`model_dump_json`)."""
+        data = b'{"events":[' + b",".join(events) + b"]}"
+        return await self._post_bytes(PR_GROUP_PATH, data, IngestBatchResponse, timeout)
 
     async def ingest_installation(
         self, event: InstallationSyncEvent, timeout: float | None = None

@@ -151,10 +151,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         queue_name=settings.queue_name,
         timeout=settings.forward_timeout_seconds,
         metrics=app[METRICS],
+        group_max=settings.forward_group_max,
+        group_lanes=settings.forward_group_lanes,
     )
     try:
         yield
     finally:
+        await app[FORWARDER].aclose()
         await queue.aclose(close_connection_pool=True)
         await session.close()
 

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from bot_worker import metrics as m
 from bot_worker.backend.client import BackendClient, BackendError
 from bot_worker.metrics import Metrics
+from bot_worker.webhooks.group import GroupSender, Sent, Unreachable
 from shared_contracts.events import (
     CommandEvent,
     IngestResponse,
@@ -169,37 +170,59 @@ class Forwarder:
         timeout: float,
         metrics: Metrics,
         enqueue_timeout: float = ENQUEUE_TIMEOUT_SECONDS,
+        group_max: int = 1,
+        group_lanes: int = 1,
     ) -> None:
+        """`group_max` > 1 forwards `pull_request` deliveries in groups of up to that many
+        (`group_lanes` calls in flight, bot_worker/webhooks/group.py); 1 sends each on its own call."""
         self._backend = backend
         self._queue = queue
         self._queue_name = queue_name
         self._timeout = timeout
         self._metrics = metrics
         self._enqueue_timeout = enqueue_timeout
+        self._group: GroupSender | None = None
+        if group_max > 1:
+            self._group = GroupSender(
+                backend, self.send_one, timeout=timeout, max_events=group_max, lanes=group_lanes,
+                unavailable=_UNAVAILABLE, on_group=metrics.forward_group_size.observe,
+            )
+
+    async def aclose(self) -> None:
+        """Wait for the group calls in flight to be answered."""
+        if self._group is not None:
+            await self._group.aclose()
 
     async def forward(self, event: IngestEvent) -> ForwardResult:
         extra = log_extra(event)
         started = time.perf_counter()
-        try:
-            response = await send(self._backend, event, self._timeout)
-        except BackendError as exc:
-            if _refused(exc):
-                self._metrics.webhooks_forwarded.labels(event.event, m.REJECTED).inc()
-                # 401/403 mean our internal secret or clock is wrong: an operator must look.
-                level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
-                log.log(level, "backend refused the delivery", extra={**extra, "status": exc.status})
-                return Rejected(exc.status, exc.body)
-            cause = f"backend answered {exc.status}"
-        except _UNAVAILABLE as exc:
-            cause = type(exc).__name__
+        if isinstance(event, PullRequestEvent) and self._group is not None:
+            sent = await self._group.send(event)
         else:
-            self._metrics.forward_latency.observe(time.perf_counter() - started)
-            self._metrics.webhooks_forwarded.labels(event.event, _outcome(response.status)).inc()
-            log.info("delivery forwarded", extra={**extra, "outcome": response.status.value})
-            return Forwarded(response)
+            sent = await self.send_one(event)
         self._metrics.forward_latency.observe(time.perf_counter() - started)
+        if isinstance(sent, IngestResponse):
+            self._metrics.webhooks_forwarded.labels(event.event, _outcome(sent.status)).inc()
+            log.info("delivery forwarded", extra={**extra, "outcome": sent.status.value})
+            return Forwarded(sent)
+        if isinstance(sent, BackendError) and _refused(sent):
+            self._metrics.webhooks_forwarded.labels(event.event, m.REJECTED).inc()
+            # 401/403 mean our internal secret or clock is wrong: an operator must look.
+            level = logging.ERROR if sent.status in (401, 403) else logging.WARNING
+            log.log(level, "backend refused the delivery", extra={**extra, "status": sent.status})
+            return Rejected(sent.status, sent.body)
+        cause = f"backend answered {sent.status}" if isinstance(sent, BackendError) else sent.cause
         log.warning("backend unavailable (%s): queueing the delivery", cause, extra=extra)
         return await self._enqueue(event, extra)
+
+    async def send_one(self, event: IngestEvent) -> Sent:
+        """The single call: the backend's answer, its error, or why it gave none."""
+        try:
+            return await send(self._backend, event, self._timeout)
+        except BackendError as exc:
+            return exc
+        except _UNAVAILABLE as exc:
+            return Unreachable(type(exc).__name__)
 
     async def _enqueue(self, event: IngestEvent, extra: dict[str, Any]) -> ForwardResult:
         try:
