@@ -11,7 +11,8 @@ What each delivery gets back is what the single call would have given it: its In
 refusal (a 4xx for that delivery), or "unavailable" — then the caller queues it for the worker to
 replay, as after a timeout of the single call. A 4xx for the call as a whole sends its deliveries
 one by one, so each gets its own verdict; a backend without the group route (an older version
-during a rolling deploy answers 404/405) is sent one delivery per call from then on.
+during a rolling deploy answers 404/405) is sent one delivery per call from then on. Each delivery
+keeps the single call's timeout from its own arrival, however long it waits for a lane.
 """
 
 from __future__ import annotations
@@ -78,8 +79,16 @@ class GroupSender:
             lane = asyncio.create_task(self._lane())
             self._running.add(lane)
             lane.add_done_callback(self._running.discard)
-        # Shielded: GitHub hanging up on one delivery does not cancel its neighbours' call.
-        return await asyncio.shield(future)
+        # Each delivery keeps the single call's budget however long it waits for a lane: behind a hung
+        # backend, waiting deliveries are given up (and queued by the caller) after `timeout`, not one
+        # group call after another. Given up while waiting: never sent; while in flight: its answer is
+        # dropped (the replay from the queue is then answered DUPLICATE).
+        deadline = asyncio.get_running_loop().call_later(self._timeout, _give_up, future)
+        try:
+            # Shielded: GitHub hanging up on one delivery does not cancel its neighbours' call.
+            return await asyncio.shield(future)
+        finally:
+            deadline.cancel()
 
     async def aclose(self) -> None:
         """Wait for the calls in flight (and the deliveries waiting) to be answered."""
@@ -90,6 +99,9 @@ class GroupSender:
         group: list[_Waiting] = []
         size = 0
         while self._waiting and len(group) < self._max_events:
+            if self._waiting[0][2].done():  # given up on while it waited
+                self._waiting.popleft()
+                continue
             body = self._waiting[0][1]
             if group and size + len(body) + 1 > MAX_GROUP_BYTES:
                 break
@@ -100,6 +112,8 @@ class GroupSender:
     async def _lane(self) -> None:
         while self._waiting:
             group = self._take()
+            if not group:
+                return
             try:
                 answers = await self._send(group)
             except Exception as exc:  # a bug: fail these deliveries (GitHub sees a 500), keep the lane alive
@@ -134,6 +148,11 @@ class GroupSender:
 
     async def _one_by_one(self, group: list[_Waiting]) -> list[Sent]:
         return list(await asyncio.gather(*(self._send_one(event) for event, _, _ in group)))
+
+
+def _give_up(future: asyncio.Future[Sent]) -> None:
+    if not future.done():
+        future.set_result(Unreachable("TimeoutError"))
 
 
 def _item(event: PullRequestEvent, item: IngestBatchItem) -> Sent:

@@ -222,3 +222,20 @@ async def test_forwarding_one_delivery_per_call_when_groups_are_off(
     answers = await _post_many(client, 10)
     assert {(code, body["status"]) for code, body in answers} == {(200, "ACCEPTED")}
     assert stub.calls == {SINGLE: 10}
+
+
+async def test_deliveries_waiting_behind_a_hung_backend_are_queued_after_their_own_timeout(
+    redis_url: str, queue: TestQueue, aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    """Each delivery keeps the single call's budget (FORWARD_TIMEOUT_SECONDS) from its arrival: the ones
+    waiting for a lane are given up and queued, never sent one slow group call after another."""
+    stub = StubBackend(delay=3.0)  # answers, but only after the receiver's 1 s budget
+    client = await _receiver(stub, redis_url, queue, aiohttp_server, aiohttp_client,
+                             forward_timeout_seconds=1.0, forward_group_lanes=1, forward_group_max=5)
+    ids = [str(uuid.uuid4()) for _ in range(30)]
+    answers = await _post_many(client, 30, ids)
+    assert [(code, body) for code, body in answers] == [(202, {"status": "queued", "delivery_id": i}) for i in ids]
+    assert await queue.job_ids() == {job_id("pull_request", i) for i in ids}
+    # One lane, groups of 5: without a deadline per delivery the 29 waiting would have gone in six
+    # calls, one after another. With it they expire together while the first call hangs.
+    assert sum(stub.calls.values()) <= 2
