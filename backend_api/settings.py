@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared_contracts.common import comma_list
@@ -52,3 +52,14 @@ class BackendSettings(BaseSettings):
 
     _split_secrets = field_validator("internal_secrets", mode="before")(comma_list)
     _split_operators = field_validator("operators", mode="before")(comma_list)
+
+    @model_validator(mode="after")
+    def _ingest_leaves_connections(self) -> BackendSettings:
+        # Each ingest lane holds a pooled connection for its transaction; with as many lanes as
+        # connections, claims, results and the sweeper would wait behind webhook bursts.
+        if self.ingest_lanes >= self.db_pool_max:
+            raise ValueError(
+                f"INGEST_LANES ({self.ingest_lanes}) must be below DB_POOL_MAX ({self.db_pool_max}): each lane "
+                "holds a connection, and claims, results and the sweeper need the others"
+            )
+        return self
