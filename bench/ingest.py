@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.ingest              # steps of 5 s from 100/s up, until saturation
     .venv/bin/python -m bench.ingest --quick      # short steps: does the script work?
     .venv/bin/python -m bench.ingest --rates 200,400,800 --seconds 10 --write-docs
+    .venv/bin/python -m bench.ingest --receivers 2   # two receiver processes, as the chart deploys two
 
 Starts `prgate backend` and `prgate bot` (the receiver) as separate processes on a fresh database
 and Redis (as the tests find them), installs one repository with a signed `installation` webhook,
@@ -14,6 +15,8 @@ signed forward, backend nonce, dedup, decision, challenge and outbox insert, ans
 only ingest is measured. Rates rise until the receiver falls behind (answered < 95 % of the offered
 rate, or p99 over a second). Beside each step: the CPU of each process, and the same number of
 `SELECT 1` round trips through asyncpg as the floor of one database round trip per delivery.
+With `--receivers N`, N receiver processes share the load generator's connections (as a Service
+spreads them over the chart's replicas); their CPU is summed.
 """
 
 from __future__ import annotations
@@ -127,7 +130,7 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def send_step(
-    host: str, port: int, connections: int, requests: list[bytes], rate: float
+    targets: Sequence[tuple[str, int]], connections: int, requests: list[bytes], rate: float
 ) -> tuple[list[float], int, float]:
     """Send on an open-loop clock over `connections` keep-alive connections; latencies (s) of the 2xx
     answers, the error count, seconds taken. A request waiting for a free connection is late: its
@@ -137,7 +140,7 @@ async def send_step(
     errors = 0
     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
 
-    async def connection() -> None:
+    async def connection(host: str, port: int) -> None:
         nonlocal errors
         reader, writer = await asyncio.open_connection(host, port)
         try:
@@ -157,7 +160,7 @@ async def send_step(
         finally:
             writer.close()
 
-    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    workers = [asyncio.create_task(connection(*targets[n % len(targets)])) for n in range(connections)]
     await asyncio.sleep(0.05)
     start = time.perf_counter() + 0.05
     for i, request in enumerate(requests):
@@ -193,6 +196,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], str]:
         redis_url = services.enter_context(redis_base_url(services))
         async with bench_database(services, prefix="prgate_bench_ingest") as db:
             ports = {"backend": free_port(), "bot": free_port()}
+            bot_ports = [ports["bot"], *(free_port() for _ in range(args.receivers - 1))]
             webhook_secret = secrets.token_hex(16)
             env = {
                 "DATABASE_URL": db.url, "REDIS_URL": redis_url, "PRGATE_INTERNAL_SECRETS": SECRET,
@@ -207,13 +211,15 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], str]:
             pool = await asyncpg.create_pool(db.url, min_size=16, max_size=16)
             try:
                 backend = stack.start_component("backend", "backend", env)
-                bot = stack.start_component("bot", "bot", env)
+                bots = [stack.start_component(f"bot-{n}", "bot", {**env, "BOT_PORT": str(port)})
+                        for n, port in enumerate(bot_ports)]
                 connector = aiohttp.TCPConnector(limit=args.connections)
                 async with aiohttp.ClientSession(
                     connector=connector, timeout=aiohttp.ClientTimeout(total=30)
                 ) as session:
                     await wait_http_ok(session, f"{env['BACKEND_URL']}/readyz", backend)
-                    await wait_http_ok(session, f"http://127.0.0.1:{ports['bot']}/readyz", bot)
+                    for port, bot in zip(bot_ports, bots, strict=True):
+                        await wait_http_ok(session, f"http://127.0.0.1:{port}/readyz", bot)
                     url = f"http://127.0.0.1:{ports['bot']}/webhooks/github"
                     installation_id, repo_id, repo = 4242, 4343, "bench-org/widgets"
                     body = json.dumps(installation_payload(
@@ -226,12 +232,13 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], str]:
                             raise RuntimeError(f"installation webhook: {resp.status} {await resp.text()}")
                     deliveries = Deliveries(webhook_secret, installation_id, repo_id, repo)
                     bot_host, bot_port = "127.0.0.1", ports["bot"]
+                    targets = [(bot_host, port) for port in bot_ports]
 
                     def encoded(count: int) -> list[bytes]:
                         return [encode_request(f"{bot_host}:{bot_port}", "/webhooks/github", body, headers)
                                 for body, headers in deliveries.build(count)]
 
-                    await send_step(bot_host, bot_port, args.connections, encoded(200), 200)  # warm up
+                    await send_step(targets, args.connections, encoded(200), 200)  # warm up
                     steps: list[Step] = []
                     for rate in rates:
                         batch = encoded(max(1, int(rate * args.seconds)))
@@ -239,14 +246,15 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], str]:
                             pids = [int(r["pid"]) for r in await conn.fetch(
                                 """SELECT pid FROM pg_stat_activity
                                    WHERE datname = current_database() OR backend_type <> 'client backend'""")]
-                        meters = {name: CpuMeter(p.popen.pid, pids) for name, p in (("backend", backend),
-                                                                                     ("receiver", bot))}
+                        meters = {name: CpuMeter(p.popen.pid, pids)
+                                  for name, p in (("backend", backend), *((b.name, b) for b in bots))}
                         for m in meters.values():
                             m.start()
-                        latencies, errors, seconds = await send_step(bot_host, bot_port, args.connections, batch, rate)
+                        latencies, errors, seconds = await send_step(targets, args.connections, batch, rate)
                         samples = {name: m.stop() for name, m in meters.items()}
                         cpu = {
-                            "client": samples["backend"].client, "receiver": samples["receiver"].backend,
+                            "client": samples["backend"].client,
+                            "receiver": sum(samples[b.name].backend for b in bots),
                             "backend": samples["backend"].backend, "postgres": samples["backend"].postgres,
                         }
                         cpu["other"] = max(0.0, samples["backend"].other - cpu["receiver"])
@@ -313,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="100,200,400,600,800,1000,1200,1500")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
     parser.add_argument("--all-rates", action="store_true", help="keep going past saturation")
-    parser.add_argument("--connections", type=int, default=64, help="client connections to the receiver")
+    parser.add_argument("--connections", type=int, default=64, help="client connections to the receiver(s)")
+    parser.add_argument("--receivers", type=int, default=1, choices=range(1, 9), metavar="N",
+                        help="receiver processes (the connections are spread over them)")
     parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the stack (INFO logs each delivery)")
     parser.add_argument("--stack-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--write-docs", action="store_true")
