@@ -34,6 +34,8 @@ class BackendSettings(BaseSettings):
     backoff_base_seconds: float = Field(default=2.0, alias="ACTION_BACKOFF_BASE_SECONDS")
     backoff_cap_seconds: float = Field(default=900.0, alias="ACTION_BACKOFF_CAP_SECONDS")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    # Young-generation threshold once started; 0 keeps CPython's 700 (prgate/gc_tuning.py says why).
+    gc_gen0_threshold: int = Field(default=20_000, ge=0, le=10_000_000, alias="GC_GEN0_THRESHOLD")
     # Verification pages: GitHub sign-in (OAuth web flow) and the browser session (docs/verification.md).
     github_web_url: str = Field(default="https://github.com", alias="GITHUB_WEB_URL")
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")

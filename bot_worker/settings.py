@@ -47,6 +47,8 @@ class BotSettings(BaseSettings):
     metrics_port: int = Field(default=9101, alias="WORKER_METRICS_PORT")
     shutdown_grace_seconds: float = Field(default=20.0, alias="WORKER_SHUTDOWN_GRACE_SECONDS")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    # Young-generation threshold once started; 0 keeps CPython's 700 (prgate/gc_tuning.py says why).
+    gc_gen0_threshold: int = Field(default=20_000, ge=0, le=10_000_000, alias="GC_GEN0_THRESHOLD")
 
     # Redelivery of failed GitHub deliveries (bot_worker/redelivery.py, docs/redelivery.md)
     redelivery_interval_seconds: float = Field(default=300.0, ge=0, alias="REDELIVERY_INTERVAL_SECONDS")

@@ -9,10 +9,12 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
+from prgate import gc_tuning
 from prgate.embedded import data_dir, embedded_postgres, embedded_redis
 from prgate.logs import setup_logging
 
@@ -40,6 +42,13 @@ def redis_url() -> AbstractContextManager[str]:
     return _service_url("REDIS_URL", "Redis", embedded_redis, "redis")
 
 
+def _tune_gc(threshold: int) -> Callable[[Any], Awaitable[None]]:
+    async def on_startup(_: Any) -> None:
+        gc_tuning.tune(threshold)
+
+    return on_startup
+
+
 def cmd_migrate(_: argparse.Namespace) -> int:
     from backend_api.store.migrate import apply_migrations
 
@@ -58,8 +67,9 @@ def cmd_backend(_: argparse.Namespace) -> int:
     with database_url() as url:
         settings = BackendSettings().model_copy(update={"database_url": url})
         log.info("backend listening", extra={"path": f"http://{settings.host}:{settings.port}"})
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                    access_log=None)
+        app = create_app(settings)
+        app.on_startup.append(_tune_gc(settings.gc_gen0_threshold))  # after the app's resources are open
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     return 0
 
 
@@ -72,8 +82,9 @@ def cmd_bot(_: argparse.Namespace) -> int:
     with redis_url() as url:
         settings = BotSettings().model_copy(update={"redis_url": url})
         log.info("webhook receiver listening", extra={"path": f"http://{settings.host}:{settings.port}"})
-        web.run_app(create_receiver_app(settings), host=settings.host, port=settings.port, print=None,
-                    access_log=None)
+        app = create_receiver_app(settings)
+        app.on_startup.append(_tune_gc(settings.gc_gen0_threshold))
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     return 0
 
 
@@ -83,6 +94,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
     with redis_url() as url:
         settings = BotSettings().model_copy(update={"redis_url": url})
+        gc_tuning.tune(settings.gc_gen0_threshold)
         asyncio.run(run_worker(settings))
     return 0
 

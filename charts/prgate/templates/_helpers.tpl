@@ -106,6 +106,8 @@ prgate/queue: {{ .queue.name }}
 {{- define "prgate.env.common" -}}
 - name: LOG_LEVEL
   value: {{ .Values.config.logLevel | quote }}
+- name: GC_GEN0_THRESHOLD
+  value: {{ .Values.config.gcGen0Threshold | quote }}
 - name: PRGATE_DATA_DIR
   value: /tmp/prgate
 {{ include "prgate.secretEnv" (dict "root" . "env" "PRGATE_INTERNAL_SECRETS" "ref" .Values.secrets.internalSecrets) }}
