@@ -12,7 +12,7 @@ import asyncpg
 
 from backend_api.challenges.decide import EVALUATING_ACTIONS, Plan, PrContext, decide, installation_refusal
 from backend_api.challenges.tokens import hash_token, new_token
-from backend_api.store import challenges, deliveries, installations, pr_context, pr_decisions
+from backend_api.store import challenges, deliveries, installations, outbox, pr_context, pr_decisions
 from backend_api.store.db import Conn
 from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
@@ -156,6 +156,9 @@ async def _decide_one(
     challenge_id = ctx.pending_challenge_id
     if plan.cancel_pending:
         challenge_id = await challenges.cancel_pending_for_pr(conn, repo.id, pr.number, "pull request closed")
+        if challenge_id is not None:  # its comment and status would only land on a closed pull request
+            await outbox.cancel_pending_for_challenge(conn, repo.full_name, pr.number, challenge_id,
+                                                      "pull request closed")
     if plan.resolve_pending is not None:
         challenge_id = await challenges.resolve_pending_for_pr(
             conn, repo.id, pr.number, plan.resolve_pending, plan.reason or plan.resolve_pending.lower()

@@ -249,6 +249,20 @@ async def cancel_pending_for_installation(
     return int(result.split()[-1])
 
 
+async def cancel_pending_for_challenge(
+    conn: Conn, repo_full_name: str, pr_number: int, challenge_id: int, reason: str
+) -> int:
+    """The challenge's actions no worker has taken yet; a claimed one finishes (its lease is honoured).
+    Found through the PR's open actions (bot_actions_open_per_pr_idx), not the whole outbox."""
+    result: str = await conn.execute(
+        """UPDATE bot_actions SET status = 'CANCELLED', last_error = $4, completed_at = now(), updated_at = now()
+           WHERE provider = 'github' AND repo_full_name = $1 AND pr_number = $2 AND status = 'PENDING'
+             AND challenge_id = $3""",
+        repo_full_name, pr_number, challenge_id, reason,
+    )
+    return int(result.split()[-1])
+
+
 async def cancel_pending_for_repos(
     conn: Conn, installation_id: int, repo_ids: Sequence[int], reason: str
 ) -> int:

@@ -7,6 +7,7 @@ from backend_api.challenges import messages
 from backend_api.store import challenges, repo_settings
 from shared_contracts.owner import RepoSettings
 from tests.support.ingest import send_installation, send_pr
+from tests.support.outbox import CLAIM
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.signed import SignedClient
 
@@ -188,6 +189,31 @@ async def test_closed_cancels_pending_challenge(installed: SignedClient, db: asy
     # Closing again has nothing to cancel.
     again = await send_pr(installed, pull_request_payload("closed"))
     assert again["status"] == "IGNORED"
+
+
+async def test_closed_cancels_the_challenges_actions_no_worker_has_taken(
+    installed: SignedClient, db: asyncpg.Pool
+) -> None:
+    """A comment and a status queued for a PR closed before a worker ran them would land on a closed PR."""
+    await send_pr(installed, pull_request_payload("opened"))
+    other = await send_pr(installed, pull_request_payload("opened", number=8, author_id=9002))
+    claim = {"worker_id": "w1", "max_actions": 1, "lease_seconds": 60, "wait_seconds": 0}
+    [taken] = (await installed.post_json(CLAIM, claim))["actions"]  # PR 7's comment, first in line
+    await send_pr(installed, pull_request_payload("closed"))
+    by_id = {a["action_id"]: a for a in await _actions(db)}
+    assert by_id[taken["action_id"]]["status"] == "CLAIMED"  # in a worker's hands: its lease is honoured
+    pr7 = [a for a in by_id.values() if a["pr_number"] == 7 and a["action_id"] != taken["action_id"]]
+    assert [(a["action_type"], a["status"], a["last_error"]) for a in pr7] == [
+        ("SET_COMMIT_STATUS", "CANCELLED", "pull request closed")
+    ]
+    # Another PR's actions are untouched.
+    assert {by_id[i]["status"] for i in other["enqueued_action_ids"]} == {"PENDING"}
+    # Reopened: a new challenge with actions of its own, which run.
+    reopened = await send_pr(installed, pull_request_payload("reopened"))
+    assert reopened["decision"] == "GATE"
+    assert {a["status"] for a in await _actions(db) if a["action_id"] in reopened["enqueued_action_ids"]} == {
+        "PENDING"
+    }
 
 
 async def test_reopened_re_evaluates(installed: SignedClient, db: asyncpg.Pool) -> None:

@@ -253,8 +253,11 @@ async def test_a_pending_challenge_whose_pr_is_no_longer_open_is_cancelled(insta
     rows = {r["pr_number"]: (r["status"], r["resolution"]) for r in await fetch(
         db, "SELECT pr_number, status, resolution FROM challenges")}
     assert rows == {7: ("PENDING", None), 12: ("CANCELLED", "pull request closed")}
-    # As the `closed` webhook does: the challenge is cancelled, nothing is enqueued.
-    assert await fetch(db, "SELECT action_id, status FROM bot_actions ORDER BY action_id") == actions_before
+    # As the `closed` webhook does: the challenge is cancelled with the actions no worker took (its gate
+    # comment and status would land on a closed PR); nothing is enqueued; PR 7's actions are untouched.
+    after = await fetch(db, "SELECT action_id, pr_number, status FROM bot_actions ORDER BY action_id")
+    assert [r["action_id"] for r in after] == [r["action_id"] for r in actions_before]
+    assert {(r["pr_number"], r["status"]) for r in after} == {(7, "PENDING"), (12, "CANCELLED")}
     assert await pulls_snapshot(installed, await start(installed), [open_pr(7)]) == []
 
 
