@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.ingest --quick      # short steps: does the script work?
     .venv/bin/python -m bench.ingest --rates 200,400,800 --seconds 10 --write-docs
     .venv/bin/python -m bench.ingest --receivers 2   # two receiver processes, as the chart deploys two
+    .venv/bin/python -m bench.ingest --repeat 3      # the ladder three times: median run per rate, every p99
 
 Starts `prgate backend` and `prgate bot` (the receiver) as separate processes on a fresh database
 and Redis (as the tests find them), installs one repository with a signed `installation` webhook,
@@ -302,6 +303,44 @@ def table(steps: Sequence[Step]) -> str:
     )
 
 
+def meets_target(steps: Sequence[Step]) -> bool:
+    return any(not s.saturated and s.offered >= TARGET_RATE and s.p99_ms <= TARGET_P99_MS for s in steps)
+
+
+def median_steps(runs: Sequence[Sequence[Step]]) -> tuple[list[Step], dict[float, list[Step]]]:
+    """Per offered rate, the step of the run with the median p99 (a measured step, not a blend), and
+    every run's step at that rate."""
+    by_rate: dict[float, list[Step]] = {}
+    for steps in runs:
+        for step in steps:
+            by_rate.setdefault(step.offered, []).append(step)
+    median = [sorted(steps, key=lambda s: s.p99_ms)[(len(steps) - 1) // 2] for steps in by_rate.values()]
+    return median, by_rate
+
+
+def repeated_table(runs: Sequence[Sequence[Step]]) -> str:
+    median, by_rate = median_steps(runs)
+    rows = [
+        [f"{s.offered:,.0f}", f"{len(by_rate[s.offered])}", f"{s.answered_per_s:,.0f}", f"{s.p50_ms:.1f}",
+         f"{s.p99_ms:.1f}", ", ".join(f"{x.p99_ms:,.0f}" for x in by_rate[s.offered]),
+         ", ".join(f"{x.answered_per_s:,.0f}" for x in by_rate[s.offered]),
+         " / ".join(f"{s.cpu[k]:.0f}" for k in ("receiver", "backend", "postgres", "client", "other"))]
+        for s in median
+    ]
+    return markdown_table(
+        ["offered/s", "runs", "answered/s", "p50 ms", "p99 ms", "p99 ms of each run", "answered/s of each run",
+         "CPU % of a core: receiver / backend / pg / client / other"],
+        rows, [True] * 8,
+    )
+
+
+def repeated_verdict(runs: Sequence[Sequence[Step]]) -> str:
+    median, _ = median_steps(runs)
+    met = sum(meets_target(steps) for steps in runs)
+    return (f"The median run at each rate (the run with the median p99). {verdict(median)} "
+            f"Met in {met} of {len(runs)} runs.")
+
+
 def verdict(steps: Sequence[Step]) -> str:
     kept = [s for s in steps if not s.saturated]
     best = max(kept, key=lambda s: s.answered_per_s, default=None)
@@ -326,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="receiver processes (the connections are spread over them)")
     parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the stack (INFO logs each delivery)")
     parser.add_argument("--stack-env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--repeat", type=int, default=1, choices=range(1, 21), metavar="N",
+                        help="run the whole ladder N times, each on a fresh stack and database; report the "
+                             "median run per rate and every run's p99 (this VM varies ±30 %% run to run)")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to this long for the machine to be idle")
@@ -336,10 +378,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_quiet:
         wait_quiet(args.wait_quiet)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    steps, machine = asyncio.run(run(args))
+    runs: list[list[Step]] = []
+    for n in range(args.repeat):
+        if args.repeat > 1:
+            print(f"run {n + 1} of {args.repeat}", flush=True)
+        steps, machine = asyncio.run(run(args))
+        runs.append(steps)
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = (f"{table(runs[0])}\n\n{verdict(runs[0])}" if args.repeat == 1
+            else f"{repeated_table(runs)}\n\n{repeated_verdict(runs)}")
     generated = (f"Measured {when} with `{command.strip()}`; machine: {machine}; load average before: {load}. "
-                 f"Log level {args.log_level}.\n\n{table(steps)}\n\n{verdict(steps)}\n")
+                 f"Log level {args.log_level}.\n\n{body}\n")
     print(generated)
     if args.write_docs:
         path = rewrite_docs_section(
