@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.ingest --quick      # short steps: does the script work?
     .venv/bin/python -m bench.ingest --rates 200,400,800 --seconds 10 --write-docs
     .venv/bin/python -m bench.ingest --receivers 2   # two receiver processes, as the chart deploys two
-    .venv/bin/python -m bench.ingest --repeat 3      # the ladder three times: median run per rate, every p99
+    .venv/bin/python -m bench.ingest --repeat 5      # the ladder five times (default 3): median run per rate
 
 Starts `prgate backend` and `prgate bot` (the receiver) as separate processes on a fresh database
 and Redis (as the tests find them), installs one repository with a signed `installation` webhook,
@@ -365,15 +365,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="receiver processes (the connections are spread over them)")
     parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the stack (INFO logs each delivery)")
     parser.add_argument("--stack-env", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--repeat", type=int, default=1, choices=range(1, 21), metavar="N",
+    parser.add_argument("--repeat", type=int, default=None, choices=range(1, 21), metavar="N",
                         help="run the whole ladder N times, each on a fresh stack and database; report the "
-                             "median run per rate and every run's p99 (this VM varies ±30 %% run to run)")
+                             "median run per rate and every run's p99 (default 3, 1 with --quick: a 2-core "
+                             "VM varies ±30 %% run to run)")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to this long for the machine to be idle")
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.seconds = "100,200,400", 2.0
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     command = "python -m bench.ingest " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.wait_quiet:
         wait_quiet(args.wait_quiet)
