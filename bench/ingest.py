@@ -324,13 +324,14 @@ def repeated_table(runs: Sequence[Sequence[Step]]) -> str:
         [f"{s.offered:,.0f}", f"{len(by_rate[s.offered])}", f"{s.answered_per_s:,.0f}", f"{s.p50_ms:.1f}",
          f"{s.p99_ms:.1f}", ", ".join(f"{x.p99_ms:,.0f}" for x in by_rate[s.offered]),
          ", ".join(f"{x.answered_per_s:,.0f}" for x in by_rate[s.offered]),
-         " / ".join(f"{s.cpu[k]:.0f}" for k in ("receiver", "backend", "postgres", "client", "other"))]
+         " / ".join(f"{s.cpu[k]:.0f}" for k in ("receiver", "backend", "postgres", "client", "other")),
+         f"{s.floor_per_s:,.0f}", f"{s.answered_per_s / s.floor_per_s:.2f}" if s.floor_per_s else "-"]
         for s in median
     ]
     return markdown_table(
         ["offered/s", "runs", "answered/s", "p50 ms", "p99 ms", "p99 ms of each run", "answered/s of each run",
-         "CPU % of a core: receiver / backend / pg / client / other"],
-        rows, [True] * 8,
+         "CPU % of a core: receiver / backend / pg / client / other", "SELECT 1/s floor", "vs floor"],
+        rows, [True] * 10,
     )
 
 
