@@ -288,12 +288,20 @@ def _step_line(s: Step) -> str:
             " ".join(f"{k} {v:.0f}" for k, v in s.cpu.items()))
 
 
+def _cpu_cell(s: Step) -> str:
+    return " / ".join(f"{s.cpu[k]:.0f}" for k in ("receiver", "backend", "postgres", "client", "other"))
+
+
+def _floor_cells(s: Step) -> list[str]:
+    return [f"{s.floor_per_s:,.0f}", f"{s.answered_per_s / s.floor_per_s:.2f}" if s.floor_per_s else "-"]
+
+
 def table(steps: Sequence[Step]) -> str:
     rows = [
         [f"{s.offered:,.0f}", f"{s.sent:,}", f"{s.answered_per_s:,.0f}", f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}",
          f"{s.max_ms:.1f}", str(s.errors),
-         " / ".join(f"{s.cpu[k]:.0f}" for k in ("receiver", "backend", "postgres", "client", "other")),
-         f"{s.floor_per_s:,.0f}", f"{s.answered_per_s / s.floor_per_s:.2f}" if s.floor_per_s else "-"]
+         _cpu_cell(s),
+         *_floor_cells(s)]
         for s in steps
     ]
     return markdown_table(
@@ -314,7 +322,8 @@ def median_steps(runs: Sequence[Sequence[Step]]) -> tuple[list[Step], dict[float
     for steps in runs:
         for step in steps:
             by_rate.setdefault(step.offered, []).append(step)
-    median = [sorted(steps, key=lambda s: s.p99_ms)[(len(steps) - 1) // 2] for steps in by_rate.values()]
+    # An even count takes the upper middle: of two runs, the worse one.
+    median = [sorted(steps, key=lambda s: s.p99_ms)[len(steps) // 2] for steps in by_rate.values()]
     return median, by_rate
 
 
@@ -324,8 +333,8 @@ def repeated_table(runs: Sequence[Sequence[Step]]) -> str:
         [f"{s.offered:,.0f}", f"{len(by_rate[s.offered])}", f"{s.answered_per_s:,.0f}", f"{s.p50_ms:.1f}",
          f"{s.p99_ms:.1f}", ", ".join(f"{x.p99_ms:,.0f}" for x in by_rate[s.offered]),
          ", ".join(f"{x.answered_per_s:,.0f}" for x in by_rate[s.offered]),
-         " / ".join(f"{s.cpu[k]:.0f}" for k in ("receiver", "backend", "postgres", "client", "other")),
-         f"{s.floor_per_s:,.0f}", f"{s.answered_per_s / s.floor_per_s:.2f}" if s.floor_per_s else "-"]
+         _cpu_cell(s),
+         *_floor_cells(s)]
         for s in median
     ]
     return markdown_table(

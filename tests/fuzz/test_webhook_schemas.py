@@ -19,13 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
-from backend_api.app import create_app
-from bot_worker.webhooks.app import create_receiver_app
-from tests.conftest import backend_settings
 from tests.fuzz.schemas import WEBHOOKS, examples, payloads
-from tests.support.payloads import installation_payload
 from tests.support.rows import snapshot
-from tests.support.webhooks import TestQueue, bot_settings, fresh_queue, post_webhook
+from tests.support.webhooks import TestQueue, fresh_queue, installed_receiver, post_webhook
 
 # pull_request payloads take ~1 s each to generate on a 2-core machine; installation ones ~0.2 s.
 PR_EXAMPLES = examples(6)
@@ -42,13 +38,7 @@ async def queue(redis_url: str) -> AsyncIterator[TestQueue]:
 async def receiver(
     db: asyncpg.Pool, database_url: str, redis_url: str, queue: TestQueue, aiohttp_server: Any, aiohttp_client: Any
 ) -> TestClient[Any, Any]:
-    backend = await aiohttp_server(create_app(backend_settings(database_url)))
-    client: TestClient[Any, Any] = await aiohttp_client(
-        create_receiver_app(bot_settings(str(backend.make_url("/")), redis_url, queue.name))
-    )
-    resp = await post_webhook(client, "installation", installation_payload("created"))
-    assert resp.status == 200, await resp.text()
-    return client
+    return await installed_receiver(database_url, redis_url, queue, aiohttp_server, aiohttp_client)
 
 
 async def check_delivery(

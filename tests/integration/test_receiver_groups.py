@@ -21,12 +21,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from backend_api.app import create_app
 from bot_worker.webhooks.app import create_receiver_app
 from bot_worker.webhooks.forward import job_id
-from tests.conftest import backend_settings
-from tests.support.payloads import installation_payload, pull_request_payload
-from tests.support.webhooks import TestQueue, bot_settings, fetch, fresh_queue, metric, post_webhook
+from tests.support.payloads import pull_request_payload
+from tests.support.webhooks import (
+    TestQueue,
+    bot_settings,
+    fetch,
+    fresh_queue,
+    installed_receiver,
+    metric,
+    post_webhook,
+)
 
 SINGLE = "/internal/v2/github/events/pull-request"
 GROUP = "/internal/v2/github/events/pull-requests"
@@ -60,13 +66,7 @@ async def _post_many(client: TestClient[Any, Any], count: int, ids: list[str] | 
 async def receiver(
     db: asyncpg.Pool, database_url: str, redis_url: str, queue: TestQueue, aiohttp_server: Any, aiohttp_client: Any
 ) -> TestClient[Any, Any]:
-    backend = await aiohttp_server(create_app(backend_settings(database_url)))
-    client: TestClient[Any, Any] = await aiohttp_client(
-        create_receiver_app(bot_settings(str(backend.make_url("/")), redis_url, queue.name))
-    )
-    resp = await post_webhook(client, "installation", installation_payload("created"))
-    assert resp.status == 200, await resp.text()
-    return client
+    return await installed_receiver(database_url, redis_url, queue, aiohttp_server, aiohttp_client)
 
 
 async def test_concurrent_deliveries_go_in_groups_and_each_gets_its_own_answer(

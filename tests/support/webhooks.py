@@ -16,9 +16,12 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from prometheus_client.parser import text_string_to_metric_families
 
+from backend_api.app import create_app
 from bot_worker.settings import BotSettings
+from bot_worker.webhooks.app import create_receiver_app
 from prgate.simulator.webhooks import webhook_headers
-from tests.conftest import INTERNAL_SECRET
+from tests.conftest import INTERNAL_SECRET, backend_settings
+from tests.support.payloads import installation_payload
 
 WEBHOOK_SECRET = "test-webhook-secret-" + "c" * 32
 JOB_KEY_PREFIXES = ("arq:job:", "arq:retry:", "arq:in-progress:", "arq:result:")
@@ -120,3 +123,16 @@ async def metric(client: TestClient[Any, Any], name: str, **labels: str) -> floa
 async def fetch(db: asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
     async with db.acquire() as conn:
         return list(await conn.fetch(sql, *args))
+
+
+async def installed_receiver(
+    database_url: str, redis_url: str, queue: TestQueue, aiohttp_server: Any, aiohttp_client: Any
+) -> TestClient[Any, Any]:
+    """A receiver forwarding to a real backend on the test database, its installation already created."""
+    backend = await aiohttp_server(create_app(backend_settings(database_url)))
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_receiver_app(bot_settings(str(backend.make_url("/")), redis_url, queue.name))
+    )
+    resp = await post_webhook(client, "installation", installation_payload("created"))
+    assert resp.status == 200, await resp.text()
+    return client
