@@ -147,6 +147,10 @@ def _query_int(request: web.Request, name: str, default: int) -> int:
 
 
 def _full_name(request: web.Request) -> str:
+    """The path's repository name: ``/repos/{owner}/{repo}/…`` names it, ``/repositories/{id}/…``
+    (GitHub serves every repository route under both) resolves it from the id."""
+    if "repository_id" in request.match_info:
+        return _state(request).repo_by_id(_int(request, "repository_id")).full_name
     return f"{request.match_info['owner']}/{request.match_info['repo']}"
 
 
@@ -880,6 +884,18 @@ async def sim_remove_repository(request: web.Request) -> web.Response:
     return web.json_response({"id": repo.id, "full_name": repo.full_name, "deliveries": deliveries})
 
 
+async def sim_rename_repository(request: web.Request) -> web.Response:
+    """Rename a repository (``{"full_name": "owner/new"}``); its old name is free for a new one."""
+    body = await _sim_body(request)
+    state = _state(request)
+    repo, previous = state.rename_repository(_int(request, "repo_id"), _need(body, "full_name", str))
+    render = _renderer(request)
+    deliveries = await _sim_send(
+        request, body, "repository", webhooks.repository_renamed_event(render, repo, previous)
+    )
+    return web.json_response({**render.repository(repo), "previous_full_name": previous, "deliveries": deliveries})
+
+
 def _pr_action(created: bool, before: JsonDict | None, after: JsonDict) -> str:
     if created or before is None:
         return "opened"
@@ -1082,6 +1098,20 @@ API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
     ),
 )
 
+
+def _by_id(routes: tuple[tuple[str, str, Handler, AuthKind], ...]) -> tuple[tuple[str, str, Handler, AuthKind], ...]:
+    """Every ``/repos/{owner}/{repo}…`` route again as ``/repositories/{repository_id}…``, as GitHub
+    serves them: a client that acts by id never reaches a repository that merely took over a name."""
+    prefix = "/repos/{owner}/{repo}"
+    return tuple(
+        (method, "/repositories/{repository_id}" + path[len(prefix):], handler, auth)
+        for method, path, handler, auth in routes
+        if path.startswith(prefix)
+    )
+
+
+API_ROUTES = API_ROUTES + _by_id(API_ROUTES)
+
 SIM_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/_sim/health", sim_health),
     ("POST", "/_sim/reset", sim_reset),
@@ -1091,6 +1121,7 @@ SIM_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/_sim/installations/{installation_id}", sim_delete_installation),
     ("POST", "/_sim/installations/{installation_id}/repositories", sim_add_repository),
     ("DELETE", "/_sim/installations/{installation_id}/repositories/{repo_id}", sim_remove_repository),
+    ("PATCH", "/_sim/repositories/{repo_id}", sim_rename_repository),
     ("POST", "/_sim/pulls", sim_upsert_pull_request),
     ("GET", "/_sim/repos/{owner}/{repo}/pulls/{pull_number}", sim_get_pull_request),
     ("GET", "/_sim/repos/{owner}/{repo}/pulls/{pull_number}/comments", sim_list_comments),

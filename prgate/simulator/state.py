@@ -498,6 +498,30 @@ class SimulatorState:
         self._repo_by_name.pop(repo.full_name.lower(), None)
         return repo
 
+    def rename_repository(self, repo_id: int, full_name: str) -> tuple[Repository, str]:
+        """Give a repository a new name (its id, data and installation stay); the old name is free
+        at once for a new repository. Returns the repository and its previous name."""
+        repo = self.repositories.get(repo_id)
+        if repo is None:
+            raise NotFound()
+        if full_name.count("/") != 1 or not all(full_name.split("/")):
+            raise SimulatorError(422, f"full_name must be 'owner/name', got {full_name!r}")
+        other = self._repo_by_name.get(full_name.lower())
+        if other is not None and other != repo_id:
+            raise SimulatorError(422, f"{full_name} already exists with id {other}")
+        previous = repo.full_name
+        self._repo_by_name.pop(previous.lower(), None)
+        repo.full_name = full_name
+        self._repo_by_name[full_name.lower()] = repo_id
+        self.ensure_user(repo.owner_login)
+        return repo, previous
+
+    def repo_by_id(self, repo_id: int) -> Repository:
+        repo = self.repositories.get(repo_id)
+        if repo is None:
+            raise NotFound()
+        return repo
+
     def repo_by_name(self, full_name: str) -> Repository:
         repo_id = self._repo_by_name.get(full_name.lower())
         if repo_id is None:

@@ -198,3 +198,18 @@ def installation_repositories_event(
         "requester": None,
         "sender": renderer.user(sender or installation.account),
     }
+
+
+def repository_renamed_event(
+    renderer: Renderer, repo: Repository, previous_full_name: str, sender: SimUser | None = None
+) -> JsonDict:
+    """A ``repository`` payload with action ``renamed``: ``changes`` holds the previous name."""
+    state = renderer.state
+    owner = state.ensure_user(repo.owner_login)
+    return {
+        "action": "renamed",
+        "changes": {"repository": {"name": {"from": previous_full_name.split("/", 1)[1]}}},
+        "repository": renderer.repository(repo),
+        "installation": _installation_ref(repo.installation_id),
+        "sender": renderer.user(sender or owner),
+    }

@@ -435,6 +435,79 @@ async def test_edit_get_and_delete_comment(sim: Sim) -> None:
 # ---- pull requests, statuses, permissions -------------------------------------------------------
 
 
+async def test_repository_routes_by_id(sim: Sim) -> None:
+    token = await sim.token()
+    pr = await sim.client.get("/repositories/1296269/pulls/17", headers=sim.auth(token))
+    assert pr.status == 200
+    assert (await pr.json())["base"]["repo"]["full_name"] == "octo/repo"
+    created = await sim.client.post(
+        "/repositories/1296269/issues/17/comments", headers=sim.auth(token), json={"body": "by id"}
+    )
+    assert created.status == 201
+    assert [c.body for c in sim.state.comments_for("octo/repo", 17)] == ["by id"]
+    closed = await sim.client.patch("/repositories/1296269/pulls/17", headers=sim.auth(token), json={"state": "closed"})
+    assert closed.status == 200
+    assert sim.state.get_pull_request("octo/repo", 17).state == "closed"
+    status = await sim.client.post(
+        f"/repositories/1296269/statuses/{'a' * 40}", headers=sim.auth(token), json={"state": "pending"}
+    )
+    assert status.status == 201
+    permission = await sim.client.get("/repositories/1296269/collaborators/octo/permission", headers=sim.auth(token))
+    assert (await permission.json())["permission"] == "admin"
+    # Unknown ids and another installation's repository are 404, as by name.
+    assert (await sim.client.get("/repositories/999/pulls/17", headers=sim.auth(token))).status == 404
+    assert (await sim.client.get("/repositories/777/pulls/1", headers=sim.auth(token))).status == 404
+    assert (await sim.client.get("/repositories/abc/pulls/1", headers=sim.auth(token))).status == 404
+
+
+async def test_rename_then_reuse_of_the_name(sim: Sim) -> None:
+    token = await sim.token()
+    renamed = await sim.client.patch("/_sim/repositories/1296269", json={"full_name": "octo/renamed"})
+    assert renamed.status == 200
+    body = await renamed.json()
+    assert (body["id"], body["full_name"], body["previous_full_name"]) == (1296269, "octo/renamed", "octo/repo")
+    # The old name is free: a new repository takes it, with a PR of the same number.
+    created = await sim.client.post(
+        "/_sim/installations/123/repositories", json={"id": 5550001, "full_name": "octo/repo"}
+    )
+    assert created.status == 201
+    sim.state.upsert_pull_request("octo/repo", 17, author_login="mallory", author_id=66)
+    by_name = await (await sim.client.get("/repos/octo/repo/pulls/17", headers=sim.auth(token))).json()
+    assert by_name["user"]["login"] == "mallory"
+    by_id = await (await sim.client.get("/repositories/1296269/pulls/17", headers=sim.auth(token))).json()
+    assert (by_id["user"]["login"], by_id["base"]["repo"]["full_name"]) == ("alice", "octo/renamed")
+    assert (await sim.client.get("/repos/octo/renamed/pulls/17", headers=sim.auth(token))).status == 200
+    # A name in use is refused; an unknown id is 404.
+    taken = await sim.client.patch("/_sim/repositories/1296270", json={"full_name": "octo/repo"})
+    assert taken.status == 422
+    assert (await sim.client.patch("/_sim/repositories/42", json={"full_name": "octo/x"})).status == 404
+    assert (await sim.client.patch("/_sim/repositories/1296270", json={})).status == 422
+
+
+async def test_rename_sends_repository_renamed_webhook(sim: Sim, aiohttp_server: ServerFactory) -> None:
+    received: list[tuple[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((request.headers["X-GitHub-Event"], await request.json()))
+        return web.Response(status=202)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = await aiohttp_server(receiver)
+    response = await sim.client.patch(
+        "/_sim/repositories/1296269",
+        json={"full_name": "octo/renamed", "webhook": True, "webhook_url": str(server.make_url("/hook"))},
+    )
+    assert response.status == 200
+    assert len((await response.json())["deliveries"]) == 1
+    event, payload = received[0]
+    assert event == "repository"
+    assert payload["action"] == "renamed"
+    assert payload["changes"] == {"repository": {"name": {"from": "repo"}}}
+    assert (payload["repository"]["id"], payload["repository"]["full_name"]) == (1296269, "octo/renamed")
+    assert payload["installation"]["id"] == 123
+
+
 async def test_get_close_and_reopen_pull_request(sim: Sim) -> None:
     token = await sim.token()
     pr = await (await sim.client.get("/repos/octo/repo/pulls/17", headers=sim.auth(token))).json()
@@ -889,6 +962,9 @@ async def test_simulator_delivers_and_records_webhooks(
 
 
 def _normalize(path: str) -> str:
+    # GitHub serves every /repos/{owner}/{repo} route under /repositories/{id} too; its OpenAPI
+    # description lists only the first form.
+    path = re.sub(r"^/repositories/\{[^}]+\}", "/repos/{owner}/{repo}", path)
     return re.sub(r"\{[^}]+\}", "{}", path)
 
 
