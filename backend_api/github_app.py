@@ -2,7 +2,9 @@
 
 The App authenticates with a short-lived JWT (RS256, ``iss`` = the App id), trades it for an
 installation access token (``POST /app/installations/{id}/access_tokens``) and asks
-``GET /repos/{owner}/{repo}/collaborators/{login}/permission`` with that token. Tokens are cached
+``GET /repositories/{id}/collaborators/{login}/permission`` with that token — by repository id,
+never by name: a renamed repository's old name can be taken by another repository, whose admin
+must not pass for an admin of the first. Tokens are cached
 per installation until 5 minutes before they expire; permission answers for
 ``PERMISSION_TTL_SECONDS`` per (repository, login), so a page of owner API calls costs GitHub one
 request. Everything lives in this process's memory only; no key or token is ever logged.
@@ -92,9 +94,8 @@ class _Permission:
     expires_at: float
 
 
-def _repo_path(full_name: str) -> str:
-    owner, _, name = full_name.partition("/")
-    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+def _repo_path(repo_id: int) -> str:
+    return f"/repositories/{int(repo_id)}"
 
 
 class GitHubApp:
@@ -172,7 +173,7 @@ class GitHubApp:
 
     # ---- permissions ----------------------------------------------------------------------------
 
-    async def permission(self, installation_id: int, repo_id: int, repo_full_name: str, login: str) -> str:
+    async def permission(self, installation_id: int, repo_id: int, login: str) -> str:
         """``login``'s permission on the repository as GitHub reports it (admin, write, read, none);
         a user GitHub does not know answers ``none``."""
         key = (repo_id, login.lower())
@@ -180,7 +181,7 @@ class GitHubApp:
         cached = self._permissions.get(key)
         if cached is not None and cached.expires_at > now:
             return cached.value
-        value = await self._fetch_permission(installation_id, repo_full_name, login)
+        value = await self._fetch_permission(installation_id, repo_id, login)
         if len(self._permissions) >= PERMISSION_CACHE_MAX:
             self._permissions = {k: v for k, v in self._permissions.items() if v.expires_at > now}
             if len(self._permissions) >= PERMISSION_CACHE_MAX:
@@ -188,8 +189,8 @@ class GitHubApp:
         self._permissions[key] = _Permission(value, now + self._permission_ttl)
         return value
 
-    async def _fetch_permission(self, installation_id: int, repo_full_name: str, login: str) -> str:
-        url = f"{self._api}{_repo_path(repo_full_name)}/collaborators/{quote(login, safe='')}/permission"
+    async def _fetch_permission(self, installation_id: int, repo_id: int, login: str) -> str:
+        url = f"{self._api}{_repo_path(repo_id)}/collaborators/{quote(login, safe='')}/permission"
         for attempt in (1, 2):
             token = await self.installation_token(installation_id)
             status, body = await self._call("GET", url, {**_HEADERS, "Authorization": f"Bearer {token}"})

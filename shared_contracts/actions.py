@@ -85,6 +85,9 @@ class ClaimedAction(WireModel):
     provider: Provider
     action_type: ActionType
     installation_id: int
+    # The repository is acted on by id (GitHub's /repositories/{id} routes): a name can be renamed
+    # and then taken by another repository. The name is for logs and display only.
+    repo_id: int = Field(ge=1)
     repo_full_name: str
     github_pr_number: int
     payload: ActionPayload

@@ -157,7 +157,7 @@ async def _decide_one(
     if plan.cancel_pending:
         challenge_id = await challenges.cancel_pending_for_pr(conn, repo.id, pr.number, "pull request closed")
         if challenge_id is not None:  # its comment and status would only land on a closed pull request
-            await outbox.cancel_pending_for_challenge(conn, repo.full_name, pr.number, challenge_id,
+            await outbox.cancel_pending_for_challenge(conn, repo.id, pr.number, challenge_id,
                                                       "pull request closed")
     if plan.resolve_pending is not None:
         challenge_id = await challenges.resolve_pending_for_pr(

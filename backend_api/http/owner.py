@@ -68,9 +68,8 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
     if not status.installed or status.installation_id is None or status.repo_full_name is None:
         raise ApiError(404, "not_found", f"prgate is not installed on repository {repo_id}")
     try:
-        permission = await request.app[GITHUB_APP].permission(
-            status.installation_id, repo_id, status.repo_full_name, session.login
-        )
+        # By id: the stored name may since have been taken by another repository (rename + reuse).
+        permission = await request.app[GITHUB_APP].permission(status.installation_id, repo_id, session.login)
     except AppNotConfigured:
         raise ApiError(503, "github_app_not_configured", "the backend has no GitHub App credentials") from None
     except InstallationRefused as exc:

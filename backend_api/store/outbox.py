@@ -20,7 +20,7 @@ class NewAction:
     provider: Provider
     action_type: ActionType
     installation_id: int
-    repo_id: int | None
+    repo_id: int
     repo_full_name: str
     pr_number: int
     payload: dict[str, Any]
@@ -63,7 +63,8 @@ async def enqueue(conn: Conn, action: NewAction) -> int:
 
 # Claimable = PENDING whose backoff has passed, or CLAIMED whose lease expired
 # (next_attempt_at holds the lease expiry then), with attempts left, whose
-# installation is active, and with no earlier unfinished action for the same PR.
+# installation is active, and with no earlier unfinished action for the same PR — the same
+# repository *id*: a name can move to another repository (rename, then reuse).
 _CLAIMABLE = """
       a.status IN ('PENDING', 'CLAIMED')
       AND a.next_attempt_at <= now()
@@ -73,7 +74,7 @@ _CLAIMABLE = """
               WHERE i.installation_id = a.installation_id AND i.status = 'ACTIVE'))
       AND NOT EXISTS (
               SELECT 1 FROM bot_actions b
-              WHERE b.provider = a.provider AND b.repo_full_name = a.repo_full_name
+              WHERE b.provider = a.provider AND b.repo_id = a.repo_id
                 AND b.pr_number = a.pr_number AND b.action_id < a.action_id
                 AND b.status IN ('PENDING', 'CLAIMED'))
 """
@@ -102,7 +103,7 @@ UPDATE bot_actions t SET
 FROM candidates c
 WHERE t.action_id = c.action_id
 RETURNING t.action_id, t.attempt, t.lease_expires_at, t.provider, t.action_type, t.installation_id,
-          t.repo_full_name, t.pr_number, t.payload
+          t.repo_id, t.repo_full_name, t.pr_number, t.payload
 """
 
 # The oldest next_attempt_at of a claimable row, but never later than `margin` ago: a row
@@ -180,12 +181,12 @@ WITH input AS (
         updated_at = now()
     FROM input i
     WHERE a.action_id = i.action_id AND a.status = 'CLAIMED' AND a.lease_owner = $1 AND a.attempt = i.attempt
-    RETURNING a.action_id, a.status, a.next_attempt_at, a.provider, a.repo_full_name, a.pr_number
+    RETURNING a.action_id, a.status, a.next_attempt_at, a.provider, a.repo_id, a.pr_number
 )
 SELECT u.action_id, u.status, u.next_attempt_at,
        u.status <> 'PENDING' AND EXISTS (
            SELECT 1 FROM bot_actions b
-           WHERE b.provider = u.provider AND b.repo_full_name = u.repo_full_name
+           WHERE b.provider = u.provider AND b.repo_id = u.repo_id
              AND b.pr_number = u.pr_number AND b.action_id > u.action_id AND b.status = 'PENDING'
        ) AS unblocks_successor
 FROM upd u
@@ -250,15 +251,15 @@ async def cancel_pending_for_installation(
 
 
 async def cancel_pending_for_challenge(
-    conn: Conn, repo_full_name: str, pr_number: int, challenge_id: int, reason: str
+    conn: Conn, repo_id: int, pr_number: int, challenge_id: int, reason: str
 ) -> int:
     """The challenge's actions no worker has taken yet; a claimed one finishes (its lease is honoured).
-    Found through the PR's open actions (bot_actions_open_per_pr_idx), not the whole outbox."""
+    Found through the PR's open actions (bot_actions_open_per_pr_id_idx), not the whole outbox."""
     result: str = await conn.execute(
         """UPDATE bot_actions SET status = 'CANCELLED', last_error = $4, completed_at = now(), updated_at = now()
-           WHERE provider = 'github' AND repo_full_name = $1 AND pr_number = $2 AND status = 'PENDING'
+           WHERE provider = 'github' AND repo_id = $1 AND pr_number = $2 AND status = 'PENDING'
              AND challenge_id = $3""",
-        repo_full_name, pr_number, challenge_id, reason,
+        repo_id, pr_number, challenge_id, reason,
     )
     return int(result.split()[-1])
 

@@ -53,10 +53,10 @@ class _ObservedAPI(GitHubAPI):
                 self._observer(method, status, time.perf_counter() - started)
 
 
-def repo_path(full_name: str) -> str:
-    """`/repos/{owner}/{name}`, each part escaped."""
-    owner, _, name = full_name.partition("/")
-    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+def repo_path(repo_id: int) -> str:
+    """`/repositories/{id}`: GitHub serves every `/repos/{owner}/{repo}` route there too. Acting by
+    id, never by name: after a rename a new repository can take the old name (and its PR numbers)."""
+    return f"/repositories/{int(repo_id)}"
 
 
 class GitHubProvider:
@@ -86,10 +86,10 @@ class GitHubProvider:
         raise AssertionError("unreachable")
 
     async def upsert_comment(
-        self, installation_id: int, repo_full_name: str, number: int, marker: str, body: str
+        self, installation_id: int, repo_id: int, number: int, marker: str, body: str
     ) -> CommentResult:
         """Edit our comment (found by its hidden marker) or create it; never a second one."""
-        base = f"{repo_path(repo_full_name)}/issues"
+        base = f"{repo_path(repo_id)}/issues"
 
         async def op(gh: GitHubAPI) -> CommentResult:
             async for comment in gh.getiter(f"{base}/{number}/comments?per_page=100"):
@@ -105,10 +105,10 @@ class GitHubProvider:
         return await self._as_installation(installation_id, op)
 
     async def set_pull_request_state(
-        self, installation_id: int, repo_full_name: str, number: int, state: Literal["open", "closed"]
+        self, installation_id: int, repo_id: int, number: int, state: Literal["open", "closed"]
     ) -> StateResult:
         """Close or reopen; a PR already in that state is left alone (success, no write)."""
-        path = f"{repo_path(repo_full_name)}/pulls/{number}"
+        path = f"{repo_path(repo_id)}/pulls/{number}"
 
         async def op(gh: GitHubAPI) -> StateResult:
             pr = await gh.getitem(path)
@@ -119,9 +119,9 @@ class GitHubProvider:
 
         return await self._as_installation(installation_id, op)
 
-    async def set_commit_status(self, installation_id: int, repo_full_name: str, status: StatusPayload) -> None:
+    async def set_commit_status(self, installation_id: int, repo_id: int, status: StatusPayload) -> None:
         """Statuses are append-only on GitHub: the newest per context wins, so a repeat is harmless."""
-        path = f"{repo_path(repo_full_name)}/statuses/{status.sha}"
+        path = f"{repo_path(repo_id)}/statuses/{status.sha}"
         data: dict[str, str] = {"state": status.state, "context": status.context,
                                 "description": status.description}
         if status.target_url:
@@ -132,8 +132,8 @@ class GitHubProvider:
 
         await self._as_installation(installation_id, op)
 
-    async def get_pull_request(self, installation_id: int, repo_full_name: str, number: int) -> dict[str, Any]:
-        path = f"{repo_path(repo_full_name)}/pulls/{number}"
+    async def get_pull_request(self, installation_id: int, repo_id: int, number: int) -> dict[str, Any]:
+        path = f"{repo_path(repo_id)}/pulls/{number}"
 
         async def op(gh: GitHubAPI) -> dict[str, Any]:
             pr: dict[str, Any] = await gh.getitem(path)
@@ -141,10 +141,10 @@ class GitHubProvider:
 
         return await self._as_installation(installation_id, op)
 
-    async def get_permission(self, installation_id: int, repo_full_name: str, login: str) -> str:
+    async def get_permission(self, installation_id: int, repo_id: int, login: str) -> str:
         """The user's permission on the repository: admin, write, read or none (GitHub folds maintain
         into write and triage into read in this field)."""
-        path = f"{repo_path(repo_full_name)}/collaborators/{quote(login, safe='')}/permission"
+        path = f"{repo_path(repo_id)}/collaborators/{quote(login, safe='')}/permission"
 
         async def op(gh: GitHubAPI) -> str:
             try:

@@ -181,9 +181,10 @@ class GitHubReader:
     async def open_pull_requests(
         self, installation_id: int, repo: Repository, max_pages: int
     ) -> Listing[OpenPullRequest]:
-        """`GET /repos/{owner}/{repo}/pulls?state=open`, at most `max_pages` pages."""
+        """`GET /repositories/{id}/pulls?state=open` (by id: the name may be another repository's now),
+        at most `max_pages` pages."""
         pages, complete = await self._pages(
-            f"{repo_path(repo.full_name)}/pulls?state=open&per_page={PER_PAGE}", installation_id, max_pages
+            f"{repo_path(repo.id)}/pulls?state=open&per_page={PER_PAGE}", installation_id, max_pages
         )
         return parse_pull_requests(pages, complete)
 

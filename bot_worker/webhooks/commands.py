@@ -20,7 +20,7 @@ async def enrich(github: GitHubProvider, delivery_id: str, cmd: CommentCommand) 
     """Raises on any GitHub failure; the caller answers 503 so GitHub can redeliver."""
     async with asyncio.timeout(ENRICH_TIMEOUT_SECONDS):
         pr, permission = await asyncio.gather(
-            github.get_pull_request(cmd.installation_id, cmd.repository.full_name, cmd.pr_number),
-            github.get_permission(cmd.installation_id, cmd.repository.full_name, cmd.sender.login),
+            github.get_pull_request(cmd.installation_id, cmd.repository.id, cmd.pr_number),
+            github.get_permission(cmd.installation_id, cmd.repository.id, cmd.sender.login),
         )
     return command_event(delivery_id, cmd, pr, permission)

@@ -75,7 +75,8 @@ class Executor:
         return Classified(Outcome.SUCCEEDED, None)
 
     async def _perform(self, action: ClaimedAction) -> str:
-        gh, inst, repo, number = self._github, action.installation_id, action.repo_full_name, action.github_pr_number
+        # By repository id: the stored name may since belong to another repository (rename + reuse).
+        gh, inst, repo, number = self._github, action.installation_id, action.repo_id, action.github_pr_number
         p = action.payload
         if isinstance(p, StatusPayload):
             await gh.set_commit_status(inst, repo, p)

@@ -20,6 +20,7 @@ from shared_contracts.actions import ActionType, ClaimedAction, Outcome
 from tests.support.github_sim import APP_ID, Simulator, app_keys
 
 MARKER = "<!-- prgate:pr-comment -->"
+REPO_IDS = {"octo-org/widgets": 5001, "acme/x": 7001}  # as the `simulator` fixture seeds them
 
 
 def action(
@@ -29,12 +30,14 @@ def action(
     repo: str = "octo-org/widgets",
     number: int = 7,
     action_id: int = 1,
+    repo_id: int | None = None,
 ) -> ClaimedAction:
     return ClaimedAction.model_validate(
         {
             "action_id": action_id, "attempt": 1, "lease_expires_at": datetime.now(UTC) + timedelta(seconds=60),
             "provider": "github", "action_type": action_type, "installation_id": installation_id,
-            "repo_full_name": repo, "github_pr_number": number, "payload": {"marker": MARKER, "body": body},
+            "repo_id": repo_id or REPO_IDS[repo], "repo_full_name": repo, "github_pr_number": number,
+            "payload": {"marker": MARKER, "body": body},
         }
     )
 

@@ -485,12 +485,12 @@ async def test_app_jwt_claims_and_token_refresh_five_minutes_before_expiry() -> 
             assert await app.installation_token(1001) != first
             assert state.tokens_issued == {1001: 2}
 
-            assert await app.permission(1001, REPO, FULL_NAME, "carol") == "admin"
+            assert await app.permission(1001, REPO, "carol") == "admin"
             state.set_permission(FULL_NAME, "carol", "write")
             now[0] += 59
-            assert await app.permission(1001, REPO, FULL_NAME, "Carol") == "admin"  # cached, logins ignore case
+            assert await app.permission(1001, REPO, "Carol") == "admin"  # cached, logins ignore case
             now[0] += 2
-            assert await app.permission(1001, REPO, FULL_NAME, "carol") == "write"  # asked again after 60 s
+            assert await app.permission(1001, REPO, "carol") == "write"  # asked again after 60 s
     finally:
         await server.close()
 

@@ -96,7 +96,8 @@ class OldBackend:
 def _action(action_id: int) -> ClaimedAction:
     return ClaimedAction.model_validate({
         "action_id": action_id, "attempt": 1, "lease_expires_at": "2030-01-01T00:00:00Z", "provider": "github",
-        "action_type": "UPSERT_PR_COMMENT", "installation_id": 1, "repo_full_name": "o/r", "github_pr_number": 1,
+        "action_type": "UPSERT_PR_COMMENT", "installation_id": 1, "repo_id": 1, "repo_full_name": "o/r",
+        "github_pr_number": 1,
         "payload": {"marker": "<!-- m -->", "body": "b"},
     })
 
