@@ -209,6 +209,37 @@ async def test_csrf_token_is_required_for_writes(owner: Owner, db: asyncpg.Pool)
     await owner.call("GET", repo_path("settings"), admin, write=False)
 
 
+async def test_after_rename_and_reuse_of_the_name_the_newcomers_admin_cannot_touch_the_old_repository(
+    owner: Owner, db: asyncpg.Pool
+) -> None:
+    carol = await owner.user("carol", 3003, "admin")  # admin of repository 5001, then named octo-org/widgets
+    # On GitHub: 5001 is renamed (prgate missed that event, so it still holds the old name), and a new
+    # repository 5002 takes the old name; mallory owns it as admin.
+    owner.sim.state.rename_repository(REPO, "octo-org/gadgets")
+    owner.sim.state.add_repository(1001, 5002, FULL_NAME)
+    await send_installation(
+        owner.backend, "installation_repositories",
+        installation_repositories_payload("added", repos=[(5002, FULL_NAME)]),
+    )
+    mallory = await owner.user("mallory", 6006, "admin")  # admin of the repository named octo-org/widgets now
+    before = await snapshot(db)
+    for method, path in (("GET", repo_path("settings")), ("PUT", repo_path("settings")),
+                         ("POST", repo_path("pulls/7/exempt"))):
+        body = await owner.call(method, path, mallory, json={"deadline_seconds": 600}, expect=403)
+        assert body["error"] == "forbidden"
+    assert await snapshot(db) == before
+    # Her own repository's settings are hers, and writing them leaves 5001's alone.
+    await owner.call("PUT", repo_path("settings", 5002), mallory, json={"deadline_seconds": 600})
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM repo_settings WHERE repo_id = $1", REPO) == 0
+    # The admin of 5001 (whatever it is called now) still is.
+    written = await owner.call("PUT", repo_path("settings"), carol, json={"deadline_seconds": 7200})
+    assert written["deadline_seconds"] == 7200
+    paths = [r.path for r in owner.sim.state.request_log if r.path.endswith("/permission")]
+    assert paths
+    assert all(p.startswith("/repositories/") for p in paths)
+
+
 # ---- settings -------------------------------------------------------------------------------------------
 
 
