@@ -201,13 +201,12 @@ async def test_one_fleet_serves_unrelated_installations_without_crossing_them(
 
         await eventually(all_commented, timeout=60)
         log = (await sim_get(session, full_stack, "/_sim/requests"))["requests"]
-    owner_of = {repo: inst for inst, _, _, repo in tenants}
+    owner_of = {str(repo_id): inst for inst, _, repo_id, _ in tenants}  # the worker acts by repository id
     touched = [(r["installation_id"], r["path"]) for r in log
-               if r.get("installation_id") and r["path"].startswith("/repos/")]
+               if r.get("installation_id") and r["path"].startswith("/repositories/")]
     assert touched
     for installation_id, path in touched:
-        repo = "/".join(path.split("/")[2:4])
-        assert owner_of[repo] == installation_id, (installation_id, path)
+        assert owner_of[path.split("/")[2]] == installation_id, (installation_id, path)
     async with db.acquire() as conn:
         per_inst = dict(await conn.fetch("SELECT installation_id, count(*) FROM challenges GROUP BY 1"))
     assert per_inst == {41: 5, 42: 5, 43: 5}
@@ -245,3 +244,47 @@ async def test_author_verifying_after_timeout_gets_the_pr_reopened(full_stack: F
         assert await conn.fetchval(
             "SELECT count(*) FROM bot_actions WHERE action_type = 'REOPEN_PR_WITH_COMMENT' AND status = 'DONE'"
         ) == 1
+
+
+async def test_rename_then_reuse_of_the_name_the_timeout_close_lands_on_the_renamed_repository(
+    full_stack: FullStack, db: asyncpg.Pool
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        await install(session, full_stack, 60, "a", 1060, "a/old")
+        await open_pr(session, full_stack, "a/old", 1, "newcomer", 601)
+        await eventually(lambda: _has(our_comments(session, full_stack, "a/old", 1)), timeout=30)
+        # On GitHub: a/old becomes a/new (an event prgate never hears of: its stored name stays a/old),
+        # and a new repository is created as a/old, with a pull request #1 of its own.
+        async with session.patch(f"{full_stack.simulator_url}/_sim/repositories/1060",
+                                 json={"full_name": "a/new"}) as resp:
+            assert resp.status == 200, await resp.text()
+        await sim(session, full_stack, "/_sim/installations/60/repositories",
+                  {"id": 1061, "full_name": "a/old", "webhook": True})
+
+        async def newcomer_installed() -> bool:
+            async with session.get(f"{full_stack.backend_url}/api/v1/repos/1061/github-app-status") as resp:
+                return bool((await resp.json())["installed"])
+
+        await eventually(newcomer_installed, timeout=30)
+        await open_pr(session, full_stack, "a/old", 1, "someone-else", 602)
+        await eventually(lambda: _has(our_comments(session, full_stack, "a/old", 1)), timeout=30)
+        # Only the first repository's challenge times out.
+        async with db.acquire() as conn:
+            await conn.execute("UPDATE challenges SET deadline_at = now() - interval '1 second' "
+                               "WHERE status = 'PENDING' AND repo_id = 1060")
+
+        async def renamed_closed() -> bool:
+            return await pr_state(session, full_stack, "a/new", 1) == "closed"
+
+        await eventually(renamed_closed, timeout=30)
+        [closing] = await our_comments(session, full_stack, "a/new", 1)
+        assert "was closed because contributor verification was not completed" in closing
+        await eventually(lambda: _first_is(statuses(session, full_stack, "a/new"), "failure"), timeout=30)
+        # The namesake's pull request #1 is untouched: open, its own gate comment only, still pending.
+        assert await pr_state(session, full_stack, "a/old", 1) == "open"
+        [own] = await our_comments(session, full_stack, "a/old", 1)
+        assert "was closed" not in own
+        assert await statuses(session, full_stack, "a/old") == ["pending"]
+        async with db.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT status FROM challenges WHERE repo_id = 1061 AND pr_number = 1") == "PENDING"
