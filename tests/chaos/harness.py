@@ -31,7 +31,7 @@ from tests.support.processes import Fleet, Proc, eventually, free_port, wait_htt
 
 T = TypeVar("T")
 MARKER = messages.PR_COMMENT_MARKER
-COMMENT_CREATE = r"^/repos/[^/]+/[^/]+/issues/\d+/comments$"
+COMMENT_CREATE = r"^/repositories/\d+/issues/\d+/comments$"  # the worker acts by repository id
 
 
 @dataclass

@@ -197,7 +197,7 @@ async def assert_outcome(stack: ChaosStack, session: aiohttp.ClientSession, even
     # Exactly one successful comment create per PR reached GitHub.
     creates = Counter(r["path"] for r in log if r["method"] == "POST" and r["status"] == 201
                       and re.match(COMMENT_CREATE, r["path"]))
-    expected_paths = {f"/repos/{e.repo}/issues/{e.number}/comments" for e in events}
+    expected_paths = {f"/repositories/{e.payload['repository']['id']}/issues/{e.number}/comments" for e in events}
     figures.duplicates += sum(n - 1 for n in creates.values() if n > 1)
     figures.failed_actions = await stack.count("SELECT count(*) FROM bot_actions WHERE status = 'FAILED'")
     figures.reclaimed_actions = await stack.count("SELECT count(*) FROM bot_actions WHERE attempt >= 2")
@@ -214,8 +214,9 @@ async def assert_outcome(stack: ChaosStack, session: aiohttp.ClientSession, even
     assert figures.duplicates == 0
 
     # No request of one installation touched another installation's repository.
+    owner_by_id = {str(e.payload["repository"]["id"]): owner[e.repo] for e in events}
     crossed = [(r["installation_id"], r["path"]) for r in log if r.get("installation_id")
-               and r["path"].startswith("/repos/") and owner.get("/".join(r["path"].split("/")[2:4]))
+               and r["path"].startswith("/repositories/") and owner_by_id.get(r["path"].split("/")[2])
                != r["installation_id"]]
     assert crossed == []
 
@@ -351,7 +352,7 @@ async def test_deterministically_failing_action_fails_and_starves_no_one(
         await stack.install(session, 803, "fail", [(80_300, "fail/repo")])
         await stack.sim(session, "PUT", "/_sim/faults", FaultConfig(
             content_throttle=False,
-            rules=[FaultRule(method="POST", path_regex=r"^/repos/fail/repo/issues/7/comments$", count=100_000,
+            rules=[FaultRule(method="POST", path_regex=r"^/repositories/80300/issues/7/comments$", count=100_000,
                              status=502, message="poisoned")],
         ).model_dump(mode="json"))
         events = await _send_prs(stack, session, 803, "fail/repo", 30)
@@ -359,7 +360,7 @@ async def test_deterministically_failing_action_fails_and_starves_no_one(
         for event in events:
             found = await stack.comments(session, event.repo, event.number)
             assert len(found) == (0 if event.number == 7 else 1), (event.number, found)
-        attempts = await stack.requests(session, method="POST", path_regex=r"^/repos/fail/repo/issues/7/comments$")
+        attempts = await stack.requests(session, method="POST", path_regex=r"^/repositories/80300/issues/7/comments$")
     assert [r["status"] for r in attempts] == [502] * 4  # every attempt was made, then it stopped
     failed = await stack.query(lambda c: c.fetch(
         "SELECT pr_number, action_type, attempt, last_error FROM bot_actions WHERE status = 'FAILED'"))

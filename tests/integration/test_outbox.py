@@ -202,7 +202,7 @@ async def test_suspended_installation_is_skipped_until_unsuspended(backend: Sign
     await install(backend, 1001)
     await install(backend, 2002)
     await seed_actions(db, 3, installation_id=1001)
-    other = await seed_actions(db, 2, installation_id=2002, repo="acme/x")
+    other = await seed_actions(db, 2, installation_id=2002, repo="acme/x", repo_id=7001)
     await send_installation(backend, "installation", installation_payload("suspend", installation_id=1001))
     claimed = await claim(backend, n=10)
     assert sorted(a["action_id"] for a in claimed) == other
@@ -303,3 +303,13 @@ async def test_concurrent_http_claimers_never_share_an_action(backend: SignedCli
     assert order_violations == []
     # Each PR's three actions were all handed out, in id order.
     assert len(last_done_per_pr) == 200
+
+
+async def test_per_pr_order_is_by_repository_id_not_name(backend: SignedClient, db: asyncpg.Pool) -> None:
+    # a/old renamed and a new a/old created: two repositories that share a name and a PR number.
+    await install(backend)
+    first = await seed_actions(db, 2, prs=1, repo="octo-org/old", repo_id=5001)
+    second = await seed_actions(db, 2, prs=1, repo="octo-org/old", repo_id=5002)
+    claimed = await claim(backend, "w1", n=10)
+    # Each repository's first action is claimable: the namesake's queue neither blocks nor joins it.
+    assert sorted((a["action_id"], a["repo_id"]) for a in claimed) == [(first[0], 5001), (second[0], 5002)]

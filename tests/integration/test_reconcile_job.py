@@ -72,8 +72,8 @@ async def test_from_nothing_a_first_run_records_everything_and_a_second_repairs_
     assert metrics.registry.get_sample_value("reconcile_repairs_total", {"kind": "pull_request_evaluated"}) == 2
     # What was asked: the open pull requests only.
     assert sorted(job.pr_listings()) == sorted([
-        "/repos/octo-org/widgets/pulls?state=open&per_page=100",
-        "/repos/acme/x/pulls?state=open&per_page=100",
+        "/repositories/5001/pulls?state=open&per_page=100",  # by id: octo-org/widgets
+        "/repositories/7001/pulls?state=open&per_page=100",  # acme/x
     ] * 2)
 
 
@@ -90,7 +90,7 @@ async def test_an_installation_below_the_reserve_is_deferred_not_crashed(job: Jo
     assert error.installation_id == 2002
     assert error.repo_full_name == "acme/x"
     assert error.message.startswith("deferred to keep the rate-limit reserve: 998/5000 requests left until")
-    assert all("/acme/" not in path for path in job.pr_listings())
+    assert all("/7001/" not in path for path in job.pr_listings())
 
 
 async def test_an_exhausted_limit_defers_too(job: Job) -> None:
@@ -114,10 +114,9 @@ async def test_repositories_per_run_are_bounded_and_the_cursor_goes_round(job: J
     for _ in range(3):
         before = len(job.pr_listings())
         assert await reconcile(ctx, job.backend, trigger="schedule") is not None
-        seen.append([p.split("/pulls")[0].removeprefix("/repos/") for p in job.pr_listings()[before:]])
+        seen.append([p.split("/pulls")[0].removeprefix("/repositories/") for p in job.pr_listings()[before:]])
     # (installation, repository id) order: (1001, 5001), (1001, 5002), (2002, 7001), then round again.
-    assert seen == [["octo-org/widgets", "octo-org/gears"], ["acme/x", "octo-org/widgets"],
-                    ["octo-org/gears", "acme/x"]]
+    assert seen == [["5001", "5002"], ["7001", "5001"], ["5002", "7001"]]
 
 
 async def test_pages_are_bounded_and_a_partial_list_cancels_nothing(job: Job, db: asyncpg.Pool) -> None:
