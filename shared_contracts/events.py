@@ -104,6 +104,17 @@ class InstallationSyncEvent(WireModel):
     repositories_removed: list[Repository] = Field(default_factory=list, max_length=10_000)
 
 
+class RepositoryRenamedEvent(WireModel):
+    """`repository.renamed` (an extension of §3, see docs/contract.md): the repository keeps its id and
+    gets a new name. prgate acts by id only; this keeps the stored name (logs, links, pages) current."""
+
+    delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    event: Literal["repository"] = "repository"
+    action: Literal["renamed"] = "renamed"
+    installation_id: int
+    repository: Repository
+
+
 class IngestResponse(WireModel):
     status: IngestStatus
     delivery_id: DeliveryId

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from backend_api.events.command import ingest_command
 from backend_api.events.installation import ingest_installation_sync
+from backend_api.events.repository import ingest_repository_renamed
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
 from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, ENQUEUED_TYPES, INGEST, NOTIFIER, RNG, SETTINGS
 from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result, report_results
@@ -24,6 +25,7 @@ from shared_contracts.events import (
     KnownDeliveriesResponse,
     PullRequestEvent,
     PullRequestEventBatch,
+    RepositoryRenamedEvent,
 )
 from shared_contracts.owner import Health
 
@@ -65,6 +67,11 @@ def _ingest_error(event: PullRequestEvent, exc: Exception) -> ErrorBody:
 async def installation_sync_event(request: web.Request) -> web.Response:
     event = await read_model(request, InstallationSyncEvent)
     return json_response(await ingest_installation_sync(request.app[DB_POOL], event))
+
+
+async def repository_renamed_event(request: web.Request) -> web.Response:
+    event = await read_model(request, RepositoryRenamedEvent)
+    return json_response(await ingest_repository_renamed(request.app[DB_POOL], event))
 
 
 async def command_event(request: web.Request) -> web.Response:

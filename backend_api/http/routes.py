@@ -32,6 +32,7 @@ from shared_contracts.events import (
     KnownDeliveriesResponse,
     PullRequestEvent,
     PullRequestEventBatch,
+    RepositoryRenamedEvent,
 )
 from shared_contracts.owner import (
     ActionList,
@@ -82,6 +83,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/installation-sync", handlers.installation_sync_event,
           "Ingest a normalized installation / installation_repositories webhook", InstallationSyncEvent,
           IngestResponse, _INTERNAL_ERRORS, signed=True),
+    Route("POST", "/internal/v2/github/events/repository-renamed", handlers.repository_renamed_event,
+          "Ingest a normalized repository.renamed webhook: the stored name of a known repository id follows",
+          RepositoryRenamedEvent, IngestResponse, _INTERNAL_ERRORS, signed=True),
     Route("POST", "/internal/v2/github/events/pr-command", handlers.command_event,
           "Ingest a `/prgate` command comment, enriched by the receiver", CommandEvent, IngestResponse,
           _INTERNAL_ERRORS, signed=True),

@@ -92,6 +92,29 @@ async def remove_repositories(
     )
 
 
+async def rename_repository(conn: Conn, repo_id: int, full_name: str) -> bool:
+    """A repository id's new name, wherever prgate shows it: membership, pending challenges, open
+    actions (they are carried out by id; the name is for logs and links). False: id unknown."""
+    result: str = await conn.execute(
+        "UPDATE github_installation_repositories SET full_name = $2 WHERE repo_id = $1 AND full_name <> $2",
+        repo_id, full_name,
+    )
+    known = int(result.split()[-1]) > 0 or bool(
+        await conn.fetchval("SELECT true FROM github_installation_repositories WHERE repo_id = $1 LIMIT 1", repo_id)
+    )
+    await conn.execute(
+        """UPDATE challenges SET repo_full_name = $2
+           WHERE repo_id = $1 AND status = 'PENDING' AND repo_full_name <> $2""",
+        repo_id, full_name,
+    )
+    await conn.execute(
+        """UPDATE bot_actions SET repo_full_name = $2, updated_at = now()
+           WHERE repo_id = $1 AND status IN ('PENDING', 'CLAIMED') AND repo_full_name <> $2""",
+        repo_id, full_name,
+    )
+    return known
+
+
 async def remove_all_repositories(conn: Conn, installation_id: int) -> None:
     await conn.execute(
         """UPDATE github_installation_repositories SET removed_at = now()

@@ -27,6 +27,7 @@ from shared_contracts.events import (
     KnownDeliveriesRequest,
     KnownDeliveriesResponse,
     PullRequestEvent,
+    RepositoryRenamedEvent,
 )
 from shared_contracts.reconcile import (
     InstallationSnapshot,
@@ -43,6 +44,7 @@ M = TypeVar("M", bound=BaseModel)
 PR_PATH = "/internal/v2/github/events/pull-request"
 PR_GROUP_PATH = "/internal/v2/github/events/pull-requests"
 INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
+REPOSITORY_RENAMED_PATH = "/internal/v2/github/events/repository-renamed"
 COMMAND_PATH = "/internal/v2/github/events/pr-command"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
 RESULTS_PATH = "/internal/v2/bot-actions/results"
@@ -96,6 +98,11 @@ class BackendClient:
         self, event: InstallationSyncEvent, timeout: float | None = None
     ) -> IngestResponse:
         return await self._post(INSTALLATION_PATH, event, IngestResponse, timeout)
+
+    async def ingest_repository_renamed(
+        self, event: RepositoryRenamedEvent, timeout: float | None = None
+    ) -> IngestResponse:
+        return await self._post(REPOSITORY_RENAMED_PATH, event, IngestResponse, timeout)
 
     async def ingest_command(self, event: CommandEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(COMMAND_PATH, event, IngestResponse, timeout)

@@ -37,20 +37,23 @@ from shared_contracts.events import (
     IngestStatus,
     InstallationSyncEvent,
     PullRequestEvent,
+    RepositoryRenamedEvent,
 )
 
 log = logging.getLogger(__name__)
 
-IngestEvent = PullRequestEvent | InstallationSyncEvent | CommandEvent
+IngestEvent = PullRequestEvent | InstallationSyncEvent | CommandEvent | RepositoryRenamedEvent
 
 # The job's `kind` argument: which backend endpoint (and model) the body belongs to.
 KIND_PULL_REQUEST: Final = "pull_request"
 KIND_INSTALLATION_SYNC: Final = "installation_sync"
 KIND_COMMAND: Final = "command"
+KIND_REPOSITORY_RENAMED: Final = "repository_renamed"
 _MODELS: dict[str, type[IngestEvent]] = {
     KIND_PULL_REQUEST: PullRequestEvent,
     KIND_INSTALLATION_SYNC: InstallationSyncEvent,
     KIND_COMMAND: CommandEvent,
+    KIND_REPOSITORY_RENAMED: RepositoryRenamedEvent,
 }
 
 # What the worker must put in the arq ctx (on_startup) for `forward_delivery`.
@@ -102,6 +105,8 @@ async def send(backend: BackendClient, event: IngestEvent, timeout: float) -> In
         return await backend.ingest_pull_request(event, timeout=timeout)
     if isinstance(event, CommandEvent):
         return await backend.ingest_command(event, timeout=timeout)
+    if isinstance(event, RepositoryRenamedEvent):
+        return await backend.ingest_repository_renamed(event, timeout=timeout)
     return await backend.ingest_installation(event, timeout=timeout)
 
 

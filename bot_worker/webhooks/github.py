@@ -31,10 +31,12 @@ from bot_worker.webhooks.forward import (
 )
 from bot_worker.webhooks.normalize import (
     FORWARDED_EVENTS,
+    FORWARDED_REPOSITORY_ACTIONS,
     NotForwardable,
     comment_command,
     installation_sync_event,
     pull_request_event,
+    repository_renamed_event,
 )
 from shared_contracts.common import ErrorBody, loads_strict
 
@@ -87,6 +89,8 @@ def parse_payload(body: bytes, content_type: str) -> Any:
 def normalize(event: str, delivery_id: str, payload: dict[str, Any]) -> IngestEvent:
     if event == "pull_request":
         return pull_request_event(delivery_id, payload)
+    if event == "repository":
+        return repository_renamed_event(delivery_id, payload)
     return installation_sync_event(delivery_id, event, payload)
 
 
@@ -147,7 +151,9 @@ class GithubWebhooks:
             return web.json_response({"status": "pong"})
         if event == "issue_comment":
             return await self._command(request, delivery_id, payload, extra)
-        if event not in FORWARDED_EVENTS:
+        if event not in FORWARDED_EVENTS or (
+            event == "repository" and payload.get("action") not in FORWARDED_REPOSITORY_ACTIONS
+        ):
             log.info("event not forwarded", extra=extra)
             return web.json_response({"status": "ignored"}, status=202)
 

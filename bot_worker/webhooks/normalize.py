@@ -18,9 +18,12 @@ from shared_contracts.events import (
     PullRequest,
     PullRequestEvent,
     Repository,
+    RepositoryRenamedEvent,
 )
 
-FORWARDED_EVENTS = frozenset({"pull_request", "installation", "installation_repositories"})
+FORWARDED_EVENTS = frozenset({"pull_request", "installation", "installation_repositories", "repository"})
+# Of `repository` events only a rename changes what prgate stores (the name of a known id).
+FORWARDED_REPOSITORY_ACTIONS = frozenset({"renamed"})
 
 
 class NotForwardable(ValueError):
@@ -168,5 +171,15 @@ def installation_sync_event(delivery_id: str, event: str, payload: dict[str, Any
             "installation": installation_info(payload.get("installation")),
             "repositories_added": _repos(added),
             "repositories_removed": _repos(removed),
+        }
+    )
+
+
+def repository_renamed_event(delivery_id: str, payload: dict[str, Any]) -> RepositoryRenamedEvent:
+    return RepositoryRenamedEvent.model_validate(
+        {
+            "delivery_id": delivery_id,
+            "installation_id": _installation_id(payload),
+            "repository": payload.get("repository"),
         }
     )

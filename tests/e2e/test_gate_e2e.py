@@ -288,3 +288,40 @@ async def test_rename_then_reuse_of_the_name_the_timeout_close_lands_on_the_rena
         async with db.acquire() as conn:
             assert await conn.fetchval(
                 "SELECT status FROM challenges WHERE repo_id = 1061 AND pr_number = 1") == "PENDING"
+
+
+async def test_repository_renamed_webhook_updates_the_stored_name(full_stack: FullStack, db: asyncpg.Pool) -> None:
+    async with aiohttp.ClientSession() as session:
+        await install(session, full_stack, 61, "b", 1070, "b/old")
+        await open_pr(session, full_stack, "b/old", 4, "newcomer", 611)
+        await eventually(lambda: _has(our_comments(session, full_stack, "b/old", 4)), timeout=30)
+        async with session.patch(f"{full_stack.simulator_url}/_sim/repositories/1070",
+                                 json={"full_name": "b/new", "webhook": True}) as resp:
+            assert resp.status == 200, await resp.text()
+
+        async def names() -> tuple[str, str]:
+            async with db.acquire() as conn:
+                member = await conn.fetchval(
+                    "SELECT full_name FROM github_installation_repositories WHERE repo_id = 1070")
+                challenge = await conn.fetchval(
+                    "SELECT repo_full_name FROM challenges WHERE repo_id = 1070 AND status = 'PENDING'")
+            return str(member), str(challenge)
+
+        await eventually(lambda: _is(names(), ("b/new", "b/new")), timeout=30)
+        async with db.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT status FROM webhook_deliveries WHERE event_name = 'repository'") == "ACCEPTED"
+        await expire(db)
+
+        async def closed() -> bool:
+            return await pr_state(session, full_stack, "b/new", 4) == "closed"
+
+        await eventually(closed, timeout=30)
+        async with db.acquire() as conn:
+            names_used = {r["repo_full_name"] for r in await conn.fetch(
+                "SELECT repo_full_name FROM bot_actions WHERE action_type = 'CLOSE_PR_WITH_COMMENT'")}
+        assert names_used == {"b/new"}
+
+
+async def _is(coro: Any, value: Any) -> bool:
+    return bool(await coro == value)
