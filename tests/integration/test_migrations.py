@@ -105,3 +105,48 @@ async def test_bot_actions_is_vacuumed_after_a_fixed_number_of_changes(db: async
     async with db.acquire() as conn:
         options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'bot_actions'")
     assert {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=20000"} <= set(options)
+
+
+async def test_0010_backfills_repo_ids_and_refuses_open_actions_it_cannot_place(
+    empty_database: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    from backend_api.store.migrate import DEFAULT_MIGRATIONS_DIR
+
+    for _, _, path in discover():
+        if path.name < "0010":
+            shutil.copy(path, tmp_path / path.name)
+    await apply_migrations(empty_database, tmp_path)
+    conn = await asyncpg.connect(empty_database)
+    insert = """INSERT INTO bot_actions (provider, action_type, installation_id, repo_id, repo_full_name, pr_number,
+                                         payload, challenge_id, status)
+                VALUES ('github', 'UPSERT_PR_COMMENT', 1, NULL, $1, 1, '{}', $2, $3) RETURNING action_id"""
+    try:
+        await conn.execute("""INSERT INTO github_installations (installation_id, account_id, account_login,
+                                  account_type, repository_selection, status)
+                              VALUES (1, 1, 'a', 'Organization', 'selected', 'ACTIVE')""")
+        # a/one: one id ever; a/old: two ids (renamed, then reused) - ambiguous.
+        await conn.execute("""INSERT INTO github_installation_repositories (installation_id, repo_id, full_name)
+                              VALUES (1, 10, 'a/one'), (1, 20, 'a/old'), (1, 21, 'a/old')""")
+        challenge = await conn.fetchval(
+            """INSERT INTO challenges (installation_id, repo_id, repo_full_name, pr_number, pr_id, author_id,
+                                       author_login, status, deadline_at)
+               VALUES (1, 20, 'a/old', 1, 1, 1, 'x', 'PENDING', now()) RETURNING challenge_id""")
+        by_challenge = await conn.fetchval(insert, "a/old", challenge, "PENDING")
+        by_name = await conn.fetchval(insert, "A/One", None, "PENDING")
+        ambiguous = await conn.fetchval(insert, "a/old", None, "PENDING")
+        finished = await conn.fetchval(insert, "a/old", None, "DONE")
+    finally:
+        await conn.close()
+    assert "0010_bot_actions_by_repo_id" in await apply_migrations(empty_database, DEFAULT_MIGRATIONS_DIR)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        rows = {r["action_id"]: (r["repo_id"], r["status"]) for r in await conn.fetch(
+            "SELECT action_id, repo_id, status FROM bot_actions")}
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(insert, "a/x", None, "PENDING")
+    finally:
+        await conn.close()
+    assert rows == {by_challenge: (20, "PENDING"), by_name: (10, "PENDING"), ambiguous: (None, "CANCELLED"),
+                    finished: (None, "DONE")}
