@@ -26,11 +26,13 @@ from backend_api.http.keys import (
     NONCES,
     NOTIFIER,
     RNG,
+    SCOPES,
     SESSIONS,
     SETTINGS,
 )
 from backend_api.http.nonces import NonceLedger
-from backend_api.http.routes import add_routes
+from backend_api.http.routes import add_routes, internal_scopes
+from backend_api.http.scopes import InternalScopes
 from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
@@ -75,12 +77,12 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -> web.Application:
-    if not settings.internal_secrets:
-        raise ValueError("PRGATE_INTERNAL_SECRETS must hold at least one secret")
+    settings.check_secrets()  # InsecureSecret (a ValueError): the one line to print
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[metrics_middleware, error_middleware, internal_auth_middleware]
     )
     app[SETTINGS] = settings
+    app[SCOPES] = InternalScopes(internal_scopes())
     app[BACKEND_METRICS] = BackendMetrics(CollectorRegistry())
     app[NOTIFIER] = ActionNotifier()
     app[CLAIM_FLOOR] = ClaimFloor()

@@ -97,3 +97,18 @@ class GithubAppCredentials(BaseModel):
     owner_login: str
     html_url: str
     created_at: str
+
+
+class SetupClaimRequest(BaseModel):
+    """``POST /internal/v2/github-app/setup-claims`` (admin key): allow one registration under
+    ``claim`` for an hour. ``prgate github-app create`` sends it before printing the URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    claim: str = Field(pattern=r"^[A-Za-z0-9_-]{16,128}$")
+
+
+class SetupClaimResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    expires_at: str

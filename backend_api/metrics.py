@@ -70,6 +70,7 @@ SIGNATURE_REASONS = {
     "bad signature": "bad_signature",
     "no internal secret configured": "not_configured",
     "replayed nonce": "replayed_nonce",
+    "key out of scope": "out_of_scope",
 }
 
 

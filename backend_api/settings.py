@@ -7,6 +7,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared_contracts.common import comma_list
+from shared_contracts.keys import (
+    KEY_VARIABLES,
+    Caller,
+    InsecureSecret,
+    check_distinct,
+    check_keys,
+    check_retired,
+    check_secret,
+)
 
 
 class BackendSettings(BaseSettings):
@@ -15,11 +24,19 @@ class BackendSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     database_url: str = Field(default="", alias="DATABASE_URL")
-    internal_secrets: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, alias="PRGATE_INTERNAL_SECRETS"
-    )
+    # One key list per caller of /internal/v2 (shared_contracts.keys; docs/security.md): the first
+    # entry of each is the one that component signs with, every entry verifies.
+    receiver_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_RECEIVER_SECRETS")
+    worker_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_WORKER_SECRETS")
+    admin_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_ADMIN_SECRETS")
+    # Read only to refuse it: the single shared key these lists replaced.
+    retired_internal_secrets: SecretStr = Field(default=SecretStr(""), alias="PRGATE_INTERNAL_SECRETS")
     host: str = Field(default="0.0.0.0", alias="BACKEND_HOST")
     port: int = Field(default=8080, alias="BACKEND_PORT")
+    # > 0: /internal/* is served only on this port (a second listener on BACKEND_HOST) and answers 404
+    # on BACKEND_PORT, so the public port can be exposed and the internal one fenced (chart NetworkPolicy).
+    # 0: one listener serves both (the demo, tests).
+    internal_port: int = Field(default=0, ge=0, le=65535, alias="BACKEND_INTERNAL_PORT")
     # A client that stops sending mid-body (slow loris) gets a 408 and its connection closed after this.
     body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300, alias="BODY_READ_TIMEOUT_SECONDS")
     public_url: str = Field(default="http://127.0.0.1:8080", alias="BACKEND_PUBLIC_URL")
@@ -41,7 +58,7 @@ class BackendSettings(BaseSettings):
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
     github_client_id: str = Field(default="", alias="GITHUB_CLIENT_ID")
     github_client_secret: SecretStr = Field(default=SecretStr(""), alias="GITHUB_CLIENT_SECRET")
-    # Empty: derived from the first PRGATE_INTERNAL_SECRETS entry (backend_api.web.session.session_secret).
+    # Required (create_app refuses to start without it); `prgate up` generates one for the demo.
     session_secret: SecretStr = Field(default=SecretStr(""), alias="SESSION_SECRET")
 
     # Owner API: the App's credentials, to ask GitHub (with an installation token) who administers a
@@ -52,7 +69,9 @@ class BackendSettings(BaseSettings):
     # Operator dashboard (/dashboard): GitHub logins allowed to see every tenant, comma-separated.
     operators: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_OPERATORS")
 
-    _split_secrets = field_validator("internal_secrets", mode="before")(comma_list)
+    _split_secrets = field_validator(
+        "receiver_secrets", "worker_secrets", "admin_secrets", mode="before"
+    )(comma_list)
     _split_operators = field_validator("operators", mode="before")(comma_list)
 
     @model_validator(mode="after")
@@ -64,4 +83,29 @@ class BackendSettings(BaseSettings):
                 f"INGEST_LANES ({self.ingest_lanes}) must be below DB_POOL_MAX ({self.db_pool_max}): each lane "
                 "holds a connection, and claims, results and the sweeper need the others"
             )
+        if self.internal_port and self.internal_port == self.port:
+            raise ValueError("BACKEND_INTERNAL_PORT must differ from BACKEND_PORT (or be 0 to share it)")
         return self
+
+    def keyring(self) -> dict[Caller, list[str]]:
+        """Every caller's verifying keys."""
+        return {Caller.RECEIVER: self.receiver_secrets, Caller.WORKER: self.worker_secrets,
+                Caller.ADMIN: self.admin_secrets}
+
+    def check_secrets(self) -> None:
+        """Refuse to start with missing, short, known or shared secrets (raises InsecureSecret)."""
+        if self.retired_internal_secrets.get_secret_value():
+            check_retired({"PRGATE_INTERNAL_SECRETS": "set"})
+        check_keys(KEY_VARIABLES[Caller.RECEIVER], self.receiver_secrets)
+        check_keys(KEY_VARIABLES[Caller.WORKER], self.worker_secrets)
+        check_keys(KEY_VARIABLES[Caller.ADMIN], self.admin_secrets, required=False)
+        check_distinct(self.keyring())
+        session = self.session_secret.get_secret_value()
+        if not session:
+            raise InsecureSecret(
+                "SESSION_SECRET is not set: it signs the session cookies and must be a secret of its own "
+                "(`openssl rand -hex 32`; docs/security.md)"
+            )
+        check_secret("SESSION_SECRET", session)
+        if session in {key for keys in self.keyring().values() for key in keys}:
+            raise InsecureSecret("SESSION_SECRET must differ from every internal key (docs/security.md)")

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared_contracts.common import comma_list
+from shared_contracts.keys import KEY_VARIABLES, Caller, check_keys, check_retired
 
 
 class BotSettings(BaseSettings):
@@ -15,7 +16,12 @@ class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     backend_url: str = Field(default="http://127.0.0.1:8080", alias="BACKEND_URL")
-    internal_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_INTERNAL_SECRETS")
+    # The receiver signs its calls to the backend with the first PRGATE_RECEIVER_SECRETS entry, the
+    # workers (and `prgate reconcile`) with the first PRGATE_WORKER_SECRETS entry (docs/security.md).
+    receiver_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_RECEIVER_SECRETS")
+    worker_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_WORKER_SECRETS")
+    # Read only to refuse it: the single shared key the lists above replaced.
+    retired_internal_secrets: SecretStr = Field(default=SecretStr(""), alias="PRGATE_INTERNAL_SECRETS")
     redis_url: str = Field(default="", alias="REDIS_URL")
     queue_name: str = Field(default="prgate:queue", alias="ARQ_QUEUE_NAME")
 
@@ -60,7 +66,18 @@ class BotSettings(BaseSettings):
     reconcile_max_pr_pages: int = Field(default=10, ge=1, le=20, alias="RECONCILE_MAX_PR_PAGES")
     reconcile_rate_limit_reserve: float = Field(default=0.2, ge=0, lt=1, alias="RECONCILE_RATE_LIMIT_RESERVE")
 
-    _split_secrets = field_validator("internal_secrets", mode="before")(comma_list)
+    _split_secrets = field_validator("receiver_secrets", "worker_secrets", mode="before")(comma_list)
+
+    def signing_key(self, caller: Caller) -> str:
+        """The key ``caller`` (the receiver or a worker) signs with, after refusing unusable ones.
+
+        Raises InsecureSecret (a ValueError) with the one line to print.
+        """
+        if self.retired_internal_secrets.get_secret_value():
+            check_retired({"PRGATE_INTERNAL_SECRETS": "set"})
+        keys = self.receiver_secrets if caller is Caller.RECEIVER else self.worker_secrets
+        check_keys(KEY_VARIABLES[caller], keys)
+        return keys[0]
 
     def private_key_pem(self) -> str:
         """The App's private key, from GITHUB_PRIVATE_KEY or else GITHUB_PRIVATE_KEY_PATH ('' when neither)."""

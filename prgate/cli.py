@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -17,6 +18,7 @@ from typing import Any
 from prgate import gc_tuning
 from prgate.embedded import data_dir, embedded_postgres, embedded_redis
 from prgate.logs import setup_logging
+from shared_contracts.keys import KEY_VARIABLES, Caller, InsecureSecret
 
 log = logging.getLogger("prgate")
 
@@ -49,6 +51,12 @@ def _tune_gc(threshold: int) -> Callable[[Any], Awaitable[None]]:
     return on_startup
 
 
+def _refuse(component: str, exc: InsecureSecret) -> int:
+    """One line on stderr, exit status 2: a service refuses to start with an unusable secret."""
+    print(f"prgate {component}: refusing to start: {exc}", file=sys.stderr)
+    return 2
+
+
 def cmd_migrate(_: argparse.Namespace) -> int:
     from backend_api.store.migrate import apply_migrations
 
@@ -64,12 +72,25 @@ def cmd_backend(_: argparse.Namespace) -> int:
     from backend_api.app import create_app
     from backend_api.settings import BackendSettings
 
+    try:
+        BackendSettings().check_secrets()  # before an embedded PostgreSQL is started for nothing
+    except InsecureSecret as exc:
+        return _refuse("backend", exc)
     with database_url() as url:
         settings = BackendSettings().model_copy(update={"database_url": url})
-        log.info("backend listening", extra={"path": f"http://{settings.host}:{settings.port}"})
         app = create_app(settings)
         app.on_startup.append(_tune_gc(settings.gc_gen0_threshold))  # after the app's resources are open
-        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+        # BACKEND_INTERNAL_PORT: a second listener, the only one that serves /internal/*.
+        internal = (
+            [socket.create_server((settings.host, settings.internal_port),
+                                  family=socket.AF_INET6 if ":" in settings.host else socket.AF_INET)]
+            if settings.internal_port else None
+        )
+        log.info("backend listening", extra={
+            "path": f"http://{settings.host}:{settings.port}",
+            **({"internal_port": settings.internal_port} if internal else {}),
+        })
+        web.run_app(app, host=settings.host, port=settings.port, sock=internal, print=None, access_log=None)
     return 0
 
 
@@ -79,6 +100,10 @@ def cmd_bot(_: argparse.Namespace) -> int:
     from bot_worker.settings import BotSettings
     from bot_worker.webhooks.app import create_receiver_app
 
+    try:
+        BotSettings().signing_key(Caller.RECEIVER)
+    except InsecureSecret as exc:
+        return _refuse("bot", exc)
     with redis_url() as url:
         settings = BotSettings().model_copy(update={"redis_url": url})
         log.info("webhook receiver listening", extra={"path": f"http://{settings.host}:{settings.port}"})
@@ -92,6 +117,10 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from bot_worker.settings import BotSettings
     from bot_worker.worker.main import run_worker
 
+    try:
+        BotSettings().signing_key(Caller.WORKER)
+    except InsecureSecret as exc:
+        return _refuse("worker", exc)
     with redis_url() as url:
         settings = BotSettings().model_copy(update={"redis_url": url})
         gc_tuning.tune(settings.gc_gen0_threshold)
@@ -122,9 +151,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         env = dict(os.environ)
         env["DATABASE_URL"] = stack.enter_context(database_url())
         env["REDIS_URL"] = stack.enter_context(redis_url())
-        if not env.get("PRGATE_INTERNAL_SECRETS"):
-            env["PRGATE_INTERNAL_SECRETS"] = secrets.token_hex(32)
-            log.info("PRGATE_INTERNAL_SECRETS is not set: generated one for this run")
+        # The demo's own random keys: nothing published ever signs anything (docs/security.md).
+        for variable in (*KEY_VARIABLES.values(), "SESSION_SECRET"):
+            if not env.get(variable):
+                env[variable] = secrets.token_hex(32)
+                log.info("%s is not set: generated one for this run", variable)
         return run_stack(env, workers=args.workers, data_dir=data_dir())
 
 

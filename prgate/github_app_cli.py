@@ -1,9 +1,11 @@
 """``prgate github-app create``: register prgate's GitHub App from its manifest (docs/github-app.md).
 
-It needs a running backend. It prints the backend's ``/github-app/new`` URL (with a random
-``claim``) for the user to open in a browser, polls the signed internal endpoint
+It needs a running backend and an admin key (``PRGATE_ADMIN_SECRETS``, the first signs). It
+registers a random one-time ``claim`` with the backend (``POST /internal/v2/github-app/setup-claims``),
+prints the backend's ``/github-app/new`` URL with it for the user to open in a browser, polls
 ``GET /internal/v2/github-app/credentials/latest?claim=…`` until the App registered under that
-claim appears, then writes an env file (``GITHUB_APP_ID``, ``GITHUB_CLIENT_ID``,
+claim appears (the backend hands it out once and deletes it), then writes an env file
+(``GITHUB_APP_ID``, ``GITHUB_CLIENT_ID``,
 ``GITHUB_CLIENT_SECRET``, ``GITHUB_WEBHOOK_SECRET``, ``GITHUB_PRIVATE_KEY_PATH``) and the private
 key in a file of its own, both mode 0600. Secrets are never printed.
 """
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from backend_api.github_manifest import GithubAppCredentials
 
 CREDENTIALS_PATH = "/internal/v2/github-app/credentials/latest"
+SETUP_CLAIMS_PATH = "/internal/v2/github-app/setup-claims"
+ADMIN_KEYS_VARIABLE = "PRGATE_ADMIN_SECRETS"
 DEFAULT_BACKEND_URL = "http://127.0.0.1:8080"
 DEFAULT_OUTPUT = ".env.github-app"
 KEY_FILE_NAME = "github-app.pem"
@@ -115,13 +119,38 @@ async def fetch_credentials(
         text = await resp.text()
         if resp.status == 404:
             return None
-        if resp.status == 401:
-            raise CliError(
-                "the backend refused our signature: PRGATE_INTERNAL_SECRETS must hold one of the backend's secrets"
-            )
-        if resp.status != 200:
-            raise CliError(f"the backend answered {resp.status}: {text[:300]}")
+        _refused(resp.status, text)
     return GithubAppCredentials.model_validate_json(text)
+
+
+def _refused(status: int, text: str) -> None:
+    if status in (401, 403):
+        raise CliError(
+            f"the backend refused our signature ({status}): {ADMIN_KEYS_VARIABLE} must hold one of the "
+            "backend's admin keys"
+        )
+    if status != 200:
+        raise CliError(f"the backend answered {status}: {text[:300]}")
+
+
+async def register_claim(session: aiohttp.ClientSession, backend_url: str, secret: str, claim: str) -> None:
+    """Open ``claim`` on the backend: the browser may then register one App under it, within an hour."""
+    import json
+
+    import aiohttp
+
+    from shared_contracts import signing
+
+    body = json.dumps({"claim": claim}).encode()
+    headers = {"Content-Type": "application/json", **signing.sign(secret, "POST", SETUP_CLAIMS_PATH, body)}
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    try:
+        async with session.post(
+            backend_url.rstrip("/") + SETUP_CLAIMS_PATH, data=body, headers=headers, timeout=timeout
+        ) as resp:
+            _refused(resp.status, await resp.text())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise CliError(f"the backend at {backend_url} is not answering: {type(exc).__name__}") from None
 
 
 @dataclass
@@ -163,17 +192,18 @@ class Poller:
 async def _create(args: argparse.Namespace, out: TextIO) -> int:
     import aiohttp
 
-    secret_list = [s.strip() for s in os.environ.get("PRGATE_INTERNAL_SECRETS", "").split(",") if s.strip()]
+    secret_list = [s.strip() for s in os.environ.get(ADMIN_KEYS_VARIABLE, "").split(",") if s.strip()]
     if not secret_list:
-        raise CliError("PRGATE_INTERNAL_SECRETS is not set: the CLI signs its requests to the backend with it")
+        raise CliError(f"{ADMIN_KEYS_VARIABLE} is not set: the CLI signs its requests to the backend with it")
     backend_url: str = args.backend_url or os.environ.get("BACKEND_URL") or DEFAULT_BACKEND_URL
     public_url: str = args.public_url or os.environ.get("BACKEND_PUBLIC_URL") or backend_url
     claim = secrets.token_urlsafe(24)
     url = new_app_url(public_url, claim, args.org, args.webhook_url)
-    print("Open this URL in a browser and confirm on GitHub:\n", file=out)
-    print(f"  {url}\n", file=out)
-    print(f"Waiting up to {int(args.timeout)} s for the App to be created…", file=out, flush=True)
     async with aiohttp.ClientSession() as session:
+        await register_claim(session, backend_url, secret_list[0], claim)
+        print("Open this URL in a browser and confirm on GitHub (it works once, for an hour):\n", file=out)
+        print(f"  {url}\n", file=out)
+        print(f"Waiting up to {int(args.timeout)} s for the App to be created…", file=out, flush=True)
         poller = Poller(
             lambda: fetch_credentials(session, backend_url, secret_list[0], claim), timeout=args.timeout, out=out
         )

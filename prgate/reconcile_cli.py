@@ -22,6 +22,7 @@ from bot_worker.backend.client import BackendClient
 from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.reconcile import job
 from bot_worker.settings import BotSettings
+from shared_contracts.keys import Caller, InsecureSecret
 from shared_contracts.reconcile import ReconcileRunReport, Repair
 
 
@@ -64,7 +65,7 @@ async def _run(settings: BotSettings, installation_id: int | None, out: TextIO) 
         tokens = InstallationTokens(
             session, settings.github_api_url, settings.github_app_id, settings.private_key_pem()
         )
-        backend = BackendClient(session, settings.backend_url, settings.internal_secrets[0])
+        backend = BackendClient(session, settings.backend_url, settings.signing_key(Caller.WORKER))
         ctx = job.build_context(settings, session, redis, tokens, worker_id=worker_id)
         report = await job.reconcile(ctx, backend, trigger="cli", installation_id=installation_id)
     if report is None:
@@ -76,8 +77,12 @@ async def _run(settings: BotSettings, installation_id: int | None, out: TextIO) 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     settings = BotSettings()
+    try:
+        settings.signing_key(Caller.WORKER)
+    except InsecureSecret as exc:
+        print(f"prgate reconcile: {exc}", file=sys.stderr)
+        return 2
     missing = [name for name, ok in (
-        ("PRGATE_INTERNAL_SECRETS", bool(settings.internal_secrets)),
         ("REDIS_URL", bool(settings.redis_url)),  # the lock is shared with the workers' Redis
         ("GITHUB_APP_ID", bool(settings.github_app_id)),
         ("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH", bool(settings.private_key_pem())),

@@ -19,10 +19,12 @@ import secrets as _secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 TIMESTAMP_HEADER = "X-Prgate-Timestamp"
 NONCE_HEADER = "X-Prgate-Nonce"
 SIGNATURE_HEADER = "X-Prgate-Signature"
+K = TypeVar("K")
 MAX_SKEW_SECONDS = 300
 _NONCE_RE = re.compile(r"^[0-9a-f]{32,128}$")
 _SIG_RE = re.compile(r"^v1=([0-9a-f]{64})$")
@@ -74,7 +76,22 @@ def verify(
     max_skew: int = MAX_SKEW_SECONDS,
 ) -> VerifiedRequest:
     """Check signature and timestamp; raise `SignatureError` with a reason otherwise."""
-    if not secrets:
+    verified, _ = verify_keyring({None: secrets}, headers, method, path_qs, body, now=now, max_skew=max_skew)
+    return verified
+
+
+def verify_keyring(
+    keyring: Mapping[K, Sequence[str]],
+    headers: Mapping[str, str],
+    method: str,
+    path_qs: str,
+    body: bytes,
+    *,
+    now: float | None = None,
+    max_skew: int = MAX_SKEW_SECONDS,
+) -> tuple[VerifiedRequest, K]:
+    """Like `verify`, over several callers' key lists: also answers whose key signed."""
+    if not any(keyring.values()):
         raise SignatureError("no internal secret configured")
     ts_raw = headers.get(TIMESTAMP_HEADER)
     nonce = headers.get(NONCE_HEADER)
@@ -94,11 +111,15 @@ def verify(
         raise SignatureError("timestamp outside the allowed window")
     message = _canonical(ts_raw, nonce, method, path_qs, body)
     presented = match.group(1)
-    # Compare against every active secret without short-circuiting, so timing
+    # Compare against every active secret of every caller without short-circuiting, so timing
     # does not reveal which secret (if any) matched.
-    ok = False
-    for secret in secrets:
-        ok |= hmac.compare_digest(_mac(secret, message), presented)
-    if not ok:
+    found: list[K] = []
+    for caller, secrets in keyring.items():
+        ok = False
+        for secret in secrets:
+            ok |= hmac.compare_digest(_mac(secret, message), presented)
+        if ok:
+            found.append(caller)
+    if not found:
         raise SignatureError("bad signature")
-    return VerifiedRequest(nonce=nonce, timestamp=ts)
+    return VerifiedRequest(nonce=nonce, timestamp=ts), found[0]

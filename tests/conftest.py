@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -20,13 +21,28 @@ from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.services import postgres_admin_url, redis_base_url, with_database
 from tests.support.signed import SignedClient
 
-INTERNAL_SECRET = "test-internal-secret-" + "a" * 32
-# A second active secret, as during a rotation: both verify, the first signs.
-ROTATED_SECRET = "test-rotated-secret-" + "b" * 32
+# Per-component internal keys (shared_contracts.keys, docs/security.md), random per run: a value
+# written in this repository is public, and the services refuse those at start-up.
+# INTERNAL_SECRET is the workers' key: it opens every internal route but the admin ones (the
+# worker replays parked deliveries, so it may ingest too), which is what most tests sign with.
+WORKER_SECRET = "test-worker-" + secrets.token_hex(24)
+INTERNAL_SECRET = WORKER_SECRET
+# A second active worker key, as during a rotation: both verify, the first signs.
+ROTATED_SECRET = "test-rotated-" + secrets.token_hex(24)
+RECEIVER_SECRET = "test-receiver-" + secrets.token_hex(24)
+ADMIN_SECRET = "test-admin-" + secrets.token_hex(24)
+SESSION_SECRET = "test-session-" + secrets.token_hex(24)
+# The environment every backend, receiver and worker process of a test gets (each reads its own).
+INTERNAL_ENV = {
+    "PRGATE_RECEIVER_SECRETS": RECEIVER_SECRET,
+    "PRGATE_WORKER_SECRETS": f"{WORKER_SECRET},{ROTATED_SECRET}",
+    "PRGATE_ADMIN_SECRETS": ADMIN_SECRET,
+    "SESSION_SECRET": SESSION_SECRET,
+}
 TABLES = (
     "github_installations", "github_installation_repositories", "webhook_deliveries", "repo_settings",
     "contributors", "challenges", "bot_actions", "internal_nonces", "github_app_credentials",
-    "decided_pull_requests", "reconcile_repairs", "reconcile_runs",
+    "decided_pull_requests", "reconcile_repairs", "reconcile_runs", "github_app_setup_claims",
 )
 
 
@@ -85,7 +101,7 @@ def backend_settings(database_url: str, **overrides: Any) -> BackendSettings:
     return BackendSettings.model_validate(
         {
             "DATABASE_URL": database_url,
-            "PRGATE_INTERNAL_SECRETS": f"{INTERNAL_SECRET},{ROTATED_SECRET}",
+            **INTERNAL_ENV,
             "BACKEND_PUBLIC_URL": "http://prgate.test",
             "SWEEP_INTERVAL_SECONDS": 3600,
             **overrides,

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from backend_api.events.batcher import IngestBatcher
 from backend_api.http.nonces import NonceLedger
+from backend_api.http.scopes import InternalScopes
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.settings import BackendSettings
@@ -28,3 +29,5 @@ RNG = web.AppKey("rng", random.Random)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SESSIONS = web.AppKey("sessions", SessionCodec)
+# Which caller's key opens which internal route (backend_api.http.routes.internal_scopes).
+SCOPES = web.AppKey("internal_scopes", InternalScopes)

@@ -9,11 +9,11 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from backend_api.github_manifest import GithubAppCredentials
+from backend_api.github_manifest import GithubAppCredentials, SetupClaimRequest, SetupClaimResponse
 from backend_api.http import handlers, owner, reconcile
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
-from backend_api.web.manifest import internal_latest_credentials
+from backend_api.web.manifest import internal_latest_credentials, internal_register_claim
 from shared_contracts.actions import (
     BatchResultRequest,
     BatchResultResponse,
@@ -34,6 +34,7 @@ from shared_contracts.events import (
     PullRequestEventBatch,
     RepositoryRenamedEvent,
 )
+from shared_contracts.keys import Caller
 from shared_contracts.owner import (
     ActionList,
     ChallengeList,
@@ -64,10 +65,21 @@ class Route:
     request: type[BaseModel] | None
     response: type[BaseModel]
     errors: tuple[int, ...]
-    signed: bool = False
+    # Who may call it with a signed request (shared_contracts.keys.Caller); empty: not signed.
+    callers: frozenset[Caller] = frozenset()
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.callers)
 
 
-_INTERNAL_ERRORS = (400, 401, 413, 415, 422)
+_INTERNAL_ERRORS = (400, 401, 403, 413, 415, 422)
+# The scope of each component's key (docs/security.md). The worker ingests too: it replays the
+# deliveries the receiver parked on Redis while the backend was away. Only the receiver faces the
+# Internet, so its key opens ingestion and nothing else.
+_INGEST = frozenset({Caller.RECEIVER, Caller.WORKER})
+_WORKER = frozenset({Caller.WORKER})
+_ADMIN = frozenset({Caller.ADMIN})
 # Owner API (docs/owner-api.md): session cookie + admin on the repository, checked on GitHub.
 _OWNER_ERRORS = (401, 403, 404, 422, 502, 503)
 _OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 502, 503)
@@ -75,49 +87,52 @@ _OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 502, 503)
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/pull-request", handlers.pull_request_event,
           "Ingest a normalized pull_request webhook", PullRequestEvent, IngestResponse,
-          _INTERNAL_ERRORS, signed=True),
+          _INTERNAL_ERRORS, callers=_INGEST),
     Route("POST", "/internal/v2/github/events/pull-requests", handlers.pull_request_events,
           "Ingest up to 100 normalized pull_request webhooks in one call; each is answered (or refused with an "
           "error to retry it) on its own, in order", PullRequestEventBatch, IngestBatchResponse,
-          _INTERNAL_ERRORS, signed=True),
+          _INTERNAL_ERRORS, callers=_INGEST),
     Route("POST", "/internal/v2/github/events/installation-sync", handlers.installation_sync_event,
           "Ingest a normalized installation / installation_repositories webhook", InstallationSyncEvent,
-          IngestResponse, _INTERNAL_ERRORS, signed=True),
+          IngestResponse, _INTERNAL_ERRORS, callers=_INGEST),
     Route("POST", "/internal/v2/github/events/repository-renamed", handlers.repository_renamed_event,
           "Ingest a normalized repository.renamed webhook: the stored name of a known repository id follows",
-          RepositoryRenamedEvent, IngestResponse, _INTERNAL_ERRORS, signed=True),
+          RepositoryRenamedEvent, IngestResponse, _INTERNAL_ERRORS, callers=_INGEST),
     Route("POST", "/internal/v2/github/events/pr-command", handlers.command_event,
           "Ingest a `/prgate` command comment, enriched by the receiver", CommandEvent, IngestResponse,
-          _INTERNAL_ERRORS, signed=True),
+          _INTERNAL_ERRORS, callers=_INGEST),
     Route("POST", "/internal/v2/github/deliveries/known", handlers.known_deliveries,
           "Which of these GitHub delivery ids (at most 100) the backend has recorded (redelivery job)",
-          KnownDeliveriesRequest, KnownDeliveriesResponse, _INTERNAL_ERRORS, signed=True),
+          KnownDeliveriesRequest, KnownDeliveriesResponse, _INTERNAL_ERRORS, callers=_WORKER),
     # Reconciliation with GitHub (docs/reconcile.md): start, one snapshot per installation and repository, finish.
     Route("POST", "/internal/v2/github/reconcile/runs", reconcile.start_run,
           "Start a reconciliation run (every installation, or one)", ReconcileRunStart, ReconcileRunStarted,
-          _INTERNAL_ERRORS, signed=True),
+          _INTERNAL_ERRORS, callers=_WORKER),
     Route("POST", "/internal/v2/github/reconcile/installation", reconcile.installation_snapshot,
           "One installation as GitHub lists it; repairs status and repository membership", InstallationSnapshot,
-          RepairsResponse, (*_INTERNAL_ERRORS, 404, 409), signed=True),
+          RepairsResponse, (*_INTERNAL_ERRORS, 404, 409), callers=_WORKER),
     Route("POST", "/internal/v2/github/reconcile/pull-requests", reconcile.pull_request_snapshot,
           "A repository's open pull requests; evaluates those never decided as `opened`, and (complete list) "
           "cancels pending challenges of pull requests no longer open", PullRequestSnapshot, RepairsResponse,
-          (*_INTERNAL_ERRORS, 404, 409), signed=True),
+          (*_INTERNAL_ERRORS, 404, 409), callers=_WORKER),
     Route("POST", "/internal/v2/github/reconcile/runs/{run_id}/finish", reconcile.finish_run,
           "Finish a run: installations GitHub no longer lists are deleted; errors recorded; the run's report",
-          ReconcileRunFinish, ReconcileRunReport, (*_INTERNAL_ERRORS, 404, 409), signed=True),
+          ReconcileRunFinish, ReconcileRunReport, (*_INTERNAL_ERRORS, 404, 409), callers=_WORKER),
     Route("POST", "/internal/v2/bot-actions/claim", handlers.claim,
           "Lease up to max_actions claimable actions", ClaimRequest, ClaimResponse,
-          _INTERNAL_ERRORS, signed=True),
+          _INTERNAL_ERRORS, callers=_WORKER),
     Route("POST", "/internal/v2/bot-actions/{action_id}/result", handlers.result,
           "Report the outcome of one leased attempt", ResultRequest, ResultResponse,
-          (*_INTERNAL_ERRORS, 404, 409), signed=True),
+          (*_INTERNAL_ERRORS, 404, 409), callers=_WORKER),
     Route("POST", "/internal/v2/bot-actions/results", handlers.results,
           "Report up to 100 outcomes in one call; each is applied or refused (stale_lease / unknown_action) "
-          "on its own", BatchResultRequest, BatchResultResponse, _INTERNAL_ERRORS, signed=True),
+          "on its own", BatchResultRequest, BatchResultResponse, _INTERNAL_ERRORS, callers=_WORKER),
+    Route("POST", "/internal/v2/github-app/setup-claims", internal_register_claim,
+          "Open a one-time setup claim: one App may be registered under it within an hour (docs/github-app.md)",
+          SetupClaimRequest, SetupClaimResponse, _INTERNAL_ERRORS, callers=_ADMIN),
     Route("GET", "/internal/v2/github-app/credentials/latest", internal_latest_credentials,
-          "The newest GitHub App registered through the manifest flow; ?claim= picks the one created under "
-          "that claim (docs/github-app.md)", None, GithubAppCredentials, (400, 401, 404), signed=True),
+          "The GitHub App registered under ?claim= (required), answered once and then deleted "
+          "(docs/github-app.md)", None, GithubAppCredentials, (400, 401, 403, 404), callers=_ADMIN),
     Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
           "Install status of a repository, from the installation tables", None, GithubAppStatus, (404,)),
     Route("GET", "/api/v1/session", owner.owner_session,
@@ -139,6 +154,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", handlers.healthz, "Process is up", None, Health, ()),
     Route("GET", "/readyz", handlers.readyz, "Database reachable", None, Health, (503,)),
 )
+
+
+def internal_scopes() -> dict[tuple[str, str], frozenset[Caller]]:
+    """``(METHOD, path template)`` of every signed route → the callers whose keys it accepts."""
+    return {(route.method, route.path): route.callers for route in ROUTES if route.callers}
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,6 +1,7 @@
-"""SQL for ``github_app_credentials``: Apps registered through the manifest flow.
+"""SQL for ``github_app_credentials`` and ``github_app_setup_claims``: the manifest flow.
 
-Secrets go in and come out as values only; nothing here logs.
+Secrets go in and come out as values only, and come out once: :func:`take` deletes what it
+answers. Nothing here logs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def claim_hash(claim: str) -> str:
     return hashlib.sha256(claim.encode()).hexdigest()
 
 
-async def insert(conn: Conn, creds: AppCredentials, claim: str | None) -> bool:
+async def insert(conn: Conn, creds: AppCredentials, claim: str) -> bool:
     """Store one conversion answer; ``False`` when that App id is already stored (a replayed callback)."""
     stored = await conn.fetchval(
         """INSERT INTO github_app_credentials
@@ -35,23 +36,50 @@ async def insert(conn: Conn, creds: AppCredentials, claim: str | None) -> bool:
         creds.pem.get_secret_value(),
         creds.owner.login,
         creds.html_url,
-        claim_hash(claim) if claim else None,
+        claim_hash(claim),
     )
     return bool(stored)
 
 
-async def latest(conn: Conn, *, claim: str | None = None) -> GithubAppCredentials | None:
-    """The most recently stored App; with ``claim``, only the one created under that claim."""
-    if claim:
-        row = await conn.fetchrow(
-            f"""SELECT {_COLUMNS} FROM github_app_credentials WHERE claim_hash = $1
-                ORDER BY created_at DESC, app_id DESC LIMIT 1""",
-            claim_hash(claim),
-        )
-    else:
-        row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM github_app_credentials ORDER BY created_at DESC, app_id DESC LIMIT 1"
-        )
+async def register_claim(conn: Conn, claim: str, ttl_seconds: int) -> datetime:
+    """Allow one registration under ``claim`` for ``ttl_seconds``; expired claims are dropped."""
+    await conn.execute("DELETE FROM github_app_setup_claims WHERE expires_at < now()")
+    expires_at: datetime = await conn.fetchval(
+        """INSERT INTO github_app_setup_claims (claim_hash, expires_at)
+           VALUES ($1, now() + make_interval(secs => $2))
+           ON CONFLICT (claim_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
+           RETURNING expires_at""",
+        claim_hash(claim), float(ttl_seconds),
+    )
+    return expires_at
+
+
+async def claim_open(conn: Conn, claim: str) -> bool:
+    """Whether ``claim`` was registered, has not expired, and has not been used yet."""
+    return bool(await conn.fetchval(
+        "SELECT true FROM github_app_setup_claims WHERE claim_hash = $1 AND expires_at >= now()",
+        claim_hash(claim),
+    ))
+
+
+async def consume_claim(conn: Conn, claim: str) -> bool:
+    """Use ``claim`` up; ``False`` when it was not open (expired, used, never registered)."""
+    return bool(await conn.fetchval(
+        "DELETE FROM github_app_setup_claims WHERE claim_hash = $1 AND expires_at >= now() RETURNING true",
+        claim_hash(claim),
+    ))
+
+
+async def take(conn: Conn, *, claim: str) -> GithubAppCredentials | None:
+    """The App created under ``claim``, deleted as it is read: the database keeps no App secret
+    longer than it takes the CLI to fetch it."""
+    row = await conn.fetchrow(
+        f"""DELETE FROM github_app_credentials WHERE app_id = (
+                SELECT app_id FROM github_app_credentials WHERE claim_hash = $1
+                ORDER BY created_at DESC, app_id DESC LIMIT 1 FOR UPDATE)
+            RETURNING {_COLUMNS}""",
+        claim_hash(claim),
+    )
     if row is None:
         return None
     created_at: datetime = row["created_at"]

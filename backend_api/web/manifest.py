@@ -8,14 +8,19 @@ with ``code`` and ``state``; the callback checks the state, trades the code at
 ``POST {GITHUB_API_URL}/app-manifests/{code}/conversions``, stores the answer
 (``store.app_credentials``) and shows the App's id, slug and link, never a secret.
 
-``claim`` is a random value chosen by ``prgate github-app create``: it travels in the state cookie
-and is stored hashed with the App, so the CLI fetches the App its user created and no other.
+``claim`` is a random value chosen by ``prgate github-app create``, which first registers it with
+``POST /internal/v2/github-app/setup-claims`` signed with an admin key (``PRGATE_ADMIN_SECRETS``):
+it is the one-time setup token in the URL the CLI prints. It travels in the state cookie, is
+used up by the callback, and is stored hashed with the App, so the CLI fetches the App its user
+created and no other.
 
-Who may use it: anyone while ``GITHUB_APP_ID`` is unset (first run: there is no App to sign in
-with yet), else only a signed-in operator (``PRGATE_OPERATORS``); everyone else gets a 403 page.
+Who may use it: only a browser holding an open setup claim (registered, under an hour old, not
+used yet) — a stranger who finds ``/github-app/new`` before the App exists cannot register one
+into this prgate. While ``GITHUB_APP_ID`` is set, the browser must also be signed in as an
+operator (``PRGATE_OPERATORS``). Everyone else gets a 403 page.
 
-``GET /internal/v2/github-app/credentials/latest?claim=`` (signed, in the route table) answers
-the stored credentials to the CLI.
+``GET /internal/v2/github-app/credentials/latest?claim=`` (admin key, in the route table) answers
+the credentials stored under that claim once, and deletes them (docs/security.md).
 """
 
 from __future__ import annotations
@@ -33,8 +38,14 @@ from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
 
-from backend_api.github_manifest import AppCredentials, default_webhook_url, render_manifest
-from backend_api.http.errors import json_error, json_response
+from backend_api.github_manifest import (
+    AppCredentials,
+    SetupClaimRequest,
+    SetupClaimResponse,
+    default_webhook_url,
+    render_manifest,
+)
+from backend_api.http.errors import json_error, json_response, read_model
 from backend_api.http.keys import DB_POOL, HTTP_CLIENT, SESSIONS, SETTINGS
 from backend_api.owner.access import is_operator
 from backend_api.settings import BackendSettings
@@ -195,6 +206,14 @@ def _clear_state_cookie(response: web.StreamResponse, secure: bool) -> None:
 # ---- handlers -------------------------------------------------------------------------------------
 
 
+def _no_claim_page() -> web.Response:
+    return t.error_page(
+        403, "Not allowed",
+        "An App is registered from the URL that <code>prgate github-app create</code> prints, within an hour "
+        "and once. Run it again and open the new URL.",
+    )
+
+
 @t.html_errors
 async def new_app(request: web.Request) -> web.StreamResponse:
     refused = _refused(request)
@@ -207,6 +226,11 @@ async def new_app(request: web.Request) -> web.StreamResponse:
     claim = request.query.get("claim", "")
     if claim and not valid_claim(claim):
         return t.error_page(400, "Bad request", "The claim parameter is malformed; copy the URL prgate printed.")
+    if not claim:
+        return _no_claim_page()
+    async with request.app[DB_POOL].acquire() as conn:
+        if not await app_credentials.claim_open(conn, claim):
+            return _no_claim_page()
     raw_webhook = request.query.get("webhook_url", "")
     webhook_url = http_url(raw_webhook) if raw_webhook else default_webhook_url(settings.public_url)
     if webhook_url is None:
@@ -254,7 +278,9 @@ async def callback(request: web.Request) -> web.StreamResponse:
             400, "Registration expired",
             "This App registration did not start in this browser, or it took too long. Please start again.",
         )
-    claim = expected.next_path.removeprefix(_STATE_PREFIX) or None
+    claim = expected.next_path.removeprefix(_STATE_PREFIX)
+    if not claim:  # a state cookie issued before setup claims existed
+        return refuse(400, "Registration expired", "Please start again from `prgate github-app create`.")
     code = request.query.get("code", "")
     if not _CODE_RE.match(code):
         return refuse(400, "Registration failed", "GitHub sent no valid code. Please start again.")
@@ -271,23 +297,47 @@ async def callback(request: web.Request) -> web.StreamResponse:
         log.warning("github app manifest: GitHub unavailable: %s", exc)
         return refuse(502, "GitHub unavailable", "prgate could not reach GitHub to finish creating the App. Try again.")
 
-    async with request.app[DB_POOL].acquire() as conn:
-        fresh = await app_credentials.insert(conn, creds, claim)
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        # The claim is used up with the App stored under it, or neither happens.
+        if not await app_credentials.consume_claim(conn, claim):
+            fresh = None
+        else:
+            fresh = await app_credentials.insert(conn, creds, claim)
+    if fresh is None:
+        log.warning("github app manifest: setup claim used or expired before the callback",
+                    extra={"app_id": creds.id})
+        return refuse(
+            400, "Registration already finished",
+            "This setup URL was already used, or is older than an hour. GitHub created the App (look for it in "
+            "your GitHub settings); run `prgate github-app create` again to register another.",
+        )
     log.info("github app registered", extra={"app_id": creds.id, "slug": creds.slug, "stored": fresh})
     response = t.page("prgate's GitHub App is ready", created_page(creds, settings.public_url))
     _clear_state_cookie(response, codec.secure)
     return response
 
 
+async def internal_register_claim(request: web.Request) -> web.Response:
+    """Admin key (the middleware checked): open a one-time setup claim for an hour."""
+    req = await read_model(request, SetupClaimRequest)
+    async with request.app[DB_POOL].acquire() as conn:
+        expires_at = await app_credentials.register_claim(conn, req.claim, MANIFEST_STATE_TTL_SECONDS)
+    return json_response(SetupClaimResponse(expires_at=expires_at.isoformat()))
+
+
 async def internal_latest_credentials(request: web.Request) -> web.Response:
-    """Signed (the middleware checked): the newest stored App, or the one created under ``claim``."""
+    """Admin key (the middleware checked): the App created under ``claim``, once — it is deleted as
+    it is answered, so the database keeps no App secret after the CLI wrote its files."""
     claim = request.query.get("claim", "")
-    if claim and not valid_claim(claim):
+    if not claim:
+        return json_error(400, "bad_request", "claim is required: the one `prgate github-app create` registered")
+    if not valid_claim(claim):
         return json_error(400, "bad_request", "claim is malformed")
     async with request.app[DB_POOL].acquire() as conn:
-        creds = await app_credentials.latest(conn, claim=claim or None)
+        creds = await app_credentials.take(conn, claim=claim)
     if creds is None:
-        return json_error(404, "not_found", "no GitHub App has been registered yet")
+        return json_error(404, "not_found", "no GitHub App was registered under this claim (or it was fetched)")
+    log.info("github app credentials handed out and deleted", extra={"app_id": creds.app_id})
     return json_response(creds)
 
 

@@ -6,9 +6,9 @@ login, the expiry in unix seconds), the MAC an HMAC-SHA256 over ``v1.<payload>``
 token never leaves the callback handler. A cookie that does not verify, does not parse or has
 expired reads as "signed out".
 
-Every key is derived from one secret (``SESSION_SECRET``, or, when that is empty, from the first
-``PRGATE_INTERNAL_SECRETS`` entry) with a purpose label, so a MAC made for one purpose (a session
-cookie) is never accepted for another (an OAuth state cookie, a CSRF token).
+Every key is derived from one secret (``SESSION_SECRET``, required: never derived from an internal
+key, so the internal keys rotate without signing anyone out) with a purpose label, so a MAC made
+for one purpose (a session cookie) is never accepted for another (an OAuth state cookie, a CSRF token).
 """
 
 from __future__ import annotations
@@ -35,17 +35,11 @@ _MAX_COOKIE_CHARS = 4096
 
 
 def session_secret(settings: BackendSettings) -> bytes:
-    """``SESSION_SECRET``, or a secret derived from the first internal secret when it is unset.
-
-    Deriving keeps ``prgate up`` working unconfigured; it also means rotating the first internal
-    secret signs everyone out, which is why production should set ``SESSION_SECRET``.
-    """
+    """``SESSION_SECRET``; ``BackendSettings.check_secrets`` refused to start without it."""
     explicit = settings.session_secret.get_secret_value()
-    if explicit:
-        return explicit.encode()
-    if not settings.internal_secrets:
-        raise ValueError("SESSION_SECRET or PRGATE_INTERNAL_SECRETS must be set")
-    return hmac.new(settings.internal_secrets[0].encode(), b"prgate/session-secret/v1", hashlib.sha256).digest()
+    if not explicit:
+        raise ValueError("SESSION_SECRET must be set (docs/security.md)")
+    return explicit.encode()
 
 
 def _b64(data: bytes) -> str:

@@ -22,6 +22,7 @@ from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
 from bot_worker.webhooks.github import MAX_BODY_BYTES, GithubWebhooks, json_error
+from shared_contracts.keys import Caller
 from shared_contracts.owner import Health
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                                     settings.private_key_pem(), on_refresh=app[METRICS].token_refreshes.inc)
         app[GITHUB] = GitHubProvider(session, settings.github_api_url, tokens)
     app[FORWARDER] = Forwarder(
-        BackendClient(session, settings.backend_url, settings.internal_secrets[0]),
+        BackendClient(session, settings.backend_url, settings.signing_key(Caller.RECEIVER)),
         queue,
         queue_name=settings.queue_name,
         timeout=settings.forward_timeout_seconds,
@@ -203,8 +204,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings | None = None) -> web.Application:
     """The receiver app. `redis_settings` defaults to `settings.redis_url`."""
-    if not settings.internal_secrets:
-        raise ValueError("PRGATE_INTERNAL_SECRETS must hold at least one secret")
+    settings.signing_key(Caller.RECEIVER)  # InsecureSecret (a ValueError): the one line to print
     if redis_settings is None:
         if not settings.redis_url:
             raise ValueError("REDIS_URL must be set: the receiver queues deliveries there while the backend is away")

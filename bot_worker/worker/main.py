@@ -43,6 +43,7 @@ from bot_worker.worker.executor import Executor
 from bot_worker.worker.outcomes import Classified
 from bot_worker.worker.throttle import WriteThrottle
 from shared_contracts.actions import ClaimedAction, ClaimRequest, ClaimResponse
+from shared_contracts.keys import Caller, InsecureSecret
 from shared_contracts.owner import Health
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,10 @@ async def _status_server(
 
 
 async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -> None:
-    if not settings.internal_secrets:
-        raise SystemExit("PRGATE_INTERNAL_SECRETS must hold at least one secret")
+    try:
+        signing_key = settings.signing_key(Caller.WORKER)
+    except InsecureSecret as exc:
+        raise SystemExit(str(exc)) from None
     if not settings.github_app_id or not settings.private_key_pem():
         raise SystemExit("GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH) are required")
     if not settings.redis_url:
@@ -193,7 +196,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
     ):
         # A claim lasts at most its long-poll wait plus the client's margin; "recent" allows one more.
         health = ClaimHealth(stale_after=2 * (settings.claim_wait_seconds + 15))
-        backend = TrackedBackendClient(session, settings.backend_url, settings.internal_secrets[0], health)
+        backend = TrackedBackendClient(session, settings.backend_url, signing_key, health)
         tokens = InstallationTokens(
             session, settings.github_api_url, settings.github_app_id, settings.private_key_pem(),
             on_refresh=metrics.token_refreshes.inc,

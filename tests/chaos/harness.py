@@ -25,7 +25,7 @@ import aiohttp
 import asyncpg
 
 from backend_api.challenges import messages
-from tests.conftest import INTERNAL_SECRET
+from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.processes import Fleet, Proc, eventually, free_port, wait_http_ok
 
@@ -194,7 +194,7 @@ async def chaos_stack(
     key_path = tmp_path / "app.pem"
     key_path.write_text(app_keys().private_pem)
     env = {
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET,
+        "DATABASE_URL": database_url, "REDIS_URL": redis_url, **INTERNAL_ENV,
         "BACKEND_HOST": "127.0.0.1", "BOT_HOST": "127.0.0.1", "BOT_PORT": str(ports["bot"]),
         "SIMULATOR_PORT": str(ports["simulator"]),
         "SIMULATOR_WEBHOOK_URL": f"http://127.0.0.1:{ports['bot']}/webhooks/github",

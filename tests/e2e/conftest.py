@@ -13,7 +13,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import INTERNAL_SECRET
+from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.processes import Fleet, Proc, free_port, wait_http_ok
 
@@ -39,7 +39,7 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
     key_path = tmp_path / "app.pem"
     key_path.write_text(app_keys().private_pem)
     env = {
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET,
+        "DATABASE_URL": database_url, "REDIS_URL": redis_url, **INTERNAL_ENV,
         "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
         "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
         "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot_worker.worker.main import ClaimHealth
-from tests.conftest import INTERNAL_SECRET
+from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.processes import Fleet, Proc, eventually, free_port, wait_http_ok
 
@@ -54,13 +54,13 @@ async def pair(db: asyncpg.Pool, database_url: str, redis_url: str) -> AsyncIter
     backend_url = f"http://127.0.0.1:{port}"
     backend_env = {
         "DATABASE_URL": database_url, "BACKEND_PORT": str(port), "BACKEND_HOST": "127.0.0.1",
-        "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET, "SWEEP_INTERVAL_SECONDS": "1",
+        **INTERNAL_ENV, "SWEEP_INTERVAL_SECONDS": "1",
     }
     backend = fleet.start("backend", "backend", backend_env)
     try:
         await wait_http_ok(f"{backend_url}/readyz", backend)
         worker = fleet.start("worker", "worker", {
-            "BACKEND_URL": backend_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET, "REDIS_URL": redis_url,
+            "BACKEND_URL": backend_url, **INTERNAL_ENV, "REDIS_URL": redis_url,
             # No action is ever claimed here: GitHub is never asked.
             "GITHUB_API_URL": f"http://127.0.0.1:{free_port()}", "GITHUB_APP_ID": str(APP_ID),
             "GITHUB_PRIVATE_KEY": app_keys().private_pem, "WORKER_METRICS_PORT": "0", "BOT_HOST": "127.0.0.1",

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.conftest import INTERNAL_SECRET
+from tests.conftest import INTERNAL_ENV, INTERNAL_SECRET
 from tests.support.browser import InternalApi, chromium, shot
 from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.payloads import installation_payload, pull_request_payload
@@ -44,7 +44,7 @@ async def stack(
     key_path.write_text(app_keys().private_pem)
     backend_url = f"http://127.0.0.1:{port}"
     env = {
-        "DATABASE_URL": database_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET,
+        "DATABASE_URL": database_url, **INTERNAL_ENV,
         "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(port), "BACKEND_PUBLIC_URL": backend_url,
         "GITHUB_API_URL": simulator.url, "GITHUB_WEB_URL": simulator.url,
         "GITHUB_CLIENT_ID": simulator.state.config.oauth_client_id,

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from prgate.simulator import FaultConfig, FaultProfile
-from tests.conftest import INTERNAL_SECRET
+from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.outbox import seed_actions
 from tests.support.processes import Fleet, Proc, eventually, free_port, wait_http_ok
@@ -40,13 +40,13 @@ async def stack(
     backend = fleet.start(
         "backend", "backend",
         {"DATABASE_URL": database_url, "BACKEND_PORT": str(port), "BACKEND_HOST": "127.0.0.1",
-         "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET, "SWEEP_INTERVAL_SECONDS": "1"},
+         **INTERNAL_ENV, "SWEEP_INTERVAL_SECONDS": "1"},
     )
     backend_url = f"http://127.0.0.1:{port}"
     try:
         await wait_http_ok(f"{backend_url}/readyz", backend)
         worker_env = {
-            "BACKEND_URL": backend_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET, "REDIS_URL": redis_url,
+            "BACKEND_URL": backend_url, **INTERNAL_ENV, "REDIS_URL": redis_url,
             "GITHUB_API_URL": simulator.url, "GITHUB_APP_ID": str(APP_ID),
             "GITHUB_PRIVATE_KEY": app_keys().private_pem, "WORKER_METRICS_PORT": "0", "BOT_HOST": "127.0.0.1",
             "ARQ_QUEUE_NAME": f"prgate-test-{uuid.uuid4().hex}", "GITHUB_WRITES_PER_MINUTE": "100000",

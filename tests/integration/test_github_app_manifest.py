@@ -13,6 +13,7 @@ import html
 import io
 import json
 import re
+import secrets
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,10 +40,12 @@ from backend_api.web.session import SESSION_COOKIE
 from prgate import github_app_cli
 from prgate.simulator.manifest import SIM_MANIFESTS
 from shared_contracts import signing
-from tests.conftest import INTERNAL_SECRET, backend_settings
+from tests.conftest import ADMIN_SECRET, INTERNAL_SECRET, RECEIVER_SECRET, backend_settings
 from tests.support.github_sim import Simulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SETUP_CLAIMS = "/internal/v2/github-app/setup-claims"
+CREDENTIALS = "/internal/v2/github-app/credentials/latest"
 _FORM = re.compile(
     r'<form id=manifest-form method=post action="([^"]+)"><input type=hidden name=manifest value="([^"]+)">'
 )
@@ -61,8 +64,23 @@ class Env:
         self.browsers.append(session)
         return session
 
+    async def open_claim(self, claim: str | None = None, secret: str = ADMIN_SECRET) -> str:
+        """Register a one-time setup claim, as ``prgate github-app create`` does."""
+        claim = claim or secrets.token_urlsafe(24)
+        resp = await self.signed_post(SETUP_CLAIMS, {"claim": claim}, secret)
+        assert resp.status == 200, await resp.text()
+        return claim
+
+    async def signed_post(self, path: str, body: Any, secret: str = ADMIN_SECRET) -> aiohttp.ClientResponse:
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **signing.sign(secret, "POST", path, data)}
+        return await self.client.post(path, data=data, headers=headers)
+
     async def start(self, browser: aiohttp.ClientSession, **query: str) -> tuple[URL, str]:
-        """Open /github-app/new: the form's action (on the simulator) and the manifest it posts."""
+        """Open /github-app/new (under a fresh open claim unless one is given): the form's action (on
+        the simulator) and the manifest it posts."""
+        if "claim" not in query:
+            query["claim"] = await self.open_claim()
         resp = await browser.get(f"{self.base}/github-app/new", params=query)
         text = await resp.text()
         assert resp.status == 200, text
@@ -77,7 +95,7 @@ class Env:
         assert resp.status == 302, await resp.text()
         return URL(resp.headers["Location"])
 
-    async def signed_get(self, path_qs: str, secret: str = INTERNAL_SECRET) -> aiohttp.ClientResponse:
+    async def signed_get(self, path_qs: str, secret: str = ADMIN_SECRET) -> aiohttp.ClientResponse:
         headers = signing.sign(secret, "GET", path_qs, b"")
         return await self.client.get(path_qs, headers=headers)
 
@@ -141,7 +159,7 @@ def test_manifest_leaves_out_events_github_always_sends() -> None:
 
 async def test_manifest_flow_creates_and_stores_the_app(env: Env, db: asyncpg.Pool) -> None:
     browser = env.browser()
-    claim = "c" * 32
+    claim = await env.open_claim()
     page = await browser.get(f"{env.base}/github-app/new", params={"claim": claim})
     csp = page.headers["Content-Security-Policy"]
     assert f"form-action {env.simulator.url}" in csp
@@ -190,18 +208,28 @@ async def test_manifest_flow_creates_and_stores_the_app(env: Env, db: asyncpg.Po
                                 headers={"Authorization": f"Bearer {forged}"})
         assert refused.status == 401
 
-    # The CLI's endpoint: signed, by claim.
-    unsigned = await env.client.get(f"/internal/v2/github-app/credentials/latest?claim={claim}")
+    # The CLI's endpoint: the admin key only, by claim, once.
+    unsigned = await env.client.get(f"{CREDENTIALS}?claim={claim}")
     assert unsigned.status == 401
-    resp = await env.signed_get(f"/internal/v2/github-app/credentials/latest?claim={claim}")
+    for other_key in (RECEIVER_SECRET, INTERNAL_SECRET):  # the receiver's and the workers' keys
+        refused = await env.signed_get(f"{CREDENTIALS}?claim={claim}", other_key)
+        assert refused.status == 403
+        assert (await refused.json())["error"] == "forbidden"
+    no_claim = await env.signed_get(CREDENTIALS)
+    assert no_claim.status == 400
+    assert (await no_claim.json())["error"] == "bad_request"
+    other = await env.signed_get(f"{CREDENTIALS}?claim=" + "d" * 32)
+    assert other.status == 404
+    assert len(await stored(db)) == 1  # nothing refused above touched the row
+    resp = await env.signed_get(f"{CREDENTIALS}?claim={claim}")
     assert resp.status == 200
     creds = GithubAppCredentials.model_validate(await resp.json())
     assert creds.app_id == row["app_id"]
     assert creds.private_key_pem == row["private_key_pem"]
-    other = await env.signed_get("/internal/v2/github-app/credentials/latest?claim=" + "d" * 32)
-    assert other.status == 404
-    latest = await env.signed_get("/internal/v2/github-app/credentials/latest")
-    assert (await latest.json())["app_id"] == row["app_id"]
+    # Handed out once: the database no longer holds the App's secrets.
+    assert await stored(db) == []
+    again = await env.signed_get(f"{CREDENTIALS}?claim={claim}")
+    assert again.status == 404
 
 
 async def test_org_registration_posts_to_the_org_page(env: Env, db: asyncpg.Pool) -> None:
@@ -213,11 +241,13 @@ async def test_org_registration_posts_to_the_org_page(env: Env, db: asyncpg.Pool
     assert (await browser.get(back)).status == 200
     [row] = await stored(db)
     assert row["owner_login"] == "octo-org"
-    assert row["claim_hash"] is None
+    assert row["claim_hash"] is not None
 
-    bad = await browser.get(f"{env.base}/github-app/new", params={"org": "-nope-"})
+    claim = await env.open_claim()
+    bad = await browser.get(f"{env.base}/github-app/new", params={"org": "-nope-", "claim": claim})
     assert bad.status == 400
-    bad_hook = await browser.get(f"{env.base}/github-app/new", params={"webhook_url": "javascript:alert(1)"})
+    bad_hook = await browser.get(f"{env.base}/github-app/new",
+                                 params={"webhook_url": "javascript:alert(1)", "claim": claim})
     assert bad_hook.status == 400
 
 
@@ -253,6 +283,50 @@ async def test_a_code_converts_once(env: Env, db: asyncpg.Pool) -> None:
 
 
 # ---- who may register an App --------------------------------------------------------------------------
+
+
+async def test_a_stranger_cannot_register_an_app_before_one_is_configured(env: Env, db: asyncpg.Pool) -> None:
+    """GITHUB_APP_ID unset: only the holder of a one-time setup claim opened with an admin key may start."""
+    stranger = env.browser()
+    for params in ({}, {"claim": secrets.token_urlsafe(24)}):  # none, or one nobody registered
+        resp = await stranger.get(f"{env.base}/github-app/new", params=params)
+        assert resp.status == 403
+        assert "prgate github-app create" in await resp.text()
+        assert MANIFEST_COOKIE not in {c.key for c in stranger.cookie_jar}
+
+    # Only the admin key opens a claim: the receiver's and the workers' keys are refused.
+    for key in (RECEIVER_SECRET, INTERNAL_SECRET):
+        refused = await env.signed_post(SETUP_CLAIMS, {"claim": secrets.token_urlsafe(24)}, key)
+        assert refused.status == 403
+        assert (await refused.json())["error"] == "forbidden"
+    malformed = await env.signed_post(SETUP_CLAIMS, {"claim": "short"})
+    assert malformed.status == 422
+
+    # An expired claim is closed.
+    expired = await env.open_claim()
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE github_app_setup_claims SET expires_at = now() - interval '1 second'")
+    assert (await stranger.get(f"{env.base}/github-app/new", params={"claim": expired})).status == 403
+
+    # A claim works once: after its App is stored, the same URL is refused.
+    claim = await env.open_claim()
+    browser = env.browser()
+    action, manifest_json = await env.start(browser, claim=claim)
+    assert (await browser.get(await env.confirm_on_github(browser, action, manifest_json))).status == 200
+    assert (await env.browser().get(f"{env.base}/github-app/new", params={"claim": claim})).status == 403
+    assert len(await stored(db)) == 1
+
+
+async def test_two_browsers_on_one_claim_store_one_app(env: Env, db: asyncpg.Pool) -> None:
+    claim = await env.open_claim()
+    first, second = env.browser(), env.browser()
+    action1, manifest1 = await env.start(first, claim=claim)
+    action2, manifest2 = await env.start(second, claim=claim)
+    assert (await first.get(await env.confirm_on_github(first, action1, manifest1))).status == 200
+    late = await second.get(await env.confirm_on_github(second, action2, manifest2))
+    assert late.status == 400
+    assert "already used" in await late.text()
+    assert len(await stored(db)) == 1
 
 
 async def test_only_operators_may_register_once_an_app_is_configured(
@@ -369,7 +443,7 @@ def test_cli_url_carries_claim_org_and_webhook() -> None:
 
 
 async def test_cli_create_end_to_end(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRGATE_INTERNAL_SECRETS", INTERNAL_SECRET)
+    monkeypatch.setenv("PRGATE_ADMIN_SECRETS", ADMIN_SECRET)
     monkeypatch.setenv("BACKEND_URL", env.base)
     monkeypatch.delenv("BACKEND_PUBLIC_URL", raising=False)
     monkeypatch.setattr(github_app_cli, "POLL_INTERVAL_SECONDS", 0.05)
@@ -399,23 +473,30 @@ async def test_cli_create_end_to_end(env: Env, tmp_path: Path, monkeypatch: pyte
     assert (await browser.get(back)).status == 200
     assert await asyncio.wait_for(task, 10) == 0
 
-    rows = await stored(env.db)
-    assert len(rows) == 2
-    mine = next(r for r in rows if r["claim_hash"] is not None)
+    # The CLI took its own App (deleted from the database as it was handed out), not the other one.
+    [others] = await stored(env.db)
     text = (tmp_path / ".env.github-app").read_text()
-    assert f"GITHUB_APP_ID={mine['app_id']}\n" in text
-    assert (tmp_path / "github-app.pem").read_text().strip() == mine["private_key_pem"].strip()
-    assert mine["client_secret"] not in out.getvalue()  # secrets are never printed
+    values = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    mine = env.simulator.server.app[SIM_MANIFESTS].apps[int(values["GITHUB_APP_ID"])]
+    assert mine.id != others["app_id"]
+    key = serialization.load_pem_private_key((tmp_path / "github-app.pem").read_bytes(), password=None)
+    assert key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode().strip() == mine.public_key_pem.strip()
+    assert values["GITHUB_CLIENT_SECRET"] not in out.getvalue()  # secrets are never printed
     assert "installations/new" in out.getvalue()
 
 
 async def test_cli_gives_up_after_its_timeout_and_on_a_wrong_secret(env: Env) -> None:
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(github_app_cli.CliError, match="PRGATE_INTERNAL_SECRETS"):
-            await github_app_cli.fetch_credentials(session, env.base, "wrong-secret", "e" * 32)
+        for wrong in ("wrong-secret", INTERNAL_SECRET):  # unknown (401), or another component's (403)
+            with pytest.raises(github_app_cli.CliError, match="PRGATE_ADMIN_SECRETS"):
+                await github_app_cli.fetch_credentials(session, env.base, wrong, "e" * 32)
+            with pytest.raises(github_app_cli.CliError, match="PRGATE_ADMIN_SECRETS"):
+                await github_app_cli.register_claim(session, env.base, wrong, "e" * 32)
         clock = iter(range(100))
         poller = github_app_cli.Poller(
-            lambda: github_app_cli.fetch_credentials(session, env.base, INTERNAL_SECRET, "e" * 32),
+            lambda: github_app_cli.fetch_credentials(session, env.base, ADMIN_SECRET, "e" * 32),
             timeout=3, out=io.StringIO(), clock=lambda: float(next(clock)), sleep=lambda _s: asyncio.sleep(0),
         )
         with pytest.raises(github_app_cli.CliError, match="within 3 s"):

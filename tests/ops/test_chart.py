@@ -46,24 +46,28 @@ SUBCOMMANDS = {"backend": "backend", "receiver": "bot", "worker": "worker", "mig
 # The README's "used by" name of each component.
 README_COMPONENT = {"backend": "backend", "receiver": "bot", "worker": "worker", "migrate": "migrate"}
 # Variables a component reads that the chart deliberately leaves to their defaults, and why.
+RETIRED = {"PRGATE_INTERNAL_SECRETS": "retired: read only to refuse to start when it is set (docs/security.md)"}
 NOT_SET: dict[str, dict[str, str]] = {
-    "backend": {"GITHUB_PRIVATE_KEY": "the key is mounted as a file: GITHUB_PRIVATE_KEY_PATH"},
-    "receiver": {"GITHUB_PRIVATE_KEY": "the key is mounted as a file: GITHUB_PRIVATE_KEY_PATH"},
+    "backend": {"GITHUB_PRIVATE_KEY": "the key is mounted as a file: GITHUB_PRIVATE_KEY_PATH", **RETIRED},
+    "receiver": {"GITHUB_PRIVATE_KEY": "the key is mounted as a file: GITHUB_PRIVATE_KEY_PATH", **RETIRED},
     "worker": {
         "GITHUB_PRIVATE_KEY": "the key is mounted as a file: GITHUB_PRIVATE_KEY_PATH",
         "BOT_PORT": "the worker binds only BOT_HOST (its metrics server, on WORKER_METRICS_PORT)",
+        **RETIRED,
     },
     "migrate": {},
 }
+KEY_VARS = {"PRGATE_RECEIVER_SECRETS", "PRGATE_WORKER_SECRETS", "PRGATE_ADMIN_SECRETS"}
 # Never a plain value: credentials, and URLs that embed them.
-SECRET_VARS = {"PRGATE_INTERNAL_SECRETS", "DATABASE_URL", "REDIS_URL"} | {
+SECRET_VARS = KEY_VARS | {"DATABASE_URL", "REDIS_URL"} | {
     field.alias
     for settings in (BackendSettings, BotSettings)
     for field in settings.model_fields.values()
     if field.alias and field.annotation is SecretStr
 }
 SECRET_VALUE_KEYS = {
-    "PRGATE_INTERNAL_SECRETS": "internalSecrets", "DATABASE_URL": "databaseUrl", "REDIS_URL": "redisUrl",
+    "PRGATE_RECEIVER_SECRETS": "receiverSecrets", "PRGATE_WORKER_SECRETS": "workerSecrets",
+    "PRGATE_ADMIN_SECRETS": "adminSecrets", "DATABASE_URL": "databaseUrl", "REDIS_URL": "redisUrl",
     "GITHUB_WEBHOOK_SECRET": "webhookSecret", "GITHUB_CLIENT_SECRET": "githubClientSecret",
     "SESSION_SECRET": "sessionSecret",
 }
@@ -239,7 +243,7 @@ def test_default_values_render_the_expected_objects() -> None:
         ("Service", "ci-prgate-backend"), ("Service", "ci-prgate-receiver"), ("Service", "ci-prgate-worker-actions"),
         ("PodDisruptionBudget", "ci-prgate-backend"), ("PodDisruptionBudget", "ci-prgate-receiver"),
         ("PodDisruptionBudget", "ci-prgate-worker-actions"),
-        ("Job", "ci-prgate-migrate"), ("ServiceAccount", "ci-prgate"),
+        ("Job", "ci-prgate-migrate"), ("ServiceAccount", "ci-prgate"), ("NetworkPolicy", "ci-prgate-backend"),
     ])
     # The chart runs no database and creates no Secret: those are the operator's.
     assert not of_kind(docs, "Secret")
@@ -253,7 +257,7 @@ def test_full_values_render_every_optional_object() -> None:
         counts[doc["kind"]] = counts.get(doc["kind"], 0) + 1
     assert counts == {
         "Deployment": 4, "Service": 4, "PodDisruptionBudget": 3, "HorizontalPodAutoscaler": 1, "Ingress": 1,
-        "ServiceMonitor": 3, "Job": 1, "ServiceAccount": 1,
+        "ServiceMonitor": 3, "Job": 1, "ServiceAccount": 1, "NetworkPolicy": 1,
     }
 
 
@@ -398,10 +402,69 @@ def test_backend_url_is_the_backend_service(variant: str) -> None:
     docs = render(variant)
     services = {component(s): s for s in of_kind(docs, "Service")}
     backend = services["backend"]
-    url = f"http://{backend['metadata']['name']}:{backend['spec']['ports'][0]['port']}"
+    ports = {p["name"]: p for p in backend["spec"]["ports"]}
+    # The receiver and workers talk to the internal listener, the only port serving /internal/*.
+    url = f"http://{backend['metadata']['name']}:{ports['internal']['port']}"
     for name in ("receiver", "worker"):
         for doc in workload_by_component(docs)[name]:
             assert env_of(doc)["BACKEND_URL"] == {"name": "BACKEND_URL", "value": url}
+    (deployment,) = workload_by_component(docs)["backend"]
+    env = env_of(deployment)
+    container_ports = {p["name"]: p["containerPort"] for p in only_container(deployment)["ports"]}
+    assert env["BACKEND_INTERNAL_PORT"]["value"] == str(container_ports["internal"])
+    assert env["BACKEND_PORT"]["value"] == str(container_ports["http"])
+    assert container_ports["internal"] != container_ports["http"]
+
+
+@pytest.mark.parametrize("variant", list(VALUES_FILES))
+def test_each_component_holds_only_its_own_internal_key(variant: str) -> None:
+    by_component = workload_by_component(render(variant))
+    expected = {"backend": KEY_VARS, "receiver": {"PRGATE_RECEIVER_SECRETS"}, "worker": {"PRGATE_WORKER_SECRETS"},
+                "migrate": set()}
+    for name, docs in by_component.items():
+        for doc in docs:
+            env = env_of(doc)
+            assert KEY_VARS & set(env) == expected[name], doc["metadata"]["name"]
+            assert "PRGATE_INTERNAL_SECRETS" not in env
+    (backend,) = by_component["backend"]
+    assert "SESSION_SECRET" in env_of(backend)
+    assert "optional" not in env_of(backend)["SESSION_SECRET"]["valueFrom"]["secretKeyRef"]
+
+
+@pytest.mark.parametrize("variant", list(VALUES_FILES))
+def test_network_policy_lets_only_receiver_and_workers_reach_the_internal_port(variant: str) -> None:
+    docs = render(variant)
+    (policy,) = of_kind(docs, "NetworkPolicy")
+    (backend,) = workload_by_component(docs)["backend"]
+    backend_labels = backend["spec"]["template"]["metadata"]["labels"]
+    assert selects(policy["spec"]["podSelector"]["matchLabels"], backend_labels)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = policy["spec"]["ingress"]
+    internal = [rule for rule in rules if any(p["port"] == "internal" for p in rule["ports"])]
+    public = [rule for rule in rules if any(p["port"] == "http" for p in rule["ports"])]
+    assert len(internal) == 1
+    assert all(p["port"] == "internal" for p in internal[0]["ports"])  # not mixed with the public port
+    allowed = internal[0]["from"]
+    assert allowed, "the internal port must not be open to every pod"
+    reach = {component(doc) for doc in workloads(docs)
+             if any(selects(peer["podSelector"]["matchLabels"], doc["spec"]["template"]["metadata"]["labels"])
+                    for peer in allowed)}
+    assert reach == {"receiver", "worker"}
+    assert all(set(peer) == {"podSelector"} for peer in allowed)  # no namespaceSelector / ipBlock widening it
+    # The public port (ingress controller, probes, scrapes) stays open.
+    assert len(public) == 1
+    assert "from" not in public[0]
+    disabled = template("--set", "networkPolicy.enabled=false")
+    assert disabled.returncode == 0, disabled.stderr
+    assert not [d for d in yaml.safe_load_all(disabled.stdout) if d and d["kind"] == "NetworkPolicy"]
+
+
+@pytest.mark.parametrize("path", ["/internal", "/internal/v2", "/"])
+def test_ingress_refuses_to_route_internal_paths(path: str) -> None:
+    proc = template("--set", "ingress.enabled=true", "--set-json",
+                    f'ingress.paths=[{{"path":"{path}","component":"backend"}}]')
+    assert proc.returncode != 0, f"an ingress path {path} rendered"
+    assert "would expose /internal" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("variant", list(VALUES_FILES))
@@ -566,6 +629,10 @@ def test_values_schema_is_draft_07_and_accepts_the_shipped_values() -> None:
     ["--set", "image.pullPolicy=Sometimes"],
     ["--set", "config.logLevel=LOUD"],
     ["--set", "secrets.databaseUrl.key="],
+    ["--set", "secrets.sessionSecret.optional=true"],  # the backend refuses to start without it
+    ["--set", "secrets.workerSecrets.optional=true"],
+    ["--set", "secrets.internalSecrets.key=internal-secrets"],  # retired
+    ["--set", "networkPolicy.enabled=maybe"],
     ["--set-json", 'workers.queues=[{"name":"actions","replicas":2,"concurrency":0}]'],
     ["--set-json", 'workers.queues=[{"name":"Actions_Queue","replicas":2,"concurrency":4}]'],
     ["--set-json", "workers.queues=[]"],

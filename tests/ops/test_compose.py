@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared_contracts.keys import KNOWN_SECRETS
 from tests.ops.test_chart import (
     REPO,
     SECRET_VARS,
@@ -105,11 +107,33 @@ def test_compose_sets_the_same_variables_as_the_chart() -> None:
         assert needed_by(component) <= compose_env | set(CHART_ONLY)
 
 
+# Secrets a deployment may leave unset (empty, never a default value): sign-in answers 503, webhooks are
+# refused, no App can be registered through this backend.
+OPTIONAL_SECRETS = {"GITHUB_CLIENT_SECRET", "GITHUB_WEBHOOK_SECRET", "PRGATE_ADMIN_SECRETS"}
+REQUIRED = re.compile(r"\$\{(?P<var>[A-Z_]+):\?[^}]+\}")
+
+
 def test_compose_secrets_are_not_baked_in() -> None:
     for name in SERVICES:
         for var, value in environment(name).items():
-            if var in SECRET_VARS - {"DATABASE_URL", "REDIS_URL"}:  # local, throwaway service URLs are fine
-                assert re.fullmatch(r"\$\{[A-Z_]+:-.*\}", value), f"{name}: {var} must come from the shell"
+            if var not in SECRET_VARS - {"DATABASE_URL", "REDIS_URL"}:
+                continue
+            if var in OPTIONAL_SECRETS:
+                assert value == f"${{{var}:-}}", f"{name}: {var} must come from the shell, empty by default"
+            else:  # required: compose itself refuses to start with one line naming it
+                match = REQUIRED.fullmatch(value)
+                assert match, f"{name}: {var} must be ${{{var}:?message}}, got {value}"
+                assert match["var"] == var
+                assert "openssl rand" in value
+    # The database password too: no published default, and the URLs take it from the shell.
+    assert REQUIRED.fullmatch(service("postgres")["environment"]["POSTGRES_PASSWORD"])
+    for name in ("migrate", "backend"):
+        assert "${POSTGRES_PASSWORD:?" in environment(name)["DATABASE_URL"]
+    text = COMPOSE.read_text()
+    # No variable named like a secret or password has a non-empty default anywhere in the file.
+    assert not re.findall(r"\$\{[A-Z_]*(?:SECRET|PASSWORD)[A-Z_]*:?-[^}]+\}", text)
+    for known in KNOWN_SECRETS:
+        assert known not in text
     # The App key is a compose secret (a file), as in the chart.
     for name in ("backend", "bot", "worker"):
         assert "github_private_key" in service(name)["secrets"]
@@ -120,9 +144,36 @@ def test_compose_secrets_are_not_baked_in() -> None:
 def test_compose_urls_point_at_compose_services() -> None:
     assert environment("backend")["DATABASE_URL"] == environment("migrate")["DATABASE_URL"]
     assert "@postgres:5432/" in environment("backend")["DATABASE_URL"]
+    internal = environment("backend")["BACKEND_INTERNAL_PORT"]
+    assert internal != environment("backend")["BACKEND_PORT"]
     for name in ("bot", "worker"):
         assert environment(name)["REDIS_URL"].startswith("redis://redis:6379")
-        assert environment(name)["BACKEND_URL"] == f"http://backend:{environment('backend')['BACKEND_PORT']}"
+        # The receiver and workers call the internal listener, the only port serving /internal/*.
+        assert environment(name)["BACKEND_URL"] == f"http://backend:{internal}"
+
+
+def _published(name: str) -> list[tuple[str, str, str]]:
+    """(host ip, host port, container port) of each published port; ip '' = every interface."""
+    out = []
+    for spec in service(name).get("ports", []):
+        parts = str(spec).split(":")
+        ip, host, container = (["", *parts] if len(parts) == 2 else parts)
+        out.append((ip, host, container))
+    return out
+
+
+def test_compose_publishes_only_the_receiver() -> None:
+    published = {name: _published(name) for name in compose()["services"]}
+    exposed = {name for name, ports in published.items() for ip, _, _ in ports if ip not in ("127.0.0.1", "::1")}
+    assert exposed == {"bot"}, f"published on every interface: {sorted(exposed)}"
+    assert [c for _, _, c in published["bot"]] == [environment("bot")["BOT_PORT"]]
+    # The backend's pages on loopback only (for a local reverse proxy); its internal port not at all.
+    internal = environment("backend")["BACKEND_INTERNAL_PORT"]
+    assert published["backend"] == [("127.0.0.1", "8080", environment("backend")["BACKEND_PORT"])]
+    assert not any(c == internal for ports in published.values() for _, _, c in ports)
+    assert not any("expose" in service(name) for name in compose()["services"])
+    for name in ("postgres", "redis", "migrate", "worker"):
+        assert not published[name], f"{name} must not be published"
 
 
 def test_compose_order_and_healthchecks() -> None:
@@ -196,6 +247,15 @@ def test_image_ships_the_migrations_where_migrate_looks() -> None:
     assert any(ins == "COPY" and args.split()[0].rstrip("/") == "migrations" for ins, args in dockerfile_instructions())
 
 
-@pytest.mark.parametrize("path", [".git", ".venv", ".data", ".cache", "tests"])
+@pytest.mark.parametrize("path", [".git", ".venv", ".data", ".cache", "tests", ".env.github-app", "github-app.pem",
+                                  ".secrets"])
 def test_dockerignore_keeps_local_state_out(path: str) -> None:
     assert path in DOCKERIGNORE.read_text().split()
+
+
+@pytest.mark.parametrize("path", [".env.github-app", "github-app.pem", ".secrets/github-app.pem",
+                                  "conf/github-app.pem"])
+def test_gitignore_keeps_credentials_out(path: str) -> None:
+    """What `prgate github-app create` writes and what compose mounts are never committed by accident."""
+    proc = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO, check=False)
+    assert proc.returncode == 0, f"{path} is not ignored by .gitignore"

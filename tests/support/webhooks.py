@@ -20,7 +20,7 @@ from backend_api.app import create_app
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.app import create_receiver_app
 from prgate.simulator.webhooks import webhook_headers
-from tests.conftest import INTERNAL_SECRET, backend_settings
+from tests.conftest import INTERNAL_ENV, backend_settings
 from tests.support.payloads import installation_payload
 
 WEBHOOK_SECRET = "test-webhook-secret-" + "c" * 32
@@ -30,7 +30,7 @@ def bot_settings(backend_url: str, redis_url: str, queue_name: str, **updates: A
     settings = BotSettings.model_validate(
         {
             "BACKEND_URL": backend_url,
-            "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET,
+            **INTERNAL_ENV,
             "REDIS_URL": redis_url,
             "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
         }

@@ -39,5 +39,5 @@ def test_the_setting_is_read_by_both_services() -> None:
     from backend_api.settings import BackendSettings
     from bot_worker.settings import BotSettings
 
-    assert BackendSettings.model_validate({"PRGATE_INTERNAL_SECRETS": "s"}).gc_gen0_threshold == 20_000
+    assert BackendSettings.model_validate({}).gc_gen0_threshold == 20_000
     assert BotSettings.model_validate({"GC_GEN0_THRESHOLD": "0"}).gc_gen0_threshold == 0

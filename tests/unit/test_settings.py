@@ -10,7 +10,7 @@ from bot_worker.settings import BotSettings
 
 
 def _backend(**env: str) -> BackendSettings:
-    return BackendSettings.model_validate({"PRGATE_INTERNAL_SECRETS": "s", **env})
+    return BackendSettings.model_validate({**env})
 
 
 def test_ingest_lanes_must_leave_pool_connections_for_the_rest() -> None:

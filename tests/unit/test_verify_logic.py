@@ -305,15 +305,13 @@ def test_csrf_token_is_bound_to_session_and_scope() -> None:
 
 
 def _settings(**env: str) -> BackendSettings:
-    return BackendSettings.model_validate({"PRGATE_INTERNAL_SECRETS": "first,second", **env})
+    return BackendSettings.model_validate({"PRGATE_WORKER_SECRETS": "first,second", "SESSION_SECRET": "s" * 8, **env})
 
 
-def test_session_secret_defaults_to_one_derived_from_the_first_internal_secret() -> None:
-    derived = session_secret(_settings())
-    assert derived not in (b"first", b"second")
-    assert derived == session_secret(_settings())
-    assert derived != session_secret(BackendSettings.model_validate({"PRGATE_INTERNAL_SECRETS": "other"}))
+def test_session_secret_is_never_derived_from_an_internal_key() -> None:
     assert session_secret(_settings(SESSION_SECRET="explicit")) == b"explicit"
+    with pytest.raises(ValueError, match="SESSION_SECRET must be set"):
+        session_secret(BackendSettings.model_validate({"PRGATE_WORKER_SECRETS": "first,second"}))
 
 
 def test_cookies_are_secure_behind_https() -> None:

@@ -69,8 +69,15 @@ prgate/queue: {{ .queue.name }}
 
 {{/* URLs. */}}
 
-{{- define "prgate.backendUrl" -}}
+{{/* The backend's public port: pages, owner API, probes, metrics. */}}
+{{- define "prgate.backendPublicServiceUrl" -}}
 {{- printf "http://%s-backend:%v" (include "prgate.fullname" .) .Values.backend.service.port -}}
+{{- end -}}
+
+{{/* BACKEND_URL of the receiver and the workers: the backend's internal listener, the only port that
+serves /internal/* (BACKEND_INTERNAL_PORT), reachable from their pods only (networkpolicy.yaml). */}}
+{{- define "prgate.backendUrl" -}}
+{{- printf "http://%s-backend:%v" (include "prgate.fullname" .) .Values.backend.internalPort -}}
 {{- end -}}
 
 {{- define "prgate.publicUrl" -}}
@@ -80,7 +87,7 @@ prgate/queue: {{ .queue.name }}
 {{- $host := (first .Values.ingress.hosts).host -}}
 {{- printf "%s://%s" (ternary "https" "http" (gt (len .Values.ingress.tls) 0)) $host -}}
 {{- else -}}
-{{- include "prgate.backendUrl" . -}}
+{{- include "prgate.backendPublicServiceUrl" . -}}
 {{- end -}}
 {{- end -}}
 
@@ -110,7 +117,6 @@ prgate/queue: {{ .queue.name }}
   value: {{ .Values.config.gcGen0Threshold | quote }}
 - name: PRGATE_DATA_DIR
   value: /tmp/prgate
-{{ include "prgate.secretEnv" (dict "root" . "env" "PRGATE_INTERNAL_SECRETS" "ref" .Values.secrets.internalSecrets) }}
 {{- end -}}
 
 {{/* The GitHub App: id, API base and the private key file. */}}
