@@ -20,8 +20,10 @@ from bot_worker.metrics import Metrics, render
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.settings import BotSettings
+from bot_worker.webhooks import jobcodec
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
 from bot_worker.webhooks.github import MAX_BODY_BYTES, GithubWebhooks, json_error
+from bot_worker.webhooks.jobcodec import JobCodec
 from shared_contracts.keys import Caller
 from shared_contracts.owner import Health
 
@@ -105,7 +107,8 @@ async def open_queue(settings: RedisSettings, queue_name: str) -> ArqRedis:
     only matters when a delivery actually has to be queued (then: 503).
     """
     if settings.sentinel:
-        return await create_pool(settings, default_queue_name=queue_name)
+        return await create_pool(settings, default_queue_name=queue_name,
+                                 job_serializer=jobcodec.serialize, job_deserializer=JobCodec().deserialize)
     return ArqRedis(
         host=settings.host,
         port=settings.port,
@@ -128,6 +131,9 @@ async def open_queue(settings: RedisSettings, queue_name: str) -> ArqRedis:
         max_connections=settings.max_connections,
         encoding="utf8",
         default_queue_name=queue_name,
+        # JSON jobs, never pickle (jobcodec.py): the worker refuses anything else.
+        job_serializer=jobcodec.serialize,
+        job_deserializer=JobCodec().deserialize,
     )
 
 

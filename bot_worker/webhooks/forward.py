@@ -20,10 +20,10 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 from arq import Retry
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis, RedisSettings
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import Job
-from arq.worker import func
+from arq.worker import Worker, func
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -31,6 +31,7 @@ from bot_worker import metrics as m
 from bot_worker.backend.client import BackendClient, BackendError
 from bot_worker.metrics import Metrics
 from bot_worker.webhooks.group import GroupSender, Sent, Unreachable
+from bot_worker.webhooks.jobcodec import JobCodec
 from shared_contracts.events import (
     CommandEvent,
     IngestResponse,
@@ -323,3 +324,17 @@ FORWARD_JOB = func(
     timeout=JOB_FORWARD_TIMEOUT_SECONDS * 2,
     keep_result=0,
 )
+
+
+def forward_worker(
+    redis_settings: RedisSettings, queue_name: str, ctx: dict[str, Any], metrics: Metrics | None, **options: Any
+) -> Worker:
+    """The arq worker of `prgate worker` for parked deliveries: JSON jobs only (jobcodec.py), never pickle.
+
+    `options` go to `arq.Worker` as they are (burst, poll_delay, max_jobs, on_startup …)."""
+    refused = metrics.forward_queue.labels(m.Q_REFUSED).inc if metrics is not None else None
+    codec = JobCodec(on_refused=refused)
+    return Worker(
+        functions=[FORWARD_JOB], redis_settings=redis_settings, queue_name=queue_name, handle_signals=False,
+        ctx=ctx, job_serializer=codec.serialize, job_deserializer=codec.deserialize, **options,
+    )

@@ -25,7 +25,6 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 from arq.connections import RedisSettings
-from arq.worker import Worker
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -37,7 +36,7 @@ from bot_worker.providers.github import GitHubProvider
 from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.reconcile import job as reconcile_job
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS, FORWARD_JOB
+from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS, forward_worker
 from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.outcomes import Classified
@@ -225,9 +224,8 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
                 settings, session, redis, tokens, worker_id=worker_id, metrics=metrics,
             ),
         }
-        jobs = Worker(
-            functions=[FORWARD_JOB], redis_settings=RedisSettings.from_dsn(settings.redis_url),
-            queue_name=settings.queue_name, handle_signals=False, ctx=ctx,
+        jobs = forward_worker(
+            RedisSettings.from_dsn(settings.redis_url), settings.queue_name, ctx, metrics,
             max_jobs=settings.worker_concurrency,
         )
         async with _status_server(settings, metrics, loop, health, redis, stop) as port:

@@ -6,6 +6,7 @@ Real backend (PostgreSQL), real Redis, a real in-process arq worker in burst mod
 from __future__ import annotations
 
 import asyncio
+import pickle
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,6 +35,7 @@ from bot_worker.webhooks.forward import (
     backoff_seconds,
     encode,
     forward_delivery,
+    forward_worker,
 )
 from bot_worker.webhooks.normalize import pull_request_event
 from tests.conftest import INTERNAL_SECRET, backend_settings
@@ -63,13 +65,9 @@ async def drain(queue: TestQueue, redis_url: str, backend_url: str, metrics: Met
     """Run an arq worker in burst mode over `queue` until it is empty, as `prgate worker` would."""
     async with aiohttp.ClientSession() as session:
 
-        async def startup(ctx: dict[str, Any]) -> None:
-            ctx[CTX_BACKEND] = BackendClient(session, backend_url, INTERNAL_SECRET)
-            ctx[CTX_METRICS] = metrics
-
-        worker = Worker(
-            functions=[FORWARD_JOB], redis_settings=RedisSettings.from_dsn(redis_url), queue_name=queue.name,
-            burst=True, on_startup=startup, handle_signals=False, poll_delay=0.05, max_jobs=10,
+        ctx: dict[str, Any] = {CTX_BACKEND: BackendClient(session, backend_url, INTERNAL_SECRET), CTX_METRICS: metrics}
+        worker = forward_worker(
+            RedisSettings.from_dsn(redis_url), queue.name, ctx, metrics, burst=True, poll_delay=0.05, max_jobs=10,
         )
         try:
             await worker.async_run()
@@ -219,6 +217,61 @@ async def test_backend_5xx_and_429_are_queued(
     assert resp.status == 202
     assert await resp.json() == {"status": "queued", "delivery_id": delivery_id}
     assert await queue.job_ids() == {f"forward:pull_request:{delivery_id}"}
+
+
+class _Planted:
+    """Unpickling this creates `path`: the visible side effect of a job planted in Redis by an attacker."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (self.path, "w"))
+
+
+async def test_a_pickled_job_in_redis_is_refused_unread_and_parked_deliveries_still_replay(
+    db: asyncpg.Pool, database_url: str, redis_url: str, queue: TestQueue, aiohttp_client: Any, tmp_path: Any,
+) -> None:
+    """Anyone who can write to Redis must not run code in the worker: jobs are JSON, a pickle is refused."""
+    marker = tmp_path / "pwned"
+    planted_id = "forward:pull_request:planted"
+    planted = pickle.dumps({"t": 1, "f": "forward_delivery", "a": [_Planted(str(marker))], "k": {}, "et": 0})
+    await queue.redis.set(f"arq:job:{planted_id}", planted, ex=600)
+    await queue.redis.zadd(queue.name, {planted_id: 1})  # arq skips a job whose score is 0
+
+    with closed_port() as port:
+        pass
+    backend_url = f"http://127.0.0.1:{port}"
+    receiver: TestClient[Any, Any] = await aiohttp_client(
+        create_receiver_app(bot_settings(backend_url, redis_url, queue.name))
+    )
+    backend = TestServer(create_app(backend_settings(database_url)), port=port)
+    await backend.start_server()
+    try:
+        resp = await post_webhook(receiver, "installation", installation_payload("created"))
+        assert resp.status == 200, await resp.text()
+    finally:
+        await backend.close()
+    delivery_id = str(uuid.uuid4())
+    resp = await post_webhook(receiver, "pull_request", pull_request_payload("opened"), delivery_id)
+    assert resp.status == 202, await resp.text()
+    raw = await queue.redis.get(f"arq:job:forward:pull_request:{delivery_id}")
+    assert raw is not None
+    assert raw.startswith(b"{")  # what the receiver parks is JSON, not a pickle
+
+    backend = TestServer(create_app(backend_settings(database_url)), port=port)
+    await backend.start_server()
+    try:
+        worker_metrics = Metrics(CollectorRegistry())
+        await drain(queue, redis_url, backend_url, worker_metrics)
+    finally:
+        await backend.close()
+    assert not marker.exists()  # never unpickled
+    assert sample(worker_metrics, "forward_queue_total", outcome="refused") == 1
+    assert sample(worker_metrics, "forward_queue_total", outcome="delivered") == 1
+    assert await queue.redis.exists(f"arq:job:{planted_id}") == 0  # dropped, not retried forever
+    rows = await fetch(db, "SELECT delivery_id FROM webhook_deliveries WHERE event_name = 'pull_request'")
+    assert [r["delivery_id"] for r in rows] == [delivery_id]
 
 
 # ---- the job on its own ---------------------------------------------------------------------------
