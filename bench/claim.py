@@ -152,11 +152,18 @@ class Backend:
 # --- the backend -------------------------------------------------------------------------------
 
 
+def _other_keys() -> dict[str, str]:
+    """The receiver's key and the session secret the backend requires; nothing here uses them."""
+    return {"PRGATE_RECEIVER_SECRETS": "bench-receiver-" + secrets.token_hex(24),
+            "SESSION_SECRET": "bench-session-" + secrets.token_hex(24)}
+
+
 def _backend_env(database_url: str, secret: str, port: int) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": database_url,
-        "PRGATE_INTERNAL_SECRETS": secret,
+        **_other_keys(),
+        "PRGATE_WORKER_SECRETS": secret,  # the claimers sign as workers
         "BACKEND_HOST": "127.0.0.1",
         "BACKEND_PORT": str(port),
         "DB_POOL_MAX": str(DB_POOL_MAX),
@@ -219,7 +226,7 @@ async def backend_process(database_url: str, secret: str) -> AsyncIterator[Backe
 async def backend_in_process(database_url: str, secret: str) -> AsyncIterator[Backend]:
     """`create_app` on an AppRunner in this event loop: client and server share one core."""
     settings = BackendSettings.model_validate(
-        {"DATABASE_URL": database_url, "PRGATE_INTERNAL_SECRETS": secret, "DB_POOL_MAX": DB_POOL_MAX}
+        {"DATABASE_URL": database_url, **_other_keys(), "PRGATE_WORKER_SECRETS": secret, "DB_POOL_MAX": DB_POOL_MAX}
     )
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()

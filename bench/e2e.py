@@ -86,7 +86,9 @@ FOREIGN_LIMIT = 0.2  # cores other processes may take during a phase before it c
 UNLIMITED = 10_000_000  # per minute / per hour: "never throttles" at these rates
 LEASE_SECONDS = 60  # WORKER_LEASE_SECONDS; the claim time is derived from it (see TIMING_SOURCE)
 WORKER_CONCURRENCY = 16  # WORKER_CONCURRENCY, the product default
-INTERNAL_SECRET = "bench-e2e-internal-" + secrets.token_hex(24)
+INTERNAL_SECRET = "bench-e2e-worker-" + secrets.token_hex(24)
+RECEIVER_SECRET = "bench-e2e-receiver-" + secrets.token_hex(24)
+SESSION_SECRET = "bench-e2e-session-" + secrets.token_hex(24)
 
 # Targets from the issue (milliseconds).
 CLAIM_P50_MS, CLAIM_P99_MS = 10.0, 50.0
@@ -306,7 +308,8 @@ class Running:
 
 def stack_env(db_url: str, redis_url: str, ports: dict[str, int], key_path: Path, setup: Setup) -> dict[str, str]:
     return {
-        "DATABASE_URL": db_url, "REDIS_URL": redis_url, "PRGATE_INTERNAL_SECRETS": INTERNAL_SECRET,
+        "DATABASE_URL": db_url, "REDIS_URL": redis_url, "PRGATE_WORKER_SECRETS": INTERNAL_SECRET,
+        "PRGATE_RECEIVER_SECRETS": RECEIVER_SECRET, "SESSION_SECRET": SESSION_SECRET,
         "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
         "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
         "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",

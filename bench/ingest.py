@@ -52,7 +52,12 @@ from prgate.simulator.webhooks import webhook_headers
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.services import redis_base_url
 
-SECRET = "bench-internal-" + "k" * 32
+# Per-component internal keys of the stack under test, random per run (docs/security.md).
+INTERNAL_ENV = {
+    "PRGATE_RECEIVER_SECRETS": "bench-receiver-" + secrets.token_hex(24),
+    "PRGATE_WORKER_SECRETS": "bench-worker-" + secrets.token_hex(24),
+    "SESSION_SECRET": "bench-session-" + secrets.token_hex(24),
+}
 TARGET_RATE = 1000.0
 TARGET_P99_MS = 100.0
 
@@ -200,7 +205,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], str]:
             bot_ports = [ports["bot"], *(free_port() for _ in range(args.receivers - 1))]
             webhook_secret = secrets.token_hex(16)
             env = {
-                "DATABASE_URL": db.url, "REDIS_URL": redis_url, "PRGATE_INTERNAL_SECRETS": SECRET,
+                "DATABASE_URL": db.url, "REDIS_URL": redis_url, **INTERNAL_ENV,
                 "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
                 "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
                 "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",
