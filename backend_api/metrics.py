@@ -58,7 +58,6 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0)
 _MAINTENANCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SAMPLE_TIMEOUT_SECONDS = 2.0
-# What a database outage raises: server errors, a closed pool, refused connections, timeouts.
 
 # `reason` label of backend_internal_signature_failures_total, from shared_contracts.signing's messages.
 SIGNATURE_REASONS = {

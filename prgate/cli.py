@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prgate import gc_tuning
-from prgate.embedded import data_dir, embedded_postgres, embedded_redis
+from prgate.embedded import EmbeddedServiceError, data_dir, embedded_postgres, embedded_redis
 from prgate.logs import setup_logging
 from shared_contracts.keys import KEY_VARIABLES, Caller, InsecureSecret
 
@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except EmbeddedServiceError as exc:
+        print(f"prgate {args.command}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

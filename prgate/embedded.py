@@ -7,12 +7,43 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import pwd
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# Running as root, pgserver runs PostgreSQL as this system user, creating it with `useradd` first.
+PGSERVER_SYSTEM_USER = "pgserver"
+
+
+class EmbeddedServiceError(RuntimeError):
+    """An embedded service cannot start here; the message is one line saying why and what to do."""
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def postgres_preflight(
+    euid: int, path: str | None, user_exists: Callable[[str], bool] = _user_exists
+) -> str | None:
+    """Why pgserver would fail to start, or None. As root it shells out to `useradd`, which lives in
+    /usr/sbin; without it on PATH pgserver dies with a FileNotFoundError traceback halfway up."""
+    if euid != 0 or user_exists(PGSERVER_SYSTEM_USER):
+        return None
+    if shutil.which("useradd", path=path) is not None:
+        return None
+    return ("the embedded PostgreSQL runs as root only through a system user it creates with `useradd`, "
+            "which is not on PATH: run with PATH including /usr/sbin (e.g. PATH=$PATH:/usr/sbin), "
+            "or set DATABASE_URL to a PostgreSQL server")
 
 
 def data_dir() -> Path:
@@ -26,6 +57,9 @@ def embedded_postgres(directory: Path) -> Iterator[str]:
     """Start (or join) a PostgreSQL server over `directory`; yield its URL."""
     import pgserver
 
+    problem = postgres_preflight(os.geteuid(), os.environ.get("PATH"))
+    if problem is not None:
+        raise EmbeddedServiceError(problem)
     directory.mkdir(parents=True, exist_ok=True)
     # cleanup_mode="stop": the last process using the server stops it on exit.
     server: Any = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]

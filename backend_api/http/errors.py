@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -156,12 +155,3 @@ def _unstorable(value: Any, loc: list[str | int]) -> Iterator[dict[str, Any]]:
     elif isinstance(value, str) and "\x00" in value:
         yield {"loc": loc, "msg": "String contains a NUL character", "type": "string_nul_character"}
 
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise ApiError(422, "validation_error", "request body must be a JSON object")
-    return value

@@ -30,10 +30,6 @@ class NotForwardable(ValueError):
     """The payload is valid JSON but cannot be routed (e.g. no installation)."""
 
 
-def _account(raw: Any) -> Account:
-    return Account.model_validate(raw)
-
-
 def _installation_id(payload: dict[str, Any]) -> int:
     installation = payload.get("installation")
     if not isinstance(installation, dict) or not isinstance(installation.get("id"), int):
