@@ -42,7 +42,7 @@ from aiohttp import web
 from backend_api.app import create_app
 from backend_api.settings import BackendSettings
 from backend_api.store import outbox
-from bench.common import (
+from bench.harness.cpu import (
     REPO_ROOT,
     BenchDatabase,
     CpuMeter,

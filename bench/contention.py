@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.contention --write-docs       # also rewrite its section of docs/benchmarks.md
     .venv/bin/python -m bench.contention --hold-seconds 600 --hold-path raw
 
-Creates its own database (bench.common.bench_database) and starts the real backend as a separate
+Creates its own database (bench.harness.db.bench_database) and starts the real backend as a separate
 process (bench.claim.backend_process). Both parts run the claim -> (no-op) -> result cycle with
 max_actions 10 against an outbox kept stocked by a feeder: a task that tops the PENDING backlog up
 to a fixed size as claimers drain it, so every row churns (INSERT, UPDATE to CLAIMED, UPDATE to
@@ -66,7 +66,7 @@ from bench.claim import (
     postgres_pids,
     warm_up,
 )
-from bench.common import (
+from bench.harness.cpu import (
     REPO_ROOT,
     BenchDatabase,
     CpuMeter,

@@ -67,7 +67,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from bench.common import (
+from bench.harness.cpu import (
     REPO_ROOT,
     BenchDatabase,
     bench_database,
@@ -77,7 +77,7 @@ from bench.common import (
     process_cpu_seconds,
     rewrite_docs_section,
 )
-from bench.stack import Stack, StackProcess, wait_http_ok
+from bench.harness.stack import Stack, StackProcess, wait_http_ok
 from prgate.demo import PR_MARKER
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.services import redis_base_url
@@ -331,7 +331,7 @@ def stack_env(db_url: str, redis_url: str, ports: dict[str, int], key_path: Path
 
 
 async def start_stack(stack: Stack, env: dict[str, str], session: aiohttp.ClientSession, workers: int) -> None:
-    simulator = stack.start("simulator", ["-m", "bench.stack", "simulator"], env)
+    simulator = stack.start("simulator", ["-m", "bench.harness.stack", "simulator"], env)
     backend = stack.start_component("backend", "backend", env)
     bot = stack.start_component("bot", "bot", env)
     for i in range(workers):
@@ -953,7 +953,7 @@ async def arq_noop(stack: Stack, redis_url: str, workers: int, max_jobs: int, po
         enqueue_seconds = time.perf_counter() - t0
         for i in range(workers):
             procs.append(stack.start(f"arq-{poll_delay:g}-{i}", [
-                "-m", "bench.stack", "arq-noop-worker", "--redis-url", redis_url, "--queue", queue,
+                "-m", "bench.harness.stack", "arq-noop-worker", "--redis-url", redis_url, "--queue", queue,
                 "--max-jobs", str(max_jobs), "--poll-delay", str(poll_delay),
             ], {"LOG_LEVEL": "WARNING"}))
         for _ in range(workers):

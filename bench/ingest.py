@@ -39,7 +39,7 @@ import aiohttp
 import asyncpg
 
 from bench.claim import wait_quiet
-from bench.common import (
+from bench.harness.cpu import (
     CpuMeter,
     bench_database,
     free_port,
@@ -47,7 +47,7 @@ from bench.common import (
     markdown_table,
     rewrite_docs_section,
 )
-from bench.stack import Stack, wait_http_ok
+from bench.harness.stack import Stack, wait_http_ok
 from prgate.simulator.webhooks import webhook_headers
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.services import redis_base_url

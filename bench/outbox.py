@@ -61,7 +61,8 @@ from redis.asyncio import Redis
 
 from backend_api.store import outbox
 from bench import claim
-from bench.common import (
+from bench.e2e import git_state, load_average, redis_server_pid, wait_until_quiet
+from bench.harness.cpu import (
     REPO_ROOT,
     BenchDatabase,
     bench_database,
@@ -72,8 +73,7 @@ from bench.common import (
     pids_cpu_seconds,
     rewrite_docs_section,
 )
-from bench.e2e import git_state, load_average, redis_server_pid, wait_until_quiet
-from bench.stack import Stack, StackProcess, wait_http_ok
+from bench.harness.stack import Stack, StackProcess, wait_http_ok
 from bot_worker.settings import BotSettings
 from shared_contracts.actions import Outcome
 from tests.support.services import postgres_admin_url, redis_base_url, with_database
@@ -402,7 +402,7 @@ async def arq_cell(env: Env, system: str, workers: int, concurrency: int) -> Cel
         await asyncio.gather(*(enqueue(i) for i in range(jobs)))
         procs = [
             env.stack.start(f"{system}-w{workers}-{i}", [
-                "-m", "bench.stack", "arq-noop-worker", "--redis-url", env.redis_url, "--queue", queue,
+                "-m", "bench.harness.stack", "arq-noop-worker", "--redis-url", env.redis_url, "--queue", queue,
                 "--max-jobs", str(concurrency), "--poll-delay", str(poll_delay),
             ], {})
             for i in range(workers)

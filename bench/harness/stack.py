@@ -5,7 +5,7 @@ file, and kills every process it started when it stops — also when the benchma
 (the caller's `finally`) or killed outright (the children get SIGKILL through PR_SET_PDEATHSIG on
 Linux).
 
-Two child entry points live here as well, run with `python -m bench.stack ...`:
+Two child entry points live here as well, run with `python -m bench.harness.stack ...`:
 
 * `simulator` — exactly what `prgate simulator` serves (same settings, same app), plus
   read-only routes `GET /_sim/bench/comments`, `/_sim/bench/deliveries` and `/_sim/bench/requests`
@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import REPO_ROOT, process_cpu_seconds
+from bench.harness.cpu import REPO_ROOT, process_cpu_seconds
 
 PR_SET_PDEATHSIG = 1
 
@@ -263,7 +263,7 @@ async def _arq_noop_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def arq_noop_worker(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.stack arq-noop-worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.harness.stack arq-noop-worker")
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--queue", required=True)
     parser.add_argument("--max-jobs", type=int, required=True)
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_simulator()
     if argv[:1] == ["arq-noop-worker"]:
         return arq_noop_worker(argv[1:])
-    print("usage: python -m bench.stack {simulator | arq-noop-worker ...}", file=sys.stderr)
+    print("usage: python -m bench.harness.stack {simulator | arq-noop-worker ...}", file=sys.stderr)
     return 2
 
 

@@ -18,7 +18,7 @@ import asyncpg
 from backend_api.store.migrate import apply_migrations
 from tests.support.services import postgres_admin_url, with_database
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
