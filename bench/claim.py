@@ -24,44 +24,38 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
-import os
 import secrets
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import IO, Any
 
 import aiohttp
 import asyncpg
-from aiohttp import web
 
-from backend_api.app import create_app
-from backend_api.settings import BackendSettings
 from backend_api.store import outbox
-from bench.harness.cpu import (
-    REPO_ROOT,
-    BenchDatabase,
-    CpuMeter,
-    CpuSample,
-    bench_database,
-    free_port,
-    machine_busy_seconds,
-    machine_line,
-    markdown_table,
-    rewrite_docs_section,
+from bench.harness import cli
+from bench.harness.backend import (
+    CLAIM_PATH,
+    DB_POOL_MAX,
+    LEASE_SECONDS,
+    Backend,
+    Tally,
+    backend_in_process,
+    backend_process,
+    claimable_left,
+    dumps,
+    insert_installation,
+    reset_and_seed,
+    signed_post,
+    warm_up,
 )
+from bench.harness.cpu import CpuMeter, CpuSample
+from bench.harness.db import BenchDatabase, bench_database, init_connection, postgres_pids
+from bench.harness.quiet import least_disturbed, wait_quiet_before_start
+from bench.harness.report import load_average, machine_line, markdown_table
 from shared_contracts.actions import Outcome
-from shared_contracts.signing import sign
-
-CLAIM_PATH = "/internal/v2/bot-actions/claim"
-INSTALLATION_ID = 1001
-REPO = "bench-org/widgets"
-LEASE_SECONDS = 600  # never expires during a cell: every action is claimed exactly once
-DB_POOL_MAX = 20
 
 HTTP_CYCLE = "http cycle"
 HTTP_CLAIM = "http claim-only"
@@ -98,20 +92,6 @@ QUICK = Grid((1, 4), (1, 10), 0.4, 150, 4_000, _HEADLINE, retries=0)
 FULL = Grid((1, 4, 8, 16, 32), (1, 10, 50), 2.5, 1_000, 40_000, _HEADLINE, retries=2)
 
 
-@dataclass(slots=True)
-class Tally:
-    """What the claimers of one cell did, summed."""
-
-    claims: int = 0
-    actions: int = 0
-    errors: int = 0
-    first_error: str = ""
-
-    def error(self, message: str) -> None:
-        self.errors += 1
-        self.first_error = self.first_error or message
-
-
 @dataclass(frozen=True, slots=True)
 class Cell:
     mode: str
@@ -140,193 +120,18 @@ class Cell:
         return self.claims / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass(slots=True)
-class Backend:
-    """A running backend: its base URL and, when it is a separate process, its pid."""
-
-    base_url: str
-    pid: int | None
-    secret: str
-
-
-# --- the backend -------------------------------------------------------------------------------
-
-
-def _other_keys() -> dict[str, str]:
-    """The receiver's key and the session secret the backend requires; nothing here uses them."""
-    return {"PRGATE_RECEIVER_SECRETS": "bench-receiver-" + secrets.token_hex(24),
-            "SESSION_SECRET": "bench-session-" + secrets.token_hex(24)}
-
-
-def _backend_env(database_url: str, secret: str, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        **_other_keys(),
-        "PRGATE_WORKER_SECRETS": secret,  # the claimers sign as workers
-        "BACKEND_HOST": "127.0.0.1",
-        "BACKEND_PORT": str(port),
-        "DB_POOL_MAX": str(DB_POOL_MAX),
-        "LOG_LEVEL": "WARNING",
-    }
-
-
-def _log_file() -> IO[bytes]:
-    return tempfile.TemporaryFile(prefix="prgate-bench-backend-")
-
-
-def _tail(log: IO[bytes], limit: int = 4000) -> str:
-    log.seek(0)
-    return log.read().decode(errors="replace")[-limit:]
-
-
-async def _wait_ready(base_url: str, alive: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if not alive():
-                raise RuntimeError("backend exited during start-up")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"{base_url}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"backend at {base_url} not ready after {timeout:.0f} s")
-
-
-@contextlib.asynccontextmanager
-async def backend_process(database_url: str, secret: str) -> AsyncIterator[Backend]:
-    """`python -m prgate.cli backend` in its own process: the client does not share its core/loop."""
-    port = free_port()
-    log = _log_file()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "prgate.cli", "backend",
-        env=_backend_env(database_url, secret, port), cwd=REPO_ROOT,
-        stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            await _wait_ready(base_url, lambda: proc.returncode is None)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- backend log ---\n{_tail(log)}") from None
-        yield Backend(base_url, proc.pid, secret)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        log.close()
-
-
-@contextlib.asynccontextmanager
-async def backend_in_process(database_url: str, secret: str) -> AsyncIterator[Backend]:
-    """`create_app` on an AppRunner in this event loop: client and server share one core."""
-    settings = BackendSettings.model_validate(
-        {"DATABASE_URL": database_url, **_other_keys(), "PRGATE_WORKER_SECRETS": secret, "DB_POOL_MAX": DB_POOL_MAX}
-    )
-    runner = web.AppRunner(create_app(settings), access_log=None)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        await _wait_ready(base_url, lambda: True)
-        yield Backend(base_url, None, secret)
-    finally:
-        await runner.cleanup()
-
-
-# --- the database ------------------------------------------------------------------------------
-
-
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """As the backend's pool does (backend_api.store.db): jsonb in and out as Python objects."""
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
-
-async def insert_installation(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn:
-        await conn.execute(
-            """INSERT INTO github_installations (installation_id, account_id, account_login, account_type,
-                                                 repository_selection, status)
-               VALUES ($1, 42, 'bench-org', 'Organization', 'all', 'ACTIVE')""",
-            INSTALLATION_ID,
-        )
-
-
-async def reset_and_seed(pool: asyncpg.Pool, count: int) -> None:
-    """Empty the outbox and the nonce table, then insert `count` PENDING actions, one PR each."""
-    async with pool.acquire() as conn:
-        await conn.execute("TRUNCATE bot_actions, internal_nonces RESTART IDENTITY")
-        await conn.execute(
-            """INSERT INTO bot_actions (provider, action_type, installation_id, repo_id, repo_full_name, pr_number,
-                                        payload, max_attempts)
-               SELECT 'github', 'UPSERT_PR_COMMENT', $1, 5001, $2, 1 + g,
-                      jsonb_build_object('marker', '<!-- prgate -->', 'body', 'Please verify, #' || g), 8
-               FROM generate_series(0, $3 - 1) g
-               ORDER BY g""",
-            INSTALLATION_ID, REPO, count,
-        )
-        await conn.execute("ANALYZE bot_actions")
-        # Start every cell with no dirty buffers to flush (needs superuser or pg_checkpoint).
-        with contextlib.suppress(asyncpg.PostgresError):
-            await conn.execute("CHECKPOINT")
-
-
-async def claimable_left(pool: asyncpg.Pool) -> int:
-    async with pool.acquire() as conn:
-        value = await conn.fetchval(
-            "SELECT count(*) FROM bot_actions WHERE status = 'PENDING' AND next_attempt_at <= now()"
-        )
-    return int(value)
-
-
-async def postgres_pids(pool: asyncpg.Pool) -> list[int]:
-    """Our database's backends plus the server's auxiliary processes (WAL writer, checkpointer...)."""
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            """SELECT pid FROM pg_stat_activity
-               WHERE datname = current_database() OR backend_type <> 'client backend'"""
-        )
-    return [int(r["pid"]) for r in rows]
-
-
 # --- the claimers ------------------------------------------------------------------------------
-
-
-def _dumps(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
-async def _post(session: aiohttp.ClientSession, secret: str, path: str, body: bytes) -> tuple[int, Any]:
-    """One signed POST (fresh timestamp and nonce); (0, reason) when the request itself failed."""
-    headers = {"Content-Type": "application/json", **sign(secret, "POST", path, body)}
-    try:
-        async with session.post(path, data=body, headers=headers) as resp:
-            raw = await resp.read()
-            status = resp.status
-    except (aiohttp.ClientError, OSError) as exc:
-        return 0, f"{type(exc).__name__}: {exc}"
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw[:200].decode(errors="replace")
 
 
 async def http_claimer(
     session: aiohttp.ClientSession, secret: str, worker_id: str, max_actions: int, cycle: bool,
     tally: Tally, start: asyncio.Event,
 ) -> None:
-    claim_body = _dumps({"worker_id": worker_id, "max_actions": max_actions, "lease_seconds": LEASE_SECONDS})
+    claim_body = dumps({"worker_id": worker_id, "max_actions": max_actions, "lease_seconds": LEASE_SECONDS})
     await start.wait()
     failures = 0
     while True:
-        status, data = await _post(session, secret, CLAIM_PATH, claim_body)
+        status, data = await signed_post(session, secret, CLAIM_PATH, claim_body)
         tally.claims += 1
         if status != 200:
             tally.error(f"claim -> {status} {data}")
@@ -342,8 +147,8 @@ async def http_claimer(
             continue
         for action in actions:
             path = f"/internal/v2/bot-actions/{action['action_id']}/result"
-            body = _dumps({"worker_id": worker_id, "attempt": action["attempt"], "outcome": "SUCCEEDED"})
-            status, data = await _post(session, secret, path, body)
+            body = dumps({"worker_id": worker_id, "attempt": action["attempt"], "outcome": "SUCCEEDED"})
+            status, data = await signed_post(session, secret, path, body)
             if status == 200 and isinstance(data, dict) and data.get("status") == "DONE":
                 tally.actions += 1
             else:
@@ -419,14 +224,6 @@ async def run_raw(
         return await _timed(start, tasks, meter)
 
 
-async def warm_up(backend: Backend) -> None:
-    """Grow the backend's pool to its maximum with concurrent empty claims."""
-    async with aiohttp.ClientSession(base_url=backend.base_url) as session:
-        body = _dumps({"worker_id": "warm-up", "max_actions": 1})
-        for _ in range(3):
-            await asyncio.gather(*(_post(session, backend.secret, CLAIM_PATH, body) for _ in range(DB_POOL_MAX * 2)))
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -500,16 +297,11 @@ async def measure_quietest(
 ) -> Cell:
     """Measure a cell; while other processes took more than MAX_OTHER_LOAD of a core, measure it
     again (up to `sizer.grid.retries` times) and keep the least disturbed run."""
-    best: Cell | None = None
-    for attempt in range(1 + sizer.grid.retries):
-        cell = await measure_cell(mode, claimers, max_actions, sizer, pool, backends)
-        log(_cell_line(cell) + (f"  [retry {attempt}]" if attempt else ""))
-        if best is None or cell.other_load < best.other_load:
-            best = cell
-        if best.other_load <= MAX_OTHER_LOAD:
-            break
-    assert best is not None
-    return best
+    return await least_disturbed(
+        lambda: measure_cell(mode, claimers, max_actions, sizer, pool, backends), retries=sizer.grid.retries,
+        rank=lambda c: c.other_load, good=lambda c: c.other_load <= MAX_OTHER_LOAD,
+        show=lambda c, attempt: log(_cell_line(c) + (f"  [retry {attempt}]" if attempt else "")),
+    )
 
 
 async def measure_cell(
@@ -672,15 +464,9 @@ def report(
     return "\n".join(lines)
 
 
-INTERPRETATION_PLACEHOLDER = """### Interpretation
-
-(Hand-written, kept across `--write-docs` runs: update it when the numbers above move.)
-"""
-
-
 async def run(grid: Grid, command: str) -> tuple[list[Cell], str]:
     started = dt.datetime.now(dt.UTC)
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = load_average()
     with ExitStack() as stack:
         async with bench_database(stack) as db:
             print(f"bench.claim: database {db.name} on PostgreSQL {db.server_version}", flush=True)
@@ -688,36 +474,18 @@ async def run(grid: Grid, command: str) -> tuple[list[Cell], str]:
             return cells, report(grid, cells, db, command, started, load_before)
 
 
-def wait_quiet(limit: float, window: float = 2.0) -> None:
-    """Wait (up to `limit` s) until the machine spent less than MAX_OTHER_LOAD of a core busy over `window` s."""
-    deadline = time.monotonic() + limit
-    while True:
-        before = machine_busy_seconds()
-        time.sleep(window)
-        load = (machine_busy_seconds() - before) / window
-        if load <= MAX_OTHER_LOAD or time.monotonic() >= deadline:
-            print(f"bench.claim: machine busy {load:.0%} of a core before starting", flush=True)
-            return
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.claim", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small grid (claimers 1,4; max_actions 1,10), < 30 s")
-    parser.add_argument("--write-docs", action="store_true", help="rewrite this section of docs/benchmarks.md")
+    parser = cli.parser("bench.claim", __doc__, quick="small grid (claimers 1,4; max_actions 1,10), < 30 s")
     parser.add_argument("--in-process", action="store_true",
                         help="also measure the backend in this process's event loop (AppRunner/TCPSite)")
-    parser.add_argument("--claimers", type=lambda s: tuple(int(x) for x in s.split(",")),
-                        help="override the claimer counts, e.g. 1,8,32")
-    parser.add_argument("--max-actions", type=lambda s: tuple(int(x) for x in s.split(",")),
-                        help="override the max_actions values, e.g. 1,10")
+    parser.add_argument("--claimers", type=cli.int_list, help="override the claimer counts, e.g. 1,8,32")
+    parser.add_argument("--max-actions", type=cli.int_list, help="override the max_actions values, e.g. 1,10")
     parser.add_argument("--seconds", type=float, help="target seconds per cell (N is sized from it)")
     parser.add_argument(
         "--retries", type=int,
         help=f"re-measure a cell during which other processes used > {MAX_OTHER_LOAD * 100:.0f}%% of a core "
         "(default: 2, --quick: 0)",
     )
-    parser.add_argument("--wait-quiet", type=float, metavar="SECONDS", default=0.0,
-                        help="first wait up to SECONDS for the machine to be idle (shared machines)")
     return parser.parse_args(argv)
 
 
@@ -735,17 +503,10 @@ def main(argv: list[str] | None = None) -> int:
         retries=grid.retries if args.retries is None else args.retries,
     )
     if args.wait_quiet:
-        wait_quiet(args.wait_quiet)
+        wait_quiet_before_start(args.wait_quiet, "bench.claim", MAX_OTHER_LOAD)
     t0 = time.monotonic()
-    shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write-docs"]
-    command = " ".join(["python -m bench.claim", *shown])
-    _, text = asyncio.run(run(grid, command))
-    print()
-    print(text)
-    print(f"\n(total {time.monotonic() - t0:.0f} s)")
-    if args.write_docs:
-        path = rewrite_docs_section("Outbox claim / result", "bench.claim", text, INTERPRETATION_PLACEHOLDER)
-        print(f"wrote {path.relative_to(REPO_ROOT)}")
+    _, text = asyncio.run(run(grid, cli.command_line("bench.claim", argv)))
+    cli.publish(text, started=t0, write_docs=args.write_docs, heading="Outbox claim / result", tag="bench.claim")
     return 0
 
 

@@ -6,7 +6,7 @@
     .venv/bin/python -m bench.contention --hold-seconds 600 --hold-path raw
 
 Creates its own database (bench.harness.db.bench_database) and starts the real backend as a separate
-process (bench.claim.backend_process). Both parts run the claim -> (no-op) -> result cycle with
+process (bench.harness.backend.backend_process). Both parts run the claim -> (no-op) -> result cycle with
 max_actions 10 against an outbox kept stocked by a feeder: a task that tops the PENDING backlog up
 to a fixed size as claimers drain it, so every row churns (INSERT, UPDATE to CLAIMED, UPDATE to
 DONE) and throughput is capacity, not the feeder's rate. DONE rows stay in the table, as in prgate
@@ -37,7 +37,6 @@ import contextlib
 import datetime as dt
 import json
 import math
-import os
 import re
 import secrets
 import sys
@@ -53,30 +52,22 @@ import asyncpg
 from backend_api.outbox.floor import MARGIN_SECONDS, ClaimFloor
 from backend_api.store import outbox
 from backend_api.store.db import Conn
-from bench.claim import (
+from bench.harness import cli
+from bench.harness.backend import (
     CLAIM_PATH,
     INSTALLATION_ID,
     REPO,
     Backend,
-    _dumps,
-    _post,
     backend_process,
-    init_connection,
+    dumps,
     insert_installation,
-    postgres_pids,
+    signed_post,
     warm_up,
 )
-from bench.harness.cpu import (
-    REPO_ROOT,
-    BenchDatabase,
-    CpuMeter,
-    CpuSample,
-    bench_database,
-    machine_busy_seconds,
-    machine_line,
-    markdown_table,
-    rewrite_docs_section,
-)
+from bench.harness.cpu import CpuMeter, CpuSample
+from bench.harness.db import BenchDatabase, bench_database, init_connection, postgres_pids
+from bench.harness.quiet import QUIET_LOAD, wait_quiet_before_start
+from bench.harness.report import load_average, machine_line, markdown_table
 from shared_contracts.actions import Outcome
 
 TAG = "bench.contention"
@@ -87,7 +78,7 @@ LOW, HIGH = 8, 32
 SCALING_TARGET = 0.90
 DROP_TARGET = 0.35
 # A window during which other processes used more than this much of a core is marked `~`.
-MAX_OTHER_LOAD = 0.25
+MAX_OTHER_LOAD = QUIET_LOAD
 STATS_EVERY = 2.0  # seconds between pg_stat samples (recovery time resolution)
 # About the size of prgate's gate comment (backend_api/challenges/messages.py), so rows per page is realistic.
 PAYLOAD_CHARS = 450
@@ -195,9 +186,9 @@ class Feeder:
 async def http_claimer(
     session: aiohttp.ClientSession, secret: str, worker_id: str, lease: int, counters: Counters, stop: asyncio.Event
 ) -> None:
-    claim_body = _dumps({"worker_id": worker_id, "max_actions": MAX_ACTIONS, "lease_seconds": lease})
+    claim_body = dumps({"worker_id": worker_id, "max_actions": MAX_ACTIONS, "lease_seconds": lease})
     while not stop.is_set():
-        status, data = await _post(session, secret, CLAIM_PATH, claim_body)
+        status, data = await signed_post(session, secret, CLAIM_PATH, claim_body)
         counters.claims += 1
         if status != 200 or not isinstance(data, dict):
             counters.error(f"claim -> {status} {data}")
@@ -212,8 +203,8 @@ async def http_claimer(
         # Results for every action claimed, even once stopping: no lease is left behind.
         for action in actions:
             path = f"/internal/v2/bot-actions/{action['action_id']}/result"
-            body = _dumps({"worker_id": worker_id, "attempt": action["attempt"], "outcome": "SUCCEEDED"})
-            status, result = await _post(session, secret, path, body)
+            body = dumps({"worker_id": worker_id, "attempt": action["attempt"], "outcome": "SUCCEEDED"})
+            status, result = await signed_post(session, secret, path, body)
             if status == 200 and isinstance(result, dict) and result.get("status") == "DONE":
                 counters.done += 1
             else:
@@ -973,16 +964,10 @@ def report(
     return "\n".join(lines)
 
 
-INTERPRETATION_PLACEHOLDER = """### Interpretation
-
-(Hand-written, kept across `--write-docs` runs: update it when the numbers above move.)
-"""
-
-
 async def run(cfg: Config, command: str, quiet: float | None) -> str:
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = load_average()
     secret = secrets.token_hex(32)
 
     def log(line: str) -> None:
@@ -1009,22 +994,10 @@ async def run(cfg: Config, command: str, quiet: float | None) -> str:
             return report(cfg, scale, hold, db, command, started, load_before, quiet, time.monotonic() - t0)
 
 
-def wait_quiet(limit: float, window: float = 2.0) -> float:
-    """Wait (up to `limit` s) until other processes use <= MAX_OTHER_LOAD of a core; the last load seen."""
-    deadline = time.monotonic() + limit
-    while True:
-        before = machine_busy_seconds()
-        time.sleep(window)
-        busy = (machine_busy_seconds() - before) / window
-        if busy <= MAX_OTHER_LOAD or time.monotonic() >= deadline:
-            print(f"{TAG}: machine busy {busy:.0%} of a core before starting", flush=True)
-            return busy
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.contention", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 s cells, one round, 30 s hold: ~1.5 min")
-    parser.add_argument("--write-docs", action="store_true", help="rewrite this section of docs/benchmarks.md")
+    parser = cli.parser("bench.contention", __doc__, quick="5 s cells, one round, 30 s hold: ~1.5 min",
+                        wait_quiet_default=None,
+                        wait_quiet_help="first wait up to SECONDS for the machine to be idle (default 60, --quick 0)")
     parser.add_argument("--hold-seconds", type=float, help="how long the transaction stays open (default 180, "
                         "--quick 30)")
     parser.add_argument("--recovery-timeout", type=float, help="after the rollback, wait at most this long for "
@@ -1042,8 +1015,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds of the scaling cells (default 2, --quick 1)")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-hold", action="store_true")
-    parser.add_argument("--wait-quiet", type=float, metavar="SECONDS", default=None,
-                        help="first wait up to SECONDS for the machine to be idle (default 60, --quick 0)")
     return parser.parse_args(argv)
 
 
@@ -1064,19 +1035,11 @@ def main(argv: list[str] | None = None) -> int:
         skip_scaling=args.skip_scaling, skip_hold=args.skip_hold,
     )
     wait = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.quick else 60.0)
-    quiet = wait_quiet(wait) if wait > 0 else None
+    quiet = wait_quiet_before_start(wait, TAG, MAX_OTHER_LOAD).busy if wait > 0 else None
     t0 = time.monotonic()
-    shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write-docs"]
-    command = " ".join(["python -m bench.contention", *shown])
-    text = asyncio.run(run(cfg, command, quiet))
-    print()
-    print(text)
-    print(f"\n(total {time.monotonic() - t0:.0f} s)")
-    if args.write_docs:
-        path = rewrite_docs_section(
-            "Contention and bloat (`python -m bench.contention`)", TAG, text, INTERPRETATION_PLACEHOLDER
-        )
-        print(f"wrote {path.relative_to(REPO_ROOT)}")
+    text = asyncio.run(run(cfg, cli.command_line(TAG, argv), quiet))
+    cli.publish(text, started=t0, write_docs=args.write_docs,
+                heading="Contention and bloat (`python -m bench.contention`)", tag=TAG)
     return 0
 
 

@@ -49,8 +49,6 @@ import math
 import os
 import re
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -61,23 +59,21 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from bench.harness.cpu import (
-    REPO_ROOT,
-    BenchDatabase,
-    bench_database,
-    free_port,
-    machine_line,
-    markdown_table,
-    process_cpu_seconds,
-    rewrite_docs_section,
-)
-from bench.harness.stack import Stack, StackProcess, wait_http_ok
+from bench.harness import cli, prometheus
+from bench.harness.cpu import CpuUse, PhaseMeter, redis_server_pid
+from bench.harness.db import BenchDatabase, bench_database
+from bench.harness.profile import Profiler
+from bench.harness.prometheus import MetricsDelta, logged_metrics_port
+from bench.harness.quiet import wait_quiet
+from bench.harness.report import git_state, load_average, machine_line, markdown_table
+from bench.harness.stack import Stack, StackProcess, free_port, prgate_env, wait_http_ok
+from bench.peers import arq_noop as arq_noop_peer
 from prgate.demo import PR_MARKER
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.services import redis_base_url
@@ -86,9 +82,6 @@ FOREIGN_LIMIT = 0.2  # cores other processes may take during a phase before it c
 UNLIMITED = 10_000_000  # per minute / per hour: "never throttles" at these rates
 LEASE_SECONDS = 60  # WORKER_LEASE_SECONDS; the claim time is derived from it (see TIMING_SOURCE)
 WORKER_CONCURRENCY = 16  # WORKER_CONCURRENCY, the product default
-INTERNAL_SECRET = "bench-e2e-worker-" + secrets.token_hex(24)
-RECEIVER_SECRET = "bench-e2e-receiver-" + secrets.token_hex(24)
-SESSION_SECRET = "bench-e2e-session-" + secrets.token_hex(24)
 
 # Targets from the issue (milliseconds).
 CLAIM_P50_MS, CLAIM_P99_MS = 10.0, 50.0
@@ -100,7 +93,7 @@ TIMING_SOURCE = (
     "comment = the simulator's IssueComment.created_at float (time.time() when the worker's POST /comments "
     "was applied), read from the same state. The public `/_sim/` API (comments' created_at, the request "
     "log's `at`, deliveries' delivered_at) renders times as YYYY-MM-DDTHH:MM:SSZ, one-second resolution, so "
-    "the simulator process is `python -m bench.stack simulator`: the very app `prgate simulator` serves, "
+    "the simulator process is `python -m bench.peers.simulator`: the very app `prgate simulator` serves, "
     "plus read-only `/_sim/bench/` routes exposing those floats (each PR's precise time is checked against "
     "its public second-resolution created_at). Ingest = bot_actions.created_at (now() of the ingest "
     "transaction, i.e. its start, µs). Claim = bot_actions.next_attempt_at - WORKER_LEASE_SECONDS: the claim "
@@ -142,133 +135,28 @@ def fmt_ms(value: float) -> str:
 # --- CPU accounting ---------------------------------------------------------------------------------
 
 
-def _machine_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat; zeros where there is none."""
-    busy, total, _ = _machine_stat()
-    return busy, total
-
-
-def _machine_stat() -> tuple[int, int, int]:
-    """(busy, total, irq + softirq) jiffies of all CPUs from /proc/stat; zeros where there is none."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
-        return 0, 0, 0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    total = sum(fields[:8])
-    irq = sum(fields[5:7]) if len(fields) > 6 else 0
-    return total - idle, total, irq
-
-
 CPU_GROUPS = ("client", "simulator", "bot", "backend", "workers", "postgres", "redis")
 
 
-def _all_processes() -> dict[int, tuple[str, float]]:
-    """pid -> (command name, CPU seconds) of every process on the machine (Linux /proc; empty elsewhere)."""
-    out: dict[int, tuple[str, float]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = raw[raw.find("(") + 1 : raw.rfind(")")]
-        fields = raw[raw.rfind(")") + 2 :].split()
-        out[int(entry)] = (comm, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
-    return out
+def cpu_meter(stack: Stack, pool: asyncpg.Pool, dbname: str, redis_pid: int | None) -> PhaseMeter:
+    """Each CPU_GROUPS group's pids, asked afresh at each end of a phase."""
 
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-@dataclass
-class CpuSnapshot:
-    at: float
-    per_pid: dict[int, float]
-    machine_busy: int
-    machine_total: int
-    machine_irq: int
-    everyone: dict[int, tuple[str, float]]
-
-
-@dataclass
-class CpuUse:
-    """CPU-seconds per wall-second (1.0 = one core) by component during one phase."""
-
-    seconds: float
-    groups: dict[str, float]
-    machine: float  # all processes on the machine, 1.0 = one core
-    cores: int
-    top_others: list[tuple[str, float]]  # "comm[pid]", cores: the busiest processes that are not ours
-    irq: float  # hardware + soft interrupt time of the machine (loopback TCP is largely softirq)
-    other_procs: float  # processes that are not ours and lived through the phase
-
-    @property
-    def ours(self) -> float:
-        return sum(self.groups.values())
-
-    @property
-    def foreign(self) -> float:
-        """Cores that went to anything but this benchmark's processes and the kernel's interrupt work."""
-        return max(0.0, self.machine - self.ours - self.irq)
-
-
-class CpuMeter:
-    def __init__(self, stack: Stack, pool: asyncpg.Pool, dbname: str, redis_pid: int | None) -> None:
-        self._stack = stack
-        self._pool = pool
-        self._dbname = dbname
-        self._redis_pid = redis_pid
-
-    async def _groups(self) -> dict[int, str]:
-        pids: dict[int, str] = {os.getpid(): "client"}
-        for proc in self._stack.procs:
+    async def pids() -> dict[int, str]:
+        out: dict[int, str] = {os.getpid(): "client"}
+        for proc in stack.procs:
             group = proc.name.split("-")[0]
-            pids[proc.pid] = "workers" if group == "worker" else group
-        async with self._pool.acquire() as conn:
+            out[proc.pid] = "workers" if group == "worker" else group
+        async with pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL", self._dbname
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL", dbname
             )
         for row in rows:
-            pids[int(row["pid"])] = "postgres"
-        if self._redis_pid:
-            pids[self._redis_pid] = "redis"
-        return pids
+            out[int(row["pid"])] = "postgres"
+        if redis_pid:
+            out[redis_pid] = "redis"
+        return out
 
-    async def snapshot(self) -> tuple[CpuSnapshot, dict[int, str]]:
-        groups = await self._groups()
-        busy, total, irq = _machine_stat()
-        everyone = _all_processes()
-        per_pid = {pid: (os.times().user + os.times().system) if pid == os.getpid() else process_cpu_seconds(pid)
-                   for pid in groups}
-        return CpuSnapshot(time.monotonic(), per_pid, busy, total, irq, everyone), groups
-
-    async def measure(self, before: CpuSnapshot) -> CpuUse:
-        after, groups = await self.snapshot()
-        seconds = max(1e-9, after.at - before.at)
-        used: dict[str, float] = dict.fromkeys(CPU_GROUPS, 0.0)
-        for pid, group in groups.items():
-            # A pid born during the phase (a new pool connection) counts from zero.
-            if group in used:
-                used[group] += max(0.0, after.per_pid.get(pid, 0.0) - before.per_pid.get(pid, 0.0))
-        cores = os.cpu_count() or 1
-        d_total = after.machine_total - before.machine_total
-        machine = cores * (after.machine_busy - before.machine_busy) / d_total if d_total > 0 else 0.0
-        irq = cores * (after.machine_irq - before.machine_irq) / d_total if d_total > 0 else 0.0
-        procs = sum(max(0.0, cpu - before.everyone.get(pid, (comm, cpu))[1])
-                    for pid, (comm, cpu) in after.everyone.items() if pid not in groups) / seconds
-        others = sorted(
-            ((f"{comm}[{pid}]", (cpu - before.everyone[pid][1]) / seconds)
-             for pid, (comm, cpu) in after.everyone.items()
-             if pid not in groups and pid in before.everyone and cpu > before.everyone[pid][1]),
-            key=lambda x: -x[1],
-        )
-        return CpuUse(seconds, {k: v / seconds for k, v in used.items()}, machine, cores, others[:4], irq, procs)
+    return PhaseMeter(CPU_GROUPS, pids)
 
 
 # --- the stack --------------------------------------------------------------------------------------
@@ -308,12 +196,9 @@ class Running:
 
 def stack_env(db_url: str, redis_url: str, ports: dict[str, int], key_path: Path, setup: Setup) -> dict[str, str]:
     return {
-        "DATABASE_URL": db_url, "REDIS_URL": redis_url, "PRGATE_WORKER_SECRETS": INTERNAL_SECRET,
-        "PRGATE_RECEIVER_SECRETS": RECEIVER_SECRET, "SESSION_SECRET": SESSION_SECRET,
-        "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
-        "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
-        "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",
-        "BOT_HOST": "127.0.0.1", "BOT_PORT": str(ports["bot"]),
+        **prgate_env(db_url, redis_url, backend_port=ports["backend"], bot_port=ports["bot"],
+                     webhook_secret=secrets.token_hex(16), queue=f"prgate-bench-e2e-{uuid.uuid4().hex}",
+                     log_level=setup.log_level),
         "SIMULATOR_HOST": "127.0.0.1", "SIMULATOR_PORT": str(ports["simulator"]),
         "SIMULATOR_WEBHOOK_URL": f"http://127.0.0.1:{ports['bot']}/webhooks/github",
         # GitHub's limits would cap the run at ~1.3 comments/s: lift them for the benchmark.
@@ -321,17 +206,15 @@ def stack_env(db_url: str, redis_url: str, ports: dict[str, int], key_path: Path
         "SIMULATOR_RATE_LIMIT_PER_HOUR": str(UNLIMITED),
         "GITHUB_WRITES_PER_MINUTE": str(UNLIMITED),
         "GITHUB_API_URL": f"http://127.0.0.1:{ports['simulator']}", "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_PRIVATE_KEY_PATH": str(key_path), "GITHUB_WEBHOOK_SECRET": secrets.token_hex(16),
-        "ARQ_QUEUE_NAME": f"prgate-bench-e2e-{uuid.uuid4().hex}",
+        "GITHUB_PRIVATE_KEY_PATH": str(key_path),
         "WORKER_METRICS_PORT": "0", "WORKER_CONCURRENCY": str(setup.worker_concurrency),
         "WORKER_LEASE_SECONDS": str(LEASE_SECONDS), "WORKER_SHUTDOWN_GRACE_SECONDS": "2",
-        "LOG_LEVEL": setup.log_level,
         **setup.extra_env,
     }
 
 
 async def start_stack(stack: Stack, env: dict[str, str], session: aiohttp.ClientSession, workers: int) -> None:
-    simulator = stack.start("simulator", ["-m", "bench.harness.stack", "simulator"], env)
+    simulator = stack.start("simulator", ["-m", "bench.peers.simulator"], env)
     backend = stack.start_component("backend", "backend", env)
     bot = stack.start_component("bot", "bot", env)
     for i in range(workers):
@@ -593,99 +476,41 @@ async def verify_against_public_api(run: Running, timings: list[PrTiming]) -> No
 
 # --- the components' own metrics -------------------------------------------------------------------
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
-
-
-def parse_prometheus(text: str) -> dict[str, float]:
-    """Sum every sample by metric name and by `name{method=...}` (other labels are summed over)."""
-    out: dict[str, float] = defaultdict(float)
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if not m or line.startswith("#"):
-            continue
-        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-        try:
-            number = float(value)
-        except ValueError:
-            continue
-        out[name] += number
-        method = re.search(r'method="([A-Z]+)"', labels)
-        if method:
-            out[f"{name}{{method={method.group(1)}}}"] += number
-    return out
-
-
-_PORTS: dict[int, int] = {}
-
-
-def metrics_port(proc: StackProcess) -> int | None:
-    """The worker's metrics port (WORKER_METRICS_PORT=0: any free one), from its first log lines."""
-    if proc.pid not in _PORTS:
-        try:
-            with proc.log_path.open(errors="replace") as handle:
-                head = handle.read(20_000)
-        except OSError:
-            return None
-        found = re.search(r"metrics on :(\d+)", head)
-        if not found:
-            return None
-        _PORTS[proc.pid] = int(found.group(1))
-    return _PORTS[proc.pid]
-
-
 async def scrape(run: Running) -> dict[str, float]:
     """The workers' and the receiver's /metrics, summed over the workers (names prefixed worker:/bot:)."""
-    total: dict[str, float] = defaultdict(float)
     targets = [(f"http://127.0.0.1:{run.env['BOT_PORT']}/metrics", "bot:")]
     for proc in run.stack.procs:
-        if proc.name.startswith("worker-") and (port := metrics_port(proc)) is not None:
+        if proc.name.startswith("worker-") and (port := logged_metrics_port(proc)) is not None:
             targets.append((f"http://127.0.0.1:{port}/metrics", "worker:"))
-    for url, prefix in targets:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with run.session.get(url) as resp:
-                for key, value in parse_prometheus(await resp.text()).items():
-                    total[prefix + key] += value
-    return total
+    return await prometheus.scrape(run.session, targets)
 
 
-@dataclass(frozen=True)
-class MetricsDelta:
-    """What the components counted themselves during a phase."""
-
-    values: dict[str, float]
-
-    def get(self, key: str) -> float:
-        return float(self.values.get(key, 0.0))
-
-    def mean_ms(self, name: str, labels: str = "") -> float | None:
-        count = self.get(f"{name}_count{labels}")
-        return 1000 * self.get(f"{name}_sum{labels}") / count if count else None
-
-    def lines(self, saturated: bool) -> list[str]:
-        claims = self.get("worker:claim_latency_seconds_count")
-        claimed = self.get("worker:actions_claimed_total")
-        out: list[str] = []
-        claim_ms = self.mean_ms("worker:claim_latency_seconds")
-        if claims:
-            out.append(
-                f"workers: {claims:,.0f} claim calls returned {claimed:,.0f} actions ({claimed / claims:.1f} per "
-                f"call); mean claim call {fmt_ms(claim_ms or 0)} ms"
-                + (" (a backlog was waiting: pure round trip)" if saturated else " (includes long-poll waits)")
-            )
-        parts = []
-        for method in ("GET", "POST"):
-            labels = f"{{method={method}}}"
-            mean = self.mean_ms("worker:provider_request_seconds", labels)
-            if mean is not None:
-                n = self.get(f"worker:provider_request_seconds_count{labels}")
-                parts.append(f"{method} {n:,.0f} x {fmt_ms(mean)} ms")
-        if parts:
-            out.append("workers → simulator (GitHub) requests, mean: " + ", ".join(parts))
-        forward = self.mean_ms("bot:forward_latency_seconds")
-        if forward is not None:
-            out.append(f"receiver → backend forward (synchronous ingest call), mean: {fmt_ms(forward)} ms over "
-                       f"{self.get('bot:forward_latency_seconds_count'):,.0f} deliveries")
-        return out
+def metrics_lines(m: MetricsDelta, saturated: bool) -> list[str]:
+    """What the workers and the receiver counted, in words."""
+    claims = m.get("worker:claim_latency_seconds_count")
+    claimed = m.get("worker:actions_claimed_total")
+    out: list[str] = []
+    claim_ms = m.mean_ms("worker:claim_latency_seconds")
+    if claims:
+        out.append(
+            f"workers: {claims:,.0f} claim calls returned {claimed:,.0f} actions ({claimed / claims:.1f} per "
+            f"call); mean claim call {fmt_ms(claim_ms or 0)} ms"
+            + (" (a backlog was waiting: pure round trip)" if saturated else " (includes long-poll waits)")
+        )
+    parts = []
+    for method in ("GET", "POST"):
+        labels = f"{{method={method}}}"
+        mean = m.mean_ms("worker:provider_request_seconds", labels)
+        if mean is not None:
+            n = m.get(f"worker:provider_request_seconds_count{labels}")
+            parts.append(f"{method} {n:,.0f} x {fmt_ms(mean)} ms")
+    if parts:
+        out.append("workers → simulator (GitHub) requests, mean: " + ", ".join(parts))
+    forward = m.mean_ms("bot:forward_latency_seconds")
+    if forward is not None:
+        out.append(f"receiver → backend forward (synchronous ingest call), mean: {fmt_ms(forward)} ms over "
+                   f"{m.get('bot:forward_latency_seconds_count'):,.0f} deliveries")
+    return out
 
 
 async def github_requests(run: Running, since: float) -> dict[str, int]:
@@ -699,10 +524,6 @@ def github_line(counts: dict[str, int], webhooks: int) -> str:
     parts = [f"{key} {n:,}" + (f" ({n / webhooks:.2f}/webhook)" if webhooks else "")
              for key, n in sorted(counts.items(), key=lambda kv: -kv[1])]
     return "GitHub simulator API requests during the phase: " + "; ".join(parts)
-
-
-def metrics_delta(before: dict[str, float], after: dict[str, float]) -> MetricsDelta:
-    return MetricsDelta({k: v - before.get(k, 0.0) for k, v in after.items()})
 
 
 # --- phases -----------------------------------------------------------------------------------------
@@ -822,7 +643,7 @@ async def warm_up(run: Running, count: int) -> None:
 
 
 async def latency_phase(
-    run: Running, meter: CpuMeter, rate: float, seconds: float, timeout: float, profile: Profiler | None
+    run: Running, meter: PhaseMeter, rate: float, seconds: float, timeout: float, profile: Profiler | None
 ) -> LatencyPhase:
     since = await cursors(run)
     counted = await scrape(run)
@@ -836,14 +657,14 @@ async def latency_phase(
     waited = await wait_for_comments(run, since, sum(s.accepted for s in sent), timeout=timeout)
     waited += await wait_for_actions(run, timeout=timeout)
     cpu = await meter.measure(before)
-    metrics = metrics_delta(counted, await scrape(run))
+    metrics = MetricsDelta.between(counted, await scrape(run))
     github = await github_requests(run, wall0)
     timings = await collect(run, sent, since, verify_public=True)
     return LatencyPhase(rate, seconds, sent, timings, cpu, waited, metrics, github)
 
 
 async def throughput_phase(
-    run: Running, meter: CpuMeter, concurrency: int, seconds: float, timeout: float, profile: Profiler | None
+    run: Running, meter: PhaseMeter, concurrency: int, seconds: float, timeout: float, profile: Profiler | None
 ) -> ThroughputPhase:
     since = await cursors(run)
     counted = await scrape(run)
@@ -866,7 +687,8 @@ async def throughput_phase(
     github = await github_requests(run, wall0)
     timings = await collect(run, sent, since, verify_public=False)
     return ThroughputPhase(concurrency, sent, timings, cpu_send, cpu_drain, window, drain,
-                           metrics_delta(counted, counted_mid), metrics_delta(counted_mid, counted_end), github)
+                           MetricsDelta.between(counted, counted_mid), MetricsDelta.between(counted_mid, counted_end),
+                           github)
 
 
 def throughput_lines(p: ThroughputPhase) -> tuple[list[str], dict[str, float]]:
@@ -934,32 +756,22 @@ class ArqRun:
         return self.complete / self.drain_seconds if self.drain_seconds else 0.0
 
 
-async def arq_noop(stack: Stack, redis_url: str, workers: int, max_jobs: int, poll_delay: float, jobs: int,
-                   enqueue_concurrency: int = 32) -> ArqRun:
+async def arq_noop(stack: Stack, redis_url: str, workers: int, max_jobs: int, poll_delay: float, jobs: int
+                   ) -> ArqRun:
     from arq.connections import RedisSettings, create_pool
 
     queue = f"prgate-bench-arq-{uuid.uuid4().hex}"
     pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
     procs: list[StackProcess] = []
     try:
-        sem = asyncio.Semaphore(enqueue_concurrency)
-
-        async def enqueue(i: int) -> None:
-            async with sem:
-                await pool.enqueue_job("noop", _job_id=f"{queue}:{i}", _queue_name=queue)
-
         t0 = time.perf_counter()
-        await asyncio.gather(*(enqueue(i) for i in range(jobs)))
+        await arq_noop_peer.enqueue_noops(pool, queue, jobs)
         enqueue_seconds = time.perf_counter() - t0
-        for i in range(workers):
-            procs.append(stack.start(f"arq-{poll_delay:g}-{i}", [
-                "-m", "bench.harness.stack", "arq-noop-worker", "--redis-url", redis_url, "--queue", queue,
-                "--max-jobs", str(max_jobs), "--poll-delay", str(poll_delay),
-            ], {"LOG_LEVEL": "WARNING"}))
-        for _ in range(workers):
-            if await cast(Awaitable[Any], pool.blpop([f"{queue}:bench-ready"], timeout=60)) is None:
-                raise RuntimeError("arq workers did not start:\n" + "\n".join(p.log_tail() for p in procs))
-        await cast(Awaitable[Any], pool.rpush(f"{queue}:bench-go", *(["go"] * workers)))
+        procs = arq_noop_peer.start_workers(stack, f"arq-{poll_delay:g}", workers, redis_url, queue, max_jobs,
+                                            poll_delay, {"LOG_LEVEL": "WARNING"})
+        if not await arq_noop_peer.all_ready(pool, queue, workers, timeout=60):
+            raise RuntimeError("arq workers did not start:\n" + "\n".join(p.log_tail() for p in procs))
+        await arq_noop_peer.go(pool, queue, workers)
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 await asyncio.to_thread(p.popen.wait, 300)
@@ -979,8 +791,7 @@ async def arq_noop(stack: Stack, redis_url: str, workers: int, max_jobs: int, po
     finally:
         for p in procs:
             stack.stop(p, grace=1)
-        async for key in pool.scan_iter(match=f"*{queue}*", count=1000):
-            await pool.delete(key)
+        await arq_noop_peer.delete_queue(pool, queue)
         await pool.aclose()
 
 
@@ -991,93 +802,12 @@ def arq_table(runs: Sequence[ArqRun], workers: int, max_jobs: int) -> str:
         f"{r.drain_seconds:.2f}", f"**{r.drain_per_s:,.0f}**", f"{100 * r.worker_cpu / r.drain_seconds:.0f}",
     ] for r in runs]
     return (
-        f"arq {_arq_version()} no-op jobs on the same Redis: enqueued by this process (32 concurrent "
+        f"arq {arq_noop_peer.arq_version()} no-op jobs on the same Redis: enqueued by this process (32 concurrent "
         f"`enqueue_job`), then drained by {workers} separate `arq.Worker(burst=True, max_jobs={max_jobs})` "
         "processes started together:\n\n"
         + markdown_table(("poll_delay s", "jobs", "enqueue jobs/s", "completed", "drain s", "jobs/s",
                           "worker CPU %"), rows, (False, True, True, True, True, True, True))
     )
-
-
-def _arq_version() -> str:
-    from importlib.metadata import version
-
-    try:
-        return version("arq")
-    except Exception:
-        return "?"
-
-
-# --- profiling --------------------------------------------------------------------------------------
-
-
-class Profiler:
-    """py-spy record on every stack process during one phase (raw collapsed stacks, summarised)."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        self._running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-        self._logs: list[IO[bytes]] = []
-
-    def available(self) -> bool:
-        return Path(self.exe).exists()
-
-    def start(self, procs: Sequence[StackProcess], seconds: float) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for proc in procs:
-            if not proc.alive():
-                continue
-            out = self.out_dir / f"{proc.name}.txt"
-            log = (self.out_dir / f"{proc.name}.py-spy.log").open("wb")
-            self._logs.append(log)
-            popen = subprocess.Popen(
-                [self.exe, "record", "--pid", str(proc.pid), "--duration", str(max(1, round(seconds))),
-                 "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)],
-                stdout=subprocess.DEVNULL, stderr=log,
-            )
-            self._running.append((proc.name, popen, out))
-
-    def finish(self) -> None:
-        for _, popen, _ in self._running:
-            try:
-                popen.wait(30)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait(5)
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
-
-    def summaries(self, top: int = 12) -> list[str]:
-        lines: list[str] = []
-        for name, _, out in self._running:
-            if not out.exists():
-                lines.append(f"{name}: no profile ({out.with_suffix('.py-spy.log')})")
-                continue
-            self_time: Counter[str] = Counter()
-            inclusive: Counter[str] = Counter()
-            total = 0
-            for line in out.read_text(errors="replace").splitlines():
-                stack, _, count = line.rpartition(" ")
-                if not stack or not count.isdigit():
-                    continue
-                n = int(count)
-                total += n
-                frames = stack.split(";")
-                self_time[frames[-1]] += n
-                for frame in set(frames):
-                    inclusive[frame] += n
-            if not total:
-                lines.append(f"{name}: empty profile")
-                continue
-            lines.append(f"{name} ({total} samples, {out}): top self time")
-            lines += [f"    {100 * n / total:5.1f}%  {frame}" for frame, n in self_time.most_common(top)]
-            lines.append(f"{name}: top inclusive time")
-            # Frames on (nearly) every stack — the event loop, main() — say nothing: skip them.
-            lines += [f"    {100 * n / total:5.1f}%  {frame}"
-                      for frame, n in [(f, n) for f, n in inclusive.most_common() if n < 0.6 * total][:top]]
-        return lines
 
 
 # --- the report -------------------------------------------------------------------------------------
@@ -1119,7 +849,7 @@ class Report:
     arq: list[ArqRun] = field(default_factory=list)
     load_before: str = ""
     git: str = "an unknown commit"
-    quiet: dict[str, str] = field(default_factory=dict)  # phase -> what wait_until_quiet found before it
+    quiet: dict[str, str] = field(default_factory=dict)  # phase -> what wait_quiet found before it
     discarded: list[str] = field(default_factory=list)  # phase attempts measured again (--retries)
     profile: list[str] = field(default_factory=list)
 
@@ -1157,7 +887,7 @@ class Report:
                 (f"Open-loop sender lag behind its schedule: p50 {fmt_ms(lag.p50)} ms, max {fmt_ms(lag.max)} ms; "
                  f"client POST /_sim/pulls → simulator sends the webhook: p50 {fmt_ms(pre.p50)} ms, "
                  f"max {fmt_ms(pre.max)} ms (not part of the latencies above)." if lag and pre else ""),
-                *lat.metrics.lines(saturated=False),
+                *metrics_lines(lat.metrics, saturated=False),
                 github_line(lat.github, sum(s.accepted for s in lat.sent)),
             ]
         if self.throughput is not None:
@@ -1165,8 +895,8 @@ class Report:
             tlines, _ = throughput_lines(tp)
             lines += ["", f"### Maximum sustained throughput ({tp.concurrency} webhooks in flight)", "",
                       *[f"- {x}" for x in tlines],
-                      *[f"- while sending: {x}" for x in tp.metrics_send.lines(saturated=True)],
-                      *[f"- while draining: {x}" for x in tp.metrics_drain.lines(saturated=True)],
+                      *[f"- while sending: {x}" for x in metrics_lines(tp.metrics_send, saturated=True)],
+                      *[f"- while draining: {x}" for x in metrics_lines(tp.metrics_drain, saturated=True)],
                       "- " + github_line(tp.github, sum(s.accepted for s in tp.sent)), "",
                       "Latency while saturated (same intervals, for the throughput phase):", "",
                       latency_table(tp.timings), "", *sanity_lines(tp.timings, tp.sent)]
@@ -1226,62 +956,17 @@ QUICK = Plan(rate=50, latency_seconds=3, throughput_seconds=3, concurrency=32, w
              arq_jobs={0.5: 500, 0.01: 1_000}, timeout=40)
 
 
-async def wait_until_quiet(limit_seconds: float, threshold: float = 0.25) -> str:
-    """Wait (up to `limit_seconds`) until the machine is nearly idle: under `threshold` of one core busy."""
-    deadline = time.monotonic() + limit_seconds
-    cores = os.cpu_count() or 1
-    busy = 0.0
-    said = 0.0
-    while True:
-        b0, t0 = _machine_jiffies()
-        await asyncio.sleep(2)
-        b1, t1 = _machine_jiffies()
-        busy = cores * (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-        if busy < threshold:
-            return f"machine quiet ({100 * busy:.0f}% of a core busy) at start"
-        if time.monotonic() > deadline:
-            return f"(!) machine still busy at start ({100 * busy:.0f}% of a core) after waiting {limit_seconds:g} s"
-        if time.monotonic() - said > 30:
-            said = time.monotonic()
-            print(f"bench.e2e: machine busy ({100 * busy:.0f}% of a core); waiting for it to quiet down", flush=True)
-
-
-def git_state() -> str:
-    """The commit measured, and whether the work tree had uncommitted changes to code the stack runs."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "backend_api", "bot_worker", "prgate",
-             "shared_contracts", "migrations"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "an unknown commit"
-    if not head:
-        return "an unknown commit"
-    return f"commit {head}" + (" + uncommitted changes" if dirty else "")
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def redis_server_pid(info: dict[str, Any]) -> int | None:
-    pid = info.get("process_id")
-    return int(pid) if pid is not None and Path(f"/proc/{pid}").exists() else None
+async def quiet_before_phase(limit: float) -> str:
+    return (await wait_quiet(limit, "bench.e2e", threshold=0.3)).describe()
 
 
 async def run(args: argparse.Namespace, plan: Plan, command: str) -> Report:
-    extra = dict(item.split("=", 1) for item in args.stack_env)
+    extra = cli.stack_env(args.stack_env)
     setup = Setup(workers=args.workers, worker_concurrency=args.worker_concurrency, log_level=args.log_level,
                   extra_env=extra)
     load = load_average()
     if args.wait_quiet:
-        load += "; " + await wait_until_quiet(args.wait_quiet)
+        load += "; " + (await wait_quiet(args.wait_quiet, "bench.e2e")).describe()
     started = dt.datetime.now(dt.UTC)
     stack = Stack()
     profiler = Profiler(Path(args.profile)) if args.profile else None
@@ -1313,14 +998,14 @@ async def run(args: argparse.Namespace, plan: Plan, command: str) -> Report:
                         f"http://127.0.0.1:{ports['bot']}", pool, redis_url, installation_id,
                         installation_id + 7, f"bench-{tag}/widgets", 10_000_000 + secrets.randbelow(10_000_000),
                     )
-                    meter = CpuMeter(stack, pool, db.name, redis_server_pid(await redis.info("server")))
+                    meter = cpu_meter(stack, pool, db.name, redis_server_pid(await redis.info("server")))
                     await install(runner)
                     await warm_up(runner, plan.warmup)
                     print(f"bench.e2e: installed {runner.repo}, warmed up with {plan.warmup} PRs", flush=True)
                     if not args.skip_latency:
                         for attempt in range(1 + args.retries):
                             if args.wait_quiet:
-                                report.quiet["latency"] = await wait_until_quiet(args.wait_quiet, threshold=0.3)
+                                report.quiet["latency"] = await quiet_before_phase(args.wait_quiet)
                             print(f"bench.e2e: latency: {plan.rate:g} webhooks/s for {plan.latency_seconds:g} s",
                                   flush=True)
                             report.latency = await latency_phase(
@@ -1339,7 +1024,7 @@ async def run(args: argparse.Namespace, plan: Plan, command: str) -> Report:
                     if not args.skip_throughput:
                         for attempt in range(1 + args.retries):
                             if args.wait_quiet:
-                                report.quiet["throughput"] = await wait_until_quiet(args.wait_quiet, threshold=0.3)
+                                report.quiet["throughput"] = await quiet_before_phase(args.wait_quiet)
                             print(f"bench.e2e: throughput: {plan.concurrency} in flight for "
                                   f"{plan.throughput_seconds:g} s", flush=True)
                             report.throughput = await throughput_phase(
@@ -1375,15 +1060,10 @@ async def run(args: argparse.Namespace, plan: Plan, command: str) -> Report:
             return report
 
 
-INTERPRETATION_PLACEHOLDER = """### Interpretation
-
-(Hand-written, kept across `--write-docs` runs: update it when the numbers above move.)
-"""
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short phases, < 60 s: does the script work?")
+    parser = cli.parser("bench.e2e", __doc__, quick="short phases, < 60 s: does the script work?",
+                        wait_quiet_help="wait up to SECONDS for the machine to be idle (other benchmarks running) "
+                                        "before starting, and again before each phase")
     parser.add_argument("--workers", type=int, default=2, help="prgate worker replicas (and arq worker processes)")
     parser.add_argument("--worker-concurrency", type=int, default=WORKER_CONCURRENCY,
                         help="WORKER_CONCURRENCY of each worker (and max_jobs of each arq worker)")
@@ -1391,21 +1071,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="length of the latency and throughput phases")
     parser.add_argument("--concurrency", type=int, help="webhooks in flight in the throughput phase (default 32)")
     parser.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the stack (default INFO, as deployed)")
-    parser.add_argument("--stack-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for every stack process, e.g. DB_POOL_MAX=30 (repeatable)")
+    cli.add_stack_env(parser)
     parser.add_argument("--profile", metavar="DIR", help="py-spy every stack process during one phase")
     parser.add_argument("--profile-phase", choices=("latency", "throughput"), default="throughput",
                         help="the phase --profile records (default throughput)")
-    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
-                        help="wait up to SECONDS for the machine to be idle (other benchmarks running) before "
-                             "starting, and again before each phase")
     parser.add_argument("--retries", type=int, default=0, metavar="N",
                         help="measure a phase again (up to N times) when other processes took more than "
                              f"{100 * FOREIGN_LIMIT:.0f}%% of a core during it")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-arq", action="store_true")
-    parser.add_argument("--write-docs", action="store_true", help="rewrite this section of docs/benchmarks.md")
     return parser.parse_args(argv)
 
 
@@ -1419,31 +1094,16 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency or plan.concurrency,
         warmup=plan.warmup, arq_jobs=plan.arq_jobs, timeout=plan.timeout,
     )
-    shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write-docs"]
-    command = " ".join(["python -m bench.e2e", *shown])
+    command = cli.command_line("bench.e2e", argv)
     t0 = time.monotonic()
-
-    async def guarded() -> Report:
-        # SIGTERM behaves like Ctrl-C: cancel, so every `finally` (processes, database) runs.
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        if task is not None:
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args, plan, command)
-
-    try:
-        report = asyncio.run(guarded())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("\nbench.e2e: interrupted; every process it started was stopped and its database dropped",
-              file=sys.stderr)
+    report = cli.run_cancellable(
+        lambda: run(args, plan, command),
+        "bench.e2e: interrupted; every process it started was stopped and its database dropped",
+    )
+    if report is None:
         return 130
-    text = report.text()
-    print()
-    print(text)
-    print(f"\n(total {time.monotonic() - t0:.0f} s)")
-    if args.write_docs:
-        path = rewrite_docs_section("End to end: webhook → comment", "bench.e2e", text, INTERPRETATION_PLACEHOLDER)
-        print(f"wrote {path.relative_to(REPO_ROOT)}")
+    cli.publish(report.text(), started=t0, write_docs=args.write_docs, heading="End to end: webhook → comment",
+                tag="bench.e2e")
     return 0
 
 

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import secrets
 import sys
 import time
@@ -38,26 +37,16 @@ from dataclasses import dataclass
 import aiohttp
 import asyncpg
 
-from bench.claim import wait_quiet
-from bench.harness.cpu import (
-    CpuMeter,
-    bench_database,
-    free_port,
-    machine_line,
-    markdown_table,
-    rewrite_docs_section,
-)
-from bench.harness.stack import Stack, wait_http_ok
+from bench.harness import cli
+from bench.harness.cpu import CpuMeter
+from bench.harness.db import bench_database, postgres_pids
+from bench.harness.quiet import wait_quiet_before_start
+from bench.harness.report import load_average, machine_line, markdown_table
+from bench.harness.stack import Stack, free_port, prgate_env, wait_http_ok
 from prgate.simulator.webhooks import webhook_headers
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.services import redis_base_url
 
-# Per-component internal keys of the stack under test, random per run (docs/security.md).
-INTERNAL_ENV = {
-    "PRGATE_RECEIVER_SECRETS": "bench-receiver-" + secrets.token_hex(24),
-    "PRGATE_WORKER_SECRETS": "bench-worker-" + secrets.token_hex(24),
-    "SESSION_SECRET": "bench-session-" + secrets.token_hex(24),
-}
 TARGET_RATE = 1000.0
 TARGET_P99_MS = 100.0
 
@@ -205,14 +194,10 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], str]:
             bot_ports = [ports["bot"], *(free_port() for _ in range(args.receivers - 1))]
             webhook_secret = secrets.token_hex(16)
             env = {
-                "DATABASE_URL": db.url, "REDIS_URL": redis_url, **INTERNAL_ENV,
-                "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
-                "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
-                "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",
-                "BOT_HOST": "127.0.0.1", "BOT_PORT": str(ports["bot"]),
-                "GITHUB_WEBHOOK_SECRET": webhook_secret, "GITHUB_APP_ID": "1",
-                "ARQ_QUEUE_NAME": f"prgate-bench-ingest-{uuid.uuid4().hex}",
-                "LOG_LEVEL": args.log_level, **dict(item.split("=", 1) for item in args.stack_env),
+                **prgate_env(db.url, redis_url, backend_port=ports["backend"], bot_port=ports["bot"],
+                             webhook_secret=webhook_secret, queue=f"prgate-bench-ingest-{uuid.uuid4().hex}",
+                             log_level=args.log_level),
+                "GITHUB_APP_ID": "1", **cli.stack_env(args.stack_env),
             }
             pool = await asyncpg.create_pool(db.url, min_size=16, max_size=16)
             try:
@@ -248,10 +233,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], str]:
                     steps: list[Step] = []
                     for rate in rates:
                         batch = encoded(max(1, int(rate * args.seconds)))
-                        async with pool.acquire() as conn:
-                            pids = [int(r["pid"]) for r in await conn.fetch(
-                                """SELECT pid FROM pg_stat_activity
-                                   WHERE datname = current_database() OR backend_type <> 'client backend'""")]
+                        pids = await postgres_pids(pool)
                         meters = {name: CpuMeter(p.popen.pid, pids)
                                   for name, p in (("backend", backend), *((b.name, b) for b in bots))}
                         for m in meters.values():
@@ -370,8 +352,8 @@ def verdict(steps: Sequence[Step]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 s steps at 100,200,400/s")
+    parser = cli.parser("bench.ingest", __doc__, quick="2 s steps at 100,200,400/s",
+                        wait_quiet_help="first wait up to this long for the machine to be idle")
     parser.add_argument("--rates", default="100,200,400,600,800,1000,1200,1500")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
     parser.add_argument("--all-rates", action="store_true", help="keep going past saturation")
@@ -379,23 +361,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--receivers", type=int, default=1, choices=range(1, 9), metavar="N",
                         help="receiver processes (the connections are spread over them)")
     parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the stack (INFO logs each delivery)")
-    parser.add_argument("--stack-env", action="append", default=[], metavar="KEY=VALUE")
+    cli.add_stack_env(parser)
     parser.add_argument("--repeat", type=int, default=None, choices=range(1, 21), metavar="N",
                         help="run the whole ladder N times, each on a fresh stack and database; report the "
                              "median run per rate and every run's p99 (default 3, 1 with --quick: a 2-core "
                              "VM varies ±30 %% run to run)")
-    parser.add_argument("--write-docs", action="store_true")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to this long for the machine to be idle")
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.seconds = "100,200,400", 2.0
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
-    command = "python -m bench.ingest " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = cli.command_line("bench.ingest", argv)
     if args.wait_quiet:
-        wait_quiet(args.wait_quiet)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        wait_quiet_before_start(args.wait_quiet, "bench.ingest")
+    t0 = time.monotonic()
+    load = load_average()
     runs: list[list[Step]] = []
     for n in range(args.repeat):
         if args.repeat > 1:
@@ -405,15 +385,14 @@ def main(argv: list[str] | None = None) -> int:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = (f"{table(runs[0])}\n\n{verdict(runs[0])}" if args.repeat == 1
             else f"{repeated_table(runs)}\n\n{repeated_verdict(runs)}")
-    generated = (f"Measured {when} with `{command.strip()}`; machine: {machine}; load average before: {load}. "
+    generated = (f"Measured {when} with `{command}`; machine: {machine}; load average before: {load}. "
                  f"Log level {args.log_level}.\n\n{body}\n")
-    print(generated)
-    if args.write_docs:
-        path = rewrite_docs_section(
-            "Webhook ingest (`python -m bench.ingest`)", "bench.ingest", generated,
-            "Receiver + backend only (no worker): what one delivery costs from GitHub's POST to the outbox row.",
-        )
-        print(f"wrote {path}")
+    cli.publish(
+        generated, started=t0, write_docs=args.write_docs, heading="Webhook ingest (`python -m bench.ingest`)",
+        tag="bench.ingest",
+        interpretation="Receiver + backend only (no worker): what one delivery costs from GitHub's POST to the "
+                       "outbox row.",
+    )
     return 0
 
 

@@ -17,7 +17,7 @@ all on this machine, on the PostgreSQL and Redis the tests would use:
 * procrastinate: its own database with its schema; N jobs deferred in bulk beforehand; W processes
   `python -m bench.peers.procrastinate_noop` running `App.run_worker_async(concurrency=C)`.
 * arq: N jobs enqueued beforehand on a queue whose name is unique to the run (only its keys are
-  deleted afterwards); W processes `python -m bench.stack arq-noop-worker` (`Worker(burst=True,
+  deleted afterwards); W processes `python -m bench.peers.arq_noop` (`Worker(burst=True,
   max_jobs=C)`), once with arq's default poll_delay and once with 0.01 s.
 * raw floor: `backend_api.store.outbox.claim` / `apply_result` straight through asyncpg from this
   process: W claim loops, each claiming up to C actions per statement on its own connection and
@@ -41,42 +41,50 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import inspect
 import os
 import secrets
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
 from backend_api.store import outbox
-from bench import claim
-from bench.e2e import git_state, load_average, redis_server_pid, wait_until_quiet
-from bench.harness.cpu import (
-    REPO_ROOT,
+from bench.harness import cli
+from bench.harness.backend import (
+    DB_POOL_MAX,
+    LEASE_SECONDS,
+    Backend,
+    Tally,
+    backend_process,
+    insert_installation,
+    reset_and_seed,
+    warm_up,
+)
+from bench.harness.cpu import GroupMeter, GroupSample, redis_server_pid
+from bench.harness.db import (
     BenchDatabase,
     bench_database,
-    free_port,
-    machine_busy_seconds,
-    machine_line,
-    markdown_table,
-    pids_cpu_seconds,
-    rewrite_docs_section,
+    create_database,
+    drop_database,
+    init_connection,
+    postgres_pids,
 )
-from bench.harness.stack import Stack, StackProcess, wait_http_ok
+from bench.harness.quiet import QUIET_LOAD, least_disturbed, wait_quiet
+from bench.harness.report import git_state, load_average, machine_line, markdown_table
+from bench.harness.stack import Stack, StackProcess
+from bench.peers import arq_noop as arq_noop_peer
 from bot_worker.settings import BotSettings
 from shared_contracts.actions import Outcome
-from tests.support.services import postgres_admin_url, redis_base_url, with_database
+from tests.support.services import postgres_admin_url, redis_base_url
 
 PRGATE = "prgate"
 PROCRASTINATE = "procrastinate"
@@ -92,7 +100,7 @@ GOAL_WORKERS = 4
 GOAL_RATE = 2_000.0
 # As bench.claim: a cell during which other processes used more than this much of a core is measured
 # again (up to --retries times) and the least disturbed run is kept, marked `~` if still above it.
-MAX_OTHER_LOAD = 0.25
+MAX_OTHER_LOAD = QUIET_LOAD
 
 
 def _default(name: str) -> Any:
@@ -103,12 +111,6 @@ def _default(name: str) -> Any:
 WORKER_CONCURRENCY: int = _default("worker_concurrency")
 WORKER_LEASE_SECONDS: int = _default("lease_seconds")
 WORKER_WAIT_SECONDS: float = _default("claim_wait_seconds")
-
-
-def _arq_default_poll_delay() -> float:
-    from arq.worker import Worker
-
-    return float(inspect.signature(Worker.__init__).parameters["poll_delay"].default)
 
 
 def _version(package: str) -> str:
@@ -137,56 +139,6 @@ FULL = Plan(workers=(1, 4, 16), jobs=5_000, concurrency=WORKER_CONCURRENCY, syst
 # --- CPU ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Cpu:
-    """CPU-seconds spent during one cell, by side; `other` is the rest of the machine."""
-
-    workers: float = 0.0
-    backend: float = 0.0
-    postgres: float = 0.0
-    redis: float = 0.0
-    other: float = 0.0
-
-    @property
-    def ours(self) -> float:
-        return self.workers + self.backend + self.postgres + self.redis
-
-
-class GroupMeter:
-    """CPU of groups of processes between start() and stop(), from /proc.
-
-    sample() (called while polling) remembers each pid's latest reading, so a process that
-    exits before stop() (an arq burst worker) still counts up to its last sample.
-    """
-
-    def __init__(self, groups: dict[str, Iterable[int]]) -> None:
-        self.groups = {name: list(pids) for name, pids in groups.items()}
-        self._first: dict[int, float] = {}
-        self._last: dict[int, float] = {}
-        self._machine = 0.0
-
-    def _pids(self) -> set[int]:
-        return {pid for pids in self.groups.values() for pid in pids}
-
-    def start(self) -> None:
-        self._machine = machine_busy_seconds()
-        self._first = pids_cpu_seconds(self._pids())
-        self._last = dict(self._first)
-
-    def sample(self) -> None:
-        self._last.update(pids_cpu_seconds(self._first))
-
-    def stop(self) -> Cpu:
-        self.sample()
-        machine = machine_busy_seconds() - self._machine
-
-        def used(name: str) -> float:
-            return sum(self._last[p] - self._first[p] for p in self.groups.get(name, ()) if p in self._first)
-
-        cpu = {name: used(name) for name in ("workers", "backend", "postgres", "redis")}
-        return Cpu(**cpu, other=max(0.0, machine - sum(cpu.values())))
-
-
 # --- cells ----------------------------------------------------------------------------------------
 
 
@@ -198,7 +150,7 @@ class Cell:
     jobs: int
     done: int
     seconds: float
-    cpu: Cpu
+    cpu: GroupSample
     error: str = ""
 
     @property
@@ -295,10 +247,20 @@ async def prgate_cell(env: Env, workers: int, concurrency: int) -> Cell:
     jobs = env.plan.jobs
     # A backend of its own per cell: the long-poll claims the previous cell's workers left behind
     # die with the old backend instead of leasing the next cell's actions to dead workers.
-    backend, backend_proc = await start_backend(env.stack, env.db, env.secret)
+    async with backend_process(env.db.url, env.secret, env.stack) as backend:
+        await warm_up(backend)  # grow its pool to DB_POOL_MAX while the outbox is empty
+        seconds, cpu, error = await prgate_drain(env, backend, workers, concurrency)
+    done = int(await env.pool.fetchval("SELECT count(*) FROM bot_actions WHERE status = 'DONE'"))
+    return Cell(PRGATE, workers, concurrency, jobs, done, seconds, cpu, error)
+
+
+async def prgate_drain(env: Env, backend: Backend, workers: int, concurrency: int) -> tuple[float, GroupSample, str]:
+    jobs = env.plan.jobs
+    backend_proc = backend.proc
+    assert backend_proc is not None
     procs: list[StackProcess] = []
     try:
-        await claim.reset_and_seed(env.pool, jobs)
+        await reset_and_seed(env.pool, jobs)
         ready = _ready_dir(env.stack, PRGATE)
         procs = [
             env.stack.start(f"prgate-w{workers}-{i}", [
@@ -312,7 +274,7 @@ async def prgate_cell(env: Env, workers: int, concurrency: int) -> Cell:
         await wait_ready(procs, ready)
         meter = GroupMeter({
             "workers": [p.pid for p in procs], "backend": [backend_proc.pid],
-            "postgres": await claim.postgres_pids(env.pool),
+            "postgres": await postgres_pids(env.pool),
         })
 
         async def remaining() -> int:
@@ -328,9 +290,7 @@ async def prgate_cell(env: Env, workers: int, concurrency: int) -> Cell:
             error = error or f"the backend died:\n{backend_proc.log_tail(2000)}"
     finally:
         stop_all(env.stack, procs)
-        env.stack.stop(backend_proc, grace=5)
-    done = int(await env.pool.fetchval("SELECT count(*) FROM bot_actions WHERE status = 'DONE'"))
-    return Cell(PRGATE, workers, concurrency, jobs, done, seconds, cpu, error)
+    return seconds, cpu, error
 
 
 # procrastinate --------------------------------------------------------------------------------------
@@ -362,7 +322,7 @@ async def procrastinate_cell(env: Env, workers: int, concurrency: int) -> Cell:
     try:
         await wait_ready(procs, ready)
         meter = GroupMeter({
-            "workers": [p.pid for p in procs], "postgres": await claim.postgres_pids(env.procrastinate_pool),
+            "workers": [p.pid for p in procs], "postgres": await postgres_pids(env.procrastinate_pool),
         })
 
         async def remaining() -> int:
@@ -387,36 +347,24 @@ async def procrastinate_cell(env: Env, workers: int, concurrency: int) -> Cell:
 async def arq_cell(env: Env, system: str, workers: int, concurrency: int) -> Cell:
     from arq.connections import RedisSettings, create_pool
 
-    poll_delay = _arq_default_poll_delay() if system == ARQ_DEFAULT else ARQ_FAST_POLL_DELAY
+    poll_delay = arq_noop_peer.default_poll_delay() if system == ARQ_DEFAULT else ARQ_FAST_POLL_DELAY
     jobs = env.plan.jobs
     queue = f"prgate-bench-outbox-arq-{uuid.uuid4().hex}"
     pool = await create_pool(RedisSettings.from_dsn(env.redis_url), default_queue_name=queue)
     procs: list[StackProcess] = []
     try:
-        sem = asyncio.Semaphore(32)
-
-        async def enqueue(i: int) -> None:
-            async with sem:
-                await pool.enqueue_job("noop", _job_id=f"{queue}:{i}", _queue_name=queue)
-
-        await asyncio.gather(*(enqueue(i) for i in range(jobs)))
-        procs = [
-            env.stack.start(f"{system}-w{workers}-{i}", [
-                "-m", "bench.harness.stack", "arq-noop-worker", "--redis-url", env.redis_url, "--queue", queue,
-                "--max-jobs", str(concurrency), "--poll-delay", str(poll_delay),
-            ], {})
-            for i in range(workers)
-        ]
-        for _ in procs:
-            if await cast(Awaitable[Any], pool.blpop([f"{queue}:bench-ready"], timeout=120)) is None:
-                raise CellFailed("arq workers not ready:\n" + procs[0].log_tail())
+        await arq_noop_peer.enqueue_noops(pool, queue, jobs)
+        procs = arq_noop_peer.start_workers(env.stack, f"{system}-w{workers}", workers, env.redis_url, queue,
+                                            concurrency, poll_delay, {})
+        if not await arq_noop_peer.all_ready(pool, queue, workers, timeout=120):
+            raise CellFailed("arq workers not ready:\n" + procs[0].log_tail())
         meter = GroupMeter({"workers": [p.pid for p in procs], "redis": [env.redis_pid] if env.redis_pid else []})
 
         async def remaining() -> int:
             return int(await pool.zcard(queue))
 
         async def start() -> None:
-            await cast(Awaitable[Any], pool.rpush(f"{queue}:bench-go", *(["go"] * workers)))
+            await arq_noop_peer.go(pool, queue, workers)
 
         seconds, error = await drain(procs, meter, remaining, env.plan.timeout, start, workers_may_exit=True)
         cpu = meter.stop()
@@ -424,8 +372,7 @@ async def arq_cell(env: Env, system: str, workers: int, concurrency: int) -> Cel
         return Cell(system, workers, concurrency, jobs, done, seconds, cpu, error)
     finally:
         stop_all(env.stack, procs)
-        async for key in pool.scan_iter(match=f"*{queue}*", count=1000):
-            await pool.delete(key)
+        await arq_noop_peer.delete_queue(pool, queue)
         await pool.aclose()
 
 
@@ -434,7 +381,7 @@ async def arq_cell(env: Env, system: str, workers: int, concurrency: int) -> Cel
 
 async def raw_claimer(
     conn: asyncpg.pool.PoolConnectionProxy, results: asyncpg.Pool, worker_id: str, max_actions: int,
-    tally: claim.Tally, start: asyncio.Event,
+    tally: Tally, start: asyncio.Event,
 ) -> None:
     """Claim up to `max_actions` on `conn`, apply their results concurrently through `results`, repeat."""
 
@@ -449,7 +396,7 @@ async def raw_claimer(
 
     await start.wait()
     while True:
-        rows = await outbox.claim(conn, worker_id, max_actions, claim.LEASE_SECONDS)
+        rows = await outbox.claim(conn, worker_id, max_actions, LEASE_SECONDS)
         tally.claims += 1
         if not rows:
             return
@@ -457,13 +404,13 @@ async def raw_claimer(
 
 
 async def raw_batch_claimer(
-    conn: asyncpg.pool.PoolConnectionProxy, worker_id: str, max_actions: int, tally: claim.Tally,
+    conn: asyncpg.pool.PoolConnectionProxy, worker_id: str, max_actions: int, tally: Tally,
     start: asyncio.Event,
 ) -> None:
     """Claim up to `max_actions`, apply their results in one statement on the same connection, repeat."""
     await start.wait()
     while True:
-        rows = await outbox.claim(conn, worker_id, max_actions, claim.LEASE_SECONDS)
+        rows = await outbox.claim(conn, worker_id, max_actions, LEASE_SECONDS)
         tally.claims += 1
         if not rows:
             return
@@ -476,25 +423,25 @@ async def raw_batch_claimer(
 
 
 def raw_result_connections(workers: int, concurrency: int) -> int:
-    return min(workers * concurrency, claim.DB_POOL_MAX)
+    return min(workers * concurrency, DB_POOL_MAX)
 
 
 async def raw_cell(env: Env, system: str, workers: int, concurrency: int) -> Cell:
     jobs = env.plan.jobs
-    await claim.reset_and_seed(env.pool, jobs)
-    tally = claim.Tally()
+    await reset_and_seed(env.pool, jobs)
+    tally = Tally()
     async with AsyncExitStack() as stack:
         results: asyncpg.Pool | None = None
         if system == RAW:
             size = raw_result_connections(workers, concurrency)
             results = await asyncpg.create_pool(
-                env.db.url, min_size=size, max_size=size, init=claim.init_connection,
+                env.db.url, min_size=size, max_size=size, init=init_connection,
                 max_inactive_connection_lifetime=0,
             )
             stack.push_async_callback(results.close)
         conns = [await stack.enter_async_context(env.pool.acquire()) for _ in range(workers)]
         # Every connection is open now: they are all in the CPU accounting.
-        meter = GroupMeter({"workers": [os.getpid()], "postgres": await claim.postgres_pids(env.pool)})
+        meter = GroupMeter({"workers": [os.getpid()], "postgres": await postgres_pids(env.pool)})
         start = asyncio.Event()
         if results is not None:
             tasks = [raw_claimer(c, results, f"raw-{i}", concurrency, tally, start) for i, c in enumerate(conns)]
@@ -537,50 +484,17 @@ def cell_line(cell: Cell) -> str:
 
 
 async def measure_quietest(env: Env, system: str, workers: int) -> Cell:
-    best: Cell | None = None
-    for attempt in range(1 + env.plan.retries):
+    async def attempt() -> Cell:
         try:
-            cell = await measure(env, system, workers, env.plan.concurrency)
+            return await measure(env, system, workers, env.plan.concurrency)
         except CellFailed as exc:
-            cell = Cell(system, workers, env.plan.concurrency, env.plan.jobs, 0, 0.0, Cpu(), str(exc))
-        print(cell_line(cell) + (f"  [retry {attempt}]" if attempt else ""), flush=True)
-        if best is None or (cell.error, cell.other_load) < (best.error, best.other_load):
-            best = cell
-        if not best.error and not best.noisy:
-            break
-    assert best is not None
-    return best
+            return Cell(system, workers, env.plan.concurrency, env.plan.jobs, 0, 0.0, GroupSample(), str(exc))
 
-
-async def create_plain_database(admin_url: str, prefix: str) -> tuple[str, str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name, with_database(admin_url, name)
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-async def start_backend(stack: Stack, db: BenchDatabase, secret: str) -> tuple[claim.Backend, StackProcess]:
-    """`python -m prgate.cli backend` with bench.claim's settings, under `stack` (killed with this process)."""
-    port = free_port()
-    env = claim._backend_env(db.url, secret, port)
-    proc = stack.start_component("backend", "backend", env)
-    base_url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        await wait_http_ok(session, f"{base_url}/readyz", proc)
-    backend = claim.Backend(base_url, proc.pid, secret)
-    await claim.warm_up(backend)  # grow its pool to DB_POOL_MAX while the outbox is empty
-    return backend, proc
+    return await least_disturbed(
+        attempt, retries=env.plan.retries, rank=lambda c: (c.error, c.other_load),
+        good=lambda c: not c.error and not c.noisy,
+        show=lambda c, n: print(cell_line(c) + (f"  [retry {n}]" if n else ""), flush=True),
+    )
 
 
 @dataclass
@@ -638,7 +552,7 @@ def label(system: str) -> str:
     return {
         PRGATE: "prgate (ClaimLoop → HTTP backend)",
         PROCRASTINATE: "procrastinate",
-        ARQ_DEFAULT: f"arq, poll_delay {_arq_default_poll_delay():g} (default)",
+        ARQ_DEFAULT: f"arq, poll_delay {arq_noop_peer.default_poll_delay():g} (default)",
         ARQ_FAST: f"arq, poll_delay {ARQ_FAST_POLL_DELAY:g}",
         RAW: "raw floor: claim + apply_result",
         RAW_BATCH: "raw floor: claim + apply_results",
@@ -652,7 +566,7 @@ def concurrency_lines(p: Plan, versions: dict[str, str]) -> list[str]:
             f"- **prgate**: W x `python -m bench.peers.prgate_noop`: the real `ClaimLoop(concurrency={c}, "
             f"lease_seconds={WORKER_LEASE_SECONDS}, wait_seconds={WORKER_WAIT_SECONDS:g})` (the worker's defaults) "
             "with the real signed `BackendClient` and an executor that returns SUCCEEDED at once; one "
-            f"`python -m prgate.cli backend` (DB_POOL_MAX={claim.DB_POOL_MAX}, as bench.claim); N actions seeded "
+            f"`python -m prgate.cli backend` (DB_POOL_MAX={DB_POOL_MAX}, as bench.claim); N actions seeded "
             "beforehand, one PR each."
         ),
         PROCRASTINATE: (
@@ -662,8 +576,8 @@ def concurrency_lines(p: Plan, versions: dict[str, str]) -> list[str]:
             "beforehand with `batch_defer_async`."
         ),
         ARQ_DEFAULT: (
-            f"- **arq {versions.get('arq', '?')}**: W x `Worker(burst=True, max_jobs={c})` (bench.stack's "
-            f"arq-noop-worker), with arq's default poll_delay {_arq_default_poll_delay():g} s and with "
+            f"- **arq {versions.get('arq', '?')}**: W x `Worker(burst=True, max_jobs={c})` (`python -m "
+            f"bench.peers.arq_noop`), with arq's default poll_delay {arq_noop_peer.default_poll_delay():g} s and with "
             f"{ARQ_FAST_POLL_DELAY:g} s; N jobs enqueued beforehand (32 concurrent `enqueue_job`) on a queue "
             "of its own. Each arq worker opens its Redis pool after the start signal (a few ms)."
         ),
@@ -671,7 +585,7 @@ def concurrency_lines(p: Plan, versions: dict[str, str]) -> list[str]:
             f"- **raw floor** (this process, straight through asyncpg): W claim loops, each on its own connection "
             f"running `outbox.claim(max_actions={c})`, then that claim's results applied concurrently, one "
             "`outbox.apply_result` each, through a pool of min(W x concurrency, the backend's DB_POOL_MAX "
-            f"{claim.DB_POOL_MAX}) connections; `apply_results` rows: one batch result statement per claim, on "
+            f"{DB_POOL_MAX}) connections; `apply_results` rows: one batch result statement per claim, on "
             "the claim's connection."
         ),
     }
@@ -738,9 +652,9 @@ def goal_table(cells: Sequence[Cell]) -> str:
     return markdown_table(("target", "measured", "verdict"), [list(r) for r in rows], (False, False, False))
 
 
-async def run(plan: Plan, command: str, wait_quiet: float, stack: Stack) -> Report:
+async def run(plan: Plan, command: str, quiet_limit: float, stack: Stack) -> Report:
     load_before = load_average()
-    quiet = await wait_until_quiet(wait_quiet, threshold=MAX_OTHER_LOAD) if wait_quiet else ""
+    quiet = (await wait_quiet(quiet_limit, "bench.outbox", MAX_OTHER_LOAD)).describe() if quiet_limit else ""
     started = dt.datetime.now(dt.UTC)
     versions = {p: _version(p) for p in ("procrastinate", "psycopg", "arq", "asyncpg", "redis")}
     if RAW_BATCH in plan.systems and not hasattr(outbox, "apply_results"):
@@ -753,7 +667,7 @@ async def run(plan: Plan, command: str, wait_quiet: float, stack: Stack) -> Repo
         redis_url = services.enter_context(redis_base_url(services))
         async with AsyncExitStack() as astack:
             db = await astack.enter_async_context(bench_database(services, prefix="prgate_bench_outbox"))
-            procr_name, procr_url = await create_plain_database(admin, "prgate_bench_procrastinate")
+            procr_name, procr_url = await create_database(admin, "prgate_bench_procrastinate")
             astack.push_async_callback(drop_database, admin, procr_name)
             redis = Redis.from_url(redis_url)
             astack.push_async_callback(redis.aclose)
@@ -762,10 +676,10 @@ async def run(plan: Plan, command: str, wait_quiet: float, stack: Stack) -> Repo
                   f"{redis_url} ({info.get('redis_version', '?')}); logs in {stack.log_dir}", flush=True)
             pool = await asyncpg.create_pool(
                 db.url, min_size=max(plan.workers) + 2, max_size=max(plan.workers) + 2,
-                init=claim.init_connection, max_inactive_connection_lifetime=0,
+                init=init_connection, max_inactive_connection_lifetime=0,
             )
             astack.push_async_callback(pool.close)
-            await claim.insert_installation(pool)
+            await insert_installation(pool)
             procr_pool = await asyncpg.create_pool(procr_url, min_size=1, max_size=2)
             astack.push_async_callback(procr_pool.close)
             from bench.peers.procrastinate_noop import make_app
@@ -786,22 +700,10 @@ async def run(plan: Plan, command: str, wait_quiet: float, stack: Stack) -> Repo
                           str(info.get("redis_version", "?")), versions, cells)
 
 
-INTERPRETATION_PLACEHOLDER = """### Interpretation
-
-(Hand-written, kept across `--write-docs` runs: update it when the numbers above move.)
-"""
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.outbox", description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"workers {','.join(map(str, QUICK.workers))}, {QUICK.jobs:,} jobs: about a minute")
-    parser.add_argument("--write-docs", action="store_true", help="rewrite this section of docs/benchmarks.md")
-    parser.add_argument("--workers", type=_ints, help="worker process counts, e.g. 1,4,16")
+    parser = cli.parser("bench.outbox", __doc__,
+                        quick=f"workers {','.join(map(str, QUICK.workers))}, {QUICK.jobs:,} jobs: about a minute")
+    parser.add_argument("--workers", type=cli.int_list, help="worker process counts, e.g. 1,4,16")
     parser.add_argument("--jobs", type=int, help="jobs per cell (the same for every system)")
     parser.add_argument("--concurrency", type=int,
                         help=f"concurrency of each worker process (default: {WORKER_CONCURRENCY})")
@@ -811,8 +713,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"re-measure a cell during which other processes used > {MAX_OTHER_LOAD:.0%} of a core "
                         f"(default: {FULL.retries}, --quick: {QUICK.retries})".replace("%", "%%"))
     parser.add_argument("--timeout", type=float, help="seconds per cell before giving up")
-    parser.add_argument("--wait-quiet", type=float, metavar="SECONDS", default=0.0,
-                        help="first wait up to SECONDS for the machine to be idle (shared machines)")
     args = parser.parse_args(argv)
     unknown = set(args.systems or ()) - set(SYSTEM_ORDER)
     if unknown:
@@ -831,34 +731,21 @@ def main(argv: list[str] | None = None) -> int:
         retries=base.retries if args.retries is None else args.retries,
         timeout=args.timeout or base.timeout,
     )
-    shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write-docs"]
-    command = " ".join(["python -m bench.outbox", *shown])
+    command = cli.command_line("bench.outbox", argv)
     t0 = time.monotonic()
     stack = Stack()
-
-    async def guarded() -> Report:
-        # SIGTERM behaves like Ctrl-C: cancel, so every `finally` (processes, databases) runs.
-        task = asyncio.current_task()
-        if task is not None:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(plan, command, args.wait_quiet, stack)
-
     try:
-        report = asyncio.run(guarded())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("\nbench.outbox: interrupted; every process it started was stopped and its databases dropped",
-              file=sys.stderr)
-        return 130
+        report = cli.run_cancellable(
+            lambda: run(plan, command, args.wait_quiet, stack),
+            "bench.outbox: interrupted; every process it started was stopped and its databases dropped",
+        )
     finally:
         stack.stop_all(grace=5)
-    text = report.text()
-    print()
-    print(text)
-    print(f"\n(total {time.monotonic() - t0:.0f} s; worker logs in {stack.log_dir})")
-    if args.write_docs:
-        path = rewrite_docs_section("Outbox throughput beside procrastinate and arq", "bench.outbox", text,
-                                    INTERPRETATION_PLACEHOLDER)
-        print(f"wrote {path.relative_to(REPO_ROOT)}")
+    if report is None:
+        return 130
+    cli.publish(report.text(), started=t0, write_docs=args.write_docs,
+                heading="Outbox throughput beside procrastinate and arq", tag="bench.outbox",
+                total_note=f"; worker logs in {stack.log_dir}")
     return 0
 
 

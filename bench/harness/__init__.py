@@ -11,3 +11,7 @@
 * `prometheus`: the components' own /metrics, parsed and differenced.
 * `report`: markdown tables, the machine line, and rewriting a section of docs/benchmarks.md.
 """
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]

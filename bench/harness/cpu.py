@@ -1,69 +1,25 @@
-"""Helpers shared by benchmarks: a throwaway database, CPU accounting, tables, the docs file."""
+"""CPU accounting from Linux /proc (zeros elsewhere): one process, groups of processes, the whole machine.
+
+Three meters for three shapes of measurement:
+
+* `CpuMeter`: this process, one backend process and a set of PostgreSQL processes (bench.claim,
+  bench.contention, bench.ingest);
+* `GroupMeter`: named groups of pids, sampled while polling so that a pid that exits early still
+  counts (bench.outbox);
+* `PhaseMeter`: every group of a stack and the whole machine, with the busiest processes that are
+  not ours (bench.e2e).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import platform
-import re
-import socket
-import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import ExitStack
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import asyncpg
-
-from backend_api.store.migrate import apply_migrations
-from tests.support.services import postgres_admin_url, with_database
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-# --- database -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BenchDatabase:
-    url: str
-    name: str
-    server_version: str
-
-
-@contextlib.asynccontextmanager
-async def bench_database(stack: ExitStack, prefix: str = "prgate_bench") -> AsyncIterator[BenchDatabase]:
-    """A fresh, migrated database on the PostgreSQL the tests would use; dropped on exit."""
-    admin = stack.enter_context(postgres_admin_url(stack))
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        version = str(await conn.fetchval("SHOW server_version"))
-    finally:
-        await conn.close()
-    try:
-        url = with_database(admin, name)
-        await apply_migrations(url)
-        yield BenchDatabase(url=url, name=name, server_version=version)
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# --- CPU accounting (Linux /proc; zeros elsewhere) ------------------------------------------------
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -83,6 +39,10 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def pids_cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    return {pid: process_cpu_seconds(pid) for pid in pids if _stat_fields(pid) is not None}
+
+
 def machine_busy_seconds() -> float:
     """CPU-seconds the whole machine has spent busy (not idle, not iowait) since boot, all cores."""
     try:
@@ -93,6 +53,47 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _CLK_TCK
 
 
+def machine_stat() -> tuple[int, int, int]:
+    """(busy, total, irq + softirq) jiffies of all CPUs from /proc/stat; zeros where there is none."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0, 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    irq = sum(fields[5:7]) if len(fields) > 6 else 0
+    return total - idle, total, irq
+
+
+def all_processes() -> dict[int, tuple[str, float]]:
+    """pid -> (command name, CPU seconds) of every process on the machine (Linux /proc; empty elsewhere)."""
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.find("(") + 1 : raw.rfind(")")]
+        fields = raw[raw.rfind(")") + 2 :].split()
+        out[int(entry)] = (comm, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return out
+
+
+def redis_server_pid(info: dict[str, Any]) -> int | None:
+    """redis-server's pid from INFO server, when it runs on this machine."""
+    pid = info.get("process_id")
+    return int(pid) if pid is not None and Path(f"/proc/{pid}").exists() else None
+
+
+# --- this process, a backend, PostgreSQL --------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class CpuSample:
     """CPU seconds spent during one measurement, by side; `other` is everything else on the machine."""
@@ -101,10 +102,6 @@ class CpuSample:
     backend: float
     postgres: float
     other: float
-
-
-def pids_cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
-    return {pid: process_cpu_seconds(pid) for pid in pids if _stat_fields(pid) is not None}
 
 
 class CpuMeter:
@@ -140,56 +137,127 @@ class CpuMeter:
         return CpuSample(client, backend, postgres, other=max(0.0, machine - client - backend - postgres))
 
 
-# --- machine description --------------------------------------------------------------------------
+# --- named groups of processes ------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+@dataclass(frozen=True, slots=True)
+class GroupSample:
+    """CPU-seconds spent during one cell, by side; `other` is the rest of the machine."""
+
+    workers: float = 0.0
+    backend: float = 0.0
+    postgres: float = 0.0
+    redis: float = 0.0
+    other: float = 0.0
+
+    @property
+    def ours(self) -> float:
+        return self.workers + self.backend + self.postgres + self.redis
 
 
-def machine_line(server_version: str) -> str:
-    return (
-        f"nproc {os.cpu_count()} ({cpu_model()}), Python {platform.python_version()}, "
-        f"PostgreSQL {server_version}, {platform.system()} {platform.release()}"
-    )
+class GroupMeter:
+    """CPU of groups of processes between start() and stop(), from /proc.
 
-
-# --- output ---------------------------------------------------------------------------------------
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """An aligned markdown table; `right[i]` right-aligns column i."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
-        return "| " + " | ".join(parts) + " |"
-
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2)) for w, r in zip(widths, right, strict=True))
-    return "\n".join([line(header), rule + "|", *(line(r) for r in rows)])
-
-
-def rewrite_docs_section(heading: str, tag: str, generated: str, interpretation: str) -> Path:
-    """Replace the generated block of `heading`'s section in docs/benchmarks.md.
-
-    The block between the `tag` markers is rewritten on every run; anything else in the
-    section (the hand-written interpretation) is kept. A missing file or section is created,
-    with `interpretation` as a starting text.
+    sample() (called while polling) remembers each pid's latest reading, so a process that
+    exits before stop() (an arq burst worker) still counts up to its last sample.
     """
-    begin = f"<!-- BEGIN {tag}: generated, rewritten by `python -m {tag} --write-docs` -->"
-    end = f"<!-- END {tag} -->"
-    block = f"{begin}\n{generated.strip()}\n{end}"
-    text = DOCS_FILE.read_text() if DOCS_FILE.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(f"<!-- BEGIN {tag}") + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        section = f"## {heading}\n\n{block}\n\n{interpretation.strip()}\n"
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    DOCS_FILE.write_text(text)
-    return DOCS_FILE
+
+    def __init__(self, groups: dict[str, Iterable[int]]) -> None:
+        self.groups = {name: list(pids) for name, pids in groups.items()}
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._machine = 0.0
+
+    def _pids(self) -> set[int]:
+        return {pid for pids in self.groups.values() for pid in pids}
+
+    def start(self) -> None:
+        self._machine = machine_busy_seconds()
+        self._first = pids_cpu_seconds(self._pids())
+        self._last = dict(self._first)
+
+    def sample(self) -> None:
+        self._last.update(pids_cpu_seconds(self._first))
+
+    def stop(self) -> GroupSample:
+        self.sample()
+        machine = machine_busy_seconds() - self._machine
+
+        def used(name: str) -> float:
+            return sum(self._last[p] - self._first[p] for p in self.groups.get(name, ()) if p in self._first)
+
+        cpu = {name: used(name) for name in ("workers", "backend", "postgres", "redis")}
+        return GroupSample(**cpu, other=max(0.0, machine - sum(cpu.values())))
+
+
+# --- a stack's components and the whole machine, over one phase -----------------------------------------
+
+
+@dataclass
+class CpuSnapshot:
+    at: float
+    per_pid: dict[int, float]
+    machine_busy: int
+    machine_total: int
+    machine_irq: int
+    everyone: dict[int, tuple[str, float]]
+
+
+@dataclass
+class CpuUse:
+    """CPU-seconds per wall-second (1.0 = one core) by component during one phase."""
+
+    seconds: float
+    groups: dict[str, float]
+    machine: float  # all processes on the machine, 1.0 = one core
+    cores: int
+    top_others: list[tuple[str, float]]  # "comm[pid]", cores: the busiest processes that are not ours
+    irq: float  # hardware + soft interrupt time of the machine (loopback TCP is largely softirq)
+    other_procs: float  # processes that are not ours and lived through the phase
+
+    @property
+    def ours(self) -> float:
+        return sum(self.groups.values())
+
+    @property
+    def foreign(self) -> float:
+        """Cores that went to anything but this benchmark's processes and the kernel's interrupt work."""
+        return max(0.0, self.machine - self.ours - self.irq)
+
+
+class PhaseMeter:
+    """CPU by group between a snapshot and `measure`; `pids` names the group of each of our pids, asked
+    afresh at each end (pool connections come and go; a pid born during the phase counts from zero)."""
+
+    def __init__(self, groups: Sequence[str], pids: Callable[[], Awaitable[dict[int, str]]]) -> None:
+        self.groups = tuple(groups)
+        self._pids = pids
+
+    async def snapshot(self) -> tuple[CpuSnapshot, dict[int, str]]:
+        groups = await self._pids()
+        busy, total, irq = machine_stat()
+        everyone = all_processes()
+        per_pid = {pid: (os.times().user + os.times().system) if pid == os.getpid() else process_cpu_seconds(pid)
+                   for pid in groups}
+        return CpuSnapshot(time.monotonic(), per_pid, busy, total, irq, everyone), groups
+
+    async def measure(self, before: CpuSnapshot) -> CpuUse:
+        after, groups = await self.snapshot()
+        seconds = max(1e-9, after.at - before.at)
+        used: dict[str, float] = dict.fromkeys(self.groups, 0.0)
+        for pid, group in groups.items():
+            if group in used:
+                used[group] += max(0.0, after.per_pid.get(pid, 0.0) - before.per_pid.get(pid, 0.0))
+        cores = os.cpu_count() or 1
+        d_total = after.machine_total - before.machine_total
+        machine = cores * (after.machine_busy - before.machine_busy) / d_total if d_total > 0 else 0.0
+        irq = cores * (after.machine_irq - before.machine_irq) / d_total if d_total > 0 else 0.0
+        procs = sum(max(0.0, cpu - before.everyone.get(pid, (comm, cpu))[1])
+                    for pid, (comm, cpu) in after.everyone.items() if pid not in groups) / seconds
+        others = sorted(
+            ((f"{comm}[{pid}]", (cpu - before.everyone[pid][1]) / seconds)
+             for pid, (comm, cpu) in after.everyone.items()
+             if pid not in groups and pid in before.everyone and cpu > before.everyone[pid][1]),
+            key=lambda x: -x[1],
+        )
+        return CpuUse(seconds, {k: v / seconds for k, v in used.items()}, machine, cores, others[:4], irq, procs)

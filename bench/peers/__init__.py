@@ -1,4 +1,4 @@
-"""Worker processes for `python -m bench.outbox`: prgate's real ClaimLoop and procrastinate, each on no-op jobs.
+"""Child processes the benchmarks start: the simulator with precise timestamps, and no-op workers.
 
 Every child lines up with the others the same way: it does all its start-up work (imports,
 connections), writes its ready file, then waits for SIGUSR1 from the benchmark, which sends it to
