@@ -14,6 +14,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 ACCEPTED = "accepted"  # backend answered ACCEPTED
 DUPLICATE = "duplicate"  # backend answered DUPLICATE (delivery seen before)
 IGNORED = "ignored"  # backend answered IGNORED (recorded, not acted on)
+PARKED = "parked"  # backend answered PARKED (installation not known yet; decided when it is)
+DROPPED = "dropped"  # backend answered DROPPED (installation not known yet, parking full)
 QUEUED = "queued"  # backend unavailable: parked on the arq queue, answered 202
 REJECTED = "rejected"  # answered 4xx: payload invalid here (422) or the backend refused it (its 4xx)
 ERROR = "error"  # backend and queue both unavailable: answered 503

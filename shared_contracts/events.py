@@ -16,6 +16,10 @@ class IngestStatus(StrEnum):
     ACCEPTED = "ACCEPTED"
     DUPLICATE = "DUPLICATE"
     IGNORED = "IGNORED"
+    # Its installation is not known yet: kept and decided once the installation event arrives.
+    PARKED = "PARKED"
+    # Its installation is not known yet and too many events already wait: recorded, never acted on.
+    DROPPED = "DROPPED"
 
 
 class Decision(StrEnum):

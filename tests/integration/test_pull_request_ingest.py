@@ -4,6 +4,7 @@ import asyncpg
 import pytest
 
 from backend_api.challenges import messages
+from backend_api.events import parking
 from backend_api.store import challenges, repo_settings
 from shared_contracts.owner import RepoSettings
 from tests.support.ingest import send_installation, send_pr
@@ -94,12 +95,13 @@ async def test_second_opened_delivery_for_same_pr_keeps_one_pending_challenge(
     assert len(await _comments(db)) == 1
 
 
-async def test_unknown_installation_is_ignored(backend: SignedClient, db: asyncpg.Pool) -> None:
+async def test_unknown_installation_is_parked_not_ignored(backend: SignedClient, db: asyncpg.Pool) -> None:
+    # Issue 13, item 9: not a final answer; tests/integration/test_parked_events.py follows it up.
     resp = await send_pr(backend, pull_request_payload("opened", installation_id=999))
-    assert (resp["status"], resp["reason"]) == ("IGNORED", "unknown installation")
+    assert (resp["status"], resp["reason"]) == ("PARKED", parking.PARKED_REASON)
     assert await _actions(db) == []
     async with db.acquire() as conn:
-        assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "IGNORED"
+        assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "PARKED"
 
 
 @pytest.mark.parametrize("association", ["OWNER", "MEMBER", "COLLABORATOR"])
