@@ -48,6 +48,13 @@ class Metrics:
             "webhooks_forwarded_total", "Forwardable deliveries by event and outcome",
             ["event", "outcome"], registry=registry,
         )
+        self.webhook_confirmations = Counter(
+            "webhook_confirmations_total",
+            "pull_request.closed / installation.deleted checked against GitHub before forwarding "
+            "(webhooks/confirm.py), by event and result: confirmed, refuted, unavailable (answered 503), "
+            "unconfigured (no App credentials: forwarded as received)",
+            ["event", "result"], registry=registry,
+        )
         self.signature_failures = Counter(
             "webhook_signature_failures_total", "Deliveries refused for a missing or wrong X-Hub-Signature-256",
             registry=registry,

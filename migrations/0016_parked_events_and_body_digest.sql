@@ -20,3 +20,11 @@ CREATE INDEX parked_pull_request_events_received_idx ON parked_pull_request_even
 ALTER TABLE webhook_deliveries DROP CONSTRAINT webhook_deliveries_status_check;
 ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_status_check
     CHECK (status IN ('ACCEPTED', 'IGNORED', 'PARKED', 'DROPPED'));
+
+-- Issue 13, item 11: GitHub's HMAC covers the body, not X-GitHub-Delivery, so a captured body replayed
+-- under a fresh delivery id must still be a duplicate. The receiver sends the SHA-256 of the raw body
+-- it verified; a second delivery with the same digest is refused as a duplicate. NULL for rows from
+-- older receivers and for reconciliation's own events.
+ALTER TABLE webhook_deliveries ADD COLUMN body_sha256 TEXT;
+CREATE UNIQUE INDEX webhook_deliveries_body_sha256_key ON webhook_deliveries (body_sha256)
+    WHERE body_sha256 IS NOT NULL;

@@ -24,7 +24,8 @@ async def ingest_command(
 ) -> IngestResponse:
     async with pool.acquire() as conn, conn.transaction():
         fresh = await deliveries.begin(
-            conn, cmd.delivery_id, EVENT_NAME, f"command:{cmd.command}", cmd.installation_id, cmd.repository.id
+            conn, cmd.delivery_id, EVENT_NAME, f"command:{cmd.command}", cmd.installation_id, cmd.repository.id,
+            cmd.body_sha256,
         )
         if not fresh:
             return await duplicate(conn, cmd.delivery_id, EVENT_NAME)

@@ -17,7 +17,9 @@ async def ingest_installation_sync(
     """The answer, and how many events parked for the installation were decided now that it is known."""
     inst = event.installation
     async with pool.acquire() as conn, conn.transaction():
-        fresh = await deliveries.begin(conn, event.delivery_id, event.event, event.action, inst.id, None)
+        fresh = await deliveries.begin(
+            conn, event.delivery_id, event.event, event.action, inst.id, None, event.body_sha256
+        )
         if not fresh:
             return IngestResponse(
                 status=IngestStatus.DUPLICATE, delivery_id=event.delivery_id,

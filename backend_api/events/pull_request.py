@@ -48,7 +48,8 @@ async def ingest_pull_requests(
     Deliveries for an installation not known yet are parked (`events/parking.py`)."""
     async with pool.acquire() as conn, conn.transaction():
         fresh_ids = await deliveries.begin_many(conn, EVENT_NAME, [
-            deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id) for e in events
+            deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id, e.body_sha256)
+            for e in events
         ])
         begun = [e for e in events if e.delivery_id in fresh_ids]
         unknown = await parked.unknown_installations(conn, [e.installation_id for e in begun])
