@@ -52,14 +52,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[NONCES] = NonceLedger(pool)
     app[INGEST] = IngestBatcher(
         functools.partial(ingest_pull_requests, pool, public_url=settings.public_url,
-                          max_attempts=settings.action_max_attempts),
+                          max_attempts=settings.action_max_attempts, parking=settings.parking_limits()),
         max_batch=settings.ingest_batch_max, lanes=settings.ingest_lanes,
         on_batch=app[BACKEND_METRICS].ingest_batch_size.observe,
         on_fallback=app[BACKEND_METRICS].ingest_batch_fallbacks.inc,
     )
     sweeper = asyncio.create_task(maintenance.run_forever(
         pool, app[BACKEND_METRICS], settings.sweep_interval_seconds, public_url=settings.public_url,
-        max_attempts=settings.action_max_attempts,
+        max_attempts=settings.action_max_attempts, parked_ttl_seconds=settings.parked_event_ttl_seconds,
     ))
     yield
     await app[INGEST].aclose()

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from backend_api.http import handlers, owner
 from backend_api.http.errors import Handler
-from backend_api.http.keys import DB_POOL, ENQUEUED_TYPES
+from backend_api.http.keys import DB_POOL, ENQUEUED_TYPES, REPLAYED
 from backend_api.store import metrics as store
 from backend_api.store.db import DATABASE_UNAVAILABLE
 from backend_api.web import verify
@@ -43,7 +43,7 @@ from shared_contracts.actions import (
     ResultRequest,
     ResultResponse,
 )
-from shared_contracts.events import IngestBatchResponse, IngestResponse
+from shared_contracts.events import IngestBatchResponse, IngestResponse, IngestStatus
 from shared_contracts.owner import ExemptResponse
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,14 @@ class BackendMetrics:
             "backend_webhook_ingests_total", "Deliveries ingested (answered 200), by event, status and decision",
             ["event", "status", "decision"], registry=registry,
         )
+        self.parked_events = Counter(
+            "backend_parked_events_total",
+            "Events for an installation not known yet (events/parking.py): parked, replayed once it was "
+            "known, dropped (parking full) or expired (it never came)",
+            ["outcome"], registry=registry,
+        )
+        for outcome in ("parked", "replayed", "dropped", "expired"):
+            self.parked_events.labels(outcome)
         self.ingest_batch_size = Histogram(
             "backend_ingest_batch_deliveries", "pull_request deliveries written per transaction (events/batcher.py)",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500), registry=registry,
@@ -240,9 +248,18 @@ def _ingest(event_name: str | None) -> Observer:
         event = event_name or _EventName.model_validate_json(await request.read()).event
         decision = answer.decision.value if answer.decision is not None else "none"
         metrics.webhook_ingests.labels(event, answer.status.value, decision).inc()
+        _count_parking(metrics, answer)
+        metrics.parked_events.labels("replayed").inc(request.get(REPLAYED, 0))
         await _count_enqueued(request, metrics, answer.enqueued_action_ids, "webhook")
 
     return observe
+
+
+def _count_parking(metrics: BackendMetrics, answer: IngestResponse) -> None:
+    if answer.status is IngestStatus.PARKED:
+        metrics.parked_events.labels("parked").inc()
+    elif answer.status is IngestStatus.DROPPED:
+        metrics.parked_events.labels("dropped").inc()
 
 
 async def _ingest_batch(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
@@ -255,6 +272,7 @@ async def _ingest_batch(request: web.Request, response: web.Response, metrics: B
         answer = item.response
         decision = answer.decision.value if answer.decision is not None else "none"
         metrics.webhook_ingests.labels("pull_request", answer.status.value, decision).inc()
+        _count_parking(metrics, answer)
         ids.extend(answer.enqueued_action_ids)
     await _count_enqueued(request, metrics, ids, "webhook")
 

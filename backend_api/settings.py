@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from backend_api.events.parking import ParkingLimits
 from shared_contracts.common import comma_list
 from shared_contracts.keys import (
     KEY_VARIABLES,
@@ -47,6 +48,14 @@ class BackendSettings(BaseSettings):
     ingest_batch_max: int = Field(default=50, ge=1, le=500, alias="INGEST_BATCH_MAX")
     ingest_lanes: int = Field(default=4, ge=1, le=64, alias="INGEST_LANES")
     sweep_interval_seconds: float = Field(default=5.0, alias="SWEEP_INTERVAL_SECONDS")
+    # Events for an installation not known yet wait for it (backend_api/events/parking.py): at most
+    # this many per installation and in all (beyond: DROPPED, counted), deleted after the TTL (GitHub
+    # redelivers for 3 days; an installation event not in by then never comes).
+    parked_events_per_installation_max: int = Field(
+        default=1000, ge=0, le=1_000_000, alias="PARKED_EVENTS_PER_INSTALLATION_MAX"
+    )
+    parked_events_max: int = Field(default=50_000, ge=0, le=10_000_000, alias="PARKED_EVENTS_MAX")
+    parked_event_ttl_seconds: float = Field(default=3 * 24 * 3600, gt=0, alias="PARKED_EVENT_TTL_SECONDS")
     action_max_attempts: int = Field(default=8, alias="ACTION_MAX_ATTEMPTS")
     backoff_base_seconds: float = Field(default=2.0, alias="ACTION_BACKOFF_BASE_SECONDS")
     backoff_cap_seconds: float = Field(default=900.0, alias="ACTION_BACKOFF_CAP_SECONDS")
@@ -86,6 +95,12 @@ class BackendSettings(BaseSettings):
         if self.internal_port and self.internal_port == self.port:
             raise ValueError("BACKEND_INTERNAL_PORT must differ from BACKEND_PORT (or be 0 to share it)")
         return self
+
+    def parking_limits(self) -> ParkingLimits:
+        return ParkingLimits(
+            per_installation=self.parked_events_per_installation_max, total=self.parked_events_max,
+            ttl_seconds=self.parked_event_ttl_seconds,
+        )
 
     def keyring(self) -> dict[Caller, list[str]]:
         """Every caller's verifying keys."""

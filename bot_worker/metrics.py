@@ -14,6 +14,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 ACCEPTED = "accepted"  # backend answered ACCEPTED
 DUPLICATE = "duplicate"  # backend answered DUPLICATE (delivery seen before)
 IGNORED = "ignored"  # backend answered IGNORED (recorded, not acted on)
+PARKED = "parked"  # backend answered PARKED (installation not known yet; decided when it is)
+DROPPED = "dropped"  # backend answered DROPPED (installation not known yet, parking full)
 QUEUED = "queued"  # backend unavailable: parked on the arq queue, answered 202
 REJECTED = "rejected"  # answered 4xx: payload invalid here (422) or the backend refused it (its 4xx)
 ERROR = "error"  # backend and queue both unavailable: answered 503
@@ -45,6 +47,13 @@ class Metrics:
         self.webhooks_forwarded = Counter(
             "webhooks_forwarded_total", "Forwardable deliveries by event and outcome",
             ["event", "outcome"], registry=registry,
+        )
+        self.webhook_confirmations = Counter(
+            "webhook_confirmations_total",
+            "pull_request.closed / installation.deleted checked against GitHub before forwarding "
+            "(webhooks/confirm.py), by event and result: confirmed, refuted, unavailable (answered 503), "
+            "unconfigured (no App credentials: forwarded as received)",
+            ["event", "result"], registry=registry,
         )
         self.signature_failures = Counter(
             "webhook_signature_failures_total", "Deliveries refused for a missing or wrong X-Hub-Signature-256",

@@ -11,11 +11,20 @@ from shared_contracts.common import ErrorBody, WireModel
 
 DeliveryId = str
 
+# The SHA-256 (hex) of the raw webhook body the receiver verified (issue 13, item 11): the backend
+# dedups on it too, since GitHub's signature does not cover X-GitHub-Delivery. Optional: older
+# receivers and reconciliation send none.
+BodySha256 = Annotated[str | None, Field(default=None, pattern=r"^[0-9a-f]{64}$")]
+
 
 class IngestStatus(StrEnum):
     ACCEPTED = "ACCEPTED"
     DUPLICATE = "DUPLICATE"
     IGNORED = "IGNORED"
+    # Its installation is not known yet: kept and decided once the installation event arrives.
+    PARKED = "PARKED"
+    # Its installation is not known yet and too many events already wait: recorded, never acted on.
+    DROPPED = "DROPPED"
 
 
 class Decision(StrEnum):
@@ -78,6 +87,7 @@ PullRequestAction = Literal[
 
 class PullRequestEvent(WireModel):
     delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    body_sha256: BodySha256 = None
     event: Literal["pull_request"] = "pull_request"
     action: PullRequestAction
     installation_id: int
@@ -95,6 +105,7 @@ class InstallationInfo(WireModel):
 
 class InstallationSyncEvent(WireModel):
     delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    body_sha256: BodySha256 = None
     event: Literal["installation", "installation_repositories"]
     action: Literal[
         "created", "deleted", "suspend", "unsuspend", "added", "removed", "new_permissions_accepted"
@@ -109,6 +120,7 @@ class RepositoryRenamedEvent(WireModel):
     gets a new name. prgate acts by id only; this keeps the stored name (logs, links, pages) current."""
 
     delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    body_sha256: BodySha256 = None
     event: Literal["repository"] = "repository"
     action: Literal["renamed"] = "renamed"
     installation_id: int
@@ -162,6 +174,7 @@ class CommandEvent(WireModel):
     """
 
     delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    body_sha256: BodySha256 = None
     event: Literal["issue_comment"] = "issue_comment"
     installation_id: int
     repository: Repository

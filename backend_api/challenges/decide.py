@@ -92,6 +92,10 @@ def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
 
     pr = event.pull_request
     if event.action == "closed":
+        if pr.state != "closed":
+            # The receiver asked GitHub before forwarding (docs/receiver.md, "Confirmed before acting"):
+            # a replayed or stale `closed` for a PR that is open now must not cancel its challenge.
+            return _ignored("closed, but GitHub says the pull request is open")
         if ctx.pending_challenge_id is None:
             return _ignored("closed without a pending challenge")
         return Plan(status=IngestStatus.ACCEPTED, decision=Decision.CANCELLED, cancel_pending=True,

@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import functools
+from typing import Final
 
 import asyncpg
 
 from backend_api.challenges.commands import as_recheck, decide_command
 from backend_api.challenges.decide import Plan, PrContext
+from backend_api.events.parking import ParkingLimits, park_events
 from backend_api.events.pull_request import duplicate, evaluate, finish, response
-from backend_api.store import deliveries
+from backend_api.store import deliveries, parked
+from backend_api.store.db import Conn
 from shared_contracts.events import CommandEvent, IngestResponse, IngestStatus, PullRequestEvent
 
-EVENT_NAME = "issue_comment"
+EVENT_NAME: Final = "issue_comment"
 
 
 async def ingest_command(
-    pool: asyncpg.Pool, cmd: CommandEvent, *, public_url: str, max_attempts: int
+    pool: asyncpg.Pool, cmd: CommandEvent, *, public_url: str, max_attempts: int,
+    parking: ParkingLimits | None = None,
 ) -> IngestResponse:
     async with pool.acquire() as conn, conn.transaction():
         fresh = await deliveries.begin(
-            conn, cmd.delivery_id, EVENT_NAME, f"command:{cmd.command}", cmd.installation_id, cmd.repository.id
+            conn, cmd.delivery_id, EVENT_NAME, f"command:{cmd.command}", cmd.installation_id, cmd.repository.id,
+            cmd.body_sha256,
         )
         if not fresh:
             return await duplicate(conn, cmd.delivery_id, EVENT_NAME)
-        if cmd.sender.type == "Bot":
-            plan = Plan(status=IngestStatus.IGNORED, reason="commands from bots are ignored")
-            await finish(conn, cmd.delivery_id, EVENT_NAME, plan, None)
-            return response(cmd.delivery_id, plan, None, [])
-        planner = functools.partial(_plan, cmd)
-        plan, challenge_id, action_ids = await evaluate(
-            conn, as_recheck(cmd), planner, public_url=public_url, max_attempts=max_attempts
-        )
-        await finish(conn, cmd.delivery_id, EVENT_NAME, plan, challenge_id)
+        if await parked.unknown_installations(conn, [cmd.installation_id]):
+            answers = await park_events(conn, [cmd], EVENT_NAME, parking or ParkingLimits())
+            return answers[cmd.delivery_id]
+        return await apply_command(conn, cmd, public_url=public_url, max_attempts=max_attempts)
+
+
+async def apply_command(conn: Conn, cmd: CommandEvent, *, public_url: str, max_attempts: int) -> IngestResponse:
+    """Decide and write one command whose delivery row is begun, inside the caller's transaction
+    (a live delivery, or one parked until its installation became known)."""
+    if cmd.sender.type == "Bot":
+        plan = Plan(status=IngestStatus.IGNORED, reason="commands from bots are ignored")
+        await finish(conn, cmd.delivery_id, EVENT_NAME, plan, None)
+        return response(cmd.delivery_id, plan, None, [])
+    planner = functools.partial(_plan, cmd)
+    plan, challenge_id, action_ids = await evaluate(
+        conn, as_recheck(cmd), planner, public_url=public_url, max_attempts=max_attempts
+    )
+    await finish(conn, cmd.delivery_id, EVENT_NAME, plan, challenge_id)
     return response(cmd.delivery_id, plan, challenge_id, action_ids)
 
 

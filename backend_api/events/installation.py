@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import asyncpg
 
+from backend_api.events.replay import replay_parked
 from backend_api.store import challenges, deliveries, installations, outbox
 from backend_api.store.db import Conn
 from shared_contracts.events import IngestResponse, IngestStatus, InstallationSyncEvent
 from shared_contracts.owner import InstallationStatus
 
 
-async def ingest_installation_sync(pool: asyncpg.Pool, event: InstallationSyncEvent) -> IngestResponse:
+async def ingest_installation_sync(
+    pool: asyncpg.Pool, event: InstallationSyncEvent, *, public_url: str, max_attempts: int
+) -> tuple[IngestResponse, int]:
+    """The answer, and how many events parked for the installation were decided now that it is known."""
     inst = event.installation
     async with pool.acquire() as conn, conn.transaction():
-        fresh = await deliveries.begin(conn, event.delivery_id, event.event, event.action, inst.id, None)
+        fresh = await deliveries.begin(
+            conn, event.delivery_id, event.event, event.action, inst.id, None, event.body_sha256
+        )
         if not fresh:
             return IngestResponse(
                 status=IngestStatus.DUPLICATE, delivery_id=event.delivery_id,
                 reason="delivery already processed",
-            )
+            ), 0
         # Serialize events of one installation so membership updates never interleave.
         await installations.lock(conn, inst.id)
         status, reason = await apply_sync(conn, event)
+        # Every installation event records the installation (`upsert`): what waited for it is decided
+        # now, under the same lock, before any later event of one of its pull requests.
+        replayed = await replay_parked(conn, inst.id, public_url=public_url, max_attempts=max_attempts)
         await deliveries.finish(
             conn, event.delivery_id, event.event,
             deliveries.DeliveryRecord(status=status, decision=None, challenge_id=None, reason=reason),
         )
-    return IngestResponse(status=status, delivery_id=event.delivery_id, reason=reason)
+    return IngestResponse(status=status, delivery_id=event.delivery_id, reason=reason), replayed
 
 
 async def apply_sync(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestStatus, str | None]:

@@ -6,19 +6,20 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
 from backend_api.challenges.decide import EVALUATING_ACTIONS, Plan, PrContext, decide, installation_refusal
 from backend_api.challenges.tokens import hash_token, new_token
-from backend_api.store import challenges, deliveries, installations, outbox, pr_context, pr_decisions
+from backend_api.events.parking import ParkingLimits, park_events
+from backend_api.store import challenges, deliveries, installations, outbox, parked, pr_context, pr_decisions
 from backend_api.store.db import Conn
 from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
 from shared_contracts.owner import InstallationStatus
 
-EVENT_NAME = "pull_request"
+EVENT_NAME: Final = "pull_request"
 
 
 Planner = Callable[[PullRequestEvent, PrContext], Plan]
@@ -39,15 +40,23 @@ async def ingest_pull_requests(
     public_url: str,
     max_attempts: int,
     now: datetime | None = None,
+    parking: ParkingLimits | None = None,
 ) -> list[tuple[IngestResponse, list[ActionType]]]:
     """Dedup, decide and write several deliveries in one transaction: one answer (and the types of the
     actions it enqueued) per event, in order. The deliveries must have distinct ids and be about
-    distinct pull requests (`IngestBatcher` forms such batches); a failure rolls all of them back."""
+    distinct pull requests (`IngestBatcher` forms such batches); a failure rolls all of them back.
+    Deliveries for an installation not known yet are parked (`events/parking.py`)."""
     async with pool.acquire() as conn, conn.transaction():
         fresh_ids = await deliveries.begin_many(conn, EVENT_NAME, [
-            deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id) for e in events
+            deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id, e.body_sha256)
+            for e in events
         ])
-        fresh = [e for e in events if e.delivery_id in fresh_ids]
+        begun = [e for e in events if e.delivery_id in fresh_ids]
+        unknown = await parked.unknown_installations(conn, [e.installation_id for e in begun])
+        parked_answers = await park_events(
+            conn, [e for e in begun if e.installation_id in unknown], EVENT_NAME, parking or ParkingLimits()
+        )
+        fresh = [e for e in begun if e.installation_id not in unknown]
         evaluated = await evaluate_many(
             conn, fresh, decide, public_url=public_url, max_attempts=max_attempts, now=now, outcome_event=EVENT_NAME
         )
@@ -57,7 +66,9 @@ async def ingest_pull_requests(
     out: list[tuple[IngestResponse, list[ActionType]]] = []
     for e in events:
         ev = by_id.get(e.delivery_id)
-        if ev is None:
+        if e.delivery_id in parked_answers:
+            out.append((parked_answers[e.delivery_id], []))
+        elif ev is None:
             out.append((duplicate_response(e.delivery_id, prior.get(e.delivery_id)), []))
         else:
             out.append((response(e.delivery_id, ev.plan, ev.challenge_id, ev.action_ids), ev.action_types))

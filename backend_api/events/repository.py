@@ -12,7 +12,8 @@ async def ingest_repository_renamed(pool: asyncpg.Pool, event: RepositoryRenamed
     repo = event.repository
     async with pool.acquire() as conn, conn.transaction():
         fresh = await deliveries.begin(
-            conn, event.delivery_id, event.event, event.action, event.installation_id, repo.id
+            conn, event.delivery_id, event.event, event.action, event.installation_id, repo.id,
+            event.body_sha256,
         )
         if not fresh:
             return IngestResponse(

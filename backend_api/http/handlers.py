@@ -10,7 +10,7 @@ from backend_api.events.command import ingest_command
 from backend_api.events.installation import ingest_installation_sync
 from backend_api.events.repository import ingest_repository_renamed
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
-from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, ENQUEUED_TYPES, INGEST, NOTIFIER, RNG, SETTINGS
+from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, ENQUEUED_TYPES, INGEST, NOTIFIER, REPLAYED, RNG, SETTINGS
 from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result, report_results
 from backend_api.store import deliveries, installations
 from backend_api.store.db import DATABASE_UNAVAILABLE
@@ -66,7 +66,11 @@ def _ingest_error(event: PullRequestEvent, exc: Exception) -> ErrorBody:
 
 async def installation_sync_event(request: web.Request) -> web.Response:
     event = await read_model(request, InstallationSyncEvent)
-    return json_response(await ingest_installation_sync(request.app[DB_POOL], event))
+    settings = request.app[SETTINGS]
+    answer, request[REPLAYED] = await ingest_installation_sync(
+        request.app[DB_POOL], event, public_url=settings.public_url, max_attempts=settings.action_max_attempts
+    )
+    return json_response(answer)
 
 
 async def repository_renamed_event(request: web.Request) -> web.Response:
@@ -78,7 +82,8 @@ async def command_event(request: web.Request) -> web.Response:
     event = await read_model(request, CommandEvent)
     settings = request.app[SETTINGS]
     response = await ingest_command(
-        request.app[DB_POOL], event, public_url=settings.public_url, max_attempts=settings.action_max_attempts
+        request.app[DB_POOL], event, public_url=settings.public_url, max_attempts=settings.action_max_attempts,
+        parking=settings.parking_limits(),
     )
     return json_response(response)
 

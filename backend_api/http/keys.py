@@ -25,6 +25,8 @@ NONCES = web.AppKey("nonces", NonceLedger)
 INGEST = web.AppKey("ingest", IngestBatcher)
 # The types of the actions a request enqueued, when its handler knows them (the metrics count them).
 ENQUEUED_TYPES = web.RequestKey("enqueued_types", list[ActionType])
+# How many parked events an installation event decided (events/replay.py; the metrics count them).
+REPLAYED = web.RequestKey("replayed", int)
 RNG = web.AppKey("rng", random.Random)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)

@@ -28,8 +28,11 @@ async def start_run(request: web.Request) -> web.Response:
 
 async def installation_snapshot(request: web.Request) -> web.Response:
     snap = await read_model(request, InstallationSnapshot)
+    settings = request.app[SETTINGS]
     try:
-        return json_response(await service.reconcile_installation(request.app[DB_POOL], snap))
+        return json_response(await service.reconcile_installation(
+            request.app[DB_POOL], snap, public_url=settings.public_url, max_attempts=settings.action_max_attempts
+        ))
     except (service.RunNotFound, service.RunFinished) as exc:
         raise _run_errors(snap.run_id, exc) from None
 

@@ -16,6 +16,7 @@ import asyncpg
 from backend_api.challenges.decide import decide
 from backend_api.events.installation import apply_sync
 from backend_api.events.pull_request import evaluate
+from backend_api.events.replay import replay_parked
 from backend_api.reconcile import diff
 from backend_api.store import challenges, installations, pull_requests
 from backend_api.store import reconcile as store
@@ -78,7 +79,9 @@ async def _record(conn: Conn, run_id: int, repair: Repair, repairs: list[Repair]
 # ---- installations ---------------------------------------------------------------------------------
 
 
-async def reconcile_installation(pool: asyncpg.Pool, snap: InstallationSnapshot) -> RepairsResponse:
+async def reconcile_installation(
+    pool: asyncpg.Pool, snap: InstallationSnapshot, *, public_url: str, max_attempts: int
+) -> RepairsResponse:
     inst = snap.installation
     repairs: list[Repair] = []
     async with pool.acquire() as conn, conn.transaction():
@@ -101,6 +104,10 @@ async def reconcile_installation(pool: asyncpg.Pool, snap: InstallationSnapshot)
                 kind=step.kind, installation_id=inst.id, repo_id=repo.id if repo else None,
                 repo_full_name=repo.full_name if repo else None, detail=step.detail,
             ), repairs)
+        if plan.steps:
+            # The installation may be known only now (its installation.created was missed): what was
+            # parked for it is decided here, as the installation event would have (events/replay.py).
+            await replay_parked(conn, inst.id, public_url=public_url, max_attempts=max_attempts)
     return RepairsResponse(repairs=repairs)
 
 

@@ -23,6 +23,7 @@ class NewDelivery:
     action: str
     installation_id: int | None
     repo_id: int | None
+    body_sha256: str | None = None
 
 
 async def begin(
@@ -32,26 +33,32 @@ async def begin(
     action: str,
     installation_id: int | None,
     repo_id: int | None,
+    body_sha256: str | None = None,
 ) -> bool:
-    """Insert the dedup row; False when this (delivery id, event) pair was seen before."""
-    return bool(await begin_many(conn, event_name, [NewDelivery(delivery_id, action, installation_id, repo_id)]))
+    """Insert the dedup row; False when this (delivery id, event) pair, or this body, was seen before."""
+    return bool(await begin_many(conn, event_name, [
+        NewDelivery(delivery_id, action, installation_id, repo_id, body_sha256)
+    ]))
 
 
 async def begin_many(conn: Conn, event_name: str, new: Sequence[NewDelivery]) -> set[str]:
     """Insert the dedup rows of several deliveries of one event; the delivery ids that were new.
 
     Run inside the transaction that applies the events: concurrent duplicates wait
-    on the primary key until the first commits, then see the conflict.
+    on the primary key (or the body digest's unique index) until the first commits, then see the
+    conflict. A delivery whose body digest was recorded before, under any delivery id or event name,
+    is a duplicate too: a captured body replayed under a fresh X-GitHub-Delivery (issue 13, item 11).
     """
     rows = await conn.fetch(
-        """INSERT INTO webhook_deliveries (delivery_id, event_name, action, installation_id, repo_id, status)
-           SELECT d.delivery_id, $1, d.action, d.installation_id, d.repo_id, 'ACCEPTED'
-           FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[])
-                AS d(delivery_id, action, installation_id, repo_id)
-           ON CONFLICT (delivery_id, event_name) DO NOTHING
+        """INSERT INTO webhook_deliveries (delivery_id, event_name, action, installation_id, repo_id, status,
+                                           body_sha256)
+           SELECT d.delivery_id, $1, d.action, d.installation_id, d.repo_id, 'ACCEPTED', d.body_sha256
+           FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
+                AS d(delivery_id, action, installation_id, repo_id, body_sha256)
+           ON CONFLICT DO NOTHING
            RETURNING delivery_id""",
         event_name, [d.delivery_id for d in new], [d.action for d in new],
-        [d.installation_id for d in new], [d.repo_id for d in new],
+        [d.installation_id for d in new], [d.repo_id for d in new], [d.body_sha256 for d in new],
     )
     return {str(r["delivery_id"]) for r in rows}
 

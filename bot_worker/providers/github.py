@@ -141,6 +141,18 @@ class GitHubProvider:
 
         return await self._as_installation(installation_id, op)
 
+    async def installation_exists(self, installation_id: int) -> bool:
+        """Whether GitHub still has this installation of the App (`GET /app/installations/{id}`, App
+        JWT): False only on GitHub's 404; any other failure raises (the caller cannot tell)."""
+        gh = _ObservedAPI(self._session, self._observer, base_url=self._api_url)
+        try:
+            await gh.getitem(f"/app/installations/{int(installation_id)}", jwt=self._tokens.app_jwt())
+        except gidgethub.BadRequest as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
+
     async def get_permission(self, installation_id: int, repo_id: int, login: str) -> str:
         """The user's permission on the repository: admin, write, read or none (GitHub folds maintain
         into write and triage into read in this field)."""
@@ -156,3 +168,4 @@ class GitHubProvider:
             return str(answer.get("permission") or "none")
 
         return await self._as_installation(installation_id, op)
+

@@ -123,9 +123,10 @@ def _refused(exc: BackendError) -> bool:
 
 
 def _outcome(status: IngestStatus) -> str:
-    return {IngestStatus.ACCEPTED: m.ACCEPTED, IngestStatus.DUPLICATE: m.DUPLICATE, IngestStatus.IGNORED: m.IGNORED}[
-        status
-    ]
+    return {
+        IngestStatus.ACCEPTED: m.ACCEPTED, IngestStatus.DUPLICATE: m.DUPLICATE, IngestStatus.IGNORED: m.IGNORED,
+        IngestStatus.PARKED: m.PARKED, IngestStatus.DROPPED: m.DROPPED,
+    }[status]
 
 
 # --- receiver side -------------------------------------------------------------------------------

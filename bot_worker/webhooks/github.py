@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from bot_worker.metrics import REJECTED, Metrics
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.webhooks.commands import enrich
+from bot_worker.webhooks.confirm import Verdict, confirm, needs_confirmation
 from bot_worker.webhooks.forward import (
     FORWARDER,
     Forwarded,
@@ -39,6 +40,7 @@ from bot_worker.webhooks.normalize import (
     repository_renamed_event,
 )
 from shared_contracts.common import ErrorBody, loads_strict
+from shared_contracts.events import InstallationSyncEvent
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +151,9 @@ class GithubWebhooks:
         if event == "ping":
             log.info("ping received", extra=extra)
             return web.json_response({"status": "pong"})
+        digest = hashlib.sha256(body).hexdigest()
         if event == "issue_comment":
-            return await self._command(request, delivery_id, payload, extra)
+            return await self._command(request, delivery_id, payload, extra, digest)
         if event not in FORWARDED_EVENTS or (
             event == "repository" and payload.get("action") not in FORWARDED_REPOSITORY_ACTIONS
         ):
@@ -176,10 +179,36 @@ class GithubWebhooks:
             log.info("payload has an unexpected shape", extra=extra)
             return json_error(422, "validation_error", f"{event} payload has an unexpected shape")
         extra["installation_id"] = installation_id_of(model)
+        model = model.model_copy(update={"body_sha256": digest})
+        if needs_confirmation(model):
+            return await self._confirmed(request, model, extra)
         return await self._forward(request, model)
 
+    async def _confirmed(self, request: web.Request, model: IngestEvent, extra: dict[str, Any]) -> web.Response:
+        """Forward a state-destroying event only as GitHub confirms it (webhooks/confirm.py)."""
+        label = f"{model.event}.{getattr(model, 'action', '')}"
+        github = request.app[self._github_key] if self._github_key is not None else None
+        if github is None:
+            # Without App credentials (the demo without an App) nothing can be asked: as before.
+            self._metrics.webhook_confirmations.labels(label, Verdict.UNCONFIGURED.value).inc()
+            log.warning("%s forwarded unconfirmed: no GitHub App configured", label, extra=extra)
+            return await self._forward(request, model)
+        try:
+            checked, verdict = await confirm(github, model)
+        except Exception as exc:  # GitHub unreachable or refusing: GitHub marks it failed, redelivery retries
+            self._metrics.webhook_confirmations.labels(label, "unavailable").inc()
+            log.warning("could not confirm %s on GitHub: %s", label, type(exc).__name__, extra=extra)
+            return json_error(503, "unavailable", f"GitHub could not confirm this {label}; redeliver it later")
+        self._metrics.webhook_confirmations.labels(label, verdict.value).inc()
+        if verdict is Verdict.REFUTED:
+            log.warning("%s refuted by GitHub", label, extra=extra)
+            if isinstance(checked, InstallationSyncEvent):
+                return web.json_response({"status": "ignored", "reason": "GitHub still has this installation"},
+                                         status=202)
+        return await self._forward(request, checked)
+
     async def _command(
-        self, request: web.Request, delivery_id: str, payload: dict[str, Any], extra: dict[str, Any]
+        self, request: web.Request, delivery_id: str, payload: dict[str, Any], extra: dict[str, Any], digest: str
     ) -> web.Response:
         try:
             cmd = comment_command(payload)
@@ -199,7 +228,7 @@ class GithubWebhooks:
         except Exception as exc:  # GitHub unreachable or refusing: let GitHub mark it failed and redeliver
             log.warning("could not look the command up on GitHub: %s", type(exc).__name__, extra=extra)
             return json_error(503, "unavailable", "GitHub could not be asked about this command; redeliver it later")
-        return await self._forward(request, model)
+        return await self._forward(request, model.model_copy(update={"body_sha256": digest}))
 
     async def _forward(self, request: web.Request, model: IngestEvent) -> web.Response:
         result = await request.app[FORWARDER].forward(model)

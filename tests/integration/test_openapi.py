@@ -21,7 +21,7 @@ async def test_openapi_document_describes_every_route(backend: SignedClient) -> 
     assert claim["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ClaimRequest"
     assert schemas["ClaimRequest"]["properties"]["max_actions"]["maximum"] == 100
     assert set(schemas["Outcome"]["enum"]) == {"SUCCEEDED", "RETRYABLE_FAILURE", "FAILED"}
-    assert set(schemas["IngestStatus"]["enum"]) == {"ACCEPTED", "DUPLICATE", "IGNORED"}
+    assert set(schemas["IngestStatus"]["enum"]) == {"ACCEPTED", "DUPLICATE", "IGNORED", "PARKED", "DROPPED"}
     # Every $ref resolves.
     import json
 

@@ -4,6 +4,7 @@ import asyncpg
 import pytest
 
 from backend_api.challenges import messages
+from backend_api.events import parking
 from backend_api.store import challenges, repo_settings
 from shared_contracts.owner import RepoSettings
 from tests.support.ingest import send_installation, send_pr
@@ -94,12 +95,13 @@ async def test_second_opened_delivery_for_same_pr_keeps_one_pending_challenge(
     assert len(await _comments(db)) == 1
 
 
-async def test_unknown_installation_is_ignored(backend: SignedClient, db: asyncpg.Pool) -> None:
+async def test_unknown_installation_is_parked_not_ignored(backend: SignedClient, db: asyncpg.Pool) -> None:
+    # Issue 13, item 9: not a final answer; tests/integration/test_parked_events.py follows it up.
     resp = await send_pr(backend, pull_request_payload("opened", installation_id=999))
-    assert (resp["status"], resp["reason"]) == ("IGNORED", "unknown installation")
+    assert (resp["status"], resp["reason"]) == ("PARKED", parking.PARKED_REASON)
     assert await _actions(db) == []
     async with db.acquire() as conn:
-        assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "IGNORED"
+        assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "PARKED"
 
 
 @pytest.mark.parametrize("association", ["OWNER", "MEMBER", "COLLABORATOR"])
@@ -258,3 +260,24 @@ async def test_same_delivery_posted_concurrently_is_processed_once(installed: Si
     assert statuses.count("ACCEPTED") == 1
     assert statuses.count("DUPLICATE") == 49
     assert len(await _actions(db)) == 2
+
+
+async def test_same_body_digest_under_a_fresh_delivery_id_is_a_duplicate(
+    installed: SignedClient, db: asyncpg.Pool
+) -> None:
+    # Issue 13, item 11: X-GitHub-Delivery is not signed; the body (and its digest) is.
+    from bot_worker.webhooks.normalize import pull_request_event
+    from tests.support.ingest import PR_PATH
+
+    digest = "ab" * 32
+    await send_pr(installed, pull_request_payload("opened"))
+    closed = pull_request_event("close-1", pull_request_payload("closed")).model_copy(update={"body_sha256": digest})
+    first = await installed.post_json(PR_PATH, closed.model_dump(mode="json"))
+    assert first["decision"] == "CANCELLED"
+    await send_pr(installed, pull_request_payload("reopened"))
+    replay = closed.model_copy(update={"delivery_id": "close-2"})
+    again = await installed.post_json(PR_PATH, replay.model_dump(mode="json"))
+    assert again["status"] == "DUPLICATE"
+    assert [c["status"] for c in await _challenges(db)] == ["CANCELLED", "PENDING"]
+    # GitHub's own redelivery: same id, same body: a duplicate as before.
+    assert (await installed.post_json(PR_PATH, closed.model_dump(mode="json")))["status"] == "DUPLICATE"
