@@ -166,5 +166,5 @@ class Demo:
     def _installed(self, repo_id: int, expected: bool) -> Callable[[], Awaitable[Any]]:
         async def probe() -> Any:
             status = await self._app_status(repo_id)
-            return status if status["installed"] is expected and status["repo_full_name"] else None
+            return status if status["installed"] is expected else None
         return probe

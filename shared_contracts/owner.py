@@ -18,7 +18,18 @@ class InstallationStatus(StrEnum):
     NOT_INSTALLED = "NOT_INSTALLED"
 
 
+class PublicAppStatus(WireModel):
+    """`GET /api/v1/repos/{repo_id}/github-app-status`, answered to anyone: whether prgate is
+    installed, nothing that names the repository or its account (ids are sequential, and a private
+    repository's name is a secret of its owner)."""
+
+    repo_id: int
+    installed: bool
+
+
 class GithubAppStatus(WireModel):
+    """`GET /api/v1/repos/{repo_id}/installation` (the repository's admins only): the details."""
+
     repo_id: int
     repo_full_name: str | None
     installed: bool

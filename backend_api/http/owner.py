@@ -28,6 +28,7 @@ from backend_api.web.session import Session
 from shared_contracts.owner import (
     ActionList,
     ChallengeList,
+    GithubAppStatus,
     OwnerRepoSettings,
     OwnerSession,
     RepoSettings,
@@ -44,6 +45,7 @@ class RepoAccess:
     repo_id: int
     repo_full_name: str
     installation_id: int
+    status: GithubAppStatus
 
 
 def _session(request: web.Request) -> Session:
@@ -84,9 +86,10 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
         raise ApiError(502, "github_unavailable", "prgate could not ask GitHub about your permission") from None
     if not is_admin(permission):
         raise ApiError(
-            403, "forbidden", f"@{session.login} is not an admin of {status.repo_full_name} (GitHub says {permission})"
+            # The repository by id only: its name is for its admins (a private name is a secret).
+            403, "forbidden", f"@{session.login} is not an admin of repository {repo_id} (GitHub says {permission})"
         )
-    return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id)
+    return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id, status)
 
 
 def _page_query(request: web.Request) -> PageQuery:
@@ -123,6 +126,12 @@ async def owner_session(request: web.Request) -> web.Response:
 async def get_repo_settings(request: web.Request) -> web.Response:
     access = await _admin(request, write=False)
     return json_response(await _settings_view(request, access))
+
+
+async def get_installation(request: web.Request) -> web.Response:
+    """The install details (name, installation, account) the public status no longer gives."""
+    access = await _admin(request, write=False)
+    return json_response(access.status)
 
 
 async def put_repo_settings(request: web.Request) -> web.Response:

@@ -43,6 +43,7 @@ from shared_contracts.owner import (
     Health,
     OwnerRepoSettings,
     OwnerSession,
+    PublicAppStatus,
     RepoSettingsUpdate,
 )
 from shared_contracts.reconcile import (
@@ -134,7 +135,10 @@ ROUTES: tuple[Route, ...] = (
           "The GitHub App registered under ?claim= (required), answered once and then deleted "
           "(docs/github-app.md)", None, GithubAppCredentials, (400, 401, 403, 404), callers=_ADMIN),
     Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
-          "Install status of a repository, from the installation tables", None, GithubAppStatus, (404,)),
+          "Whether prgate is installed on a repository (public: nothing else)", None, PublicAppStatus, (404,)),
+    Route("GET", "/api/v1/repos/{repo_id}/installation", owner.get_installation,
+          "Install details of a repository: name, installation, account (admins)", None, GithubAppStatus,
+          _OWNER_ERRORS),
     Route("GET", "/api/v1/session", owner.owner_session,
           "Who is signed in, and the X-CSRF-Token for state-changing owner calls", None, OwnerSession, (401,)),
     Route("GET", "/api/v1/repos/{repo_id}/settings", owner.get_repo_settings,

@@ -541,3 +541,37 @@ async def test_owner_routes_are_in_the_openapi_document(owner: Owner) -> None:
     assert "challenge_answer" in schemas["RepoSettingsUpdate"]["properties"]
     assert "challenge_answer" not in schemas["OwnerRepoSettings"]["properties"]
     assert "challenge_answer_set" in schemas["OwnerRepoSettings"]["properties"]
+
+
+# ---- item 6: no repository name for anyone but its admins ------------------------------------------------
+
+
+async def test_install_status_names_the_repository_only_to_its_admins(owner: Owner, db: asyncpg.Pool) -> None:
+    """The repository is private: its name, account and installation are its owner's business."""
+    owner.sim.state.repo_by_id(REPO).private = True
+    public = await owner.client.get(f"/api/v1/repos/{REPO}/github-app-status")
+    assert await public.json() == {"repo_id": REPO, "installed": True}
+    stranger = await owner.user("mallory", 6006, "none")
+    # Signed in, the public answer is the same; the details and every refusal name no repository.
+    resp = await owner.client.get(f"/api/v1/repos/{REPO}/github-app-status", headers=stranger.headers)
+    assert await resp.json() == {"repo_id": REPO, "installed": True}
+    for method, path in [("GET", repo_path("installation")), *ROUTES]:
+        for user in (None, stranger):
+            resp = await owner.client.request(method, path, headers=user.writing() if user else {},
+                                              json=RepoSettings().model_dump())
+            text = await resp.text()
+            assert resp.status in (401, 403), (resp.status, text)
+            assert "widgets" not in text, text
+            assert "octo-org" not in text, text
+    admin = await owner.user("carol", 3003, "admin")
+    details = await owner.call("GET", repo_path("installation"), admin, write=False)
+    assert details == {
+        "repo_id": REPO, "repo_full_name": FULL_NAME, "installed": True, "installation_id": 1001,
+        "installation_status": "ACTIVE", "account_login": "octo-org", "repository_selection": "selected",
+    }
+
+
+async def test_the_public_status_is_the_same_for_never_installed_and_unknown(owner: Owner) -> None:
+    for repo_id in (999_999, 7001):  # unknown to prgate / installed on GitHub but not known here
+        resp = await owner.client.get(f"/api/v1/repos/{repo_id}/github-app-status")
+        assert await resp.json() == {"repo_id": repo_id, "installed": False}
