@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import random
 from collections.abc import AsyncIterator
 
@@ -36,6 +37,7 @@ from backend_api.http.scopes import InternalScopes
 from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
+from backend_api.owner.access import bare_operator_logins
 from backend_api.settings import BackendSettings
 from backend_api.store.db import create_pool
 from backend_api.web.dashboard import add_dashboard_routes
@@ -75,9 +77,17 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[HTTP_CLIENT].close()
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -> web.Application:
     settings.check_secrets()  # InsecureSecret (a ValueError): the one line to print
+    bare = bare_operator_logins(settings.operators)
+    if bare:
+        # Still honoured (refusing would lock existing operators out), but a login can be renamed
+        # and re-registered by someone else: `login:id` is matched by the id only.
+        log.warning("PRGATE_OPERATORS lists bare logins, matched by login: %s; write them as login:id "
+                    "(docs/security.md, item 7)", ", ".join(bare))
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[metrics_middleware, error_middleware, internal_auth_middleware]
     )

@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from backend_api.owner.access import parse_operator
 from shared_contracts.common import comma_list
 from shared_contracts.keys import (
     KEY_VARIABLES,
@@ -66,13 +67,21 @@ class BackendSettings(BaseSettings):
     github_app_id: str = Field(default="", alias="GITHUB_APP_ID")
     github_private_key: SecretStr = Field(default=SecretStr(""), alias="GITHUB_PRIVATE_KEY")
     github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
-    # Operator dashboard (/dashboard): GitHub logins allowed to see every tenant, comma-separated.
+    # Operator dashboard (/dashboard): who may see every tenant, comma-separated `login:id` entries
+    # (matched by GitHub user id; a bare login still works, matched by login, with a start-up warning).
     operators: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_OPERATORS")
 
     _split_secrets = field_validator(
         "receiver_secrets", "worker_secrets", "admin_secrets", mode="before"
     )(comma_list)
     _split_operators = field_validator("operators", mode="before")(comma_list)
+
+    @field_validator("operators")
+    @classmethod
+    def _operators_parse(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_operator(entry)
+        return value
 
     @model_validator(mode="after")
     def _ingest_leaves_connections(self) -> BackendSettings:

@@ -56,6 +56,9 @@ class RepoSettings(WireModel):
     exempt_comment: bool = True
     exempt_bots: bool = True
     whitelist_logins: list[str] = Field(default_factory=list, max_length=1000)
+    # The GitHub user ids `whitelist_logins` resolved to when the settings were written; what the gate
+    # compares (a login can be renamed and re-registered by someone else). Ignored on PUT.
+    whitelist_user_ids: list[int] = Field(default_factory=list, max_length=1000)
     exempt_associations: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EXEMPT_ASSOCIATIONS), max_length=16
     )

@@ -107,9 +107,10 @@ def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
     if settings.exempt_bots and (author.type == "Bot" or author.login.endswith("[bot]")):
         return _ignored("bot author")
 
-    whitelist = {login.lower() for login in settings.whitelist_logins}
-    if author.login.lower() in whitelist or pr.author_association in settings.exempt_associations:
-        why = "whitelisted login" if author.login.lower() in whitelist else (
+    # By user id, never by login: a whitelisted login can be renamed and registered by someone else.
+    whitelisted = author.id in settings.whitelist_user_ids
+    if whitelisted or pr.author_association in settings.exempt_associations:
+        why = "whitelisted login" if whitelisted else (
             f"author association {pr.author_association}"
         )
         announce = settings.exempt_comment and (event.action == "opened" or pending)

@@ -37,6 +37,9 @@ from shared_contracts.owner import (
 
 log = logging.getLogger(__name__)
 
+# Each new whitelisted login costs one GitHub call on the write.
+MAX_NEW_WHITELIST_LOGINS = 100
+
 @dataclass(frozen=True, slots=True)
 class RepoAccess:
     """A signed-in admin of an installed repository."""
@@ -71,7 +74,9 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
         raise ApiError(404, "not_found", f"prgate is not installed on repository {repo_id}")
     try:
         # By id: the stored name may since have been taken by another repository (rename + reuse).
-        permission = await request.app[GITHUB_APP].permission(status.installation_id, repo_id, session.login)
+        permission = await request.app[GITHUB_APP].permission(
+            status.installation_id, repo_id, session.login, session.user_id
+        )
     except AppNotConfigured:
         raise ApiError(503, "github_app_not_configured", "the backend has no GitHub App credentials") from None
     except InstallationRefused as exc:
@@ -111,6 +116,40 @@ async def _settings_view(request: web.Request, access: RepoAccess) -> OwnerRepoS
     )
 
 
+async def _whitelist_ids(
+    request: web.Request, access: RepoAccess, logins: list[str], current: RepoSettings
+) -> list[int]:
+    """The user id of each whitelisted login, in order. A login already stored keeps the id it had
+    when it was added (that account is the one the admin meant, even if the login moved since); a
+    new one is asked of GitHub now, and an unknown login refuses the whole write (422)."""
+    known: dict[str, int] = {}
+    if len(current.whitelist_logins) == len(current.whitelist_user_ids):
+        known = {login.casefold(): uid for login, uid in zip(current.whitelist_logins, current.whitelist_user_ids,
+                                                               strict=True)}
+    new = list(dict.fromkeys(login.casefold() for login in logins if login.casefold() not in known))
+    if len(new) > MAX_NEW_WHITELIST_LOGINS:
+        raise ApiError(422, "validation_error",
+                       f"at most {MAX_NEW_WHITELIST_LOGINS} new whitelist logins per write ({len(new)} given)")
+    unknown: list[str] = []
+    for login in (login for login in logins if login.casefold() in new and login.casefold() not in known):
+        try:
+            found = await request.app[GITHUB_APP].user_id(access.installation_id, login)
+        except GitHubUnavailable as exc:
+            log.warning("owner API: GitHub unavailable resolving a login: %s", exc)
+            raise ApiError(502, "github_unavailable", "prgate could not ask GitHub who the logins are") from None
+        except InstallationRefused:
+            raise ApiError(403, "forbidden", "GitHub refused prgate a token for this installation") from None
+        if found is None:
+            unknown.append(login)
+        else:
+            known[login.casefold()] = found
+    if unknown:
+        raise ApiError(422, "validation_error", f"GitHub knows no user {', '.join(unknown)}",
+                       [{"loc": ["body", "whitelist_logins"], "msg": f"unknown GitHub login {u}",
+                         "type": "unknown_login"} for u in unknown])
+    return [known[login.casefold()] for login in logins]
+
+
 # ---- handlers -------------------------------------------------------------------------------------
 
 
@@ -137,7 +176,12 @@ async def get_installation(request: web.Request) -> web.Response:
 async def put_repo_settings(request: web.Request) -> web.Response:
     access = await _admin(request, write=True)
     update = await read_model(request, RepoSettingsUpdate)
-    new = RepoSettings.model_validate(update.model_dump(exclude={"challenge_answer"}))
+    async with request.app[DB_POOL].acquire() as conn:
+        current = await repo_settings.get(conn, access.repo_id)
+    ids = await _whitelist_ids(request, access, update.whitelist_logins, current)
+    new = RepoSettings.model_validate(
+        {**update.model_dump(exclude={"challenge_answer"}), "whitelist_user_ids": ids}
+    )
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
         await repo_settings.put(conn, access.repo_id, new)
         if update.challenge_answer is not None:

@@ -345,7 +345,7 @@ def _access(request: web.Request) -> Session | web.Response:
             + t.sign_in_button(request.path),
             401,
         )
-    if not is_operator(request.app[SETTINGS].operators, session.login):
+    if not is_operator(request.app[SETTINGS].operators, session.login, session.user_id):
         return t.error_page(
             403, "Not an operator",
             f"You are signed in as @{session.login}, which is not one of this prgate's operators "

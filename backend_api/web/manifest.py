@@ -180,7 +180,7 @@ def _refused(request: web.Request) -> web.Response | None:
     if not settings.github_app_id:
         return None
     session = request.app[SESSIONS].from_request(request, time.time())
-    if session is not None and is_operator(settings.operators, session.login):
+    if session is not None and is_operator(settings.operators, session.login, session.user_id):
         return None
     who = f"You are signed in as @{session.login}, which is not" if session else "You are not signed in as"
     extra = "" if session else t.sign_in_button("/github-app/new")

@@ -145,7 +145,8 @@ async def test_recheck_command_lets_a_newly_whitelisted_author_through(
         await open_pr(session, full_stack, "rechk/lib", 6, "friend", 506)
         await eventually(lambda: _has(our_comments(session, full_stack, "rechk/lib", 6)), timeout=30)
         async with db.acquire() as conn:  # a maintainer whitelists the author (owner API in real life)
-            await conn.execute("INSERT INTO repo_settings (repo_id, whitelist_logins) VALUES (1035, '{friend}')")
+            await conn.execute("INSERT INTO repo_settings (repo_id, whitelist_logins, whitelist_user_ids) "
+                               "VALUES (1035, '{friend}', '{506}')")
         await sim(session, full_stack, "/_sim/webhooks",
                   comment_webhook(35, 1035, "rechk/lib", 6, "/prgate recheck", "friend", 506, 777))
 

@@ -171,7 +171,7 @@ async def test_re_evaluation_resolves_a_pending_challenge_when_the_author_became
 ) -> None:
     await send_pr(installed, pull_request_payload("opened"))
     async with db.acquire() as conn:
-        await repo_settings.put(conn, 5001, RepoSettings(whitelist_logins=["newcomer"]))
+        await repo_settings.put(conn, 5001, RepoSettings(whitelist_logins=["newcomer"], whitelist_user_ids=[9001]))
     resp = await send_pr(installed, pull_request_payload("synchronize", head_sha=SHA2))
     assert resp["decision"] == "EXEMPT"
     [challenge] = await rows(db, "SELECT status FROM challenges")

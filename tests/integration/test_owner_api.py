@@ -157,7 +157,7 @@ async def test_a_user_github_does_not_know_is_403(owner: Owner) -> None:
 
 async def test_the_repository_owner_is_admin(owner: Owner) -> None:
     # The simulator makes an account admin of its own repositories, as GitHub does for user accounts.
-    user = await owner.user("octo-org", 777)
+    user = await owner.user("octo-org", owner.sim.state.ensure_user("octo-org").id)
     body = await owner.call("GET", repo_path("settings"), user)
     assert body["repo_full_name"] == FULL_NAME
 
@@ -251,8 +251,9 @@ async def test_admin_reads_and_writes_settings_and_the_next_pr_uses_them(owner: 
     }
     # GET's answer can be sent back as PUT's body (unknown fields are ignored).
     wanted = {**current, "deadline_seconds": 3600, "whitelist_logins": ["friend"], "warn_only": True}
+    owner.sim.state.ensure_user("friend", 9103)
     written = await owner.call("PUT", repo_path("settings"), admin, json=wanted)
-    assert written == {**wanted, "challenge_answer_set": False}
+    assert written == {**wanted, "whitelist_user_ids": [9103], "challenge_answer_set": False}
     assert await owner.call("GET", repo_path("settings"), admin, write=False) == written
 
     await gate_pr(owner.backend, 8, author_login="second", author_id=9102)
