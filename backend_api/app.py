@@ -26,6 +26,7 @@ from backend_api.http.keys import (
     INGEST,
     NONCES,
     NOTIFIER,
+    OWNER_CHECKS,
     RNG,
     SCOPES,
     SESSIONS,
@@ -38,6 +39,7 @@ from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middlew
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.owner.access import bare_operator_logins
+from backend_api.owner.ratelimit import SlidingWindow
 from backend_api.settings import BackendSettings
 from backend_api.store.db import create_pool
 from backend_api.web.dashboard import add_dashboard_routes
@@ -98,6 +100,7 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
     app[CLAIM_FLOOR] = ClaimFloor()
     app[RNG] = rng or random.Random()
     app[SESSIONS] = SessionCodec.from_settings(settings)
+    app[OWNER_CHECKS] = SlidingWindow(settings.owner_api_checks_per_minute, 60.0)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(github_app_ctx)  # after _http_client: it shares that session

@@ -37,6 +37,8 @@ JWT_BACKDATE_SECONDS = 60  # GitHub's clock may run behind ours
 JWT_LIFETIME_SECONDS = 540  # from the backdated iat: expires 8 minutes from now (GitHub allows 10)
 TOKEN_REFRESH_MARGIN_SECONDS = 300  # a token is replaced 5 minutes before it expires
 PERMISSION_TTL_SECONDS = 60.0
+# Anything short of admin is kept longer: refusals are what a stranger probing repositories gets.
+REFUSAL_TTL_SECONDS = 300.0
 PERMISSION_CACHE_MAX = 10_000
 GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=10)
 _HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "prgate"}
@@ -188,7 +190,8 @@ class GitHubApp:
                 self._permissions = {k: v for k, v in self._permissions.items() if v.expires_at > now}
                 if len(self._permissions) >= PERMISSION_CACHE_MAX:
                     self._permissions.clear()
-            cached = _Permission(value, now + self._permission_ttl, answered_id)
+            ttl = self._permission_ttl if value == "admin" else max(self._permission_ttl, REFUSAL_TTL_SECONDS)
+            cached = _Permission(value, now + ttl, answered_id)
             self._permissions[key] = cached
         if user_id is not None and cached.user_id != user_id:
             log.warning("permission answer is about another account than the session's (login renamed)",

@@ -70,6 +70,9 @@ class BackendSettings(BaseSettings):
     # Operator dashboard (/dashboard): who may see every tenant, comma-separated `login:id` entries
     # (matched by GitHub user id; a bare login still works, matched by login, with a start-up warning).
     operators: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_OPERATORS")
+    # Owner API calls one session may make per minute past the sign-in check (each may cost GitHub a
+    # permission check); beyond: 429 (docs/owner-api.md).
+    owner_api_checks_per_minute: int = Field(default=60, ge=1, le=10_000, alias="OWNER_API_CHECKS_PER_MINUTE")
 
     _split_secrets = field_validator(
         "receiver_secrets", "worker_secrets", "admin_secrets", mode="before"

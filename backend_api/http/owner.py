@@ -10,6 +10,7 @@ usual JSON error body.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from backend_api.challenges.verify import answer_hash, normalize_answer
 from backend_api.github_app import GITHUB_APP, AppNotConfigured, GitHubUnavailable, InstallationRefused
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
-from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.http.keys import DB_POOL, OWNER_CHECKS, SESSIONS, SETTINGS
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
 from backend_api.owner.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
 from backend_api.store import dashboard, installations, repo_settings
@@ -68,10 +69,23 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
         raise ApiError(
             403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header (GET /api/v1/session gives the token)"
         )
+    retry_after = request.app[OWNER_CHECKS].hit(session.sid)
+    if retry_after is not None:
+        log.warning("owner API: session over its access-check rate", extra={"github_user_id": session.user_id})
+        raise ApiError(429, "rate_limited", f"too many owner API calls from this session; try again in "
+                       f"{math.ceil(retry_after)} s")
     async with request.app[DB_POOL].acquire() as conn:
         status = await installations.app_status(conn, repo_id)
     if not status.installed or status.installation_id is None or status.repo_full_name is None:
         raise ApiError(404, "not_found", f"prgate is not installed on repository {repo_id}")
+    if status.installation_id not in session.installation_ids:
+        # GitHub told us at sign-in which of our installations this user reaches; any other one's
+        # token is never minted or spent on them (a stranger could otherwise make us burn a victim
+        # installation's rate limit).
+        raise ApiError(
+            403, "forbidden", f"@{session.login} is not an admin of repository {repo_id} (its installation is "
+            "not one you could reach when you signed in; if it was installed since, sign in again)",
+        )
     try:
         # By id: the stored name may since have been taken by another repository (rename + reuse).
         permission = await request.app[GITHUB_APP].permission(

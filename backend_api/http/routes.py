@@ -82,8 +82,8 @@ _INGEST = frozenset({Caller.RECEIVER, Caller.WORKER})
 _WORKER = frozenset({Caller.WORKER})
 _ADMIN = frozenset({Caller.ADMIN})
 # Owner API (docs/owner-api.md): session cookie + admin on the repository, checked on GitHub.
-_OWNER_ERRORS = (401, 403, 404, 422, 502, 503)
-_OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 502, 503)
+_OWNER_ERRORS = (401, 403, 404, 422, 429, 502, 503)
+_OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/pull-request", handlers.pull_request_event,

@@ -1,8 +1,9 @@
 """Browser sessions for the verification pages: signed cookies, OAuth ``state``, CSRF tokens.
 
 Nothing is stored on the server. A session is a cookie ``v1.<payload>.<mac>``: the payload is
-base64url JSON ``{"sid", "uid", "login", "exp"}`` (a random session id, the GitHub user id and
-login, the expiry in unix seconds), the MAC an HMAC-SHA256 over ``v1.<payload>``. The OAuth access
+base64url JSON ``{"sid", "uid", "login", "exp", "inst"}`` (a random session id, the GitHub user id
+and login, the expiry in unix seconds, and the ids of this App's installations the user could reach
+at sign-in, from ``GET /user/installations``), the MAC an HMAC-SHA256 over ``v1.<payload>``. The OAuth access
 token never leaves the callback handler. A cookie that does not verify, does not parse or has
 expired reads as "signed out".
 
@@ -56,6 +57,9 @@ class Session:
     user_id: int
     login: str
     expires_at: int
+    # This App's installations the user could reach at sign-in: the owner API checks a repository's
+    # installation is among them before it spends that installation's token on the user (item 13).
+    installation_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +114,17 @@ class SessionCodec:
 
     # ---- the session -----------------------------------------------------------------------------
 
-    def issue(self, user_id: int, login: str, now: float) -> tuple[Session, str]:
+    def issue(
+        self, user_id: int, login: str, now: float, installation_ids: tuple[int, ...] = ()
+    ) -> tuple[Session, str]:
         """A fresh session (new id: no fixation) and its cookie value."""
         session = Session(
-            sid=secrets.token_hex(16), user_id=user_id, login=login, expires_at=int(now) + self.ttl_seconds
+            sid=secrets.token_hex(16), user_id=user_id, login=login, expires_at=int(now) + self.ttl_seconds,
+            installation_ids=tuple(installation_ids),
         )
         value = self._seal(
-            "session", {"sid": session.sid, "uid": user_id, "login": login, "exp": session.expires_at}
+            "session", {"sid": session.sid, "uid": user_id, "login": login, "exp": session.expires_at,
+                        "inst": list(session.installation_ids)},
         )
         return session, value
 
@@ -129,7 +137,10 @@ class SessionCodec:
             return None
         if not isinstance(uid, int) or isinstance(uid, bool):
             return None
-        return Session(sid=sid, user_id=uid, login=login, expires_at=int(data["exp"]))
+        inst = data.get("inst", [])  # a cookie from before item 13: no installations (sign in again)
+        if not isinstance(inst, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in inst):
+            return None
+        return Session(sid=sid, user_id=uid, login=login, expires_at=int(data["exp"]), installation_ids=tuple(inst))
 
     def from_request(self, request: web.Request, now: float) -> Session | None:
         return self.read(request.cookies.get(SESSION_COOKIE), now)

@@ -60,11 +60,13 @@ class Owner:
     codec: SessionCodec
     sim: Simulator
 
-    async def user(self, login: str, user_id: int, permission: str | None = None) -> User:
-        """A signed-in user (cookie minted with the backend's own codec), with `permission` on the repo."""
+    async def user(self, login: str, user_id: int, permission: str | None = None,
+                   installations: tuple[int, ...] = (1001,)) -> User:
+        """A signed-in user (cookie minted with the backend's own codec), with `permission` on the repo,
+        who could reach `installations` at sign-in."""
         if permission is not None:
             self.sim.state.set_permission(FULL_NAME, login, permission, user_id)
-        _, cookie = self.codec.issue(user_id, login, time.time())
+        _, cookie = self.codec.issue(user_id, login, time.time(), installations)
         headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
         resp = await self.client.get("/api/v1/session", headers=headers)
         assert resp.status == 200, await resp.text()
@@ -448,14 +450,14 @@ async def test_github_unreachable_is_502(db: asyncpg.Pool, database_url: str, ai
         settings = owner_settings(database_url, f"http://127.0.0.1:{port}")
         client = await aiohttp_client(create_app(settings))
         await send_installation(SignedClient(client, INTERNAL_SECRET), "installation", installation_payload("created"))
-        _, cookie = SessionCodec.from_settings(settings).issue(1, "carol", time.time())
+        _, cookie = SessionCodec.from_settings(settings).issue(1, "carol", time.time(), (1001,))
         resp = await client.get(repo_path("settings"), headers={"Cookie": f"{SESSION_COOKIE}={cookie}"})
         assert (resp.status, (await resp.json())["error"]) == (502, "github_unavailable")
 
 
 async def test_without_app_credentials_it_is_503(backend: SignedClient, database_url: str) -> None:
     await send_installation(backend, "installation", installation_payload("created"))
-    _, cookie = SessionCodec.from_settings(backend_settings(database_url)).issue(1, "carol", time.time())
+    _, cookie = SessionCodec.from_settings(backend_settings(database_url)).issue(1, "carol", time.time(), (1001,))
     resp = await backend.client.get(repo_path("settings"), headers={"Cookie": f"{SESSION_COOKIE}={cookie}"})
     assert (resp.status, (await resp.json())["error"]) == (503, "github_app_not_configured")
 
@@ -576,3 +578,40 @@ async def test_the_public_status_is_the_same_for_never_installed_and_unknown(own
     for repo_id in (999_999, 7001):  # unknown to prgate / installed on GitHub but not known here
         resp = await owner.client.get(f"/api/v1/repos/{repo_id}/github-app-status")
         assert await resp.json() == {"repo_id": repo_id, "installed": False}
+
+
+# ---- item 13: a stranger never makes prgate spend another tenant's installation token ---------------------
+
+
+async def _sign_in(client: TestClient[Any, Any], login: str) -> str:
+    """The real OAuth flow against the simulator; the client's cookie jar holds the session. The CSRF token."""
+    start = await client.get("/auth/github/login", params={"next": "/api/v1/session"}, allow_redirects=False)
+    async with aiohttp.ClientSession() as github:
+        resp = await github.get(URL(start.headers["Location"]).update_query(login=login), allow_redirects=False)
+    done = await client.get(URL(resp.headers["Location"]).path_qs, allow_redirects=False)
+    assert done.status == 302, await done.text()
+    return str((await (await client.get("/api/v1/session")).json())["csrf_token"])
+
+
+async def test_a_stranger_never_causes_a_token_mint_for_another_tenant_and_is_rate_limited(
+    db: asyncpg.Pool, database_url: str, aiohttp_client: Any, simulator: Simulator
+) -> None:
+    settings = owner_settings(database_url, simulator.url, OWNER_API_CHECKS_PER_MINUTE="5")
+    client = await aiohttp_client(create_app(settings))
+    await send_installation(SignedClient(client, INTERNAL_SECRET), "installation", installation_payload("created"))
+    simulator.state.ensure_user("mallory", 6006)
+    csrf = await _sign_in(client, "mallory")  # she reaches none of the App's installations
+    simulator.state.request_log.clear()
+    answers = []
+    for _ in range(8):
+        resp = await client.put(repo_path("settings"), json={"deadline_seconds": 600}, headers={"X-CSRF-Token": csrf})
+        answers.append((resp.status, (await resp.json())["error"]))
+    assert answers == [(403, "forbidden")] * 5 + [(429, "rate_limited")] * 3
+    asked = [(r.method, r.path) for r in simulator.state.request_log]
+    assert not [a for a in asked if a[1].endswith("/access_tokens") or a[1].endswith("/permission")], asked
+    # The installation's own admin signs in, is listed the installation, and gets through.
+    simulator.state.set_permission(FULL_NAME, "erin", "admin")
+    admin = await aiohttp_client(create_app(settings))
+    await _sign_in(admin, "erin")
+    assert (await admin.get(repo_path("settings"))).status == 200
+    assert ("GET", "/user/installations") in [(r.method, r.path) for r in simulator.state.request_log]
