@@ -43,6 +43,7 @@ from backend_api.owner.ratelimit import SlidingWindow
 from backend_api.settings import BackendSettings
 from backend_api.store.db import create_pool
 from backend_api.web.dashboard import add_dashboard_routes
+from backend_api.web.revocation import SESSION_GUARD, SessionGuard
 from backend_api.web.routes import add_web_routes
 from backend_api.web.session import SessionCodec
 
@@ -101,6 +102,7 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
     app[RNG] = rng or random.Random()
     app[SESSIONS] = SessionCodec.from_settings(settings)
     app[OWNER_CHECKS] = SlidingWindow(settings.owner_api_checks_per_minute, 60.0)
+    app[SESSION_GUARD] = SessionGuard()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(github_app_ctx)  # after _http_client: it shares that session

@@ -5,3 +5,19 @@
 -- written; a row written before this migration has logins and no ids, and exempts nobody until its
 -- settings are saved again.
 ALTER TABLE repo_settings ADD COLUMN whitelist_user_ids BIGINT[] NOT NULL DEFAULT '{}';
+
+-- Session deny list (item 14). Sessions are signed cookies, valid until they expire; these rows
+-- refuse them earlier: one session by its id (sign-out, or an operator), or every session of a
+-- GitHub user issued up to a moment (an operator). Rows of sessions past their expiry are useless
+-- and are deleted as new ones are written.
+CREATE TABLE revoked_sessions (
+    session_id  TEXT PRIMARY KEY,
+    expires_at  TIMESTAMPTZ NOT NULL,
+    revoked_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX revoked_sessions_expires_at ON revoked_sessions (expires_at);
+
+CREATE TABLE revoked_user_sessions (
+    github_user_id  BIGINT PRIMARY KEY,
+    revoked_before  TIMESTAMPTZ NOT NULL
+);

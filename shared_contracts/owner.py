@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared_contracts.common import WireModel
 
@@ -153,3 +153,27 @@ class OwnerSession(WireModel):
     login: str
     csrf_token: str
     expires_at: datetime
+
+
+# ---- session revocation (admin key; docs/security.md, item 14) -------------------------------------------
+
+
+class SessionRevokeRequest(WireModel):
+    """`POST /internal/v2/sessions/revoke`: one session by its id (logged at sign-in as `session_id`),
+    or every session of a GitHub user issued until now. Exactly one of the two."""
+
+    session_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    github_user_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SessionRevokeRequest:
+        if (self.session_id is None) == (self.github_user_id is None):
+            raise ValueError("give exactly one of session_id and github_user_id")
+        return self
+
+
+class SessionRevokeResponse(WireModel):
+    session_id: str | None
+    github_user_id: int | None
+    # For a user: sessions issued up to this moment are refused (a new sign-in works).
+    revoked_before: datetime | None

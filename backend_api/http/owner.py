@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,6 +24,7 @@ from backend_api.http.keys import DB_POOL, OWNER_CHECKS, SESSIONS, SETTINGS
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
 from backend_api.owner.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
 from backend_api.store import dashboard, installations, repo_settings
+from backend_api.web.revocation import current_session
 from backend_api.web.session import Session
 from shared_contracts.owner import (
     ActionList,
@@ -52,8 +52,8 @@ class RepoAccess:
     status: GithubAppStatus
 
 
-def _session(request: web.Request) -> Session:
-    session = request.app[SESSIONS].from_request(request, time.time())
+async def _session(request: web.Request) -> Session:
+    session = await current_session(request)
     if session is None:
         raise ApiError(401, "unauthorized", "sign in with GitHub first (/auth/github/login)")
     return session
@@ -62,7 +62,7 @@ def _session(request: web.Request) -> Session:
 async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
     """The order of checks: session (401), CSRF for writes (403), installed repo (404), admin (403)."""
     repo_id = path_id(request, "repo_id")
-    session = _session(request)
+    session = await _session(request)
     if write and not request.app[SESSIONS].check_csrf(
         session, CSRF_SCOPE_OWNER_API, request.headers.get(CSRF_HEADER)
     ):
@@ -168,7 +168,7 @@ async def _whitelist_ids(
 
 
 async def owner_session(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = await _session(request)
     token = request.app[SESSIONS].csrf_token(session, CSRF_SCOPE_OWNER_API)
     return json_response(OwnerSession(
         user_id=session.user_id, login=session.login, csrf_token=token,

@@ -14,6 +14,7 @@ from backend_api.http import handlers, owner, reconcile
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
 from backend_api.web.manifest import internal_latest_credentials, internal_register_claim
+from backend_api.web.revocation import internal_revoke
 from shared_contracts.actions import (
     BatchResultRequest,
     BatchResultResponse,
@@ -45,6 +46,8 @@ from shared_contracts.owner import (
     OwnerSession,
     PublicAppStatus,
     RepoSettingsUpdate,
+    SessionRevokeRequest,
+    SessionRevokeResponse,
 )
 from shared_contracts.reconcile import (
     InstallationSnapshot,
@@ -134,6 +137,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/internal/v2/github-app/credentials/latest", internal_latest_credentials,
           "The GitHub App registered under ?claim= (required), answered once and then deleted "
           "(docs/github-app.md)", None, GithubAppCredentials, (400, 401, 403, 404), callers=_ADMIN),
+    Route("POST", "/internal/v2/sessions/revoke", internal_revoke,
+          "Revoke one browser session (session_id, logged at sign-in) or every session of a GitHub user issued "
+          "until now (github_user_id); checked on each request (docs/security.md)", SessionRevokeRequest,
+          SessionRevokeResponse, _INTERNAL_ERRORS, callers=_ADMIN),
     Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
           "Whether prgate is installed on a repository (public: nothing else)", None, PublicAppStatus, (404,)),
     Route("GET", "/api/v1/repos/{repo_id}/installation", owner.get_installation,

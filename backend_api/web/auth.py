@@ -23,6 +23,7 @@ from yarl import URL
 from backend_api.http.keys import HTTP_CLIENT, SESSIONS, SETTINGS
 from backend_api.settings import BackendSettings
 from backend_api.web import templates as t
+from backend_api.web.revocation import current_session, revoke
 from backend_api.web.session import CSRF_SCOPE_LOGOUT, OAUTH_COOKIE
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,9 @@ async def callback(request: web.Request) -> web.StreamResponse:
         log.warning("sign-in: GitHub unavailable: %s", exc)
         return refuse(502, "GitHub unavailable", "prgate could not reach GitHub to finish signing you in. Try again.")
 
-    _, cookie = codec.issue(user.id, user.login, now, tuple(reachable))
-    log.info("signed in", extra={"github_user_id": user.id})
+    issued, cookie = codec.issue(user.id, user.login, now, tuple(reachable))
+    # The session id is no credential (the cookie's MAC is): logged so an operator can revoke it.
+    log.info("signed in", extra={"github_user_id": user.id, "session_id": issued.sid})
     if next_path is not None:
         response = web.Response(status=302, headers={"Location": next_path, **t.SECURITY_HEADERS})
     else:
@@ -240,7 +242,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     codec = request.app[SESSIONS]
     form = await request.post()
-    session = codec.from_request(request, time.time())
+    session = await current_session(request)
     token = form.get("csrf")
     if session is not None and not codec.check_csrf(
         session, CSRF_SCOPE_LOGOUT, token if isinstance(token, str) else None
@@ -248,6 +250,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
         return t.error_page(
             403, "Form expired", "This sign-out form did not come from prgate. You are still signed in."
         )
+    if session is not None:
+        await revoke(request, session)  # the cookie may have been copied: clearing it is not enough
+        log.info("signed out", extra={"github_user_id": session.user_id, "session_id": session.sid})
     raw_next = form.get("next")
     next_path = safe_next(raw_next if isinstance(raw_next, str) else None)
     if next_path is not None:

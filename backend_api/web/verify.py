@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +26,7 @@ from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.store import verification
 from backend_api.store.verification import ChallengePage
 from backend_api.web import templates as t
+from backend_api.web.revocation import current_session
 from backend_api.web.session import CSRF_SCOPE_LOGOUT, Session, csrf_scope_for_challenge
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ async def verify_page(request: web.Request) -> web.StreamResponse:
     found = await _find(request, token)
     if found is None:
         return _not_found()
-    session = request.app[SESSIONS].from_request(request, time.time())
+    session = await current_session(request)
     return _respond(request, token, found, session, page_access(found.challenge, _user(session)), submitted=False)
 
 
@@ -157,7 +157,7 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
         return _not_found()
     form = await request.post()
     codec = request.app[SESSIONS]
-    session = codec.from_request(request, time.time())
+    session = await current_session(request)
     if session is None:
         return _respond(request, token, found, None, Refusal.SIGNED_OUT, submitted=True)
     user = SignedInUser(id=session.user_id, login=session.login)

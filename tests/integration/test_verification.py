@@ -213,7 +213,7 @@ async def test_author_signs_in_and_verifies(env: Env, db: asyncpg.Pool) -> None:
     assert session_cookie["samesite"] == "Lax"
     assert not session_cookie["secure"]  # BACKEND_PUBLIC_URL is http here
     payload = json.loads(base64.urlsafe_b64decode(session_cookie.value.split(".")[1] + "=="))
-    assert set(payload) == {"sid", "uid", "login", "exp", "inst"}
+    assert set(payload) == {"sid", "uid", "login", "exp", "inst", "iat"}
     assert (payload["uid"], payload["login"]) == (9001, "newcomer")
     for gho in env.simulator.server.app[SIM_OAUTH].tokens:  # the access token never reaches the browser
         assert gho not in session_cookie.value
@@ -376,7 +376,10 @@ async def test_someone_else_is_refused_and_can_sign_out(env: Env, db: asyncpg.Po
     assert str(out.url) == env.page_url(token)
     assert_html(out, 200)
     assert "Sign in with GitHub" in await out.text()
-    assert await snapshot(db) == before
+    after = await snapshot(db)
+    assert [r["session_id"] for r in after.pop("revoked_sessions")] == [session.sid]  # signed out for good
+    before.pop("revoked_sessions")
+    assert after == before
 
 
 async def test_logout_without_its_csrf_token_keeps_the_session(env: Env) -> None:
