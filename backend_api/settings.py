@@ -49,6 +49,12 @@ class BackendSettings(BaseSettings):
     ingest_lanes: int = Field(default=4, ge=1, le=64, alias="INGEST_LANES")
     sweep_interval_seconds: float = Field(default=5.0, alias="SWEEP_INTERVAL_SECONDS")
     action_max_attempts: int = Field(default=8, alias="ACTION_MAX_ATTEMPTS")
+    # Wrong answers on the verification page per challenge and per session within the window;
+    # beyond, 429 until the oldest leaves the window (docs/verification.md).
+    verify_wrong_answers_max: int = Field(default=5, ge=1, le=1000, alias="VERIFY_WRONG_ANSWERS_MAX")
+    verify_wrong_answers_window_seconds: int = Field(
+        default=900, ge=1, le=7 * 24 * 3600, alias="VERIFY_WRONG_ANSWERS_WINDOW_SECONDS"
+    )
     backoff_base_seconds: float = Field(default=2.0, alias="ACTION_BACKOFF_BASE_SECONDS")
     backoff_cap_seconds: float = Field(default=900.0, alias="ACTION_BACKOFF_CAP_SECONDS")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")

@@ -21,3 +21,17 @@ CREATE TABLE revoked_user_sessions (
     github_user_id  BIGINT PRIMARY KEY,
     revoked_before  TIMESTAMPTZ NOT NULL
 );
+
+-- Wrong answers on the verification page (item 14), counted per challenge and per session over a
+-- sliding window, here so that the limit holds across backend replicas. Rows older than a window
+-- are deleted as new ones are written.
+CREATE TABLE verify_wrong_answers (
+    id              BIGSERIAL PRIMARY KEY,
+    challenge_id    BIGINT NOT NULL,
+    session_id      TEXT NOT NULL,
+    github_user_id  BIGINT NOT NULL,
+    failed_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX verify_wrong_answers_challenge ON verify_wrong_answers (challenge_id, failed_at);
+CREATE INDEX verify_wrong_answers_session ON verify_wrong_answers (session_id, failed_at);
+CREATE INDEX verify_wrong_answers_failed_at ON verify_wrong_answers (failed_at);
