@@ -615,3 +615,34 @@ async def test_a_stranger_never_causes_a_token_mint_for_another_tenant_and_is_ra
     await _sign_in(admin, "erin")
     assert (await admin.get(repo_path("settings"))).status == 200
     assert ("GET", "/user/installations") in [(r.method, r.path) for r in simulator.state.request_log]
+
+
+async def test_refusals_are_cached_longer_than_admin_answers() -> None:
+    """A stranger probing repositories costs GitHub one permission check per 5 minutes, not per minute."""
+    from aiohttp.test_utils import TestServer
+
+    from backend_api.github_app import REFUSAL_TTL_SECONDS, GitHubApp
+    from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
+
+    now = [1_700_000_000.0]
+    config = SimulatorConfig(app_id=APP_ID, app_public_key_pem=app_keys().public_pem, webhooks_on_api_changes=False)
+    sim_app = create_simulator_app(config, clock=lambda: now[0])
+    server = TestServer(sim_app)
+    await server.start_server()
+    try:
+        state = sim_app[SIM_STATE]
+        state.add_installation(1001, "octo-org")
+        state.add_repository(1001, REPO, FULL_NAME)
+        state.set_permission(FULL_NAME, "dev", "write", 3001)
+        async with aiohttp.ClientSession() as session:
+            app = GitHubApp(session, str(server.make_url("")), str(APP_ID), app_keys().private_pem,
+                            clock=lambda: now[0])
+            assert await app.permission(1001, REPO, "dev", 3001) == "write"
+            now[0] += 61
+            assert await app.permission(1001, REPO, "dev", 3001) == "write"
+            now[0] += REFUSAL_TTL_SECONDS - 60
+            assert await app.permission(1001, REPO, "dev", 3001) == "write"
+        checks = [r for r in state.request_log if r.path.endswith("/permission")]
+        assert len(checks) == 2
+    finally:
+        await server.close()
