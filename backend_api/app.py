@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import random
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,7 @@ from backend_api.http.keys import (
     INGEST,
     NONCES,
     NOTIFIER,
+    OWNER_CHECKS,
     RNG,
     SCOPES,
     SESSIONS,
@@ -36,9 +38,12 @@ from backend_api.http.scopes import InternalScopes
 from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
+from backend_api.owner.access import bare_operator_logins
+from backend_api.owner.ratelimit import SlidingWindow
 from backend_api.settings import BackendSettings
 from backend_api.store.db import create_pool
 from backend_api.web.dashboard import add_dashboard_routes
+from backend_api.web.revocation import SESSION_GUARD, SessionGuard
 from backend_api.web.routes import add_web_routes
 from backend_api.web.session import SessionCodec
 
@@ -75,9 +80,17 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[HTTP_CLIENT].close()
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -> web.Application:
     settings.check_secrets()  # InsecureSecret (a ValueError): the one line to print
+    bare = bare_operator_logins(settings.operators)
+    if bare:
+        # Still honoured (refusing would lock existing operators out), but a login can be renamed
+        # and re-registered by someone else: `login:id` is matched by the id only.
+        log.warning("PRGATE_OPERATORS lists bare logins, matched by login: %s; write them as login:id "
+                    "(docs/security.md, item 7)", ", ".join(bare))
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[metrics_middleware, error_middleware, internal_auth_middleware]
     )
@@ -88,6 +101,8 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
     app[CLAIM_FLOOR] = ClaimFloor()
     app[RNG] = rng or random.Random()
     app[SESSIONS] = SessionCodec.from_settings(settings)
+    app[OWNER_CHECKS] = SlidingWindow(settings.owner_api_checks_per_minute, 60.0)
+    app[SESSION_GUARD] = SessionGuard()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(github_app_ctx)  # after _http_client: it shares that session

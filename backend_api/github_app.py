@@ -37,6 +37,8 @@ JWT_BACKDATE_SECONDS = 60  # GitHub's clock may run behind ours
 JWT_LIFETIME_SECONDS = 540  # from the backdated iat: expires 8 minutes from now (GitHub allows 10)
 TOKEN_REFRESH_MARGIN_SECONDS = 300  # a token is replaced 5 minutes before it expires
 PERMISSION_TTL_SECONDS = 60.0
+# Anything short of admin is kept longer: refusals are what a stranger probing repositories gets.
+REFUSAL_TTL_SECONDS = 300.0
 PERMISSION_CACHE_MAX = 10_000
 GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=10)
 _HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "prgate"}
@@ -92,6 +94,7 @@ class _Token:
 class _Permission:
     value: str
     expires_at: float
+    user_id: int | None = None  # the account GitHub answered about
 
 
 def _repo_path(repo_id: int) -> str:
@@ -173,23 +176,30 @@ class GitHubApp:
 
     # ---- permissions ----------------------------------------------------------------------------
 
-    async def permission(self, installation_id: int, repo_id: int, login: str) -> str:
+    async def permission(self, installation_id: int, repo_id: int, login: str, user_id: int | None = None) -> str:
         """``login``'s permission on the repository as GitHub reports it (admin, write, read, none);
-        a user GitHub does not know answers ``none``."""
+        a user GitHub does not know answers ``none``. With ``user_id`` (the signed-in user's), an
+        answer about another account — the login was renamed and taken by someone else since the
+        sign-in — is ``none`` too."""
         key = (repo_id, login.lower())
         now = self._clock()
         cached = self._permissions.get(key)
-        if cached is not None and cached.expires_at > now:
-            return cached.value
-        value = await self._fetch_permission(installation_id, repo_id, login)
-        if len(self._permissions) >= PERMISSION_CACHE_MAX:
-            self._permissions = {k: v for k, v in self._permissions.items() if v.expires_at > now}
+        if cached is None or cached.expires_at <= now:
+            value, answered_id = await self._fetch_permission(installation_id, repo_id, login)
             if len(self._permissions) >= PERMISSION_CACHE_MAX:
-                self._permissions.clear()
-        self._permissions[key] = _Permission(value, now + self._permission_ttl)
-        return value
+                self._permissions = {k: v for k, v in self._permissions.items() if v.expires_at > now}
+                if len(self._permissions) >= PERMISSION_CACHE_MAX:
+                    self._permissions.clear()
+            ttl = self._permission_ttl if value == "admin" else max(self._permission_ttl, REFUSAL_TTL_SECONDS)
+            cached = _Permission(value, now + ttl, answered_id)
+            self._permissions[key] = cached
+        if user_id is not None and cached.user_id != user_id:
+            log.warning("permission answer is about another account than the session's (login renamed)",
+                        extra={"repo_id": repo_id, "github_user_id": user_id, "answered_user_id": cached.user_id})
+            return "none"
+        return cached.value
 
-    async def _fetch_permission(self, installation_id: int, repo_id: int, login: str) -> str:
+    async def _fetch_permission(self, installation_id: int, repo_id: int, login: str) -> tuple[str, int | None]:
         url = f"{self._api}{_repo_path(repo_id)}/collaborators/{quote(login, safe='')}/permission"
         for attempt in (1, 2):
             token = await self.installation_token(installation_id)
@@ -198,12 +208,33 @@ class GitHubApp:
                 self.invalidate_token(installation_id, token)
                 continue
             if status == 404:
-                return "none"
+                return "none", None
             permission = body.get("permission") if isinstance(body, dict) else None
             if status != 200 or permission not in _PERMISSIONS:
                 raise GitHubUnavailable(f"permission check answered {status}")
-            return str(permission)
+            user = body.get("user")
+            answered = user.get("id") if isinstance(user, dict) else None
+            return str(permission), answered if isinstance(answered, int) and not isinstance(answered, bool) else None
         raise GitHubUnavailable("permission check: GitHub refused a fresh installation token")
+
+    # ---- users (issue 13, item 7) -----------------------------------------------------------------
+
+    async def user_id(self, installation_id: int, login: str) -> int | None:
+        """The id of whoever holds ``login`` on GitHub now (``GET /users/{login}``); None: nobody."""
+        url = f"{self._api}/users/{quote(login, safe='')}"
+        for attempt in (1, 2):
+            token = await self.installation_token(installation_id)
+            status, body = await self._call("GET", url, {**_HEADERS, "Authorization": f"Bearer {token}"})
+            if status == 401 and attempt == 1:
+                self.invalidate_token(installation_id, token)
+                continue
+            if status == 404:
+                return None
+            found = body.get("id") if isinstance(body, dict) else None
+            if status != 200 or not isinstance(found, int) or isinstance(found, bool):
+                raise GitHubUnavailable(f"user lookup answered {status}")
+            return found
+        raise GitHubUnavailable("user lookup: GitHub refused a fresh installation token")
 
     async def _call(self, method: str, url: str, headers: dict[str, str]) -> tuple[int, Any]:
         try:

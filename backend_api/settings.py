@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from backend_api.events.parking import ParkingLimits
+from backend_api.owner.access import parse_operator
 from shared_contracts.common import comma_list
 from shared_contracts.keys import (
     KEY_VARIABLES,
@@ -57,6 +58,12 @@ class BackendSettings(BaseSettings):
     parked_events_max: int = Field(default=50_000, ge=0, le=10_000_000, alias="PARKED_EVENTS_MAX")
     parked_event_ttl_seconds: float = Field(default=3 * 24 * 3600, gt=0, alias="PARKED_EVENT_TTL_SECONDS")
     action_max_attempts: int = Field(default=8, alias="ACTION_MAX_ATTEMPTS")
+    # Wrong answers on the verification page per challenge and per session within the window;
+    # beyond, 429 until the oldest leaves the window (docs/verification.md).
+    verify_wrong_answers_max: int = Field(default=5, ge=1, le=1000, alias="VERIFY_WRONG_ANSWERS_MAX")
+    verify_wrong_answers_window_seconds: int = Field(
+        default=900, ge=1, le=7 * 24 * 3600, alias="VERIFY_WRONG_ANSWERS_WINDOW_SECONDS"
+    )
     backoff_base_seconds: float = Field(default=2.0, alias="ACTION_BACKOFF_BASE_SECONDS")
     backoff_cap_seconds: float = Field(default=900.0, alias="ACTION_BACKOFF_CAP_SECONDS")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
@@ -75,13 +82,24 @@ class BackendSettings(BaseSettings):
     github_app_id: str = Field(default="", alias="GITHUB_APP_ID")
     github_private_key: SecretStr = Field(default=SecretStr(""), alias="GITHUB_PRIVATE_KEY")
     github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
-    # Operator dashboard (/dashboard): GitHub logins allowed to see every tenant, comma-separated.
+    # Operator dashboard (/dashboard): who may see every tenant, comma-separated `login:id` entries
+    # (matched by GitHub user id; a bare login still works, matched by login, with a start-up warning).
     operators: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_OPERATORS")
+    # Owner API calls one session may make per minute past the sign-in check (each may cost GitHub a
+    # permission check); beyond: 429 (docs/owner-api.md).
+    owner_api_checks_per_minute: int = Field(default=60, ge=1, le=10_000, alias="OWNER_API_CHECKS_PER_MINUTE")
 
     _split_secrets = field_validator(
         "receiver_secrets", "worker_secrets", "admin_secrets", mode="before"
     )(comma_list)
     _split_operators = field_validator("operators", mode="before")(comma_list)
+
+    @field_validator("operators")
+    @classmethod
+    def _operators_parse(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_operator(entry)
+        return value
 
     @model_validator(mode="after")
     def _ingest_leaves_connections(self) -> BackendSettings:

@@ -63,8 +63,8 @@ class Demo:
             "repositories": [{"id": 1001, "full_name": "demo-org/widgets"}], "webhook": True,
         })
         status = await self._until("installation recorded", self._installed(1001, True))
-        say(f"   backend: demo-org/widgets installed={status['installed']} "
-            f"(installation {status['installation_id']}, {status['installation_status']})")
+        # The public status says only whether prgate is installed (the details are for the repo's admins).
+        say(f"   backend: demo-org/widgets installed={status['installed']}")
 
         say("2. GitHub: first-timer (no association) opens pull request #1")
         await self._sim_post("/_sim/pulls", {
@@ -99,7 +99,7 @@ class Demo:
                                   json={"webhook": True}) as resp:
             resp.raise_for_status()
         status = await self._until("repository removed", self._installed(1002, False))
-        say(f"   backend: demo-org/gears installed={status['installed']} ({status['installation_status']})")
+        say(f"   backend: demo-org/gears installed={status['installed']}")
 
         say("6. demo-org (admin) signs in and shortens demo-org/widgets' deadline to 10 s with the owner API;")
         say("   slow-poke opens pull request #3 and never verifies")
@@ -166,5 +166,5 @@ class Demo:
     def _installed(self, repo_id: int, expected: bool) -> Callable[[], Awaitable[Any]]:
         async def probe() -> Any:
             status = await self._app_status(repo_id)
-            return status if status["installed"] is expected and status["repo_full_name"] else None
+            return status if status["installed"] is expected else None
         return probe

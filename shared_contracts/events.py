@@ -35,6 +35,9 @@ class Decision(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+CollaboratorPermission = Literal["admin", "maintain", "write", "triage", "read", "none"]
+
+
 class Account(WireModel):
     id: int
     login: str = Field(min_length=1, max_length=255)
@@ -94,6 +97,9 @@ class PullRequestEvent(WireModel):
     repository: Repository
     pull_request: PullRequest
     sender: Account
+    # Set by the receiver, from GitHub, for a `reopened` by someone other than the author: only a
+    # maintainer's reopen after the deadline exempts the PR (docs/security.md, item 14). None: not asked.
+    sender_permission: CollaboratorPermission | None = None
 
 
 class InstallationInfo(WireModel):
@@ -162,8 +168,6 @@ class IngestBatchResponse(WireModel):
 
     results: list[IngestBatchItem]
 
-
-CollaboratorPermission = Literal["admin", "maintain", "write", "triage", "read", "none"]
 
 
 class CommandEvent(WireModel):

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared_contracts.common import WireModel
 
@@ -18,7 +18,18 @@ class InstallationStatus(StrEnum):
     NOT_INSTALLED = "NOT_INSTALLED"
 
 
+class PublicAppStatus(WireModel):
+    """`GET /api/v1/repos/{repo_id}/github-app-status`, answered to anyone: whether prgate is
+    installed, nothing that names the repository or its account (ids are sequential, and a private
+    repository's name is a secret of its owner)."""
+
+    repo_id: int
+    installed: bool
+
+
 class GithubAppStatus(WireModel):
+    """`GET /api/v1/repos/{repo_id}/installation` (the repository's admins only): the details."""
+
     repo_id: int
     repo_full_name: str | None
     installed: bool
@@ -45,6 +56,9 @@ class RepoSettings(WireModel):
     exempt_comment: bool = True
     exempt_bots: bool = True
     whitelist_logins: list[str] = Field(default_factory=list, max_length=1000)
+    # The GitHub user ids `whitelist_logins` resolved to when the settings were written; what the gate
+    # compares (a login can be renamed and re-registered by someone else). Ignored on PUT.
+    whitelist_user_ids: list[int] = Field(default_factory=list, max_length=1000)
     exempt_associations: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EXEMPT_ASSOCIATIONS), max_length=16
     )
@@ -139,3 +153,27 @@ class OwnerSession(WireModel):
     login: str
     csrf_token: str
     expires_at: datetime
+
+
+# ---- session revocation (admin key; docs/security.md, item 14) -------------------------------------------
+
+
+class SessionRevokeRequest(WireModel):
+    """`POST /internal/v2/sessions/revoke`: one session by its id (logged at sign-in as `session_id`),
+    or every session of a GitHub user issued until now. Exactly one of the two."""
+
+    session_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    github_user_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SessionRevokeRequest:
+        if (self.session_id is None) == (self.github_user_id is None):
+            raise ValueError("give exactly one of session_id and github_user_id")
+        return self
+
+
+class SessionRevokeResponse(WireModel):
+    session_id: str | None
+    github_user_id: int | None
+    # For a user: sessions issued up to this moment are refused (a new sign-in works).
+    revoked_before: datetime | None

@@ -44,6 +44,7 @@ TABLES = (
     "contributors", "challenges", "bot_actions", "internal_nonces", "github_app_credentials",
     "decided_pull_requests", "reconcile_repairs", "reconcile_runs", "github_app_setup_claims",
     "parked_pull_request_events",
+    "revoked_sessions", "revoked_user_sessions", "verify_wrong_answers",
 )
 
 

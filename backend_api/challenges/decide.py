@@ -85,6 +85,19 @@ def installation_refusal(ctx: PrContext) -> Plan | None:
     return None
 
 
+# GitHub's `permission` field folds maintain into write and triage into read.
+WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+
+
+def may_overrule_the_deadline(event: PullRequestEvent) -> bool:
+    """A reopen exempts a timed-out PR for good only when a human with write access did it, as GitHub
+    told the receiver; triage users, bots, and a reopen nobody asked GitHub about are gated again."""
+    sender = event.sender
+    if sender.type == "Bot" or sender.login.endswith("[bot]"):
+        return False
+    return event.sender_permission in WRITE_PERMISSIONS
+
+
 def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
     refusal = installation_refusal(ctx)
     if refusal is not None:
@@ -111,9 +124,10 @@ def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
     if settings.exempt_bots and (author.type == "Bot" or author.login.endswith("[bot]")):
         return _ignored("bot author")
 
-    whitelist = {login.lower() for login in settings.whitelist_logins}
-    if author.login.lower() in whitelist or pr.author_association in settings.exempt_associations:
-        why = "whitelisted login" if author.login.lower() in whitelist else (
+    # By user id, never by login: a whitelisted login can be renamed and registered by someone else.
+    whitelisted = author.id in settings.whitelist_user_ids
+    if whitelisted or pr.author_association in settings.exempt_associations:
+        why = "whitelisted login" if whitelisted else (
             f"author association {pr.author_association}"
         )
         announce = settings.exempt_comment and (event.action == "opened" or pending)
@@ -135,7 +149,7 @@ def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
         return Plan(status=IngestStatus.ACCEPTED, decision=Decision.EXEMPT, reason="exempted by a maintainer",
                     statuses=_status(event, "success", messages.STATUS_EXEMPTED))
     if (not pending and ctx.latest_challenge_status == "TIMED_OUT" and event.action == "reopened"
-            and event.sender.id != author.id):
+            and event.sender.id != author.id and may_overrule_the_deadline(event)):
         # A maintainer reopened what prgate closed: that is their decision, and it sticks.
         return Plan(
             status=IngestStatus.ACCEPTED, decision=Decision.EXEMPT,

@@ -51,6 +51,7 @@ class Refusal(StrEnum):
     NOT_ACCEPTED = "not_accepted"
     ANSWER_REQUIRED = "answer_required"
     WRONG_ANSWER = "wrong_answer"
+    TOO_MANY_WRONG_ANSWERS = "too_many_wrong_answers"
 
     @property
     def http_status(self) -> int:
@@ -66,7 +67,13 @@ _REFUSAL_STATUS = {
     Refusal.NOT_ACCEPTED: 422,
     Refusal.ANSWER_REQUIRED: 422,
     Refusal.WRONG_ANSWER: 422,
+    Refusal.TOO_MANY_WRONG_ANSWERS: 429,
 }
+
+
+def too_many_wrong_answers(by_challenge: int, by_session: int, limit: int) -> bool:
+    """Guessing is bounded per challenge (whoever tries) and per session (whatever it tries)."""
+    return by_challenge >= limit or by_session >= limit
 
 
 @dataclass(frozen=True, slots=True)

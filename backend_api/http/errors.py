@@ -37,7 +37,7 @@ class ApiError(Exception):
 _REASONS = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
-    422: "validation_error",
+    422: "validation_error", 429: "rate_limited",
 }
 
 

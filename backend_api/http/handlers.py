@@ -27,7 +27,7 @@ from shared_contracts.events import (
     PullRequestEventBatch,
     RepositoryRenamedEvent,
 )
-from shared_contracts.owner import Health
+from shared_contracts.owner import Health, PublicAppStatus
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ async def github_app_status(request: web.Request) -> web.Response:
     repo_id = path_id(request, "repo_id")
     async with request.app[DB_POOL].acquire() as conn:
         status = await installations.app_status(conn, repo_id)
-    return json_response(status)
+    return json_response(PublicAppStatus(repo_id=repo_id, installed=status.installed))
 
 
 async def healthz(request: web.Request) -> web.Response:

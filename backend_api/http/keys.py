@@ -13,6 +13,7 @@ from backend_api.http.nonces import NonceLedger
 from backend_api.http.scopes import InternalScopes
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
+from backend_api.owner.ratelimit import SlidingWindow
 from backend_api.settings import BackendSettings
 from backend_api.web.session import SessionCodec
 from shared_contracts.actions import ActionType
@@ -31,5 +32,7 @@ RNG = web.AppKey("rng", random.Random)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SESSIONS = web.AppKey("sessions", SessionCodec)
+# Owner API access checks per session and minute (item 13).
+OWNER_CHECKS = web.AppKey("owner_checks", SlidingWindow)
 # Which caller's key opens which internal route (backend_api.http.routes.internal_scopes).
 SCOPES = web.AppKey("internal_scopes", InternalScopes)

@@ -10,7 +10,7 @@ usual JSON error body.
 from __future__ import annotations
 
 import logging
-import time
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,14 +20,16 @@ from pydantic import ValidationError
 from backend_api.challenges.verify import answer_hash, normalize_answer
 from backend_api.github_app import GITHUB_APP, AppNotConfigured, GitHubUnavailable, InstallationRefused
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
-from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.http.keys import DB_POOL, OWNER_CHECKS, SESSIONS, SETTINGS
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
 from backend_api.owner.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
 from backend_api.store import dashboard, installations, repo_settings
+from backend_api.web.revocation import current_session
 from backend_api.web.session import Session
 from shared_contracts.owner import (
     ActionList,
     ChallengeList,
+    GithubAppStatus,
     OwnerRepoSettings,
     OwnerSession,
     RepoSettings,
@@ -35,6 +37,9 @@ from shared_contracts.owner import (
 )
 
 log = logging.getLogger(__name__)
+
+# Each new whitelisted login costs one GitHub call on the write.
+MAX_NEW_WHITELIST_LOGINS = 100
 
 @dataclass(frozen=True, slots=True)
 class RepoAccess:
@@ -44,10 +49,11 @@ class RepoAccess:
     repo_id: int
     repo_full_name: str
     installation_id: int
+    status: GithubAppStatus
 
 
-def _session(request: web.Request) -> Session:
-    session = request.app[SESSIONS].from_request(request, time.time())
+async def _session(request: web.Request) -> Session:
+    session = await current_session(request)
     if session is None:
         raise ApiError(401, "unauthorized", "sign in with GitHub first (/auth/github/login)")
     return session
@@ -56,20 +62,35 @@ def _session(request: web.Request) -> Session:
 async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
     """The order of checks: session (401), CSRF for writes (403), installed repo (404), admin (403)."""
     repo_id = path_id(request, "repo_id")
-    session = _session(request)
+    session = await _session(request)
     if write and not request.app[SESSIONS].check_csrf(
         session, CSRF_SCOPE_OWNER_API, request.headers.get(CSRF_HEADER)
     ):
         raise ApiError(
             403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header (GET /api/v1/session gives the token)"
         )
+    retry_after = request.app[OWNER_CHECKS].hit(session.sid)
+    if retry_after is not None:
+        log.warning("owner API: session over its access-check rate", extra={"github_user_id": session.user_id})
+        raise ApiError(429, "rate_limited", f"too many owner API calls from this session; try again in "
+                       f"{math.ceil(retry_after)} s")
     async with request.app[DB_POOL].acquire() as conn:
         status = await installations.app_status(conn, repo_id)
     if not status.installed or status.installation_id is None or status.repo_full_name is None:
         raise ApiError(404, "not_found", f"prgate is not installed on repository {repo_id}")
+    if status.installation_id not in session.installation_ids:
+        # GitHub told us at sign-in which of our installations this user reaches; any other one's
+        # token is never minted or spent on them (a stranger could otherwise make us burn a victim
+        # installation's rate limit).
+        raise ApiError(
+            403, "forbidden", f"@{session.login} is not an admin of repository {repo_id} (its installation is "
+            "not one you could reach when you signed in; if it was installed since, sign in again)",
+        )
     try:
         # By id: the stored name may since have been taken by another repository (rename + reuse).
-        permission = await request.app[GITHUB_APP].permission(status.installation_id, repo_id, session.login)
+        permission = await request.app[GITHUB_APP].permission(
+            status.installation_id, repo_id, session.login, session.user_id
+        )
     except AppNotConfigured:
         raise ApiError(503, "github_app_not_configured", "the backend has no GitHub App credentials") from None
     except InstallationRefused as exc:
@@ -84,9 +105,10 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
         raise ApiError(502, "github_unavailable", "prgate could not ask GitHub about your permission") from None
     if not is_admin(permission):
         raise ApiError(
-            403, "forbidden", f"@{session.login} is not an admin of {status.repo_full_name} (GitHub says {permission})"
+            # The repository by id only: its name is for its admins (a private name is a secret).
+            403, "forbidden", f"@{session.login} is not an admin of repository {repo_id} (GitHub says {permission})"
         )
-    return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id)
+    return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id, status)
 
 
 def _page_query(request: web.Request) -> PageQuery:
@@ -108,11 +130,45 @@ async def _settings_view(request: web.Request, access: RepoAccess) -> OwnerRepoS
     )
 
 
+async def _whitelist_ids(
+    request: web.Request, access: RepoAccess, logins: list[str], current: RepoSettings
+) -> list[int]:
+    """The user id of each whitelisted login, in order. A login already stored keeps the id it had
+    when it was added (that account is the one the admin meant, even if the login moved since); a
+    new one is asked of GitHub now, and an unknown login refuses the whole write (422)."""
+    known: dict[str, int] = {}
+    if len(current.whitelist_logins) == len(current.whitelist_user_ids):
+        known = {login.casefold(): uid for login, uid in zip(current.whitelist_logins, current.whitelist_user_ids,
+                                                               strict=True)}
+    new = list(dict.fromkeys(login.casefold() for login in logins if login.casefold() not in known))
+    if len(new) > MAX_NEW_WHITELIST_LOGINS:
+        raise ApiError(422, "validation_error",
+                       f"at most {MAX_NEW_WHITELIST_LOGINS} new whitelist logins per write ({len(new)} given)")
+    unknown: list[str] = []
+    for login in (login for login in logins if login.casefold() in new and login.casefold() not in known):
+        try:
+            found = await request.app[GITHUB_APP].user_id(access.installation_id, login)
+        except GitHubUnavailable as exc:
+            log.warning("owner API: GitHub unavailable resolving a login: %s", exc)
+            raise ApiError(502, "github_unavailable", "prgate could not ask GitHub who the logins are") from None
+        except InstallationRefused:
+            raise ApiError(403, "forbidden", "GitHub refused prgate a token for this installation") from None
+        if found is None:
+            unknown.append(login)
+        else:
+            known[login.casefold()] = found
+    if unknown:
+        raise ApiError(422, "validation_error", f"GitHub knows no user {', '.join(unknown)}",
+                       [{"loc": ["body", "whitelist_logins"], "msg": f"unknown GitHub login {u}",
+                         "type": "unknown_login"} for u in unknown])
+    return [known[login.casefold()] for login in logins]
+
+
 # ---- handlers -------------------------------------------------------------------------------------
 
 
 async def owner_session(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = await _session(request)
     token = request.app[SESSIONS].csrf_token(session, CSRF_SCOPE_OWNER_API)
     return json_response(OwnerSession(
         user_id=session.user_id, login=session.login, csrf_token=token,
@@ -125,10 +181,21 @@ async def get_repo_settings(request: web.Request) -> web.Response:
     return json_response(await _settings_view(request, access))
 
 
+async def get_installation(request: web.Request) -> web.Response:
+    """The install details (name, installation, account) the public status no longer gives."""
+    access = await _admin(request, write=False)
+    return json_response(access.status)
+
+
 async def put_repo_settings(request: web.Request) -> web.Response:
     access = await _admin(request, write=True)
     update = await read_model(request, RepoSettingsUpdate)
-    new = RepoSettings.model_validate(update.model_dump(exclude={"challenge_answer"}))
+    async with request.app[DB_POOL].acquire() as conn:
+        current = await repo_settings.get(conn, access.repo_id)
+    ids = await _whitelist_ids(request, access, update.whitelist_logins, current)
+    new = RepoSettings.model_validate(
+        {**update.model_dump(exclude={"challenge_answer"}), "whitelist_user_ids": ids}
+    )
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
         await repo_settings.put(conn, access.repo_id, new)
         if update.challenge_answer is not None:

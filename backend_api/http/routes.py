@@ -14,6 +14,7 @@ from backend_api.http import handlers, owner, reconcile
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
 from backend_api.web.manifest import internal_latest_credentials, internal_register_claim
+from backend_api.web.revocation import internal_revoke
 from shared_contracts.actions import (
     BatchResultRequest,
     BatchResultResponse,
@@ -43,7 +44,10 @@ from shared_contracts.owner import (
     Health,
     OwnerRepoSettings,
     OwnerSession,
+    PublicAppStatus,
     RepoSettingsUpdate,
+    SessionRevokeRequest,
+    SessionRevokeResponse,
 )
 from shared_contracts.reconcile import (
     InstallationSnapshot,
@@ -81,8 +85,8 @@ _INGEST = frozenset({Caller.RECEIVER, Caller.WORKER})
 _WORKER = frozenset({Caller.WORKER})
 _ADMIN = frozenset({Caller.ADMIN})
 # Owner API (docs/owner-api.md): session cookie + admin on the repository, checked on GitHub.
-_OWNER_ERRORS = (401, 403, 404, 422, 502, 503)
-_OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 502, 503)
+_OWNER_ERRORS = (401, 403, 404, 422, 429, 502, 503)
+_OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/pull-request", handlers.pull_request_event,
@@ -133,8 +137,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/internal/v2/github-app/credentials/latest", internal_latest_credentials,
           "The GitHub App registered under ?claim= (required), answered once and then deleted "
           "(docs/github-app.md)", None, GithubAppCredentials, (400, 401, 403, 404), callers=_ADMIN),
+    Route("POST", "/internal/v2/sessions/revoke", internal_revoke,
+          "Revoke one browser session (session_id, logged at sign-in) or every session of a GitHub user issued "
+          "until now (github_user_id); checked on each request (docs/security.md)", SessionRevokeRequest,
+          SessionRevokeResponse, _INTERNAL_ERRORS, callers=_ADMIN),
     Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
-          "Install status of a repository, from the installation tables", None, GithubAppStatus, (404,)),
+          "Whether prgate is installed on a repository (public: nothing else)", None, PublicAppStatus, (404,)),
+    Route("GET", "/api/v1/repos/{repo_id}/installation", owner.get_installation,
+          "Install details of a repository: name, installation, account (admins)", None, GithubAppStatus,
+          _OWNER_ERRORS),
     Route("GET", "/api/v1/session", owner.owner_session,
           "Who is signed in, and the X-CSRF-Token for state-changing owner calls", None, OwnerSession, (401,)),
     Route("GET", "/api/v1/repos/{repo_id}/settings", owner.get_repo_settings,

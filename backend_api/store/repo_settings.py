@@ -7,7 +7,8 @@ from shared_contracts.owner import RepoSettings
 
 COLUMNS = (
     "gate_drafts", "deadline_seconds", "warn_only", "exempt_comment", "exempt_bots",
-    "whitelist_logins", "exempt_associations", "challenge_text", "challenge_question", "reopen_on_verify",
+    "whitelist_logins", "whitelist_user_ids", "exempt_associations", "challenge_text", "challenge_question",
+    "reopen_on_verify",
 )
 
 

@@ -3,7 +3,8 @@
 ``GET /auth/github/login?next=`` sends the browser to GitHub's authorize page with a random
 ``state`` that a signed cookie binds to this browser; ``GET /auth/github/callback`` checks that
 ``state``, trades the code for a token at ``{GITHUB_WEB_URL}/login/oauth/access_token``, asks
-``{GITHUB_API_URL}/user`` who it belongs to, forgets the token, and sets the session cookie.
+``{GITHUB_API_URL}/user`` who it belongs to and ``/user/installations`` which of this App's
+installations it reaches, forgets the token, and sets the session cookie.
 ``POST /auth/logout`` clears it. Only relative ``next`` paths are followed. Nothing here answers
 500 by design: a bad or replayed callback is a 400 page, GitHub failing or unreachable a 502 page.
 """
@@ -22,6 +23,7 @@ from yarl import URL
 from backend_api.http.keys import HTTP_CLIENT, SESSIONS, SETTINGS
 from backend_api.settings import BackendSettings
 from backend_api.web import templates as t
+from backend_api.web.revocation import current_session, revoke
 from backend_api.web.session import CSRF_SCOPE_LOGOUT, OAUTH_COOKIE
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,40 @@ async def fetch_user(http: aiohttp.ClientSession, settings: BackendSettings, tok
     return GitHubUser(id=user_id, login=login)
 
 
+# At most this many of the user's installations go into the cookie (it must stay under 4 KiB).
+MAX_SESSION_INSTALLATIONS = 200
+_PER_PAGE = 100
+
+
+async def fetch_user_installations(http: aiohttp.ClientSession, settings: BackendSettings, token: str) -> list[int]:
+    """Ids of this App's installations the user's token reaches (``GET /user/installations``)."""
+    headers = {
+        "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "prgate",
+    }
+    url = f"{settings.github_api_url.rstrip('/')}/user/installations"
+    ids: list[int] = []
+    for page in range(1, MAX_SESSION_INSTALLATIONS // _PER_PAGE + 1):
+        try:
+            async with http.get(url, headers=headers, params={"per_page": _PER_PAGE, "page": page},
+                                timeout=GITHUB_TIMEOUT) as resp:
+                if resp.status != 200:
+                    raise GitHubUnavailable(f"GET /user/installations answered {resp.status}")
+                body: Any = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise GitHubUnavailable(f"GET /user/installations unreachable: {type(exc).__name__}") from None
+        listed = body.get("installations") if isinstance(body, dict) else None
+        total = body.get("total_count") if isinstance(body, dict) else None
+        if not isinstance(listed, list) or not isinstance(total, int):
+            raise GitHubUnavailable("GET /user/installations answered no installations and total_count")
+        ids.extend(i["id"] for i in listed if isinstance(i, dict) and isinstance(i.get("id"), int))
+        if len(ids) >= total or len(listed) < _PER_PAGE:
+            return ids
+    log.warning("the user reaches more installations than a session holds; the rest are left out",
+                extra={"kept": len(ids)})
+    return ids[:MAX_SESSION_INSTALLATIONS]
+
+
 # ---- handlers -----------------------------------------------------------------------------------------
 
 
@@ -179,7 +215,9 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
     http = request.app[HTTP_CLIENT]
     try:
-        user = await fetch_user(http, settings, await exchange_code(http, settings, code))
+        token = await exchange_code(http, settings, code)
+        user = await fetch_user(http, settings, token)
+        reachable = await fetch_user_installations(http, settings, token)
     except SignInRefused as exc:
         log.info("sign-in refused by GitHub", extra={"error": str(exc)})
         return refuse(400, "Sign-in expired", "GitHub says this sign-in code has expired or was already used.")
@@ -187,8 +225,9 @@ async def callback(request: web.Request) -> web.StreamResponse:
         log.warning("sign-in: GitHub unavailable: %s", exc)
         return refuse(502, "GitHub unavailable", "prgate could not reach GitHub to finish signing you in. Try again.")
 
-    _, cookie = codec.issue(user.id, user.login, now)
-    log.info("signed in", extra={"github_user_id": user.id})
+    issued, cookie = codec.issue(user.id, user.login, now, tuple(reachable))
+    # The session id is no credential (the cookie's MAC is): logged so an operator can revoke it.
+    log.info("signed in", extra={"github_user_id": user.id, "session_id": issued.sid})
     if next_path is not None:
         response = web.Response(status=302, headers={"Location": next_path, **t.SECURITY_HEADERS})
     else:
@@ -203,7 +242,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     codec = request.app[SESSIONS]
     form = await request.post()
-    session = codec.from_request(request, time.time())
+    session = await current_session(request)
     token = form.get("csrf")
     if session is not None and not codec.check_csrf(
         session, CSRF_SCOPE_LOGOUT, token if isinstance(token, str) else None
@@ -211,6 +250,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
         return t.error_page(
             403, "Form expired", "This sign-out form did not come from prgate. You are still signed in."
         )
+    if session is not None:
+        await revoke(request, session)  # the cookie may have been copied: clearing it is not enough
+        log.info("signed out", extra={"github_user_id": session.user_id, "session_id": session.sid})
     raw_next = form.get("next")
     next_path = safe_next(raw_next if isinstance(raw_next, str) else None)
     if next_path is not None:

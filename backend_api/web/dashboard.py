@@ -13,7 +13,6 @@ escaped (``templates.esc``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -34,6 +33,7 @@ from backend_api.store.dashboard import (
 )
 from backend_api.store.reconcile import RunRow
 from backend_api.web import templates as t
+from backend_api.web.revocation import current_session
 from backend_api.web.session import CSRF_SCOPE_LOGOUT, Session
 from shared_contracts.reconcile import Repair
 
@@ -336,8 +336,8 @@ def render_reconcile(runs: Sequence[RunRow], repairs: Sequence[Repair], now: dat
 Render = Callable[[web.Request], Awaitable[str]]
 
 
-def _access(request: web.Request) -> Session | web.Response:
-    session = request.app[SESSIONS].from_request(request, time.time())
+async def _access(request: web.Request) -> Session | web.Response:
+    session = await current_session(request)
     if session is None:
         return t.page(
             "prgate dashboard",
@@ -345,7 +345,7 @@ def _access(request: web.Request) -> Session | web.Response:
             + t.sign_in_button(request.path),
             401,
         )
-    if not is_operator(request.app[SETTINGS].operators, session.login):
+    if not is_operator(request.app[SETTINGS].operators, session.login, session.user_id):
         return t.error_page(
             403, "Not an operator",
             f"You are signed in as @{session.login}, which is not one of this prgate's operators "
@@ -363,7 +363,7 @@ def _who(request: web.Request, session: Session) -> str:
 def _page(title: str, render: Render) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     @t.html_errors
     async def handler(request: web.Request) -> web.StreamResponse:
-        access = _access(request)
+        access = await _access(request)
         if isinstance(access, web.Response):
             return access
         body = await render(request)

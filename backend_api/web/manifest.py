@@ -51,6 +51,7 @@ from backend_api.owner.access import is_operator
 from backend_api.settings import BackendSettings
 from backend_api.store import app_credentials
 from backend_api.web import templates as t
+from backend_api.web.revocation import current_session
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +175,13 @@ async def convert(http: aiohttp.ClientSession, settings: BackendSettings, code: 
 # ---- access ---------------------------------------------------------------------------------------
 
 
-def _refused(request: web.Request) -> web.Response | None:
+async def _refused(request: web.Request) -> web.Response | None:
     """``None`` when this request may register an App, else the 403 page."""
     settings = request.app[SETTINGS]
     if not settings.github_app_id:
         return None
-    session = request.app[SESSIONS].from_request(request, time.time())
-    if session is not None and is_operator(settings.operators, session.login):
+    session = await current_session(request)
+    if session is not None and is_operator(settings.operators, session.login, session.user_id):
         return None
     who = f"You are signed in as @{session.login}, which is not" if session else "You are not signed in as"
     extra = "" if session else t.sign_in_button("/github-app/new")
@@ -216,7 +217,7 @@ def _no_claim_page() -> web.Response:
 
 @t.html_errors
 async def new_app(request: web.Request) -> web.StreamResponse:
-    refused = _refused(request)
+    refused = await _refused(request)
     if refused is not None:
         return refused
     settings = request.app[SETTINGS]
@@ -253,7 +254,7 @@ async def new_app(request: web.Request) -> web.StreamResponse:
 
 @t.html_errors
 async def callback(request: web.Request) -> web.StreamResponse:
-    refused = _refused(request)
+    refused = await _refused(request)
     if refused is not None:
         return refused
     settings = request.app[SETTINGS]

@@ -1,10 +1,12 @@
 """Browser sessions for the verification pages: signed cookies, OAuth ``state``, CSRF tokens.
 
-Nothing is stored on the server. A session is a cookie ``v1.<payload>.<mac>``: the payload is
-base64url JSON ``{"sid", "uid", "login", "exp"}`` (a random session id, the GitHub user id and
-login, the expiry in unix seconds), the MAC an HMAC-SHA256 over ``v1.<payload>``. The OAuth access
-token never leaves the callback handler. A cookie that does not verify, does not parse or has
-expired reads as "signed out".
+Nothing but a deny list of revoked sessions is stored on the server. A session is a cookie
+``v1.<payload>.<mac>``: the payload is base64url JSON ``{"sid", "uid", "login", "exp", "inst",
+"iat"}`` (a random session id, the GitHub user id and login, the expiry in unix seconds, the ids of
+this App's installations the user could reach at sign-in, from ``GET /user/installations``, and the
+issue time), the MAC an HMAC-SHA256 over ``v1.<payload>``. The OAuth access token never leaves the
+callback handler. A cookie that does not verify, does not parse or has expired reads as "signed
+out"; so does a revoked one (``web.revocation``: a deny list in PostgreSQL).
 
 Every key is derived from one secret (``SESSION_SECRET``, required: never derived from an internal
 key, so the internal keys rotate without signing anyone out) with a purpose label, so a MAC made
@@ -56,6 +58,12 @@ class Session:
     user_id: int
     login: str
     expires_at: int
+    # This App's installations the user could reach at sign-in: the owner API checks a repository's
+    # installation is among them before it spends that installation's token on the user (item 13).
+    installation_ids: tuple[int, ...] = ()
+    # Unix seconds, sub-second: an operator's revocation of a user refuses sessions issued before it,
+    # and a sign-in in the same second after it must still work.
+    issued_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +118,17 @@ class SessionCodec:
 
     # ---- the session -----------------------------------------------------------------------------
 
-    def issue(self, user_id: int, login: str, now: float) -> tuple[Session, str]:
+    def issue(
+        self, user_id: int, login: str, now: float, installation_ids: tuple[int, ...] = ()
+    ) -> tuple[Session, str]:
         """A fresh session (new id: no fixation) and its cookie value."""
         session = Session(
-            sid=secrets.token_hex(16), user_id=user_id, login=login, expires_at=int(now) + self.ttl_seconds
+            sid=secrets.token_hex(16), user_id=user_id, login=login, expires_at=int(now) + self.ttl_seconds,
+            installation_ids=tuple(installation_ids), issued_at=round(now, 3),
         )
         value = self._seal(
-            "session", {"sid": session.sid, "uid": user_id, "login": login, "exp": session.expires_at}
+            "session", {"sid": session.sid, "uid": user_id, "login": login, "exp": session.expires_at,
+                        "inst": list(session.installation_ids), "iat": session.issued_at},
         )
         return session, value
 
@@ -129,7 +141,15 @@ class SessionCodec:
             return None
         if not isinstance(uid, int) or isinstance(uid, bool):
             return None
-        return Session(sid=sid, user_id=uid, login=login, expires_at=int(data["exp"]))
+        inst = data.get("inst", [])  # a cookie from before item 13: no installations (sign in again)
+        if not isinstance(inst, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in inst):
+            return None
+        exp = int(data["exp"])
+        iat = data.get("iat", exp - self.ttl_seconds)  # a cookie from before "iat": its earliest issue time
+        if not isinstance(iat, int | float) or isinstance(iat, bool):
+            return None
+        return Session(sid=sid, user_id=uid, login=login, expires_at=exp, installation_ids=tuple(inst),
+                       issued_at=float(iat))
 
     def from_request(self, request: web.Request, now: float) -> Session | None:
         return self.read(request.cookies.get(SESSION_COOKIE), now)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 from aiohttp import web
@@ -22,11 +21,13 @@ from backend_api.challenges.verify import (
     SignedInUser,
     VerifyForm,
     page_access,
+    too_many_wrong_answers,
 )
 from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
-from backend_api.store import verification
+from backend_api.store import verification, wrong_answers
 from backend_api.store.verification import ChallengePage
 from backend_api.web import templates as t
+from backend_api.web.revocation import current_session
 from backend_api.web.session import CSRF_SCOPE_LOGOUT, Session, csrf_scope_for_challenge
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,17 @@ def _respond(
             f"can verify it. If you are @{author}, sign out and sign in to GitHub with that account.",
             summary + who,
         )
+    if refusal is Refusal.TOO_MANY_WRONG_ANSWERS:
+        settings = request.app[SETTINGS]
+        minutes = max(1, round(settings.verify_wrong_answers_window_seconds / 60))
+        page = t.error_page(
+            429, "Too many wrong answers",
+            f"This challenge has had {settings.verify_wrong_answers_max} wrong answers recently. Nothing was "
+            f"submitted. Please wait {minutes} minutes, read the question again, and try once more.",
+            summary + who,
+        )
+        page.headers["Retry-After"] = str(settings.verify_wrong_answers_window_seconds)
+        return page
     if refusal is Refusal.BAD_CSRF:
         return t.error_page(
             403, "Form expired",
@@ -145,7 +157,7 @@ async def verify_page(request: web.Request) -> web.StreamResponse:
     found = await _find(request, token)
     if found is None:
         return _not_found()
-    session = request.app[SESSIONS].from_request(request, time.time())
+    session = await current_session(request)
     return _respond(request, token, found, session, page_access(found.challenge, _user(session)), submitted=False)
 
 
@@ -157,7 +169,7 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
         return _not_found()
     form = await request.post()
     codec = request.app[SESSIONS]
-    session = codec.from_request(request, time.time())
+    session = await current_session(request)
     if session is None:
         return _respond(request, token, found, None, Refusal.SIGNED_OUT, submitted=True)
     user = SignedInUser(id=session.user_id, login=session.login)
@@ -167,6 +179,14 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
 
     answer = _field(form, "answer") or ""
     settings = request.app[SETTINGS]
+    challenge_id = found.challenge.challenge_id
+    window = settings.verify_wrong_answers_window_seconds
+    async with request.app[DB_POOL].acquire() as conn:
+        by_challenge, by_session = await wrong_answers.recent(conn, challenge_id, session.sid, window)
+    if too_many_wrong_answers(by_challenge, by_session, settings.verify_wrong_answers_max):
+        log.warning("verification refused: too many wrong answers",
+                    extra={"challenge_id": challenge_id, "github_user_id": user.id, "session_id": session.sid})
+        return _respond(request, token, found, session, Refusal.TOO_MANY_WRONG_ANSWERS, submitted=True)
     result = await verification.verify(
         request.app[DB_POOL], hash_token(token), user,
         VerifyForm(accept=(_field(form, "accept") or "") in ("yes", "on", "true", "1"), answer=answer),
@@ -175,6 +195,9 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
     )
     if result is None:
         return _not_found()
+    if result is Refusal.WRONG_ANSWER:
+        async with request.app[DB_POOL].acquire() as conn:
+            await wrong_answers.record(conn, challenge_id, session.sid, user.id, window)
     if isinstance(result, Refusal):
         current = await _find(request, token) or found  # show the status as it is now (e.g. just verified)
         return _respond(request, token, current, session, result, submitted=True, answer=answer[:2000])

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from bot_worker.metrics import REJECTED, Metrics
 from bot_worker.providers.github import GitHubProvider
-from bot_worker.webhooks.commands import enrich
+from bot_worker.webhooks.commands import enrich, enrich_reopen, needs_reopener_permission
 from bot_worker.webhooks.confirm import Verdict, confirm, needs_confirmation
 from bot_worker.webhooks.forward import (
     FORWARDER,
@@ -40,7 +40,7 @@ from bot_worker.webhooks.normalize import (
     repository_renamed_event,
 )
 from shared_contracts.common import ErrorBody, loads_strict
-from shared_contracts.events import InstallationSyncEvent
+from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,20 @@ class GithubWebhooks:
             return json_error(422, "validation_error", f"{event} payload has an unexpected shape")
         extra["installation_id"] = installation_id_of(model)
         model = model.model_copy(update={"body_sha256": digest})
+        if isinstance(model, PullRequestEvent) and needs_reopener_permission(model):
+            github = request.app[self._github_key] if self._github_key is not None else None
+            if github is None:
+                # Forwarded unasked: the backend then treats the reopen as one without write access.
+                log.warning("reopen forwarded without the reopener's permission (no GitHub App configured)",
+                            extra=extra)
+            else:
+                try:
+                    model = await enrich_reopen(github, model)
+                except Exception as exc:  # as for commands: GitHub marks it failed and redelivers
+                    log.warning("could not ask GitHub for the reopener's permission: %s", type(exc).__name__,
+                                extra=extra)
+                    return json_error(503, "unavailable",
+                                      "GitHub could not be asked about this reopen; redeliver it later")
         if needs_confirmation(model):
             return await self._confirmed(request, model, extra)
         return await self._forward(request, model)

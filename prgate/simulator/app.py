@@ -40,6 +40,7 @@ from prgate.simulator.state import (
     SimulatorError,
     SimulatorState,
     WebhookDelivery,
+    iso,
 )
 
 AuthKind = Literal["app", "installation", "user", "none"]  # none: no credentials needed
@@ -1066,6 +1067,58 @@ async def sim_send_webhook(request: web.Request) -> web.Response:
     return web.json_response(delivery.to_json(), status=201)
 
 
+# ---- users and the user's installations (issue 13, items 7 and 13) ----------------------------------
+
+
+async def get_user_by_login(request: web.Request) -> web.Response:
+    """``GET /users/{username}``: the public profile of whoever holds the login now."""
+    state = _state(request)
+    user = state.find_user(request.match_info["username"])
+    if user is None:
+        raise ApiError(404, "Not Found", documentation_url=f"{DOCS}/users/users#get-a-user")
+    data = _renderer(request).user(user)
+    created = iso(state.now())
+    data.update({
+        "name": None, "company": None, "blog": "", "location": None, "email": None, "hireable": None,
+        "bio": None, "twitter_username": None, "public_repos": 0, "public_gists": 0, "followers": 0,
+        "following": 0, "created_at": created, "updated_at": created,
+    })
+    return web.json_response(data)
+
+
+async def list_user_installations(request: web.Request) -> web.Response:
+    """``GET /user/installations`` with a user token: ``{"total_count", "installations"}``."""
+    user = request.app[oauth.SIM_OAUTH].user_for(oauth.bearer_token(request))
+    if user is None:
+        raise ApiError(401, "Bad credentials")
+    reachable = _state(request).user_installations(user.login)
+    page, headers = _paginate(request, reachable)
+    render = _renderer(request)
+    return web.json_response(
+        {"total_count": len(reachable), "installations": [render.installation(i) for i in page]}, headers=headers
+    )
+
+
+async def sim_register_user(request: web.Request) -> web.Response:
+    """``POST /_sim/users {"login", "id", "type"?}``: sign up a new account under a free login."""
+    body = await _sim_body(request)
+    user = _state(request).register_user(_need(body, "login", str), _need(body, "id", int), body.get("type", "User"))
+    return web.json_response(_renderer(request).user(user), status=201)
+
+
+async def sim_rename_user(request: web.Request) -> web.Response:
+    """``PATCH /_sim/users/{login} {"login": new}``: the user changes their username; the old login is
+    free at once, and the user's OAuth tokens stay theirs."""
+    body = await _sim_body(request)
+    old = request.match_info["login"]
+    user = _state(request).rename_user(old, _need(body, "login", str))
+    tokens = request.app[oauth.SIM_OAUTH].tokens
+    for token, login in list(tokens.items()):
+        if login.lower() == old.lower():
+            tokens[token] = user.login
+    return web.json_response(_renderer(request).user(user))
+
+
 # ---- application ---------------------------------------------------------------------------------
 
 API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
@@ -1111,6 +1164,11 @@ def _by_id(routes: tuple[tuple[str, str, Handler, AuthKind], ...]) -> tuple[tupl
 
 
 API_ROUTES = API_ROUTES + _by_id(API_ROUTES)
+API_ROUTES = (
+    *API_ROUTES,
+    ("GET", "/users/{username}", get_user_by_login, "installation"),
+    ("GET", "/user/installations", list_user_installations, "user"),
+)
 
 SIM_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/_sim/health", sim_health),
@@ -1137,6 +1195,8 @@ SIM_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/_sim/tokens/expire", sim_expire_tokens),
     ("GET", "/_sim/deliveries", sim_list_deliveries),
     ("POST", "/_sim/webhooks", sim_send_webhook),
+    ("POST", "/_sim/users", sim_register_user),
+    ("PATCH", "/_sim/users/{login}", sim_rename_user),
 )
 
 

@@ -892,6 +892,51 @@ class SimulatorState:
         raise NotFound()
 
 
+    # ---- users: lookup, registration, rename (issue 13, item 7) -----------------------------------
+
+    def find_user(self, login: str) -> SimUser | None:
+        """The user holding ``login`` now, if any (no auto-registration, unlike ``ensure_user``)."""
+        return self.users.get(login.lower())
+
+    def register_user(self, login: str, user_id: int, user_type: str = "User") -> SimUser:
+        """A new account under a free login; a taken login or a used id is GitHub's 422."""
+        if login.lower() in self.users:
+            raise SimulatorError(422, f"login {login} is already taken")
+        if any(u.id == user_id for u in self.users.values()):
+            raise SimulatorError(422, f"user id {user_id} already exists")
+        user = SimUser(login=login, id=user_id, type=user_type)
+        self.users[login.lower()] = user
+        return user
+
+    def rename_user(self, login: str, new_login: str) -> SimUser:
+        """GitHub's username change: the id stays, repository roles follow it, the old login is free
+        (anyone may register it next, under a new id)."""
+        user = self.find_user(login)
+        if user is None:
+            raise NotFound()
+        if new_login.lower() in self.users and new_login.lower() != login.lower():
+            raise SimulatorError(422, f"login {new_login} is already taken")
+        del self.users[login.lower()]
+        renamed = SimUser(login=new_login, id=user.id, type=user.type)
+        self.users[new_login.lower()] = renamed
+        for (repo_id, who), role in list(self.collaborators.items()):
+            if who == login.lower():
+                del self.collaborators[(repo_id, who)]
+                self.collaborators[(repo_id, new_login.lower())] = role
+        return renamed
+
+    def user_installations(self, login: str) -> list[Installation]:
+        """Installations of this App the user can reach (``GET /user/installations``): those on the
+        user's own account, and those holding a repository on which the user has a role."""
+        wanted = login.lower()
+        reachable: set[int] = {i.id for i in self.installations.values() if i.account.login.lower() == wanted}
+        for (repo_id, who), role in self.collaborators.items():
+            repo = self.repositories.get(repo_id)
+            if who == wanted and role != "none" and repo is not None and repo.installation_id in self.installations:
+                reachable.add(repo.installation_id)
+        return [self.installations[i] for i in sorted(reachable)]
+
+
 class Renderer:
     """Renders state objects as GitHub's REST JSON; API URLs point at ``api_base``."""
 

@@ -90,7 +90,11 @@ async def test_timeout_closes_and_a_maintainer_reopen_sticks(full_stack: FullSta
         assert "was closed because contributor verification was not completed" in comment
         await eventually(lambda: _first_is(statuses(session, full_stack, "acme/app"), "failure"), timeout=30)
 
-        # A maintainer reopens it on GitHub; prgate respects that and never closes it again.
+        # A maintainer (write access, as the receiver asks GitHub) reopens it; prgate respects that and
+        # never closes it again.
+        async with session.put(f"{full_stack.simulator_url}/_sim/repos/acme/app/collaborators/maintainer",
+                               json={"permission": "maintain", "id": 7}) as resp:
+            assert resp.status == 200, await resp.text()
         await sim(session, full_stack, "/_sim/pulls", {"repo": "acme/app", "number": 1, "state": "open"})
         await as_sender(session, full_stack, 10, "acme/app", 1, "reopened", "maintainer", 7)
 
@@ -145,7 +149,8 @@ async def test_recheck_command_lets_a_newly_whitelisted_author_through(
         await open_pr(session, full_stack, "rechk/lib", 6, "friend", 506)
         await eventually(lambda: _has(our_comments(session, full_stack, "rechk/lib", 6)), timeout=30)
         async with db.acquire() as conn:  # a maintainer whitelists the author (owner API in real life)
-            await conn.execute("INSERT INTO repo_settings (repo_id, whitelist_logins) VALUES (1035, '{friend}')")
+            await conn.execute("INSERT INTO repo_settings (repo_id, whitelist_logins, whitelist_user_ids) "
+                               "VALUES (1035, '{friend}', '{506}')")
         await sim(session, full_stack, "/_sim/webhooks",
                   comment_webhook(35, 1035, "rechk/lib", 6, "/prgate recheck", "friend", 506, 777))
 

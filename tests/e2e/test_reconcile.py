@@ -163,8 +163,11 @@ async def test_prgate_reconcile_prints_its_repairs_and_a_second_run_repairs_noth
 
         await eventually(gated, timeout=30)
         async with session.get(f"{stack.backend_url}/api/v1/repos/9300/github-app-status") as resp:
-            assert (await resp.json())["installation_status"] == "DELETED"
+            assert (await resp.json())["installed"] is False
         async with db.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT i.status FROM github_installations i JOIN github_installation_repositories r "
+                "USING (installation_id) WHERE r.repo_id = 9300") == "DELETED"
             runs = await conn.fetch("SELECT trigger, installation_id, repairs FROM reconcile_runs ORDER BY run_id")
         assert [(r["trigger"], r["installation_id"], r["repairs"]) for r in runs] == [
             ("cli", 92, 2), ("cli", None, 1), ("cli", None, 0),

@@ -2,16 +2,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend_api.http.keys import DB_POOL
+from backend_api.store import installations
 from tests.support.ingest import send_installation
 from tests.support.payloads import installation_payload, installation_repositories_payload
 from tests.support.signed import SignedClient
 
 
 async def status(backend: SignedClient, repo_id: int) -> dict[str, Any]:
+    """The resolution as the store makes it; the public route must say `installed` and nothing else."""
     resp = await backend.client.get(f"/api/v1/repos/{repo_id}/github-app-status")
     assert resp.status == 200
-    body: dict[str, Any] = await resp.json()
-    return body
+    resolved = await _resolved(backend, repo_id)
+    assert await resp.json() == {"repo_id": repo_id, "installed": resolved["installed"]}
+    return resolved
+
+
+async def _resolved(backend: SignedClient, repo_id: int) -> dict[str, Any]:
+    pool = backend.client.app[DB_POOL]
+    async with pool.acquire() as conn:
+        return (await installations.app_status(conn, repo_id)).model_dump(mode="json")
 
 
 async def test_never_installed(backend: SignedClient) -> None:

@@ -11,8 +11,9 @@ from backend_api.challenges import messages
 from backend_api.challenges.deadlines import sweep_all, sweep_deadlines
 from backend_api.challenges.tokens import hash_token
 from backend_api.store import challenges, repo_settings
+from bot_worker.webhooks.normalize import pull_request_event
 from shared_contracts.owner import RepoSettings
-from tests.support.ingest import send_installation, send_pr
+from tests.support.ingest import PR_PATH, send_installation, send_pr
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.signed import SignedClient
 
@@ -111,7 +112,9 @@ async def test_pr_reopened_by_a_maintainer_after_timeout_is_not_closed_again(
     await send_pr(installed, pull_request_payload("closed"))  # prgate's own close arrives as a webhook
     reopen = pull_request_payload("reopened")
     reopen["sender"].update({"login": "maintainer", "id": 1})
-    resp = await send_pr(installed, reopen)
+    # The receiver asks GitHub for the reopener's permission (test_reopen_permission.py does it for real).
+    event = pull_request_event("reopen-by-maintainer", reopen).model_copy(update={"sender_permission": "write"})
+    resp = await installed.post_json(PR_PATH, event.model_dump(mode="json"))
     assert (resp["decision"], resp["reason"]) == ("EXEMPT", "reopened by maintainer after the deadline")
     statuses = [r["status"] for r in await rows(db, "SELECT status FROM challenges ORDER BY challenge_id")]
     assert statuses == ["TIMED_OUT", "EXEMPTED"]
@@ -171,7 +174,7 @@ async def test_re_evaluation_resolves_a_pending_challenge_when_the_author_became
 ) -> None:
     await send_pr(installed, pull_request_payload("opened"))
     async with db.acquire() as conn:
-        await repo_settings.put(conn, 5001, RepoSettings(whitelist_logins=["newcomer"]))
+        await repo_settings.put(conn, 5001, RepoSettings(whitelist_logins=["newcomer"], whitelist_user_ids=[9001]))
     resp = await send_pr(installed, pull_request_payload("synchronize", head_sha=SHA2))
     assert resp["decision"] == "EXEMPT"
     [challenge] = await rows(db, "SELECT status FROM challenges")

@@ -59,6 +59,7 @@ async def test_the_receivers_key_only_ingests(backend: SignedClient, db: asyncpg
         (KNOWN, {"delivery_ids": ["d-1"]}),
         (RECONCILE, {"trigger": "cli", "worker_id": "w1"}),
         (SETUP_CLAIMS, {"claim": "c" * 32}),
+        ("/internal/v2/sessions/revoke", {"github_user_id": 1}),
     ):
         refused = await _refused(await backend.post(path, body, sign_with=RECEIVER_SECRET))
         assert refused["error"] == "forbidden"
@@ -115,7 +116,7 @@ def test_every_signed_route_names_its_callers_and_the_receiver_only_ingests() ->
     assert receiver_routes
     assert all(path.startswith("/internal/v2/github/events/") for path in receiver_routes)
     admin_routes = {route.path for route in signed if Caller.ADMIN in route.callers}
-    assert admin_routes == {SETUP_CLAIMS, CREDENTIALS.partition("?")[0]}
+    assert admin_routes == {SETUP_CLAIMS, CREDENTIALS.partition("?")[0], "/internal/v2/sessions/revoke"}
     assert not any(Caller.WORKER in route.callers for route in signed if route.path in admin_routes)
 
 

@@ -60,11 +60,13 @@ class Owner:
     codec: SessionCodec
     sim: Simulator
 
-    async def user(self, login: str, user_id: int, permission: str | None = None) -> User:
-        """A signed-in user (cookie minted with the backend's own codec), with `permission` on the repo."""
+    async def user(self, login: str, user_id: int, permission: str | None = None,
+                   installations: tuple[int, ...] = (1001,)) -> User:
+        """A signed-in user (cookie minted with the backend's own codec), with `permission` on the repo,
+        who could reach `installations` at sign-in."""
         if permission is not None:
             self.sim.state.set_permission(FULL_NAME, login, permission, user_id)
-        _, cookie = self.codec.issue(user_id, login, time.time())
+        _, cookie = self.codec.issue(user_id, login, time.time(), installations)
         headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
         resp = await self.client.get("/api/v1/session", headers=headers)
         assert resp.status == 200, await resp.text()
@@ -157,7 +159,7 @@ async def test_a_user_github_does_not_know_is_403(owner: Owner) -> None:
 
 async def test_the_repository_owner_is_admin(owner: Owner) -> None:
     # The simulator makes an account admin of its own repositories, as GitHub does for user accounts.
-    user = await owner.user("octo-org", 777)
+    user = await owner.user("octo-org", owner.sim.state.ensure_user("octo-org").id)
     body = await owner.call("GET", repo_path("settings"), user)
     assert body["repo_full_name"] == FULL_NAME
 
@@ -251,8 +253,9 @@ async def test_admin_reads_and_writes_settings_and_the_next_pr_uses_them(owner: 
     }
     # GET's answer can be sent back as PUT's body (unknown fields are ignored).
     wanted = {**current, "deadline_seconds": 3600, "whitelist_logins": ["friend"], "warn_only": True}
+    owner.sim.state.ensure_user("friend", 9103)
     written = await owner.call("PUT", repo_path("settings"), admin, json=wanted)
-    assert written == {**wanted, "challenge_answer_set": False}
+    assert written == {**wanted, "whitelist_user_ids": [9103], "challenge_answer_set": False}
     assert await owner.call("GET", repo_path("settings"), admin, write=False) == written
 
     await gate_pr(owner.backend, 8, author_login="second", author_id=9102)
@@ -447,14 +450,14 @@ async def test_github_unreachable_is_502(db: asyncpg.Pool, database_url: str, ai
         settings = owner_settings(database_url, f"http://127.0.0.1:{port}")
         client = await aiohttp_client(create_app(settings))
         await send_installation(SignedClient(client, INTERNAL_SECRET), "installation", installation_payload("created"))
-        _, cookie = SessionCodec.from_settings(settings).issue(1, "carol", time.time())
+        _, cookie = SessionCodec.from_settings(settings).issue(1, "carol", time.time(), (1001,))
         resp = await client.get(repo_path("settings"), headers={"Cookie": f"{SESSION_COOKIE}={cookie}"})
         assert (resp.status, (await resp.json())["error"]) == (502, "github_unavailable")
 
 
 async def test_without_app_credentials_it_is_503(backend: SignedClient, database_url: str) -> None:
     await send_installation(backend, "installation", installation_payload("created"))
-    _, cookie = SessionCodec.from_settings(backend_settings(database_url)).issue(1, "carol", time.time())
+    _, cookie = SessionCodec.from_settings(backend_settings(database_url)).issue(1, "carol", time.time(), (1001,))
     resp = await backend.client.get(repo_path("settings"), headers={"Cookie": f"{SESSION_COOKIE}={cookie}"})
     assert (resp.status, (await resp.json())["error"]) == (503, "github_app_not_configured")
 
@@ -541,3 +544,105 @@ async def test_owner_routes_are_in_the_openapi_document(owner: Owner) -> None:
     assert "challenge_answer" in schemas["RepoSettingsUpdate"]["properties"]
     assert "challenge_answer" not in schemas["OwnerRepoSettings"]["properties"]
     assert "challenge_answer_set" in schemas["OwnerRepoSettings"]["properties"]
+
+
+# ---- item 6: no repository name for anyone but its admins ------------------------------------------------
+
+
+async def test_install_status_names_the_repository_only_to_its_admins(owner: Owner, db: asyncpg.Pool) -> None:
+    """The repository is private: its name, account and installation are its owner's business."""
+    owner.sim.state.repo_by_id(REPO).private = True
+    public = await owner.client.get(f"/api/v1/repos/{REPO}/github-app-status")
+    assert await public.json() == {"repo_id": REPO, "installed": True}
+    stranger = await owner.user("mallory", 6006, "none")
+    # Signed in, the public answer is the same; the details and every refusal name no repository.
+    resp = await owner.client.get(f"/api/v1/repos/{REPO}/github-app-status", headers=stranger.headers)
+    assert await resp.json() == {"repo_id": REPO, "installed": True}
+    for method, path in [("GET", repo_path("installation")), *ROUTES]:
+        for user in (None, stranger):
+            resp = await owner.client.request(method, path, headers=user.writing() if user else {},
+                                              json=RepoSettings().model_dump())
+            text = await resp.text()
+            assert resp.status in (401, 403), (resp.status, text)
+            assert "widgets" not in text, text
+            assert "octo-org" not in text, text
+    admin = await owner.user("carol", 3003, "admin")
+    details = await owner.call("GET", repo_path("installation"), admin, write=False)
+    assert details == {
+        "repo_id": REPO, "repo_full_name": FULL_NAME, "installed": True, "installation_id": 1001,
+        "installation_status": "ACTIVE", "account_login": "octo-org", "repository_selection": "selected",
+    }
+
+
+async def test_the_public_status_is_the_same_for_never_installed_and_unknown(owner: Owner) -> None:
+    for repo_id in (999_999, 7001):  # unknown to prgate / installed on GitHub but not known here
+        resp = await owner.client.get(f"/api/v1/repos/{repo_id}/github-app-status")
+        assert await resp.json() == {"repo_id": repo_id, "installed": False}
+
+
+# ---- item 13: a stranger never makes prgate spend another tenant's installation token ---------------------
+
+
+async def _sign_in(client: TestClient[Any, Any], login: str) -> str:
+    """The real OAuth flow against the simulator; the client's cookie jar holds the session. The CSRF token."""
+    start = await client.get("/auth/github/login", params={"next": "/api/v1/session"}, allow_redirects=False)
+    async with aiohttp.ClientSession() as github:
+        resp = await github.get(URL(start.headers["Location"]).update_query(login=login), allow_redirects=False)
+    done = await client.get(URL(resp.headers["Location"]).path_qs, allow_redirects=False)
+    assert done.status == 302, await done.text()
+    return str((await (await client.get("/api/v1/session")).json())["csrf_token"])
+
+
+async def test_a_stranger_never_causes_a_token_mint_for_another_tenant_and_is_rate_limited(
+    db: asyncpg.Pool, database_url: str, aiohttp_client: Any, simulator: Simulator
+) -> None:
+    settings = owner_settings(database_url, simulator.url, OWNER_API_CHECKS_PER_MINUTE="5")
+    client = await aiohttp_client(create_app(settings))
+    await send_installation(SignedClient(client, INTERNAL_SECRET), "installation", installation_payload("created"))
+    simulator.state.ensure_user("mallory", 6006)
+    csrf = await _sign_in(client, "mallory")  # she reaches none of the App's installations
+    simulator.state.request_log.clear()
+    answers = []
+    for _ in range(8):
+        resp = await client.put(repo_path("settings"), json={"deadline_seconds": 600}, headers={"X-CSRF-Token": csrf})
+        answers.append((resp.status, (await resp.json())["error"]))
+    assert answers == [(403, "forbidden")] * 5 + [(429, "rate_limited")] * 3
+    asked = [(r.method, r.path) for r in simulator.state.request_log]
+    assert not [a for a in asked if a[1].endswith("/access_tokens") or a[1].endswith("/permission")], asked
+    # The installation's own admin signs in, is listed the installation, and gets through.
+    simulator.state.set_permission(FULL_NAME, "erin", "admin")
+    admin = await aiohttp_client(create_app(settings))
+    await _sign_in(admin, "erin")
+    assert (await admin.get(repo_path("settings"))).status == 200
+    assert ("GET", "/user/installations") in [(r.method, r.path) for r in simulator.state.request_log]
+
+
+async def test_refusals_are_cached_longer_than_admin_answers() -> None:
+    """A stranger probing repositories costs GitHub one permission check per 5 minutes, not per minute."""
+    from aiohttp.test_utils import TestServer
+
+    from backend_api.github_app import REFUSAL_TTL_SECONDS, GitHubApp
+    from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
+
+    now = [1_700_000_000.0]
+    config = SimulatorConfig(app_id=APP_ID, app_public_key_pem=app_keys().public_pem, webhooks_on_api_changes=False)
+    sim_app = create_simulator_app(config, clock=lambda: now[0])
+    server = TestServer(sim_app)
+    await server.start_server()
+    try:
+        state = sim_app[SIM_STATE]
+        state.add_installation(1001, "octo-org")
+        state.add_repository(1001, REPO, FULL_NAME)
+        state.set_permission(FULL_NAME, "dev", "write", 3001)
+        async with aiohttp.ClientSession() as session:
+            app = GitHubApp(session, str(server.make_url("")), str(APP_ID), app_keys().private_pem,
+                            clock=lambda: now[0])
+            assert await app.permission(1001, REPO, "dev", 3001) == "write"
+            now[0] += 61
+            assert await app.permission(1001, REPO, "dev", 3001) == "write"
+            now[0] += REFUSAL_TTL_SECONDS - 60
+            assert await app.permission(1001, REPO, "dev", 3001) == "write"
+        checks = [r for r in state.request_log if r.path.endswith("/permission")]
+        assert len(checks) == 2
+    finally:
+        await server.close()

@@ -120,7 +120,9 @@ async def test_whitelisted_login_is_exempt_and_silent_when_configured(
     installed: SignedClient, db: asyncpg.Pool
 ) -> None:
     async with db.acquire() as conn:
-        await repo_settings.put(conn, 5001, RepoSettings(whitelist_logins=["NewComer"], exempt_comment=False))
+        await repo_settings.put(conn, 5001, RepoSettings(
+            whitelist_logins=["NewComer"], whitelist_user_ids=[9001], exempt_comment=False
+        ))
     resp = await send_pr(installed, pull_request_payload("opened"))
     assert (resp["decision"], resp["reason"]) == ("EXEMPT", "whitelisted login")
     assert await _comments(db) == []

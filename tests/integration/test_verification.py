@@ -213,7 +213,7 @@ async def test_author_signs_in_and_verifies(env: Env, db: asyncpg.Pool) -> None:
     assert session_cookie["samesite"] == "Lax"
     assert not session_cookie["secure"]  # BACKEND_PUBLIC_URL is http here
     payload = json.loads(base64.urlsafe_b64decode(session_cookie.value.split(".")[1] + "=="))
-    assert set(payload) == {"sid", "uid", "login", "exp"}
+    assert set(payload) == {"sid", "uid", "login", "exp", "inst", "iat"}
     assert (payload["uid"], payload["login"]) == (9001, "newcomer")
     for gho in env.simulator.server.app[SIM_OAUTH].tokens:  # the access token never reaches the browser
         assert gho not in session_cookie.value
@@ -334,7 +334,10 @@ async def test_question_must_be_answered_right(env: Env, db: asyncpg.Pool) -> No
     unticked = await browser.post(env.page_url(token), data={"csrf": csrf, "answer": "Apache-2.0"})
     assert_html(unticked, 422)
     assert "tick the box" in await unticked.text()
-    assert await snapshot(db) == before
+    after = await snapshot(db)
+    assert len(after.pop("verify_wrong_answers")) == 1  # only the wrong answer counts toward the limit
+    before.pop("verify_wrong_answers")
+    assert after == before
 
     right = await verify(browser, env, token, csrf, answer="  apache-2.0 ")
     assert_html(right, 200)
@@ -376,7 +379,10 @@ async def test_someone_else_is_refused_and_can_sign_out(env: Env, db: asyncpg.Po
     assert str(out.url) == env.page_url(token)
     assert_html(out, 200)
     assert "Sign in with GitHub" in await out.text()
-    assert await snapshot(db) == before
+    after = await snapshot(db)
+    assert [r["session_id"] for r in after.pop("revoked_sessions")] == [session.sid]  # signed out for good
+    before.pop("revoked_sessions")
+    assert after == before
 
 
 async def test_logout_without_its_csrf_token_keeps_the_session(env: Env) -> None:
@@ -654,3 +660,54 @@ async def test_secure_cookies_when_public_url_is_https(make_env: Callable[..., A
     resp = await env.browser().get(f"{env.base}/auth/github/login", allow_redirects=False)
     assert resp.cookies[OAUTH_COOKIE]["secure"]
     assert URL(resp.headers["Location"]).query["redirect_uri"] == "https://prgate.example/auth/github/callback"
+
+
+# ---- item 14: wrong answers are rate-limited, across replicas ---------------------------------------------
+
+
+async def test_wrong_answers_are_limited_per_challenge_across_replicas(
+    env: Env, make_env: Callable[..., Awaitable[Env]], db: asyncpg.Pool
+) -> None:
+    other_replica = await make_env()
+    async with db.acquire() as conn:
+        await repo_settings.put(conn, 5001, RepoSettings(challenge_question="Which license does this project use?"))
+        await conn.execute("UPDATE repo_settings SET challenge_answer_hash = $1 WHERE repo_id = 5001",
+                           answer_hash("Apache-2.0"))
+    token = await env.gate()
+    browser, csrf = await signed_in_author(env, token)
+    for guess in ("MIT", "GPL", "BSD"):
+        assert_html(await verify(browser, env, token, csrf, answer=guess), 422)
+    # A fresh session on another replica shares the challenge's count.
+    elsewhere, other_csrf = await signed_in_author(other_replica, token)
+    for guess in ("ISC", "MPL"):
+        assert_html(await verify(elsewhere, other_replica, token, other_csrf, answer=guess), 422)
+    for client, env_, form_csrf in ((browser, env, csrf), (elsewhere, other_replica, other_csrf)):
+        refused = await verify(client, env_, token, form_csrf, answer="Apache-2.0")  # even the right one
+        assert_html(refused, 429)
+        assert "Too many wrong answers" in await refused.text()
+        assert refused.headers["Retry-After"] == "900"
+    [challenge] = await rows(db, "SELECT status FROM challenges")
+    assert challenge["status"] == "PENDING"
+    # Once the wrong answers are older than the window, the right answer verifies.
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE verify_wrong_answers SET failed_at = now() - interval '16 minutes'")
+    done = await verify(browser, env, token, csrf, answer="Apache-2.0")
+    assert done.status == 200, await done.text()
+    assert "You are verified" in await done.text()
+
+
+async def test_wrong_answers_are_limited_per_session(env: Env, db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        await repo_settings.put(conn, 5001, RepoSettings(challenge_question="Which license?"))
+        await conn.execute("UPDATE repo_settings SET challenge_answer_hash = $1 WHERE repo_id = 5001",
+                           answer_hash("Apache-2.0"))
+    first = await env.gate(number=7)
+    second = await env.gate(number=8, head_sha="e" * 40)
+    browser, csrf = await signed_in_author(env, first)
+    for guess in ("a", "b", "c"):
+        assert_html(await verify(browser, env, first, csrf, answer=guess), 422)
+    page = await (await browser.get(env.page_url(second))).text()
+    csrf2 = csrf_of(page)
+    for guess in ("d", "e"):
+        assert_html(await verify(browser, env, second, csrf2, answer=guess), 422)
+    assert_html(await verify(browser, env, second, csrf2, answer="Apache-2.0"), 429)

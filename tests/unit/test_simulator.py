@@ -1124,3 +1124,58 @@ async def test_run_simulator_serves_until_cancelled(app_key: rsa.RSAPrivateKey) 
         server.cancel()
         with pytest.raises(asyncio.CancelledError):
             await server
+
+
+# ---- users: lookup, rename and reuse of a login; the user's installations (issue 13) --------------------
+
+
+async def test_a_renamed_login_is_free_and_a_newcomer_gets_a_new_id(sim: Sim) -> None:
+    token = await sim.token()
+    created = await sim.client.post("/_sim/users", json={"login": "carla", "id": 501})
+    assert created.status == 201
+    assert (await sim.client.post("/_sim/users", json={"login": "CARLA", "id": 502})).status == 422
+    sim.state.set_permission("octo/repo", "carla", "write")
+    got = await sim.client.get("/users/carla", headers=sim.auth(token))
+    assert got.status == 200
+    body = await got.json()
+    assert (body["login"], body["id"], body["type"]) == ("carla", 501, "User")
+
+    renamed = await sim.client.patch("/_sim/users/carla", json={"login": "carla2"})
+    assert (await renamed.json())["id"] == 501
+    missing = await sim.client.get("/users/carla", headers=sim.auth(token))
+    assert (missing.status, (await missing.json())["message"]) == (404, "Not Found")
+    assert (await (await sim.client.get("/users/carla2", headers=sim.auth(token))).json())["id"] == 501
+    assert sim.state.permission_of("octo/repo", "carla2")[0] == "write"  # the role followed the id
+
+    assert (await sim.client.post("/_sim/users", json={"login": "carla", "id": 666})).status == 201
+    assert (await (await sim.client.get("/users/carla", headers=sim.auth(token))).json())["id"] == 666
+    assert sim.state.permission_of("octo/repo", "carla")[0] == "read"  # the newcomer has no role
+    assert (await sim.client.get("/users/carla")).status == 401  # the backend asks with a token
+
+
+async def test_user_installations_lists_what_the_user_token_reaches(sim: Sim) -> None:
+    from prgate.simulator.oauth import SIM_OAUTH
+
+    store = sim.client.app[SIM_OAUTH]
+    store.tokens["gho_alice"] = "alice"
+    store.tokens["gho_other"] = "other"
+    sim.state.ensure_user("alice", 9)
+    sim.state.set_permission("octo/repo", "alice", "triage")
+
+    async def listed(token: str) -> tuple[int, list[int]]:
+        resp = await sim.client.get("/user/installations", headers=sim.auth(token, "Bearer"))
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        return body["total_count"], [i["id"] for i in body["installations"]]
+
+    assert await listed("gho_alice") == (1, [123])  # a role on one of its repositories
+    assert await listed("gho_other") == (1, [456])  # the installation on the user's own account
+    sim.state.set_permission("octo/repo", "alice", "none")
+    assert await listed("gho_alice") == (0, [])
+    # An installation token is not a user token.
+    resp = await sim.client.get("/user/installations", headers=sim.auth(await sim.token()))
+    assert resp.status == 401
+    # The rename keeps the user's tokens theirs.
+    sim.state.set_permission("octo/repo", "alice", "admin")
+    await sim.client.patch("/_sim/users/alice", json={"login": "alice2"})
+    assert await listed("gho_alice") == (1, [123])

@@ -190,7 +190,16 @@ def test_refusal_statuses() -> None:
         Refusal.SIGNED_OUT: 403, Refusal.BAD_CSRF: 403, Refusal.WRONG_USER: 403,
         Refusal.ALREADY_VERIFIED: 409, Refusal.EXPIRED: 409,
         Refusal.NOT_ACCEPTED: 422, Refusal.ANSWER_REQUIRED: 422, Refusal.WRONG_ANSWER: 422,
+        Refusal.TOO_MANY_WRONG_ANSWERS: 429,
     }
+
+
+def test_too_many_wrong_answers_per_challenge_or_per_session() -> None:
+    from backend_api.challenges.verify import too_many_wrong_answers
+
+    assert not too_many_wrong_answers(4, 4, 5)
+    assert too_many_wrong_answers(5, 0, 5)
+    assert too_many_wrong_answers(0, 5, 5)
 
 
 def test_attestation_must_be_accepted() -> None:
