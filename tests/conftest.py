@@ -43,6 +43,7 @@ TABLES = (
     "github_installations", "github_installation_repositories", "webhook_deliveries", "repo_settings",
     "contributors", "challenges", "bot_actions", "internal_nonces", "github_app_credentials",
     "decided_pull_requests", "reconcile_repairs", "reconcile_runs", "github_app_setup_claims",
+    "pr_comments",
 )
 
 

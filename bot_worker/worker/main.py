@@ -68,6 +68,9 @@ class MetricsHooks(LoopHooks):
     def claim_latency(self, seconds: float) -> None:
         self._m.claim_latency.observe(seconds)
 
+    def lease_extended(self, outcome: str) -> None:
+        self._m.lease_extensions.labels(outcome).inc()
+
 
 class ClaimHealth:
     """What `/readyz` knows about the claim calls: how many are in flight and how the last one ended.
@@ -205,8 +208,10 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             metrics.provider_request_seconds.labels("github", method, str(status)).observe(seconds)
 
         executor = Executor(
-            GitHubProvider(session, settings.github_api_url, tokens, observe),
+            GitHubProvider(session, settings.github_api_url, tokens, observe,
+                           on_foreign_comment=metrics.foreign_comments.inc),
             WriteThrottle(redis, settings.writes_per_minute),
+            provider_timeout=settings.provider_timeout_seconds,
             on_throttle_wait=metrics.rate_limit_waits.labels("throttle").inc,
         )
         loop = ClaimLoop(
