@@ -284,9 +284,14 @@ async def notify(conn: Conn) -> None:
 async def cancel_pending_for_installation(
     conn: Conn, installation_id: int, reason: str
 ) -> int:
+    """The installation's actions no worker is running: PENDING ones, and CLAIMED ones whose lease
+    expired (their worker is gone; left CLAIMED they would block the PR, or run stale, after a
+    reinstall). A live lease is honoured: its worker finishes and reports as usual."""
     result: str = await conn.execute(
-        """UPDATE bot_actions SET status = 'CANCELLED', last_error = $2, completed_at = now(), updated_at = now()
-           WHERE installation_id = $1 AND status = 'PENDING'""",
+        """UPDATE bot_actions SET status = 'CANCELLED', last_error = $2, completed_at = now(), updated_at = now(),
+                                  lease_owner = NULL, lease_expires_at = NULL
+           WHERE installation_id = $1
+             AND (status = 'PENDING' OR (status = 'CLAIMED' AND lease_expires_at <= now()))""",
         installation_id, reason,
     )
     return int(result.split()[-1])

@@ -322,3 +322,40 @@ async def test_another_apps_comment_with_our_marker_is_passed_over(executor: Exe
     again = await executor.run(with_comment_id(action(body=f"{MARKER}\nedited"), foreign.id), lease())
     assert (again.outcome, again.comment_id) == (Outcome.SUCCEEDED, result.comment_id)
     assert bodies(simulator) == [f"{MARKER}\nechoed", f"{MARKER}\nedited"]
+
+
+async def test_no_write_starts_when_the_rest_of_the_lease_cannot_cover_it(
+    session: aiohttp.ClientSession, simulator: Simulator, tokens: InstallationTokens
+) -> None:
+    """Issue 13, item 8: 2.5 s of lease left, a write may take 2 s plus 1 s to report: the reads
+    run, the write does not start, the attempt goes back retryable with nothing written."""
+    executor = Executor(GitHubProvider(session, simulator.url, tokens), None, provider_timeout=2, report_margin=1)
+    result = await executor.run(action(), time.monotonic() + 2.5)
+    assert result.outcome is Outcome.RETRYABLE_FAILURE
+    assert "lease budget" in (result.error or "")
+    assert bodies(simulator) == []
+    assert [r.method for r in simulator.state.request_log if "comments" in r.path] == ["GET"]
+    # The same attempt with its lease extended (the lease keeper moved the deadline) writes.
+    from bot_worker.worker.executor import Lease
+
+    held = Lease(time.monotonic() + 2.5)
+    held.deadline = time.monotonic() + 60
+    assert (await executor.run(action(), held)).outcome is Outcome.SUCCEEDED
+    assert bodies(simulator) == [f"{MARKER}\nplease verify"]
+
+
+async def test_a_read_never_waits_past_the_lease(
+    session: aiohttp.ClientSession, simulator: Simulator, tokens: InstallationTokens
+) -> None:
+    from prgate.simulator import FaultConfig, FaultProfile
+
+    await tokens.get(1001)  # minted before GitHub slows down
+    provider = GitHubProvider(session, simulator.url, tokens)
+    await provider.app_identity()
+    simulator.state.faults.configure(FaultConfig(default=FaultProfile(latency_ms=3000)))
+    executor = Executor(provider, None, provider_timeout=10, report_margin=1)
+    result = await executor.run(action(), time.monotonic() + 2.5)
+    assert result.outcome is Outcome.RETRYABLE_FAILURE
+    # The listing was cut off at the 1.5 s left (a timeout), not answered after the lease ran out.
+    assert (result.error or "").startswith("TimeoutError"), result.error
+    assert bodies(simulator) == []
