@@ -84,6 +84,11 @@ class Metrics:
             "Comments carrying prgate's marker that this App did not write (ignored, never edited)",
             registry=registry,
         )
+        self.stored_comments_lost = Counter(
+            "stored_comments_lost_total",
+            "Remembered comment ids that GitHub no longer has (deleted) or that are not ours: the PR was searched",
+            registry=registry,
+        )
         self.lease_extensions = Counter(
             "lease_extensions_total", "Lease extensions of running attempts (extended / lost / unsupported / error)",
             ["outcome"], registry=registry,

@@ -145,12 +145,14 @@ class GitHubProvider:
         observer: RequestObserver | None = None,
         *,
         on_foreign_comment: Callable[[], None] | None = None,
+        on_stored_comment_lost: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
         self._tokens = tokens
         self._observer = observer
         self._on_foreign_comment = on_foreign_comment
+        self._on_stored_comment_lost = on_stored_comment_lost
         self._identity: AppIdentity | None = None
         self._identity_lock = asyncio.Lock()
 
@@ -210,6 +212,8 @@ class GitHubProvider:
                     return await write_over(gh, stored)
                 log.warning("stored comment is gone or not ours; searching the PR",
                             extra={"installation_id": installation_id, "comment_id": comment_id})
+                if self._on_stored_comment_lost is not None:
+                    self._on_stored_comment_lost()
             async for comment in gh.getiter(f"{base}/{number}/comments?per_page=100"):
                 if marker not in (comment.get("body") or ""):
                     continue

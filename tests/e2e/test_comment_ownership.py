@@ -11,6 +11,7 @@ import asyncpg
 from backend_api.challenges import messages
 from tests.e2e.conftest import FullStack, sim, sim_get
 from tests.e2e.test_gate_e2e import HEAD, expire, install, pr_state
+from tests.e2e.test_worker_fleet import worker_metric
 from tests.support.processes import eventually
 
 MARKER = messages.PR_COMMENT_MARKER
@@ -90,3 +91,6 @@ async def test_a_foreign_comment_with_the_marker_neither_blocks_the_gate_nor_is_
         assert [p["path"].rsplit("/", 1)[1] for p in patched] == [str(gate["id"])]
         async with db.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM bot_actions WHERE status = 'FAILED'") == 0
+        # The foreign comments were seen (on the first, searched write) and counted.
+        workers = [p for p in full_stack.fleet.procs if p.name.startswith("worker-")]
+        assert sum([await worker_metric(p, "foreign_marker_comments_total") for p in workers]) >= 2
