@@ -88,6 +88,20 @@ class Metrics:
             "rate_limit_waits_total", "Waits imposed by provider rate limits (primary / secondary / throttle)",
             ["kind"], registry=registry,
         )
+        self.foreign_comments = Counter(
+            "foreign_marker_comments_total",
+            "Comments carrying prgate's marker that this App did not write (ignored, never edited)",
+            registry=registry,
+        )
+        self.stored_comments_lost = Counter(
+            "stored_comments_lost_total",
+            "Remembered comment ids that GitHub no longer has (deleted) or that are not ours: the PR was searched",
+            registry=registry,
+        )
+        self.lease_extensions = Counter(
+            "lease_extensions_total", "Lease extensions of running attempts (extended / lost / unsupported / error)",
+            ["outcome"], registry=registry,
+        )
         self.token_refreshes = Counter(
             "token_refreshes_total", "GitHub App installation tokens minted", registry=registry,
         )

@@ -48,7 +48,10 @@ class BotSettings(BaseSettings):
     worker_concurrency: int = Field(default=16, ge=1, le=100, alias="WORKER_CONCURRENCY")
     lease_seconds: int = Field(default=60, ge=5, le=3600, alias="WORKER_LEASE_SECONDS")
     claim_wait_seconds: float = Field(default=20.0, ge=0, le=30, alias="WORKER_CLAIM_WAIT_SECONDS")
-    provider_timeout_seconds: float = Field(default=10.0, alias="PROVIDER_TIMEOUT_SECONDS")
+    provider_timeout_seconds: float = Field(default=10.0, gt=0, alias="PROVIDER_TIMEOUT_SECONDS")
+    # Kept free at the end of a lease to report the result; a write starts only when the provider
+    # timeout plus this margin fits in what is left of the lease (docs/security.md, item 8).
+    report_margin_seconds: float = Field(default=15.0, ge=0, le=600, alias="WORKER_REPORT_MARGIN_SECONDS")
     writes_per_minute: int = Field(default=80, ge=1, alias="GITHUB_WRITES_PER_MINUTE")
     metrics_port: int = Field(default=9101, alias="WORKER_METRICS_PORT")
     shutdown_grace_seconds: float = Field(default=20.0, alias="WORKER_SHUTDOWN_GRACE_SECONDS")

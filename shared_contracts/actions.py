@@ -91,6 +91,10 @@ class ClaimedAction(WireModel):
     repo_full_name: str
     github_pr_number: int
     payload: ActionPayload
+    # The id of the comment this App wrote on the PR under the payload's marker, when a worker
+    # reported one (issue 13, item 2): edited directly instead of searched for. Absent from an
+    # older backend; an older worker ignores it.
+    comment_id: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> ClaimedAction:
@@ -110,6 +114,8 @@ class ResultRequest(WireModel):
     outcome: Outcome
     error: str | None = Field(default=None, max_length=8192)
     retry_after_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    # The PR comment this attempt created or edited (optional: older workers never send it).
+    comment_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
 
 
 class ResultResponse(WireModel):
@@ -129,6 +135,7 @@ class ActionResult(WireModel):
     outcome: Outcome
     error: str | None = Field(default=None, max_length=8192)
     retry_after_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    comment_id: int | None = Field(default=None, ge=1, le=2**63 - 1)  # as in ResultRequest
 
 
 class BatchResultRequest(WireModel):
@@ -163,3 +170,17 @@ class BatchResultItem(WireModel):
 
 class BatchResultResponse(WireModel):
     results: list[BatchResultItem]
+
+
+class LeaseRequest(WireModel):
+    """Extend the lease of an attempt still running (an extension of the §4 contract): granted only
+    while this worker holds that attempt's lease and it has not yet expired."""
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    attempt: int = Field(ge=1, le=2**31 - 1)
+    lease_seconds: int = Field(default=60, ge=5, le=3600)
+
+
+class LeaseResponse(WireModel):
+    action_id: int
+    lease_expires_at: datetime

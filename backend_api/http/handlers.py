@@ -11,10 +11,17 @@ from backend_api.events.installation import ingest_installation_sync
 from backend_api.events.repository import ingest_repository_renamed
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
 from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, ENQUEUED_TYPES, INGEST, NOTIFIER, REPLAYED, RNG, SETTINGS
-from backend_api.outbox.service import StaleResult, UnknownAction, claim_actions, report_result, report_results
+from backend_api.outbox.service import (
+    StaleResult,
+    UnknownAction,
+    claim_actions,
+    extend_lease,
+    report_result,
+    report_results,
+)
 from backend_api.store import deliveries, installations
 from backend_api.store.db import DATABASE_UNAVAILABLE
-from shared_contracts.actions import ActionType, BatchResultRequest, ClaimRequest, ResultRequest
+from shared_contracts.actions import ActionType, BatchResultRequest, ClaimRequest, LeaseRequest, ResultRequest
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import (
     CommandEvent,
@@ -108,6 +115,20 @@ async def result(request: web.Request) -> web.Response:
     except StaleResult:
         raise ApiError(
             409, "stale_lease", "this worker does not hold the lease for that attempt; nothing changed"
+        ) from None
+    return json_response(response)
+
+
+async def lease(request: web.Request) -> web.Response:
+    action_id = path_id(request, "action_id")
+    req = await read_model(request, LeaseRequest)
+    try:
+        response = await extend_lease(request.app[DB_POOL], action_id, req)
+    except UnknownAction:
+        raise ApiError(404, "not_found", f"no action {action_id}") from None
+    except StaleResult:
+        raise ApiError(
+            409, "stale_lease", "this worker does not hold an unexpired lease for that attempt; nothing changed"
         ) from None
     return json_response(response)
 

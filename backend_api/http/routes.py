@@ -20,6 +20,8 @@ from shared_contracts.actions import (
     BatchResultResponse,
     ClaimRequest,
     ClaimResponse,
+    LeaseRequest,
+    LeaseResponse,
     ResultRequest,
     ResultResponse,
 )
@@ -128,6 +130,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/bot-actions/{action_id}/result", handlers.result,
           "Report the outcome of one leased attempt", ResultRequest, ResultResponse,
           (*_INTERNAL_ERRORS, 404, 409), callers=_WORKER),
+    Route("POST", "/internal/v2/bot-actions/{action_id}/lease", handlers.lease,
+          "Extend the lease of an attempt still running; only while this worker holds that attempt's "
+          "unexpired lease", LeaseRequest, LeaseResponse, (*_INTERNAL_ERRORS, 404, 409), callers=_WORKER),
     Route("POST", "/internal/v2/bot-actions/results", handlers.results,
           "Report up to 100 outcomes in one call; each is applied or refused (stale_lease / unknown_action) "
           "on its own", BatchResultRequest, BatchResultResponse, _INTERNAL_ERRORS, callers=_WORKER),

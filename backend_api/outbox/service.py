@@ -19,6 +19,8 @@ from shared_contracts.actions import (
     ClaimedAction,
     ClaimRequest,
     ClaimResponse,
+    LeaseRequest,
+    LeaseResponse,
     Outcome,
     ResultRequest,
     ResultResponse,
@@ -69,6 +71,7 @@ async def claim_actions(
                 provider=r["provider"], action_type=r["action_type"], installation_id=r["installation_id"],
                 repo_id=r["repo_id"], repo_full_name=r["repo_full_name"], github_pr_number=r["pr_number"],
                 payload=PAYLOAD_TYPES[ActionType(r["action_type"])].model_validate(r["payload"]),
+                comment_id=r["comment_id"],
             )
             for r in rows
         ]
@@ -90,7 +93,7 @@ async def report_result(
         delay = retry_delay(req.attempt, base=base, cap=cap, retry_after=req.retry_after_seconds, rng=rng)
     async with pool.acquire() as conn:
         applied = await outbox.apply_result(
-            conn, action_id, req.worker_id, req.attempt, req.outcome, delay, req.error
+            conn, action_id, req.worker_id, req.attempt, req.outcome, delay, req.error, req.comment_id
         )
         if applied is None:
             if not await outbox.exists(conn, action_id):
@@ -116,7 +119,7 @@ async def report_results(
     """Apply a batch in one transaction: each result is applied or refused exactly as alone."""
     rows = [
         outbox.ResultRow(
-            action_id=r.action_id, attempt=r.attempt, outcome=r.outcome, error=r.error,
+            action_id=r.action_id, attempt=r.attempt, outcome=r.outcome, error=r.error, comment_id=r.comment_id,
             retry_delay_seconds=(
                 retry_delay(r.attempt, base=base, cap=cap, retry_after=r.retry_after_seconds, rng=rng)
                 if r.outcome is Outcome.RETRYABLE_FAILURE else 0.0
@@ -142,3 +145,14 @@ async def report_results(
                 BatchResultItem(action_id=r.action_id, status=done.status, next_attempt_at=done.next_attempt_at)
             )
     return BatchResultResponse(results=items)
+
+
+async def extend_lease(pool: asyncpg.Pool, action_id: int, req: LeaseRequest) -> LeaseResponse:
+    """Extend a running attempt's lease; StaleResult when the worker no longer holds it."""
+    async with pool.acquire() as conn:
+        expires = await outbox.extend_lease(conn, action_id, req.worker_id, req.attempt, req.lease_seconds)
+        if expires is None:
+            if not await outbox.exists(conn, action_id):
+                raise UnknownAction(action_id)
+            raise StaleResult(action_id)
+    return LeaseResponse(action_id=action_id, lease_expires_at=expires)

@@ -103,7 +103,10 @@ UPDATE bot_actions t SET
 FROM candidates c
 WHERE t.action_id = c.action_id
 RETURNING t.action_id, t.attempt, t.lease_expires_at, t.provider, t.action_type, t.installation_id,
-          t.repo_id, t.repo_full_name, t.pr_number, t.payload
+          t.repo_id, t.repo_full_name, t.pr_number, t.payload,
+          (SELECT pc.comment_id FROM pr_comments pc
+           WHERE pc.provider = t.provider AND pc.repo_id = t.repo_id AND pc.pr_number = t.pr_number
+             AND pc.marker = t.payload->>'marker') AS comment_id
 """
 
 # The oldest next_attempt_at of a claimable row, but never later than `margin` ago: a row
@@ -149,10 +152,11 @@ async def apply_result(
     outcome: Outcome,
     retry_delay_seconds: float,
     error: str | None,
+    comment_id: int | None = None,
 ) -> ResultApplied | None:
     """Apply a worker's result; None when that worker does not hold this attempt's lease."""
     applied = await apply_results(
-        conn, worker_id, [ResultRow(action_id, attempt, outcome, retry_delay_seconds, error)]
+        conn, worker_id, [ResultRow(action_id, attempt, outcome, retry_delay_seconds, error, comment_id)]
     )
     return applied.get(action_id)
 
@@ -202,17 +206,37 @@ class ResultRow:
     outcome: Outcome
     retry_delay_seconds: float
     error: str | None
+    comment_id: int | None = None
+
+
+# The comment ids of applied results, remembered per PR and marker (a later id replaces an earlier one).
+_REMEMBER_COMMENTS = """
+INSERT INTO pr_comments (provider, repo_id, pr_number, marker, comment_id)
+SELECT a.provider, a.repo_id, a.pr_number, a.payload->>'marker', i.comment_id
+FROM unnest($1::bigint[], $2::bigint[]) AS i(action_id, comment_id)
+JOIN bot_actions a ON a.action_id = i.action_id
+WHERE a.repo_id IS NOT NULL AND a.payload ? 'marker'
+ON CONFLICT (provider, repo_id, pr_number, marker)
+DO UPDATE SET comment_id = excluded.comment_id, updated_at = now()
+"""
 
 
 async def apply_results(
     conn: Conn, worker_id: str, results: Sequence[ResultRow]
 ) -> dict[int, ResultApplied]:
-    """Apply a batch in one statement; the ids absent from the answer were refused (stale or unknown)."""
-    rows = await conn.fetch(
-        _RESULTS, worker_id,
-        [r.action_id for r in results], [r.attempt for r in results], [r.outcome.value for r in results],
-        [float(r.retry_delay_seconds) for r in results], [r.error for r in results],
-    )
+    """Apply a batch in one transaction; the ids absent from the answer were refused (stale or unknown).
+    The comment ids of applied results are remembered for the PR's next actions."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            _RESULTS, worker_id,
+            [r.action_id for r in results], [r.attempt for r in results], [r.outcome.value for r in results],
+            [float(r.retry_delay_seconds) for r in results], [r.error for r in results],
+        )
+        applied_ids = {int(row["action_id"]) for row in rows}
+        comments = [(r.action_id, r.comment_id) for r in results
+                    if r.comment_id is not None and r.action_id in applied_ids]
+        if comments:
+            await conn.execute(_REMEMBER_COMMENTS, [c[0] for c in comments], [c[1] for c in comments])
     applied: dict[int, ResultApplied] = {}
     for row in rows:
         status = ActionStatus(row["status"])
@@ -222,6 +246,24 @@ async def apply_results(
             unblocks_successor=bool(row["unblocks_successor"]),
         )
     return applied
+
+
+async def extend_lease(
+    conn: Conn, action_id: int, worker_id: str, attempt: int, lease_seconds: float
+) -> datetime | None:
+    """Move a running attempt's lease to `lease_seconds` from now; None unless `worker_id` holds that
+    attempt's lease and it has not expired (an expired lease may already be another worker's)."""
+    value: datetime | None = await conn.fetchval(
+        """UPDATE bot_actions SET
+               lease_expires_at = now() + make_interval(secs => $4),
+               next_attempt_at = now() + make_interval(secs => $4),
+               updated_at = now()
+           WHERE action_id = $1 AND status = 'CLAIMED' AND lease_owner = $2 AND attempt = $3
+             AND lease_expires_at > now()
+           RETURNING lease_expires_at""",
+        action_id, worker_id, attempt, float(lease_seconds),
+    )
+    return value
 
 
 async def existing(conn: Conn, action_ids: Sequence[int]) -> set[int]:
@@ -242,9 +284,14 @@ async def notify(conn: Conn) -> None:
 async def cancel_pending_for_installation(
     conn: Conn, installation_id: int, reason: str
 ) -> int:
+    """The installation's actions no worker is running: PENDING ones, and CLAIMED ones whose lease
+    expired (their worker is gone; left CLAIMED they would block the PR, or run stale, after a
+    reinstall). A live lease is honoured: its worker finishes and reports as usual."""
     result: str = await conn.execute(
-        """UPDATE bot_actions SET status = 'CANCELLED', last_error = $2, completed_at = now(), updated_at = now()
-           WHERE installation_id = $1 AND status = 'PENDING'""",
+        """UPDATE bot_actions SET status = 'CANCELLED', last_error = $2, completed_at = now(), updated_at = now(),
+                                  lease_owner = NULL, lease_expires_at = NULL
+           WHERE installation_id = $1
+             AND (status = 'PENDING' OR (status = 'CLAIMED' AND lease_expires_at <= now()))""",
         installation_id, reason,
     )
     return int(result.split()[-1])

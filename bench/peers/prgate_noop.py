@@ -25,7 +25,7 @@ from bench.peers import ready_then_go
 from bot_worker.backend.client import BackendClient
 from bot_worker.settings import BotSettings
 from bot_worker.worker.claim_loop import ClaimLoop
-from bot_worker.worker.executor import Executor
+from bot_worker.worker.executor import Executor, Lease
 from bot_worker.worker.outcomes import Classified
 from shared_contracts.actions import ClaimedAction, Outcome
 
@@ -38,7 +38,7 @@ class NoopExecutor(Executor):
     def __init__(self) -> None:  # no provider, no throttle
         pass
 
-    async def run(self, action: ClaimedAction, lease_deadline: float) -> Classified:
+    async def run(self, action: ClaimedAction, lease: float | Lease) -> Classified:
         return _SUCCEEDED
 
 

@@ -16,6 +16,8 @@ from shared_contracts.actions import (
     BatchResultResponse,
     ClaimRequest,
     ClaimResponse,
+    LeaseRequest,
+    LeaseResponse,
     ResultRequest,
     ResultResponse,
 )
@@ -113,6 +115,9 @@ class BackendClient:
 
     async def report(self, action_id: int, req: ResultRequest) -> ResultResponse:
         return await self._post(f"/internal/v2/bot-actions/{action_id}/result", req, ResultResponse, timeout=15)
+
+    async def extend_lease(self, action_id: int, req: LeaseRequest) -> LeaseResponse:
+        return await self._post(f"/internal/v2/bot-actions/{int(action_id)}/lease", req, LeaseResponse, timeout=10)
 
     async def report_results(self, req: BatchResultRequest) -> BatchResultResponse:
         return await self._post(RESULTS_PATH, req, BatchResultResponse, timeout=15)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
@@ -16,6 +19,73 @@ from bot_worker.providers.github_auth import InstallationTokens
 from shared_contracts.actions import StatusPayload
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+class LeaseBudgetExhausted(Exception):
+    """Too little of the attempt's lease is left to start this request and still report in time."""
+
+
+def request_timeout(remaining: float, method: str, provider_timeout: float, report_margin: float) -> float | None:
+    """The timeout to give one request with `remaining` seconds of lease left; None: do not start it.
+
+    A write starts only when its worst case (the full provider timeout) and the report still fit in
+    the lease: a write that might land after the lease could duplicate another worker's re-run. A
+    read is harmless late, so it gets whatever is left before the margin, capped at the timeout."""
+    usable = remaining - report_margin
+    if method.upper() in WRITE_METHODS:
+        return provider_timeout if usable >= provider_timeout else None
+    return min(provider_timeout, usable) if usable > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBudget:
+    """How long the current attempt may still talk to GitHub. `deadline` reads the lease's expiry
+    (monotonic seconds) afresh at every request: the lease keeper moves it when the lease is extended."""
+
+    deadline: Callable[[], float]
+    provider_timeout: float
+    report_margin: float
+    clock: Callable[[], float] = time.monotonic
+
+    def timeout_for(self, method: str) -> float:
+        remaining = self.deadline() - self.clock()
+        timeout = request_timeout(remaining, method, self.provider_timeout, self.report_margin)
+        if timeout is None:
+            raise LeaseBudgetExhausted(
+                f"{remaining:.1f}s of lease left: not starting a {method} that may take "
+                f"{self.provider_timeout:.0f}s plus {self.report_margin:.0f}s to report"
+            )
+        return timeout
+
+
+@dataclass(frozen=True, slots=True)
+class AppIdentity:
+    """This App as GitHub knows it (`GET /app`). Its bot user's login is `<slug>[bot]`: people cannot
+    register logins with brackets, so that login is ours alone."""
+
+    id: int
+    slug: str
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+
+def owns_comment(comment: Mapping[str, Any], app: AppIdentity) -> bool:
+    """Whether this App wrote the comment: its bot user, and (where GitHub says) through this App."""
+    user = comment.get("user") or {}
+    if user.get("type") != "Bot" or user.get("login") != app.bot_login:
+        return False
+    via = comment.get("performed_via_github_app")
+    return not isinstance(via, Mapping) or via.get("id") == app.id
+
+
+def comment_on(comment: Mapping[str, Any], number: int) -> bool:
+    """Whether the comment belongs to issue/PR `number` (its `issue_url` ends with `/issues/{number}`)."""
+    return str(comment.get("issue_url") or "").endswith(f"/issues/{number}")
 
 
 class RequestObserver(Protocol):
@@ -36,18 +106,25 @@ class StateResult(StrEnum):
 class _ObservedAPI(GitHubAPI):
     """gidgethub's aiohttp client, reporting every request's status and latency."""
 
-    def __init__(self, session: aiohttp.ClientSession, observer: RequestObserver | None, **kwargs: Any) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, observer: RequestObserver | None,
+        budget: RequestBudget | None = None, **kwargs: Any,
+    ) -> None:
         super().__init__(session, "prgate", **kwargs)
         self._observer = observer
+        self._budget = budget
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        # Raises before anything is sent when the lease cannot cover this request.
+        timeout = None if self._budget is None else aiohttp.ClientTimeout(total=self._budget.timeout_for(method))
         started = time.perf_counter()
         status = 0
         try:
-            status, resp_headers, data = await super()._request(method, url, headers, body)
-            return status, resp_headers, data
+            async with self._session.request(method, url, headers=headers, data=body, timeout=timeout) as resp:
+                status = resp.status
+                return resp.status, resp.headers, await resp.read()
         finally:
             if self._observer is not None:
                 self._observer(method, status, time.perf_counter() - started)
@@ -66,17 +143,40 @@ class GitHubProvider:
         api_url: str,
         tokens: InstallationTokens,
         observer: RequestObserver | None = None,
+        *,
+        on_foreign_comment: Callable[[], None] | None = None,
+        on_stored_comment_lost: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
         self._tokens = tokens
         self._observer = observer
+        self._on_foreign_comment = on_foreign_comment
+        self._on_stored_comment_lost = on_stored_comment_lost
+        self._identity: AppIdentity | None = None
+        self._identity_lock = asyncio.Lock()
 
-    async def _as_installation(self, installation_id: int, op: Callable[[GitHubAPI], Awaitable[T]]) -> T:
+    async def app_identity(self, budget: RequestBudget | None = None) -> AppIdentity:
+        """This App's id and slug, from `GET /app` with the App JWT; asked once per process (an App's
+        id and slug never change), and never taken from configuration that could name another App."""
+        if self._identity is not None:
+            return self._identity
+        async with self._identity_lock:
+            if self._identity is None:
+                gh = _ObservedAPI(self._session, self._observer, budget, base_url=self._api_url)
+                app = await gh.getitem("/app", jwt=self._tokens.app_jwt())
+                identity = AppIdentity(id=int(app["id"]), slug=str(app["slug"]))
+                log.info("GitHub App identity", extra={"app_id": identity.id, "bot_login": identity.bot_login})
+                self._identity = identity
+            return self._identity
+
+    async def _as_installation(
+        self, installation_id: int, op: Callable[[GitHubAPI], Awaitable[T]], budget: RequestBudget | None = None
+    ) -> T:
         """Run `op` with the installation's token; a 401 refreshes the token once and retries."""
         for attempt in (1, 2):
             token = await self._tokens.get(installation_id)
-            gh = _ObservedAPI(self._session, self._observer, oauth_token=token, base_url=self._api_url)
+            gh = _ObservedAPI(self._session, self._observer, budget, oauth_token=token, base_url=self._api_url)
             try:
                 return await op(gh)
             except gidgethub.BadRequest as exc:
@@ -86,26 +186,68 @@ class GitHubProvider:
         raise AssertionError("unreachable")
 
     async def upsert_comment(
-        self, installation_id: int, repo_id: int, number: int, marker: str, body: str
-    ) -> CommentResult:
-        """Edit our comment (found by its hidden marker) or create it; never a second one."""
+        self, installation_id: int, repo_id: int, number: int, marker: str, body: str,
+        *, comment_id: int | None = None, budget: RequestBudget | None = None,
+    ) -> tuple[CommentResult, int]:
+        """Edit our comment or create it; never a second one. The comment's id comes back.
+
+        With `comment_id` (the one we wrote before, stored by the backend) the comment is read and
+        edited directly; without it, or when it is gone, the PR's comments are searched for the
+        marker in a comment *this App* wrote. A foreign comment with the marker (a bot echoing PR
+        text, another deployment) is never edited and never decides anything: it is logged, counted
+        and passed over."""
         base = f"{repo_path(repo_id)}/issues"
+        app = await self.app_identity(budget)
 
-        async def op(gh: GitHubAPI) -> CommentResult:
+        async def write_over(gh: GitHubAPI, comment: Mapping[str, Any]) -> tuple[CommentResult, int]:
+            if comment.get("body") == body:
+                return CommentResult.UNCHANGED, int(comment["id"])
+            await gh.patch(f"{base}/comments/{int(comment['id'])}", data={"body": body})
+            return CommentResult.EDITED, int(comment["id"])
+
+        async def op(gh: GitHubAPI) -> tuple[CommentResult, int]:
+            if comment_id is not None:
+                stored = await self._stored_comment(gh, f"{base}/comments/{int(comment_id)}")
+                if stored is not None and owns_comment(stored, app) and comment_on(stored, number):
+                    return await write_over(gh, stored)
+                log.warning("stored comment is gone or not ours; searching the PR",
+                            extra={"installation_id": installation_id, "comment_id": comment_id})
+                if self._on_stored_comment_lost is not None:
+                    self._on_stored_comment_lost()
             async for comment in gh.getiter(f"{base}/{number}/comments?per_page=100"):
-                user = comment.get("user") or {}
-                if marker in (comment.get("body") or "") and user.get("type") == "Bot":
-                    if comment.get("body") == body:
-                        return CommentResult.UNCHANGED
-                    await gh.patch(f"{base}/comments/{comment['id']}", data={"body": body})
-                    return CommentResult.EDITED
-            await gh.post(f"{base}/{number}/comments", data={"body": body})
-            return CommentResult.CREATED
+                if marker not in (comment.get("body") or ""):
+                    continue
+                if owns_comment(comment, app):
+                    return await write_over(gh, comment)
+                self._foreign(comment, installation_id)
+            created = await gh.post(f"{base}/{number}/comments", data={"body": body})
+            return CommentResult.CREATED, int(created["id"])
 
-        return await self._as_installation(installation_id, op)
+        return await self._as_installation(installation_id, op, budget)
+
+    @staticmethod
+    async def _stored_comment(gh: GitHubAPI, path: str) -> dict[str, Any] | None:
+        """The comment, or None when GitHub no longer has it (a maintainer deleted it)."""
+        try:
+            comment: dict[str, Any] = await gh.getitem(path)
+        except gidgethub.BadRequest as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        return comment
+
+    def _foreign(self, comment: Mapping[str, Any], installation_id: int) -> None:
+        user = comment.get("user") or {}
+        log.warning(
+            "ignoring a comment with our marker that this App did not write",
+            extra={"installation_id": installation_id, "comment_id": comment.get("id"), "author": user.get("login")},
+        )
+        if self._on_foreign_comment is not None:
+            self._on_foreign_comment()
 
     async def set_pull_request_state(
-        self, installation_id: int, repo_id: int, number: int, state: Literal["open", "closed"]
+        self, installation_id: int, repo_id: int, number: int, state: Literal["open", "closed"],
+        *, budget: RequestBudget | None = None,
     ) -> StateResult:
         """Close or reopen; a PR already in that state is left alone (success, no write)."""
         path = f"{repo_path(repo_id)}/pulls/{number}"
@@ -117,9 +259,11 @@ class GitHubProvider:
             await gh.patch(path, data={"state": state})
             return StateResult.CHANGED
 
-        return await self._as_installation(installation_id, op)
+        return await self._as_installation(installation_id, op, budget)
 
-    async def set_commit_status(self, installation_id: int, repo_id: int, status: StatusPayload) -> None:
+    async def set_commit_status(
+        self, installation_id: int, repo_id: int, status: StatusPayload, *, budget: RequestBudget | None = None
+    ) -> None:
         """Statuses are append-only on GitHub: the newest per context wins, so a repeat is harmless."""
         path = f"{repo_path(repo_id)}/statuses/{status.sha}"
         data: dict[str, str] = {"state": status.state, "context": status.context,
@@ -130,7 +274,7 @@ class GitHubProvider:
         async def op(gh: GitHubAPI) -> None:
             await gh.post(path, data=data)
 
-        await self._as_installation(installation_id, op)
+        await self._as_installation(installation_id, op, budget)
 
     async def get_pull_request(self, installation_id: int, repo_id: int, number: int) -> dict[str, Any]:
         path = f"{repo_path(repo_id)}/pulls/{number}"

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import aiohttp
 
 from bot_worker.backend.client import BackendClient, BackendError
-from bot_worker.worker.executor import Executor
+from bot_worker.worker.executor import Executor, Lease
 from bot_worker.worker.outcomes import Classified
 from bot_worker.worker.reporter import ResultReporter
-from shared_contracts.actions import ClaimedAction, ClaimRequest, Outcome
+from shared_contracts.actions import ClaimedAction, ClaimRequest, LeaseRequest, Outcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,6 +36,7 @@ class LoopHooks:
     def executed(self, action: ClaimedAction, result: Classified) -> None: ...
     def claim_failed(self) -> None: ...
     def claim_latency(self, seconds: float) -> None: ...
+    def lease_extended(self, outcome: str) -> None: ...
 
 
 class ClaimLoop:
@@ -137,15 +138,54 @@ class ClaimLoop:
 
     async def _handle(self, action: ClaimedAction) -> None:
         remaining = (action.lease_expires_at - datetime.now(UTC)).total_seconds()
-        lease_deadline = time.monotonic() + remaining
+        lease = Lease(time.monotonic() + remaining)
+        keeper = asyncio.create_task(self._keep_lease(action, lease))
         try:
-            result = await self._executor.run(action, lease_deadline)
+            result = await self._executor.run(action, lease)
         except asyncio.CancelledError:
             result = Classified(Outcome.RETRYABLE_FAILURE, "worker shut down before finishing", 0.0)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         self._hooks.executed(action, result)
         # The slot frees as soon as the action ran: its result goes out in the reporter's next
         # batch while this worker already claims more, so claims and reports overlap.
-        self._reporter.submit(action, result, lease_deadline)
+        self._reporter.submit(action, result, lease.deadline)
+
+    async def _keep_lease(self, action: ClaimedAction, lease: Lease) -> None:
+        """While the attempt runs, extend its lease each time half of it is left.
+
+        Granted: requests may go on until the new expiry. Refused (409: another worker holds the
+        action now): the lease ends at once, so no further write starts. A backend without the
+        route (404/405, during a rolling deploy) leaves the lease as claimed."""
+        req = LeaseRequest(worker_id=self.worker_id, attempt=action.attempt, lease_seconds=self._lease_seconds)
+        while True:
+            await asyncio.sleep(max(0.0, lease.remaining() - self._lease_seconds / 2))
+            if lease.remaining() <= 0:
+                return
+            try:
+                granted = await self._backend.extend_lease(action.action_id, req)
+            except BackendError as exc:
+                if exc.status == 409:
+                    log.warning("lease lost; no further writes for this attempt",
+                                extra={"action_id": action.action_id, "worker_id": self.worker_id})
+                    self._hooks.lease_extended("lost")
+                    lease.deadline = min(lease.deadline, time.monotonic())
+                    return
+                if exc.status in (404, 405):
+                    self._hooks.lease_extended("unsupported")
+                    return
+                self._hooks.lease_extended("error")
+                await asyncio.sleep(1.0)
+                continue
+            except _TRANSIENT:
+                self._hooks.lease_extended("error")
+                await asyncio.sleep(1.0)
+                continue
+            left = (granted.lease_expires_at - datetime.now(UTC)).total_seconds()
+            lease.deadline = max(lease.deadline, time.monotonic() + left)
+            self._hooks.lease_extended("extended")
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; give in-flight actions `grace` seconds, then hand the rest back."""

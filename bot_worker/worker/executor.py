@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from bot_worker.providers.github import GitHubProvider
+from bot_worker.providers.github import GitHubProvider, RequestBudget
 from bot_worker.worker.outcomes import Classified, classify_exception
 from bot_worker.worker.throttle import WriteThrottle
 from shared_contracts.actions import ActionType, ClaimedAction, Outcome, Provider, StatusPayload
@@ -21,6 +21,25 @@ _WRITES = {
     ActionType.REOPEN_PR_WITH_COMMENT: 2,
     ActionType.SET_COMMIT_STATUS: 1,
 }
+# What an attempt keeps free at the end of its lease to report its result.
+REPORT_MARGIN_SECONDS = 15.0
+
+
+class Lease:
+    """An attempt's lease expiry (monotonic seconds); the lease keeper moves it when the backend
+    extends the lease, and every request reads it afresh."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def remaining(self, now: float | None = None) -> float:
+        return self.deadline - (time.monotonic() if now is None else now)
+
+
+@dataclass(slots=True)
+class _Written:
+    detail: str
+    comment_id: int | None = None
 
 
 class Executor:
@@ -29,40 +48,45 @@ class Executor:
         github: GitHubProvider,
         throttle: WriteThrottle | None,
         *,
+        provider_timeout: float = 10.0,
+        report_margin: float = REPORT_MARGIN_SECONDS,
         on_throttle_wait: Callable[[], None] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._github = github
         self._throttle = throttle
+        self._provider_timeout = provider_timeout
+        self._report_margin = report_margin
         self._on_throttle_wait = on_throttle_wait
-        self._sleep = sleep
 
-    async def _take_write_slots(self, action: ClaimedAction, deadline: float) -> float | None:
-        """Wait for write budget; the seconds still to wait if it would outlast the lease."""
+    async def _take_write_slots(self, action: ClaimedAction) -> float | None:
+        """Take the write budget the action needs; the seconds to wait when the installation has none.
+
+        Never waits here: a worker slot held asleep by one tenant's throttle is a slot no other
+        tenant's action can use. The action goes back with `retry_after` instead (the backend
+        schedules it no sooner)."""
         if self._throttle is None:
             return None
         for _ in range(_WRITES[action.action_type]):
-            while True:
-                wait = await self._throttle.try_acquire(action.installation_id)
-                if wait == 0:
-                    break
+            wait = await self._throttle.try_acquire(action.installation_id)
+            if wait > 0:
                 if self._on_throttle_wait is not None:
                     self._on_throttle_wait()
-                if time.monotonic() + wait > deadline:
-                    return wait
-                await self._sleep(wait)
+                return wait
         return None
 
-    async def run(self, action: ClaimedAction, lease_deadline: float) -> Classified:
+    async def run(self, action: ClaimedAction, lease: float | Lease) -> Classified:
+        """`lease`: the lease's expiry (monotonic), or a Lease whose expiry may move while this runs."""
+        held = lease if isinstance(lease, Lease) else Lease(lease)
         if action.provider is not Provider.GITHUB:
             return Classified(Outcome.FAILED, f"provider {action.provider.value} is not supported by this worker")
-        # Leave a margin inside the lease for the request itself and the report.
-        pending_wait = await self._take_write_slots(action, lease_deadline - 15)
+        pending_wait = await self._take_write_slots(action)
         if pending_wait is not None:
             return Classified(Outcome.RETRYABLE_FAILURE, "write throttle: installation budget exhausted",
                               pending_wait, "throttle")
+        budget = RequestBudget(lambda: held.deadline, self._provider_timeout, self._report_margin)
+        written = _Written("")
         try:
-            detail = await self._perform(action)
+            await self._perform(action, budget, written)
         except Exception as exc:  # every failure becomes an outcome; none may kill the worker
             classified = classify_exception(exc)
             log.warning(
@@ -70,25 +94,30 @@ class Executor:
                 extra={"action_id": action.action_id, "installation_id": action.installation_id,
                        "outcome": classified.outcome.value},
             )
-            return classified
-        log.info(detail, extra={"action_id": action.action_id, "installation_id": action.installation_id})
-        return Classified(Outcome.SUCCEEDED, None)
+            # A comment written before the failure is still ours to edit on the retry.
+            return Classified(classified.outcome, classified.error, classified.retry_after_seconds,
+                              classified.rate_limit, written.comment_id)
+        log.info(written.detail, extra={"action_id": action.action_id, "installation_id": action.installation_id})
+        return Classified(Outcome.SUCCEEDED, None, comment_id=written.comment_id)
 
-    async def _perform(self, action: ClaimedAction) -> str:
+    async def _perform(self, action: ClaimedAction, budget: RequestBudget, written: _Written) -> None:
         # By repository id: the stored name may since belong to another repository (rename + reuse).
         gh, inst, repo, number = self._github, action.installation_id, action.repo_id, action.github_pr_number
         p = action.payload
         if isinstance(p, StatusPayload):
-            await gh.set_commit_status(inst, repo, p)
-            return f"status {p.state} on {p.sha[:7]}"
+            await gh.set_commit_status(inst, repo, p, budget=budget)
+            written.detail = f"status {p.state} on {p.sha[:7]}"
+            return
         detail = []
         if action.action_type is ActionType.REOPEN_PR_WITH_COMMENT:
             # Reopen first: the comment then reads right on an open PR.
-            reopened = await gh.set_pull_request_state(inst, repo, number, "open")
+            reopened = await gh.set_pull_request_state(inst, repo, number, "open", budget=budget)
             detail.append(f"reopen {reopened.value}")
-        comment = await gh.upsert_comment(inst, repo, number, p.marker, p.body)
+        comment, written.comment_id = await gh.upsert_comment(
+            inst, repo, number, p.marker, p.body, comment_id=action.comment_id, budget=budget
+        )
         detail.append(f"comment {comment.value}")
         if action.action_type is ActionType.CLOSE_PR_WITH_COMMENT:
-            closed = await gh.set_pull_request_state(inst, repo, number, "closed")
+            closed = await gh.set_pull_request_state(inst, repo, number, "closed", budget=budget)
             detail.append(f"close {closed.value}")
-        return "; ".join(detail)
+        written.detail = "; ".join(detail)

@@ -68,6 +68,9 @@ class MetricsHooks(LoopHooks):
     def claim_latency(self, seconds: float) -> None:
         self._m.claim_latency.observe(seconds)
 
+    def lease_extended(self, outcome: str) -> None:
+        self._m.lease_extensions.labels(outcome).inc()
+
 
 class ClaimHealth:
     """What `/readyz` knows about the claim calls: how many are in flight and how the last one ended.
@@ -135,6 +138,16 @@ async def _ping(redis: Redis) -> str:
     return "ok"
 
 
+def lease_problem(lease_seconds: float, provider_timeout: float, report_margin: float) -> str | None:
+    """Why these settings would stall writes, or None. The lease is extended at its half, so half a
+    lease must hold one write's worst case (the provider timeout) plus the report margin."""
+    need = 2 * (provider_timeout + report_margin)
+    if lease_seconds < need:
+        return (f"WORKER_LEASE_SECONDS ({lease_seconds:g}) must be at least 2 x (PROVIDER_TIMEOUT_SECONDS "
+                f"+ WORKER_REPORT_MARGIN_SECONDS) = {need:g}: otherwise a write could outlive the lease")
+    return None
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -181,6 +194,9 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
         raise SystemExit("GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH) are required")
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is required")
+    problem = lease_problem(settings.lease_seconds, settings.provider_timeout_seconds, settings.report_margin_seconds)
+    if problem:
+        raise SystemExit(problem)
     stop = stop or asyncio.Event()
     running = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -205,8 +221,11 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             metrics.provider_request_seconds.labels("github", method, str(status)).observe(seconds)
 
         executor = Executor(
-            GitHubProvider(session, settings.github_api_url, tokens, observe),
+            GitHubProvider(session, settings.github_api_url, tokens, observe,
+                           on_foreign_comment=metrics.foreign_comments.inc,
+                           on_stored_comment_lost=metrics.stored_comments_lost.inc),
             WriteThrottle(redis, settings.writes_per_minute),
+            provider_timeout=settings.provider_timeout_seconds, report_margin=settings.report_margin_seconds,
             on_throttle_wait=metrics.rate_limit_waits.labels("throttle").inc,
         )
         loop = ClaimLoop(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 import gidgethub
 
+from bot_worker.providers.github import LeaseBudgetExhausted
 from bot_worker.providers.github_auth import GitHubAuthError
 from shared_contracts.actions import Outcome
 
@@ -22,6 +23,7 @@ class Classified:
     error: str | None
     retry_after_seconds: float | None = None
     rate_limit: str | None = None  # "primary" | "secondary" when a limit was hit
+    comment_id: int | None = None  # the PR comment written (reported so the next attempt edits it)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -62,6 +64,9 @@ def classify_exception(exc: BaseException, now: float | None = None) -> Classifi
     if isinstance(exc, gidgethub.HTTPException):
         message = str(exc.args[0]) if exc.args else ""
         return classify_http(int(exc.status_code), exc.headers, message, now)
+    if isinstance(exc, LeaseBudgetExhausted):
+        # Nothing more was written: hand the action back now rather than write after the lease.
+        return Classified(Outcome.RETRYABLE_FAILURE, f"lease budget: {exc}")
     if isinstance(exc, GitHubAuthError):
         return classify_http(exc.status, exc.headers, str(exc), now)
     if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ConnectionError)):

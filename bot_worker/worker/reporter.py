@@ -71,6 +71,7 @@ class ResultReporter:
         item = ActionResult(
             action_id=action.action_id, attempt=action.attempt, outcome=result.outcome,
             error=(result.error or None) and result.error[:8000], retry_after_seconds=result.retry_after_seconds,
+            comment_id=result.comment_id,
         )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(action, item, lease_deadline, done))
@@ -146,7 +147,7 @@ class ResultReporter:
         r = p.result
         req = ResultRequest(
             worker_id=self._worker_id, attempt=r.attempt, outcome=r.outcome, error=r.error,
-            retry_after_seconds=r.retry_after_seconds,
+            retry_after_seconds=r.retry_after_seconds, comment_id=r.comment_id,
         )
         try:
             applied = await self._backend.report(r.action_id, req)

@@ -31,11 +31,13 @@ from prgate.simulator.faults import WRITE_METHODS, FaultConfig, FaultDecision, F
 from prgate.simulator.state import (
     AccessToken,
     Clock,
+    IssueComment,
     JsonDict,
     PrState,
     Renderer,
     Repository,
     RequestRecord,
+    SimApp,
     SimulatorConfig,
     SimulatorError,
     SimulatorState,
@@ -620,7 +622,7 @@ async def create_issue_comment(request: web.Request) -> web.Response:
     number = _int(request, "issue_number")
     state.get_pull_request(repo.full_name, number)
     text = _comment_body(await _body(request))
-    comment = state.add_comment(repo.full_name, number, text)
+    comment = state.add_comment(repo.full_name, number, text, via_app=state.app)
     data = _renderer(request).comment(comment)
     return web.json_response(data, status=201, headers={"Location": data["url"]})
 
@@ -637,7 +639,7 @@ async def update_issue_comment(request: web.Request) -> web.Response:
     _require(request, "write", "issues", "pull_requests")
     state = _state(request)
     comment_id = _int(request, "comment_id")
-    state.get_comment(repo.full_name, comment_id)
+    _refuse_other_apps_comment(state, state.get_comment(repo.full_name, comment_id))
     comment = state.update_comment(repo.full_name, comment_id, _comment_body(await _body(request)))
     return web.json_response(_renderer(request).comment(comment))
 
@@ -645,7 +647,9 @@ async def update_issue_comment(request: web.Request) -> web.Response:
 async def delete_issue_comment(request: web.Request) -> web.Response:
     repo = _scoped_repo(request)
     _require(request, "write", "issues", "pull_requests")
-    _state(request).delete_comment(repo.full_name, _int(request, "comment_id"))
+    state = _state(request)
+    _refuse_other_apps_comment(state, state.get_comment(repo.full_name, _int(request, "comment_id")))
+    state.delete_comment(repo.full_name, _int(request, "comment_id"))
     return web.Response(status=204)
 
 
@@ -1119,6 +1123,60 @@ async def sim_rename_user(request: web.Request) -> web.Response:
     return web.json_response(_renderer(request).user(user))
 
 
+# ---- the App itself and comments by other authors (issue 13, item 2) --------------------------------
+
+
+def _refuse_other_apps_comment(state: SimulatorState, comment: IssueComment) -> None:
+    """GitHub lets an installation token edit or delete neither another App's comment nor a comment
+    by another App's bot user: 403, as for any resource the integration cannot reach."""
+    foreign_app = comment.via_app is not None and comment.via_app.id != state.config.app_id
+    foreign_bot = comment.user.type == "Bot" and comment.user.login != state.bot_user.login
+    if foreign_app or foreign_bot:
+        raise ApiError(
+            403, "Resource not accessible by integration",
+            documentation_url=f"{DOCS}/issues/comments#update-an-issue-comment",
+        )
+
+
+async def get_authenticated_app(request: web.Request) -> web.Response:
+    """`GET /app` with the App JWT: the App's id, slug, name and owner."""
+    return web.json_response(_renderer(request).app(_state(request).app))
+
+
+async def sim_add_comment(request: web.Request) -> web.Response:
+    """Post a comment on a PR as any author: a person, a foreign bot, or another App
+    (``{"body", "user": {"login", "id", "type"}, "app": {"id", "slug", "name"}}``; an ``app`` without
+    ``user`` writes as that App's bot user ``<slug>[bot]``)."""
+    body = await _sim_body(request)
+    state = _state(request)
+    text = _need(body, "body", str)
+    app_spec = body.get("app")
+    via_app: SimApp | None = None
+    if app_spec is not None:
+        if not isinstance(app_spec, dict):
+            raise SimulatorError(422, "'app' must be an object")
+        slug = _need(app_spec, "slug", str)
+        via_app = SimApp(
+            id=_need(app_spec, "id", int), slug=slug, name=str(app_spec.get("name") or slug),
+            owner=state.ensure_user(f"{slug}-owner", user_type="Organization"),
+        )
+    user_spec = body.get("user")
+    if user_spec is not None:
+        if not isinstance(user_spec, dict):
+            raise SimulatorError(422, "'user' must be an object")
+        user_id = user_spec.get("id")
+        user = state.ensure_user(
+            _need(user_spec, "login", str), user_id if isinstance(user_id, int) else None,
+            str(user_spec.get("type") or "User"),
+        )
+    elif via_app is not None:
+        user = state.ensure_user(via_app.bot_login, via_app.id + 41_000_000, "Bot")
+    else:
+        raise SimulatorError(422, "'user' or 'app' is required")
+    comment = state.add_comment(_full_name(request), _int(request, "pull_number"), text, user=user, via_app=via_app)
+    return web.json_response(_renderer(request).comment(comment), status=201)
+
+
 # ---- application ---------------------------------------------------------------------------------
 
 API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
@@ -1132,6 +1190,7 @@ API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
     ("GET", "/installation/repositories", list_installation_repositories, "installation"),
     ("GET", "/user", oauth.get_authenticated_user, "user"),
     ("POST", "/app-manifests/{code}/conversions", manifest.convert, "none"),
+    ("GET", "/app", get_authenticated_app, "app"),
     ("GET", "/repos/{owner}/{repo}", get_repository, "installation"),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments", list_issue_comments, "installation"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", create_issue_comment, "installation"),
@@ -1197,6 +1256,7 @@ SIM_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/_sim/webhooks", sim_send_webhook),
     ("POST", "/_sim/users", sim_register_user),
     ("PATCH", "/_sim/users/{login}", sim_rename_user),
+    ("POST", "/_sim/repos/{owner}/{repo}/pulls/{pull_number}/comments", sim_add_comment),
 )
 
 

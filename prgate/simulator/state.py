@@ -156,6 +156,21 @@ class PullRequest:
     merged_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SimApp:
+    """A GitHub App as `performed_via_github_app` and `GET /app` show it."""
+
+    id: int
+    slug: str
+    name: str
+    owner: SimUser
+    created_at: float = 1_600_000_000.0
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+
 @dataclass(slots=True)
 class IssueComment:
     id: int
@@ -166,6 +181,8 @@ class IssueComment:
     author_association: str
     created_at: float
     updated_at: float
+    # The App whose installation token wrote it (GitHub's `performed_via_github_app`), or None.
+    via_app: SimApp | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +411,13 @@ class SimulatorState:
     @property
     def bot_user(self) -> SimUser:
         return SimUser(login=f"{self.config.app_slug}[bot]", id=self.config.app_bot_user_id, type="Bot")
+
+    @property
+    def app(self) -> SimApp:
+        """The configured App: what `GET /app` answers to its JWT and what its installation tokens act as."""
+        owner = SimUser(login=f"{self.config.app_slug}-owner", id=_stable_id(f"{self.config.app_slug}-owner"),
+                        type="Organization")
+        return SimApp(id=self.config.app_id, slug=self.config.app_slug, name=self.config.app_slug, owner=owner)
 
     # ---- users ---------------------------------------------------------------------------------
 
@@ -710,7 +734,9 @@ class SimulatorState:
 
     # ---- issue comments ------------------------------------------------------------------------
 
-    def add_comment(self, full_name: str, number: int, body: str, user: SimUser | None = None) -> IssueComment:
+    def add_comment(
+        self, full_name: str, number: int, body: str, user: SimUser | None = None, via_app: SimApp | None = None
+    ) -> IssueComment:
         pr = self.get_pull_request(full_name, number)
         author = user or self.bot_user
         now = self.now()
@@ -723,6 +749,7 @@ class SimulatorState:
             author_association="NONE" if author.type == "Bot" else self._association(pr.repo_id, author),
             created_at=now,
             updated_at=now,
+            via_app=via_app,
         )
         self.comments[comment.id] = comment
         self._issue_comments.setdefault((pr.repo_id, number), []).append(comment.id)
@@ -1199,7 +1226,7 @@ class Renderer:
             "updated_at": iso(comment.updated_at),
             "issue_url": f"{base}/issues/{comment.issue_number}",
             "author_association": comment.author_association,
-            "performed_via_github_app": None,
+            "performed_via_github_app": None if comment.via_app is None else self.app(comment.via_app),
             "reactions": {
                 "url": f"{base}/issues/comments/{comment.id}/reactions",
                 "total_count": 0,
@@ -1212,6 +1239,25 @@ class Renderer:
                 "rocket": 0,
                 "eyes": 0,
             },
+        }
+
+    def app(self, app: SimApp) -> JsonDict:
+        """An App as GitHub renders it in `GET /app` and `performed_via_github_app`."""
+        ts = iso(app.created_at)
+        return {
+            "id": app.id,
+            "slug": app.slug,
+            "node_id": node_id("Integration", app.id),
+            "client_id": f"Iv1.{app.id:016x}",
+            "owner": self.user(app.owner),
+            "name": app.name,
+            "description": "",
+            "external_url": f"{self.html}/apps/{app.slug}",
+            "html_url": f"{self.html}/apps/{app.slug}",
+            "created_at": ts,
+            "updated_at": ts,
+            "permissions": {"issues": "write", "metadata": "read", "pull_requests": "write", "statuses": "write"},
+            "events": ["pull_request", "installation", "installation_repositories"],
         }
 
     def status(self, status: CommitStatus) -> JsonDict:

@@ -210,9 +210,10 @@ async def chaos_stack(
     backend_envs = [_backend_env(env, ports[name], backend_extra or {}) for name in ("backend-a", "backend-b")]
     backend_urls = [e["BACKEND_URL"] for e in backend_envs]
     worker_env = {
-        **env, "BACKEND_URL": backend_urls[1], "WORKER_LEASE_SECONDS": "5", "WORKER_CLAIM_WAIT_SECONDS": "2",
+        **env, "BACKEND_URL": backend_urls[1], "WORKER_LEASE_SECONDS": "6", "WORKER_CLAIM_WAIT_SECONDS": "2",
         "GITHUB_WRITES_PER_MINUTE": "1000000", "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
-        "PROVIDER_TIMEOUT_SECONDS": "5", **(worker_extra or {}),
+        # Half a lease holds one write's worst case plus the report margin (bot_worker/worker/main.py).
+        "PROVIDER_TIMEOUT_SECONDS": "2", "WORKER_REPORT_MARGIN_SECONDS": "1", **(worker_extra or {}),
     }
     simulator = fleet.start("simulator", "simulator", env)
     backends = [fleet.start(f"backend-{'ab'[i]}", "backend", backend_envs[i]) for i in range(2)]

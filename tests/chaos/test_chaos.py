@@ -368,3 +368,41 @@ async def test_deterministically_failing_action_fails_and_starves_no_one(
     assert failed[0]["last_error"]
     assert "502" in failed[0]["last_error"]
     assert await stack.count("SELECT count(*) FROM bot_actions WHERE status <> 'DONE'") == 1
+
+
+async def test_attempts_that_outlast_their_lease_write_one_comment_per_pr(
+    db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Issue 13, item 8: every GitHub request takes 2.5 s, so a gate comment (token, listing, create)
+    or a close (listing, edit, read, close) takes longer than the 8 s lease. The lease is extended
+    while an attempt runs, and no write starts that the lease cannot cover: one comment per PR,
+    nothing FAILED, and only the killed worker's actions were ever run twice."""
+    lease = {"WORKER_LEASE_SECONDS": "8", "PROVIDER_TIMEOUT_SECONDS": "3", "WORKER_REPORT_MARGIN_SECONDS": "1",
+             "WORKER_CONCURRENCY": "4"}  # few slots: the leases spread over every worker
+    async with chaos_stack(db, database_url, redis_url, tmp_path, workers=3, worker_extra=lease) as stack, \
+            aiohttp.ClientSession() as session:
+        await stack.install(session, 804, "slow", [(80_400, "slow/repo")])
+        await stack.sim(session, "PUT", "/_sim/faults", FaultConfig(
+            content_throttle=False, default=FaultProfile(latency_ms=2500)).model_dump(mode="json"))
+        events = await _send_prs(stack, session, 804, "slow/repo", 12)
+
+        async def a_worker_holds_leases() -> bool:
+            return await stack.count("SELECT count(*) FROM bot_actions WHERE status = 'CLAIMED'") >= 3
+
+        await eventually(a_worker_holds_leases, timeout=90, interval=0.05)
+        victim = await stack.query(lambda c: c.fetchval(
+            "SELECT lease_owner FROM bot_actions WHERE status = 'CLAIMED' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"))
+        victims_actions = {int(r["action_id"]) for r in await stack.query(lambda c: c.fetch(
+            "SELECT action_id FROM bot_actions WHERE status = 'CLAIMED' AND lease_owner = $1", victim))}
+        stack.kill_worker(str(victim))
+        stack.start_worker()
+        await eventually(stack.outbox_drained, timeout=240)
+        for event in events:
+            assert len(await stack.comments(session, event.repo, event.number)) == 1, event.number
+        creates = await stack.requests(session, method="POST", path_regex=COMMENT_CREATE)
+    assert sorted(Counter(r["path"] for r in creates if r["status"] == 201).values()) == [1] * len(events)
+    assert set(await status_counts(stack)) == {"DONE"}
+    rerun = {int(r["action_id"]) for r in await stack.query(lambda c: c.fetch(
+        "SELECT action_id FROM bot_actions WHERE attempt >= 2"))}
+    # Without extension, every attempt longer than the lease would have been taken over.
+    assert rerun <= victims_actions, sorted(rerun - victims_actions)

@@ -154,6 +154,11 @@ async def test_three_worker_processes_drain_2000_actions_each_effect_exactly_onc
         assert not [s for s in secrets if s in log_text], proc.name
 
 
+# A short lease so orphans are taken over quickly; half of it still holds one write's worst case
+# (PROVIDER_TIMEOUT_SECONDS) plus the report margin, as the worker requires at start-up.
+SHORT_LEASE = {"WORKER_LEASE_SECONDS": "6", "PROVIDER_TIMEOUT_SECONDS": "2", "WORKER_REPORT_MARGIN_SECONDS": "1"}
+
+
 async def test_sigkilled_worker_loses_nothing_and_duplicates_nothing(
     stack: Stack, db: asyncpg.Pool, simulator: Simulator
 ) -> None:
@@ -163,7 +168,7 @@ async def test_sigkilled_worker_loses_nothing_and_duplicates_nothing(
     simulator.state.faults.configure(
         FaultConfig(content_throttle=False, default=FaultProfile(latency_ms=400))
     )
-    stack.start_worker("victim", WORKER_LEASE_SECONDS="5", WORKER_CONCURRENCY="30")
+    stack.start_worker("victim", WORKER_CONCURRENCY="30", **SHORT_LEASE)
     victim = stack.fleet.procs[-1]
 
     async def victim_holds_leases() -> bool:
@@ -178,7 +183,7 @@ async def test_sigkilled_worker_loses_nothing_and_duplicates_nothing(
         orphaned = await conn.fetchval("SELECT count(*) FROM bot_actions WHERE lease_owner = 'victim'")
     assert orphaned >= 10
     # A fresh replica with empty local state picks everything up after the leases expire.
-    stack.start_worker("rescuer", WORKER_LEASE_SECONDS="5", WORKER_CONCURRENCY="30")
+    stack.start_worker("rescuer", WORKER_CONCURRENCY="30", **SHORT_LEASE)
     await eventually(lambda: all_finished(db), timeout=120)
     async with db.acquire() as conn:
         statuses = await conn.fetch("SELECT status, count(*) AS n FROM bot_actions GROUP BY 1")
@@ -207,3 +212,48 @@ async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
     async with db.acquire() as conn:
         leased = await conn.fetchval("SELECT count(*) FROM bot_actions WHERE status = 'CLAIMED'")
     assert leased == 0, worker.log()[-3000:]  # nothing left holding a lease: finished or handed back
+
+
+async def test_a_throttled_installation_holds_no_worker_slot(
+    stack: Stack, db: asyncpg.Pool, simulator: Simulator
+) -> None:
+    """Issue 13, item 14: over its write budget, a tenant's action goes back with retry_after at
+    once instead of sleeping in a worker slot; another tenant's action runs meanwhile."""
+    base = 60_000 + uuid.uuid4().int % 10_000 * 2  # fresh ids: the throttle's Redis keys are per installation
+    repos = []
+    async with db.acquire() as conn:
+        for inst in (base, base + 1):
+            repo = f"tenant{inst}/repo"
+            await conn.execute(
+                """INSERT INTO github_installations (installation_id, account_id, account_login, account_type,
+                                                     repository_selection, status)
+                   VALUES ($1, $1, $2, 'Organization', 'selected', 'ACTIVE')""",
+                inst, f"tenant{inst}",
+            )
+            simulator.state.add_installation(inst, f"tenant{inst}")
+            simulator.state.add_repository(inst, inst, repo)
+            for n in (1, 2):
+                simulator.state.upsert_pull_request(repo, n, author_login="newcomer", author_id=9001)
+            repos.append(repo)
+    simulator.state.faults.configure(FaultConfig(content_throttle=False))
+    # Claimed in this order by a worker with a single slot: tenant A's budget (1 write a minute)
+    # covers its first action only; the lease (120 s) would have let the old worker sleep ~60 s in it.
+    first, throttled = await seed_actions(db, 2, installation_id=base, prs=2, repo=repos[0], repo_id=base)
+    [other] = await seed_actions(db, 1, installation_id=base + 1, prs=1, repo=repos[1], repo_id=base + 1)
+    stack.start_worker("solo", WORKER_CONCURRENCY="1", GITHUB_WRITES_PER_MINUTE="1", WORKER_LEASE_SECONDS="120")
+
+    async def other_done() -> bool:
+        async with db.acquire() as conn:
+            return bool(await conn.fetchval("SELECT status = 'DONE' FROM bot_actions WHERE action_id = $1", other))
+
+    await eventually(other_done, timeout=30)
+    async with db.acquire() as conn:
+        rows = {r["action_id"]: r for r in await conn.fetch(
+            "SELECT action_id, status, attempt, last_error, next_attempt_at - now() AS wait FROM bot_actions")}
+    assert rows[first]["status"] == "DONE"
+    parked = rows[throttled]
+    assert (parked["status"], parked["attempt"]) == ("PENDING", 1)
+    assert "write throttle" in parked["last_error"]
+    assert parked["wait"].total_seconds() > 20  # scheduled by the throttle's retry_after, not the backoff
+    assert len(simulator.state.comments_for(repos[1], 1)) == 1
+    assert simulator.state.comments_for(repos[0], 2) == []

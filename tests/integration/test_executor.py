@@ -59,7 +59,7 @@ def tokens(simulator: Simulator, session: aiohttp.ClientSession) -> Installation
 
 @pytest.fixture
 def executor(simulator: Simulator, session: aiohttp.ClientSession, tokens: InstallationTokens) -> Executor:
-    return Executor(GitHubProvider(session, simulator.url, tokens), throttle=None)
+    return Executor(GitHubProvider(session, simulator.url, tokens), throttle=None, provider_timeout=3)
 
 
 def bodies(simulator: Simulator, repo: str = "octo-org/widgets", number: int = 7) -> list[str]:
@@ -228,14 +228,13 @@ async def test_write_throttle_is_shared_across_replicas(
     replicas = [Executor(provider, WriteThrottle(redis, 3, 60, prefix=prefix)) for _ in range(2)]
     results = []
     for i in range(5):
-        near_lease_end = time.monotonic() + 16  # too little lease left to wait out the window
-        results.append(await replicas[i % 2].run(action(number=7, body=f"{MARKER}\nv{i}"), near_lease_end))
+        results.append(await replicas[i % 2].run(action(number=7, body=f"{MARKER}\nv{i}"), lease()))
     outcomes = [r.outcome for r in results]
     assert outcomes[:3] == [Outcome.SUCCEEDED] * 3
     assert outcomes[3:] == [Outcome.RETRYABLE_FAILURE] * 2
     assert all(r.rate_limit == "throttle" and (r.retry_after_seconds or 0) > 50 for r in results[3:])
     # Budgets are per installation: another installation still writes.
-    other = await replicas[0].run(action(installation_id=2002, repo="acme/x", number=3), time.monotonic() + 16)
+    other = await replicas[0].run(action(installation_id=2002, repo="acme/x", number=3), lease())
     assert other.outcome is Outcome.SUCCEEDED
 
 
@@ -282,3 +281,81 @@ async def test_reopen_with_comment_reopens_then_updates_our_comment(executor: Ex
     assert simulator.state.get_pull_request("octo-org/widgets", 7).state == "open"
     assert bodies(simulator) == [f"{MARKER}\nverified, reopened"]
     assert (await executor.run(reopen, lease())).outcome is Outcome.SUCCEEDED  # already open: fine
+
+
+def with_comment_id(claimed: ClaimedAction, comment_id: int | None) -> ClaimedAction:
+    return ClaimedAction.model_validate({**claimed.model_dump(mode="json"), "comment_id": comment_id})
+
+
+async def test_a_stored_comment_id_is_edited_directly_and_a_deleted_one_falls_back(
+    executor: Executor, simulator: Simulator
+) -> None:
+    first = await executor.run(action(), lease())
+    assert first.comment_id is not None
+    simulator.state.request_log.clear()
+    edited = await executor.run(with_comment_id(action(body=f"{MARKER}\nedited"), first.comment_id), lease())
+    assert (edited.outcome, edited.comment_id) == (Outcome.SUCCEEDED, first.comment_id)
+    assert bodies(simulator) == [f"{MARKER}\nedited"]
+    paths = [(r.method, r.path) for r in simulator.state.request_log]
+    assert ("GET", "/repositories/5001/issues/7/comments") not in paths  # no paging through the PR
+    # A maintainer deletes our comment: the stored id 404s, the PR is searched, a new one is created.
+    simulator.state.delete_comment("octo-org/widgets", first.comment_id)
+    again = await executor.run(with_comment_id(action(body=f"{MARKER}\nback"), first.comment_id), lease())
+    assert again.outcome is Outcome.SUCCEEDED
+    assert again.comment_id not in (None, first.comment_id)
+    assert bodies(simulator) == [f"{MARKER}\nback"]
+
+
+async def test_another_apps_comment_with_our_marker_is_passed_over(executor: Executor, simulator: Simulator) -> None:
+    from prgate.simulator.state import SimApp
+
+    other = SimApp(id=777, slug="other-gate", name="other", owner=simulator.state.ensure_user("someone"))
+    foreign = simulator.state.add_comment(
+        "octo-org/widgets", 7, f"{MARKER}\nechoed",
+        user=simulator.state.ensure_user("other-gate[bot]", 5555, "Bot"), via_app=other,
+    )
+    result = await executor.run(action(), lease())
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.comment_id != foreign.id
+    assert bodies(simulator) == [f"{MARKER}\nechoed", f"{MARKER}\nplease verify"]
+    # Even a stored id pointing at the foreign comment is not trusted: ours is found and edited.
+    again = await executor.run(with_comment_id(action(body=f"{MARKER}\nedited"), foreign.id), lease())
+    assert (again.outcome, again.comment_id) == (Outcome.SUCCEEDED, result.comment_id)
+    assert bodies(simulator) == [f"{MARKER}\nechoed", f"{MARKER}\nedited"]
+
+
+async def test_no_write_starts_when_the_rest_of_the_lease_cannot_cover_it(
+    session: aiohttp.ClientSession, simulator: Simulator, tokens: InstallationTokens
+) -> None:
+    """Issue 13, item 8: 2.5 s of lease left, a write may take 2 s plus 1 s to report: the reads
+    run, the write does not start, the attempt goes back retryable with nothing written."""
+    executor = Executor(GitHubProvider(session, simulator.url, tokens), None, provider_timeout=2, report_margin=1)
+    result = await executor.run(action(), time.monotonic() + 2.5)
+    assert result.outcome is Outcome.RETRYABLE_FAILURE
+    assert "lease budget" in (result.error or "")
+    assert bodies(simulator) == []
+    assert [r.method for r in simulator.state.request_log if "comments" in r.path] == ["GET"]
+    # The same attempt with its lease extended (the lease keeper moved the deadline) writes.
+    from bot_worker.worker.executor import Lease
+
+    held = Lease(time.monotonic() + 2.5)
+    held.deadline = time.monotonic() + 60
+    assert (await executor.run(action(), held)).outcome is Outcome.SUCCEEDED
+    assert bodies(simulator) == [f"{MARKER}\nplease verify"]
+
+
+async def test_a_read_never_waits_past_the_lease(
+    session: aiohttp.ClientSession, simulator: Simulator, tokens: InstallationTokens
+) -> None:
+    from prgate.simulator import FaultConfig, FaultProfile
+
+    await tokens.get(1001)  # minted before GitHub slows down
+    provider = GitHubProvider(session, simulator.url, tokens)
+    await provider.app_identity()
+    simulator.state.faults.configure(FaultConfig(default=FaultProfile(latency_ms=3000)))
+    executor = Executor(provider, None, provider_timeout=10, report_margin=1)
+    result = await executor.run(action(), time.monotonic() + 2.5)
+    assert result.outcome is Outcome.RETRYABLE_FAILURE
+    # The listing was cut off at the 1.5 s left (a timeout), not answered after the lease ran out.
+    assert (result.error or "").startswith("TimeoutError"), result.error
+    assert bodies(simulator) == []

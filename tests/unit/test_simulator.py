@@ -1179,3 +1179,57 @@ async def test_user_installations_lists_what_the_user_token_reaches(sim: Sim) ->
     sim.state.set_permission("octo/repo", "alice", "admin")
     await sim.client.patch("/_sim/users/alice", json={"login": "alice2"})
     assert await listed("gho_alice") == (1, [123])
+
+
+# ---- the App itself, comments by other Apps (issue 13, item 2) ----------------------------------
+
+
+async def test_get_app_answers_the_apps_identity_to_its_jwt(sim: Sim) -> None:
+    response = await sim.client.get("/app", headers=sim.app_headers())
+    assert response.status == 200
+    data = await response.json()
+    assert (data["id"], data["slug"]) == (APP_ID, "prgate")
+    assert {"name", "owner", "node_id", "html_url", "permissions", "events"} <= data.keys()
+    token = await sim.token()
+    assert (await sim.client.get("/app", headers=sim.auth(token))).status == 401  # the JWT only
+
+
+async def test_comments_written_by_the_app_carry_its_bot_user_and_app(sim: Sim) -> None:
+    token = await sim.token()
+    response = await sim.client.post(
+        "/repos/octo/repo/issues/17/comments", headers=sim.auth(token), json={"body": "ours"}
+    )
+    data = await response.json()
+    assert data["user"]["login"] == "prgate[bot]"
+    assert data["user"]["type"] == "Bot"
+    assert data["performed_via_github_app"]["id"] == APP_ID
+    assert data["performed_via_github_app"]["slug"] == "prgate"
+
+
+async def test_another_apps_comment_cannot_be_edited_or_deleted(sim: Sim) -> None:
+    posted = await sim.client.post(
+        "/_sim/repos/octo/repo/pulls/17/comments",
+        json={"body": "<!-- prgate:pr-comment --> echoed", "app": {"id": 99, "slug": "other-gate"}},
+    )
+    assert posted.status == 201
+    foreign = await posted.json()
+    assert foreign["user"]["login"] == "other-gate[bot]"
+    assert foreign["user"]["type"] == "Bot"
+    assert foreign["performed_via_github_app"]["id"] == 99
+    ci_bot = await (await sim.client.post(
+        "/_sim/repos/octo/repo/pulls/17/comments",
+        json={"body": "ci says hi", "user": {"login": "ci-bot[bot]", "id": 77, "type": "Bot"}},
+    )).json()
+    assert ci_bot["performed_via_github_app"] is None
+    token = await sim.token()
+    for comment in (foreign, ci_bot):
+        path = f"/repos/octo/repo/issues/comments/{comment['id']}"
+        patched = await sim.client.patch(path, headers=sim.auth(token), json={"body": "hijacked"})
+        assert patched.status == 403
+        assert (await patched.json())["message"] == "Resource not accessible by integration"
+        assert (await sim.client.delete(path, headers=sim.auth(token))).status == 403
+    assert [c.body for c in sim.state.comments_for("octo/repo", 17)] == [
+        "<!-- prgate:pr-comment --> echoed", "ci says hi"
+    ]
+    bad = await sim.client.post("/_sim/repos/octo/repo/pulls/17/comments", json={"body": "x"})
+    assert bad.status == 422
