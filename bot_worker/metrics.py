@@ -50,6 +50,12 @@ class Metrics:
             "webhook_signature_failures_total", "Deliveries refused for a missing or wrong X-Hub-Signature-256",
             registry=registry,
         )
+        self.webhook_bodies_refused = Counter(
+            "webhook_bodies_refused_total",
+            "Webhook requests refused before their signature could be checked, by status: 400/415 headers, "
+            "413 too long, 408 stalled, 503 shed at the concurrent-body bound (bot_worker/webhooks/intake.py)",
+            ["status"], registry=registry,
+        )
         self.forward_latency = Histogram(
             "forward_latency_seconds", "Duration of the synchronous forward to the backend",
             buckets=_FAST_BUCKETS, registry=registry,

@@ -36,6 +36,12 @@ class BotSettings(BaseSettings):
     forward_group_lanes: int = Field(default=2, ge=1, le=16, alias="FORWARD_GROUP_LANES")
     # A client that stops sending mid-body (slow loris) gets a 408 and its connection closed after this.
     body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300, alias="BODY_READ_TIMEOUT_SECONDS")
+    # Bodies read at once, and the bytes they may hold together, before their signature is known; past
+    # either bound a delivery is shed with 503 + Retry-After (bot_worker/webhooks/intake.py).
+    max_concurrent_bodies: int = Field(default=8, ge=1, le=1000, alias="RECEIVER_MAX_CONCURRENT_BODIES")
+    max_body_bytes_in_flight: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, alias="RECEIVER_MAX_BODY_BYTES_IN_FLIGHT"
+    )
 
     # GitHub App
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
