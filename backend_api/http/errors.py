@@ -48,10 +48,9 @@ async def body_deadline_passed(request: web.Request, seconds: float) -> bool:
     Stalled = no byte arrived for `seconds`, or the body took over ten times `seconds` in all (a trickle).
     Progress is judged by the bytes received, not by the clock alone: an event loop starved for a
     while (a burst of requests) must not turn bodies that did arrive into 408s.
-    Multipart bodies are left alone: aiohttp streams them to `request.post()`, which a pre-read
-    would starve. No route of ours takes multipart; their size limit still applies.
+    Every body, whatever its type: multipart never gets here (`refused_multipart`).
     """
-    if not request.body_exists or request.content_type.startswith("multipart/"):
+    if not request.body_exists:
         return False
     if request.content.is_eof():  # the whole body is here already (the common case): no task, no timer
         await request.read()  # 413 and friends propagate from here
@@ -70,17 +69,36 @@ async def body_deadline_passed(request: web.Request, seconds: float) -> bool:
         received = request.content.total_bytes
 
 
+def refused_multipart(content_type: str, has_body: bool) -> bool:
+    """No route takes multipart: every form of ours (sign-out, verification) is urlencoded, and the
+    JSON API is JSON. Refused unread, since a pre-read would starve aiohttp's multipart reader and
+    skipping the pre-read let a multipart body trickle in for as long as its sender liked (item 10)."""
+    return has_body and content_type.startswith("multipart/")
+
+
+async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer, half-close (FIN), and drop the connection with whatever body is left unread.
+
+    aiohttp would otherwise linger up to 10 s draining the body, which is the slot a slow sender wants.
+    """
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None and request.transport.can_write_eof():
+        request.transport.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if refused_multipart(request.content_type, request.body_exists):
+            return await answer_and_close(request, json_error(
+                415, "unsupported_media_type", "multipart bodies are not accepted: forms here are urlencoded"))
         if await body_deadline_passed(request, request.app[SETTINGS].body_read_timeout_seconds):
-            # Answer and close now; aiohttp would otherwise linger up to 10 s draining the body.
             response = json_error(408, "request_timeout", "the request body did not arrive in time")
-            response.force_close()
-            await response.prepare(request)
-            await response.write_eof()
-            request.protocol.force_close()
-            return response
+            return await answer_and_close(request, response)
         return await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.error, exc.message, exc.details)
