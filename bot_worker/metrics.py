@@ -116,6 +116,11 @@ class Metrics:
         self.reconcile_repairs = Counter(
             "reconcile_repairs_total", "Repairs made by reconciliation runs, by kind", ["kind"], registry=registry,
         )
+        self.foreign_next_links = Counter(
+            "github_foreign_next_links_total",
+            "GitHub `Link: rel=next` URLs off GITHUB_API_URL's origin, not followed (the listing stopped)",
+            ["job"], registry=registry,
+        )
         self.reconcile_errors = Counter(
             "reconcile_errors_total",
             "Errors recorded by reconciliation runs (GitHub or backend refusals, parts deferred to keep the "
