@@ -29,6 +29,12 @@ class BotSettings(BaseSettings):
     host: str = Field(default="0.0.0.0", alias="BOT_HOST")
     port: int = Field(default=8081, alias="BOT_PORT")
     github_webhook_secret: SecretStr = Field(default=SecretStr(""), alias="GITHUB_WEBHOOK_SECRET")
+    # More webhook secrets a delivery may be signed with, comma-separated: during a rotation the new
+    # and the old one both verify (docs/operations.md). GITHUB_WEBHOOK_SECRET is read verbatim, so
+    # a secret with a comma in it still works there.
+    github_webhook_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="GITHUB_WEBHOOK_SECRETS"
+    )
     forward_timeout_seconds: float = Field(default=3.0, alias="FORWARD_TIMEOUT_SECONDS")
     # pull_request deliveries that arrive while a forward is in flight go together in the next call
     # (bot_worker/webhooks/group.py); 1 sends each delivery on its own call.
@@ -72,7 +78,17 @@ class BotSettings(BaseSettings):
     reconcile_max_pr_pages: int = Field(default=10, ge=1, le=20, alias="RECONCILE_MAX_PR_PAGES")
     reconcile_rate_limit_reserve: float = Field(default=0.2, ge=0, lt=1, alias="RECONCILE_RATE_LIMIT_RESERVE")
 
-    _split_secrets = field_validator("receiver_secrets", "worker_secrets", mode="before")(comma_list)
+    _split_secrets = field_validator(
+        "receiver_secrets", "worker_secrets", "github_webhook_secrets", mode="before"
+    )(comma_list)
+
+    def webhook_secrets(self) -> list[bytes]:
+        """Every secret a webhook may be signed with: GITHUB_WEBHOOK_SECRET, then GITHUB_WEBHOOK_SECRETS."""
+        found: list[bytes] = []
+        for secret in [self.github_webhook_secret.get_secret_value(), *self.github_webhook_secrets]:
+            if secret and secret.encode() not in found:
+                found.append(secret.encode())
+        return found
 
     def signing_key(self, caller: Caller) -> str:
         """The key ``caller`` (the receiver or a worker) signs with, after refusing unusable ones.

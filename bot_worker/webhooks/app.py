@@ -215,9 +215,11 @@ def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings 
         if not settings.redis_url:
             raise ValueError("REDIS_URL must be set: the receiver queues deliveries there while the backend is away")
         redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    secret = settings.github_webhook_secret.get_secret_value().encode()
-    if not secret:
+    secrets = settings.webhook_secrets()
+    if not secrets:
         log.error("GITHUB_WEBHOOK_SECRET is empty: every webhook will be refused with 401")
+    elif len(secrets) > 1:
+        log.info("%d webhook secrets accepted (a rotation is under way)", len(secrets))
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[SETTINGS] = settings
@@ -225,7 +227,7 @@ def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings 
     app[METRICS] = Metrics(CollectorRegistry(auto_describe=True))
     app.cleanup_ctx.append(_resources)
     webhooks = GithubWebhooks(
-        [secret], app[METRICS], GITHUB,
+        secrets, app[METRICS], GITHUB,
         budget=BodyBudget(settings.max_concurrent_bodies, settings.max_body_bytes_in_flight),
         stall_seconds=settings.body_read_timeout_seconds,
     )
