@@ -50,6 +50,11 @@ class Metrics:
             "webhook_signature_failures_total", "Deliveries refused for a missing or wrong X-Hub-Signature-256",
             registry=registry,
         )
+        self.backend_auth_failures = Counter(
+            "forward_backend_auth_failures_total",
+            "Forwards the backend refused with 401/403 (our internal signature: keys or clocks), kept "
+            "queued, by where (receiver, worker)", ["where"], registry=registry,
+        )
         self.webhook_bodies_refused = Counter(
             "webhook_bodies_refused_total",
             "Webhook requests refused before their signature could be checked, by status: 400/415 headers, "
