@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from backend_api.http.keys import SETTINGS
@@ -90,6 +91,38 @@ async def answer_and_close(request: web.Request, response: web.StreamResponse) -
     return response
 
 
+# The backend's `backend_client_hangups_total` counter (backend_api/metrics.py imports this module,
+# so the counter is handed over through the app rather than imported).
+CLIENT_HANGUPS = web.AppKey("client_hangups", Counter)
+# Answered to nobody (the client is gone); the status only labels the request in the metrics. 499 is
+# nginx's "client closed request".
+HANGUP_STATUS = 499
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def client_hung_up(request: web.Request, exc: BaseException) -> bool:
+    """A connection reset that is the client's (its transport is gone), not the database's."""
+    return isinstance(exc, ConnectionResetError) and client_gone(request)
+
+
+def note_hangup(request: web.Request, where: str) -> None:
+    """A client that left mid-request is not an error of ours: INFO, counted by where it was noticed."""
+    log.info("client hung up mid-request", extra={"path": request.path, "where": where})
+    counter = request.app.get(CLIENT_HANGUPS)
+    if counter is not None:
+        counter.labels(where).inc()
+
+
+def hangup_response() -> web.Response:
+    response = json_error(HANGUP_STATUS, "client_closed_request", "the client closed the connection")
+    response.force_close()
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -107,7 +140,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = exc.reason if exc.status != 413 else f"request body exceeds {MAX_BODY_BYTES} bytes"
         return json_error(exc.status, _REASONS.get(exc.status, "http_error"), message)
-    except Exception:
+    except asyncio.CancelledError:
+        if client_gone(request):
+            note_hangup(request, "cancelled")
+        raise
+    except Exception as exc:
+        if client_hung_up(request, exc):
+            note_hangup(request, "request")
+            return hangup_response()
         log.exception("unhandled error", extra={"path": request.path})
         return json_error(500, "internal_error", "internal server error")
 

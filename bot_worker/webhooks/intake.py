@@ -212,8 +212,12 @@ async def answer_and_close(request: web.Request, response: web.StreamResponse) -
     read for up to 10 s and keep the connection.
     """
     response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:  # the client left first: nobody to answer, nothing to log as an error
+        request.protocol.force_close()
+        return response
     transport = request.transport
     if transport is not None and transport.can_write_eof():
         transport.write_eof()

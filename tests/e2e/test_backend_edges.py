@@ -1,19 +1,23 @@
 """The backend's HTTP edges against a real `prgate backend` process and raw sockets (issue 13, items 10, 14).
 
-A multipart body cannot trickle in past the body deadline; every other body meets that deadline.
+A multipart body cannot trickle in past the body deadline; every other body meets that deadline; a
+client that hangs up mid-request is logged as a hang-up, not as an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
 from tests.conftest import INTERNAL_ENV
-from tests.support.processes import Fleet, Proc, free_port, wait_http_ok
+from tests.support.processes import Fleet, Proc, eventually, free_port, wait_http_ok
 
 
 @dataclass
@@ -111,3 +115,49 @@ async def test_every_other_trickled_body_is_cut_off_with_408(backend: Backend, c
     assert outcome.answer.startswith(b"HTTP/1.1 408"), outcome.answer[:200]
     assert b'"error": "request_timeout"' in outcome.answer
     assert outcome.sent < len(body)
+
+
+# ---- client hang-ups (issue 13, item 14) ------------------------------------------------------------
+
+
+async def _hang_up_mid_body(port: int, path: str, content_type: str) -> None:
+    """Headers and part of the body, then the connection dropped: the client gave up."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                  "Content-Length: 1000\r\n\r\ncsrf=abc").encode())
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the server is reading the body by now
+    writer.close()
+    await writer.wait_closed()
+
+
+def _records(log: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
+async def test_a_client_that_hangs_up_is_logged_at_info_and_counted_not_as_an_error(backend: Backend) -> None:
+    """Before: logged at ERROR as "unhandled error" with a traceback (and pages as "database unavailable")."""
+    for path, content_type in (("/auth/logout", "application/x-www-form-urlencoded"),
+                               ("/internal/v2/github/events/pull_request", "application/json")):
+        await _hang_up_mid_body(backend.port, path, content_type)
+
+    async def counted() -> bool:
+        return await _hangups(backend) >= 2
+
+    await eventually(counted, timeout=15)
+    records = _records(backend.proc.log())
+    hangups = [r for r in records if r["msg"] == "client hung up mid-request"]
+    assert [(r["level"], r["path"]) for r in hangups] == [
+        ("info", "/auth/logout"), ("info", "/internal/v2/github/events/pull_request"),
+    ]
+    assert [r for r in records if r["level"] in ("error", "critical")] == []
+    assert await _hangups(backend) == 2
+    assert backend.proc.alive()
+
+
+async def _hangups(backend: Backend) -> float:
+    async with aiohttp.ClientSession() as session, \
+            session.get(f"http://127.0.0.1:{backend.port}/metrics") as resp:
+        text = await resp.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("backend_client_hangups_total{"))
