@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
@@ -77,16 +77,33 @@ def refused_multipart(content_type: str, has_body: bool) -> bool:
     return has_body and content_type.startswith("multipart/")
 
 
-async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Answer, half-close (FIN), and drop the connection with whatever body is left unread.
+# The staged close after a refusal: for how long what still arrives is dropped, and at most how much.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 2 * MAX_BODY_BYTES
 
-    aiohttp would otherwise linger up to 10 s draining the body, which is the slot a slow sender wants.
+
+async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer, half-close (FIN), drop (never keep) what still arrives for LINGER_SECONDS, close.
+
+    Closing with unread bytes sends a TCP reset that can destroy the answer (RFC 9112 section 9.6);
+    aiohttp's own lingering would go on for 10 s and keep the connection for another request.
     """
     response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        request.protocol.force_close()
+        return response
     if request.transport is not None and request.transport.can_write_eof():
         request.transport.write_eof()
+    dropped = 0
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while dropped < LINGER_BYTES and (chunk := await request.content.readany()):
+                dropped += len(chunk)
+    except (TimeoutError, ConnectionError, ClientPayloadError):
+        pass
     request.protocol.force_close()
     return response
 

@@ -29,9 +29,10 @@ DELIVERY_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SIGNATURE: Final = re.compile(r"^sha256=[0-9a-f]{64}$")
 # Seconds a shed delivery is told to wait. GitHub itself never retries; our redelivery job does.
 RETRY_AFTER_SECONDS: Final = 30
-# The staged close after a refusal (answer_and_close): bytes dropped unkept, at most, and for how long.
-LINGER_BYTES: Final = 1024 * 1024
+# The staged close after a refusal (answer_and_close): for how long what still arrives is dropped,
+# unkept, and at most how much (what a sender within GitHub's cap can have left to send).
 LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 26 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -207,9 +208,11 @@ async def answer_and_close(request: web.Request, response: web.StreamResponse) -
     """Send `response` and close the connection, reading no more of the body than a staged close needs.
 
     Closing a socket with unread bytes sends a TCP reset, which can destroy the answer before the
-    client reads it (RFC 9112 section 9.6). So: answer, half-close (FIN), then drop, unkept, at most
-    LINGER_BYTES or LINGER_SECONDS of what is still arriving, and close. aiohttp's own lingering would
-    read for up to 10 s and keep the connection.
+    client reads it (RFC 9112 section 9.6), and a client still sending gets the reset first. So:
+    answer, half-close (FIN), then drop what is still arriving for LINGER_SECONDS, chunk by chunk
+    and never kept (memory stays flat), and close. A byte cap well below the body would bring the
+    reset back for any fast sender. aiohttp's own lingering would go on for 10 s and keep the
+    connection open for another request.
     """
     response.force_close()
     try:

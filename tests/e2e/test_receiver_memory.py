@@ -1,6 +1,7 @@
 """Strangers cannot fill the receiver's memory with bodies (issue 13, item 5). A real `prgate bot`.
 
-Unsigned 20 MiB bodies are refused from their headers, unread; bodies with a signature-looking header
+Unsigned 20 MiB bodies are refused from their headers and never kept (what still arrives after the
+answer is dropped chunk by chunk for 2 s, so the answer survives); bodies with a signature-looking header
 are read under the concurrent-body and bytes-in-flight bounds and hashed as they stream; stalled and
 trickled bodies are cut off with 408. Meanwhile a signed delivery is served. The bound asserted is
 on memory: the process's peak RSS (VmHWM in /proc/<pid>/status), not on time.
@@ -157,8 +158,6 @@ async def test_unsigned_and_slow_bodies_leave_memory_bounded_and_a_signed_delive
         assert outcome.closed
         assert b"Connection: close" in outcome.answer, outcome.answer[:300]
         assert b'"error": ' in outcome.answer
-    # The unsigned bodies were refused unread: none got to send all of its 20 MiB.
-    assert all(o.sent < BODY for o in outcomes[:10]), [o.sent for o in outcomes[:10]]
 
 
 async def _ping(session: aiohttp.ClientSession, bot: Bot) -> object:
