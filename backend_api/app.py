@@ -18,7 +18,7 @@ from backend_api.events.batcher import IngestBatcher
 from backend_api.events.pull_request import ingest_pull_requests
 from backend_api.github_app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
-from backend_api.http.errors import MAX_BODY_BYTES, error_middleware
+from backend_api.http.errors import CLIENT_HANGUPS, MAX_BODY_BYTES, error_middleware
 from backend_api.http.keys import (
     CLAIM_FLOOR,
     DB_POOL,
@@ -97,6 +97,7 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
     app[SETTINGS] = settings
     app[SCOPES] = InternalScopes(internal_scopes())
     app[BACKEND_METRICS] = BackendMetrics(CollectorRegistry())
+    app[CLIENT_HANGUPS] = app[BACKEND_METRICS].client_hangups
     app[NOTIFIER] = ActionNotifier()
     app[CLAIM_FLOOR] = ClaimFloor()
     app[RNG] = rng or random.Random()

@@ -88,6 +88,12 @@ class BackendMetrics:
             "backend_http_request_duration_seconds", "Time to answer an HTTP request (claims include the long-poll)",
             ["route", "method"], buckets=_HTTP_BUCKETS, registry=registry,
         )
+        self.client_hangups = Counter(
+            "backend_client_hangups_total",
+            "Requests whose client closed the connection before the answer (logged at INFO, not as errors), "
+            "by where it was noticed: request (reading the body), page, cancelled",
+            ["where"], registry=registry,
+        )
         self.signature_failures = Counter(
             "backend_internal_signature_failures_total",
             "Requests to /internal/ refused with 401, by reason", ["reason"], registry=registry,

@@ -59,6 +59,17 @@ class Metrics:
             "webhook_signature_failures_total", "Deliveries refused for a missing or wrong X-Hub-Signature-256",
             registry=registry,
         )
+        self.backend_auth_failures = Counter(
+            "forward_backend_auth_failures_total",
+            "Forwards the backend refused with 401/403 (our internal signature: keys or clocks), kept "
+            "queued, by where (receiver, worker)", ["where"], registry=registry,
+        )
+        self.webhook_bodies_refused = Counter(
+            "webhook_bodies_refused_total",
+            "Webhook requests refused before their signature could be checked, by status: 400/415 headers, "
+            "413 too long, 408 stalled, 503 shed at the concurrent-body bound (bot_worker/webhooks/intake.py)",
+            ["status"], registry=registry,
+        )
         self.forward_latency = Histogram(
             "forward_latency_seconds", "Duration of the synchronous forward to the backend",
             buckets=_FAST_BUCKETS, registry=registry,
@@ -132,6 +143,11 @@ class Metrics:
         )
         self.reconcile_repairs = Counter(
             "reconcile_repairs_total", "Repairs made by reconciliation runs, by kind", ["kind"], registry=registry,
+        )
+        self.foreign_next_links = Counter(
+            "github_foreign_next_links_total",
+            "GitHub `Link: rel=next` URLs off GITHUB_API_URL's origin, not followed (the listing stopped)",
+            ["job"], registry=registry,
         )
         self.reconcile_errors = Counter(
             "reconcile_errors_total",

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
 from bot_worker.metrics import Metrics
+from bot_worker.paging import NextPage, next_page
 from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
 from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 
@@ -84,6 +85,7 @@ class RunSummary:
     known: int = 0
     redelivered: int = 0
     errors: int = 0
+    foreign_links: int = 0  # `next` links off GITHUB_API_URL's origin, not followed (the listing stopped)
 
 
 class RedeliveryError(Exception):
@@ -148,15 +150,6 @@ def select_for_redelivery(
     return [a for a in select_failed(attempts, not_before=not_before) if a.guid not in skip]
 
 
-def next_link(header: str | None) -> str | None:
-    """The `rel="next"` URL of a `Link` header."""
-    for part in (header or "").split(","):
-        url, _, params = part.partition(";")
-        if 'rel="next"' in params.replace(" ", ""):
-            return url.strip().strip("<>")
-    return None
-
-
 # --- the job -------------------------------------------------------------------------------------
 
 
@@ -189,10 +182,14 @@ async def _store_watermark(ctx: RedeliveryContext, attempt: Attempt) -> None:
     await ctx.redis.set(_key(ctx, "watermark"), body, ex=DONE_TTL_SECONDS)
 
 
-async def list_new_attempts(ctx: RedeliveryContext, *, after_id: int, not_before: datetime) -> list[Attempt]:
-    """Attempts newer than `after_id` and not older than `not_before`, following the cursor pages."""
+async def list_new_attempts(
+    ctx: RedeliveryContext, *, after_id: int, not_before: datetime
+) -> tuple[list[Attempt], bool]:
+    """Attempts newer than `after_id` and not older than `not_before`, following the cursor pages;
+    and False when a `next` link led off the API's origin, so the listing stopped short."""
     url: str | None = f"{ctx.api_url.rstrip('/')}/app/hook/deliveries?per_page={PER_PAGE}"
     found: list[Attempt] = []
+    foreign = False
     for _ in range(MAX_PAGES):
         if url is None:
             break
@@ -212,11 +209,16 @@ async def list_new_attempts(ctx: RedeliveryContext, *, after_id: int, not_before
                 reached_end = True  # newest first: everything after this was seen or is too old
                 continue
             found.append(attempt)
-        url = None if reached_end else next_link(link)
+        following = NextPage(None) if reached_end else next_page(link, ctx.api_url)
+        if following.refused is not None:
+            foreign = True
+            log.error("redelivery: GitHub's next-page link points to %s, not GITHUB_API_URL; not followed "
+                      "(the token is never sent there), listing stopped", following.refused)
+        url = following.url
     else:
         if url is not None:
             log.warning("redelivery: stopped listing after %d pages; the rest waits for the next run", MAX_PAGES)
-    return found
+    return found, foreign
 
 
 async def _redelivered(ctx: RedeliveryContext, guids: list[str]) -> set[str]:
@@ -251,7 +253,7 @@ async def run_once(ctx: RedeliveryContext, backend: BackendClient, now: datetime
     now = now or datetime.now(UTC)
     not_before = now - min(ctx.lookback, GITHUB_WINDOW - WINDOW_MARGIN)
     watermark = await load_watermark(ctx)
-    attempts = await list_new_attempts(ctx, after_id=watermark, not_before=not_before)
+    attempts, foreign = await list_new_attempts(ctx, after_id=watermark, not_before=not_before)
     failed = select_failed(attempts, not_before=not_before)
     guids = [a.guid for a in failed]
     known = await backend.known_deliveries(guids) if guids else set()
@@ -272,14 +274,15 @@ async def run_once(ctx: RedeliveryContext, backend: BackendClient, now: datetime
                 oldest_error = attempt.id
             log.warning("redelivery request failed: %s", exc, extra=extra)
     # Advance to the newest attempt listed, but never past one whose redelivery request failed.
+    # Not at all after a listing cut short by a foreign link: the pages it did not read are older.
     keep = [a for a in attempts if oldest_error is None or a.id < oldest_error]
-    if keep:
+    if keep and not foreign:
         newest = max(keep, key=lambda a: a.id)
         if newest.id > watermark:
             await _store_watermark(ctx, newest)
     return RunSummary(
         ran=True, listed=len(attempts), failed=len(failed), known=len(known & set(guids)),
-        redelivered=redelivered, errors=errors,
+        redelivered=redelivered, errors=errors, foreign_links=int(foreign),
     )
 
 
@@ -324,3 +327,4 @@ def _observe(metrics: object, summary: RunSummary) -> None:
                          ("redelivered", summary.redelivered)):
         metrics.redelivery_deliveries.labels(stage).inc(count)
     metrics.redelivery_errors.inc(summary.errors)
+    metrics.foreign_next_links.labels("redelivery").inc(summary.foreign_links)

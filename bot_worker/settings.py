@@ -29,6 +29,12 @@ class BotSettings(BaseSettings):
     host: str = Field(default="0.0.0.0", alias="BOT_HOST")
     port: int = Field(default=8081, alias="BOT_PORT")
     github_webhook_secret: SecretStr = Field(default=SecretStr(""), alias="GITHUB_WEBHOOK_SECRET")
+    # More webhook secrets a delivery may be signed with, comma-separated: during a rotation the new
+    # and the old one both verify (docs/operations.md). GITHUB_WEBHOOK_SECRET is read verbatim, so
+    # a secret with a comma in it still works there.
+    github_webhook_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="GITHUB_WEBHOOK_SECRETS"
+    )
     forward_timeout_seconds: float = Field(default=3.0, alias="FORWARD_TIMEOUT_SECONDS")
     # pull_request deliveries that arrive while a forward is in flight go together in the next call
     # (bot_worker/webhooks/group.py); 1 sends each delivery on its own call.
@@ -36,6 +42,12 @@ class BotSettings(BaseSettings):
     forward_group_lanes: int = Field(default=2, ge=1, le=16, alias="FORWARD_GROUP_LANES")
     # A client that stops sending mid-body (slow loris) gets a 408 and its connection closed after this.
     body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300, alias="BODY_READ_TIMEOUT_SECONDS")
+    # Bodies read at once, and the bytes they may hold together, before their signature is known; past
+    # either bound a delivery is shed with 503 + Retry-After (bot_worker/webhooks/intake.py).
+    max_concurrent_bodies: int = Field(default=8, ge=1, le=1000, alias="RECEIVER_MAX_CONCURRENT_BODIES")
+    max_body_bytes_in_flight: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, alias="RECEIVER_MAX_BODY_BYTES_IN_FLIGHT"
+    )
 
     # GitHub App
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
@@ -69,7 +81,17 @@ class BotSettings(BaseSettings):
     reconcile_max_pr_pages: int = Field(default=10, ge=1, le=20, alias="RECONCILE_MAX_PR_PAGES")
     reconcile_rate_limit_reserve: float = Field(default=0.2, ge=0, lt=1, alias="RECONCILE_RATE_LIMIT_RESERVE")
 
-    _split_secrets = field_validator("receiver_secrets", "worker_secrets", mode="before")(comma_list)
+    _split_secrets = field_validator(
+        "receiver_secrets", "worker_secrets", "github_webhook_secrets", mode="before"
+    )(comma_list)
+
+    def webhook_secrets(self) -> list[bytes]:
+        """Every secret a webhook may be signed with: GITHUB_WEBHOOK_SECRET, then GITHUB_WEBHOOK_SECRETS."""
+        found: list[bytes] = []
+        for secret in [self.github_webhook_secret.get_secret_value(), *self.github_webhook_secrets]:
+            if secret and secret.encode() not in found:
+                found.append(secret.encode())
+        return found
 
     def signing_key(self, caller: Caller) -> str:
         """The key ``caller`` (the receiver or a worker) signs with, after refusing unusable ones.

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from backend_api.http.keys import SETTINGS
@@ -47,10 +48,9 @@ async def body_deadline_passed(request: web.Request, seconds: float) -> bool:
     Stalled = no byte arrived for `seconds`, or the body took over ten times `seconds` in all (a trickle).
     Progress is judged by the bytes received, not by the clock alone: an event loop starved for a
     while (a burst of requests) must not turn bodies that did arrive into 408s.
-    Multipart bodies are left alone: aiohttp streams them to `request.post()`, which a pre-read
-    would starve. No route of ours takes multipart; their size limit still applies.
+    Every body, whatever its type: multipart never gets here (`refused_multipart`).
     """
-    if not request.body_exists or request.content_type.startswith("multipart/"):
+    if not request.body_exists:
         return False
     if request.content.is_eof():  # the whole body is here already (the common case): no task, no timer
         await request.read()  # 413 and friends propagate from here
@@ -69,17 +69,85 @@ async def body_deadline_passed(request: web.Request, seconds: float) -> bool:
         received = request.content.total_bytes
 
 
+def refused_multipart(content_type: str, has_body: bool) -> bool:
+    """No route takes multipart: every form of ours (sign-out, verification) is urlencoded, and the
+    JSON API is JSON. Refused unread, since a pre-read would starve aiohttp's multipart reader and
+    skipping the pre-read let a multipart body trickle in for as long as its sender liked (item 10)."""
+    return has_body and content_type.startswith("multipart/")
+
+
+# The staged close after a refusal: for how long what still arrives is dropped, and at most how much.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 2 * MAX_BODY_BYTES
+
+
+async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer, half-close (FIN), drop (never keep) what still arrives for LINGER_SECONDS, close.
+
+    Closing with unread bytes sends a TCP reset that can destroy the answer (RFC 9112 section 9.6);
+    aiohttp's own lingering would go on for 10 s and keep the connection for another request.
+    """
+    response.force_close()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        request.protocol.force_close()
+        return response
+    if request.transport is not None and request.transport.can_write_eof():
+        request.transport.write_eof()
+    dropped = 0
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while dropped < LINGER_BYTES and (chunk := await request.content.readany()):
+                dropped += len(chunk)
+    except (TimeoutError, ConnectionError, ClientPayloadError):
+        pass
+    request.protocol.force_close()
+    return response
+
+
+# The backend's `backend_client_hangups_total` counter (backend_api/metrics.py imports this module,
+# so the counter is handed over through the app rather than imported).
+CLIENT_HANGUPS = web.AppKey("client_hangups", Counter)
+# Answered to nobody (the client is gone); the status only labels the request in the metrics. 499 is
+# nginx's "client closed request".
+HANGUP_STATUS = 499
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def client_hung_up(request: web.Request, exc: BaseException) -> bool:
+    """A connection reset that is the client's (its transport is gone), not the database's."""
+    return isinstance(exc, ConnectionResetError) and client_gone(request)
+
+
+def note_hangup(request: web.Request, where: str) -> None:
+    """A client that left mid-request is not an error of ours: INFO, counted by where it was noticed."""
+    log.info("client hung up mid-request", extra={"path": request.path, "where": where})
+    counter = request.app.get(CLIENT_HANGUPS)
+    if counter is not None:
+        counter.labels(where).inc()
+
+
+def hangup_response() -> web.Response:
+    response = json_error(HANGUP_STATUS, "client_closed_request", "the client closed the connection")
+    response.force_close()
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if refused_multipart(request.content_type, request.body_exists):
+            return await answer_and_close(request, json_error(
+                415, "unsupported_media_type", "multipart bodies are not accepted: forms here are urlencoded"))
         if await body_deadline_passed(request, request.app[SETTINGS].body_read_timeout_seconds):
-            # Answer and close now; aiohttp would otherwise linger up to 10 s draining the body.
             response = json_error(408, "request_timeout", "the request body did not arrive in time")
-            response.force_close()
-            await response.prepare(request)
-            await response.write_eof()
-            request.protocol.force_close()
-            return response
+            return await answer_and_close(request, response)
         return await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.error, exc.message, exc.details)
@@ -88,7 +156,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = exc.reason if exc.status != 413 else f"request body exceeds {MAX_BODY_BYTES} bytes"
         return json_error(exc.status, _REASONS.get(exc.status, "http_error"), message)
-    except Exception:
+    except asyncio.CancelledError:
+        if client_gone(request):
+            note_hangup(request, "cancelled")
+        raise
+    except Exception as exc:
+        if client_hung_up(request, exc):
+            note_hangup(request, "request")
+            return hangup_response()
         log.exception("unhandled error", extra={"path": request.path})
         return json_error(500, "internal_error", "internal server error")
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from backend_api.challenges import messages
 from backend_api.challenges.verify import ChallengeInfo, ChallengeStatus, RepoRules
+from backend_api.http.errors import client_hung_up, hangup_response, note_hangup
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,10 @@ def html_errors(handler: Handler) -> Handler:
             if exc.status < 400:
                 raise
             return error_page(exc.status, exc.reason, exc.text or exc.reason)
-        except (asyncpg.PostgresError, OSError, TimeoutError):
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            if client_hung_up(request, exc):  # the browser left; the database is fine
+                note_hangup(request, "page")
+                return hangup_response()
             log.exception("verification page: database unavailable", extra={"path": request.path})
             return error_page(503, "Temporarily unavailable", "prgate cannot reach its database. Try again shortly.")
         except Exception:

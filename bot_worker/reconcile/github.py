@@ -8,6 +8,7 @@ left belongs to the outbox actions, which share the installation's hourly limit.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
+from bot_worker.paging import next_page
 from bot_worker.providers.github import repo_path
 from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
-from bot_worker.redelivery import next_link
 from bot_worker.webhooks.normalize import NotForwardable, installation_info, pull_request
 from shared_contracts.events import InstallationInfo, Repository
 from shared_contracts.reconcile import OpenPullRequest
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -108,8 +111,11 @@ class GitHubReader:
         *,
         reserve: float,
         observe: Callable[[str, int, float], None] | None = None,
+        on_foreign_link: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
+        self._api_url = api_url
+        self._on_foreign_link = on_foreign_link
         self._api = api_url.rstrip("/")
         self._auth = auth
         self._reserve = reserve
@@ -146,7 +152,15 @@ class GitHubReader:
                 if resp.status != 200:
                     raise GitHubError(resp.status, await resp.text())
                 pages.append(await resp.json(content_type=None))
-                url = next_link(resp.headers.get("Link"))
+                following = next_page(resp.headers.get("Link"), self._api_url)
+                url = following.url
+            if following.refused is not None:
+                # Incomplete, so nothing is concluded from what is missing (no cancellation).
+                log.error("reconcile: GitHub's next-page link for %s points to %s, not GITHUB_API_URL; "
+                          "not followed (the token is never sent there)", path.split("?")[0], following.refused)
+                if self._on_foreign_link is not None:
+                    self._on_foreign_link()
+                return pages, False
             if url is None:
                 return pages, True
             if budget is not None and budget.below(self._reserve):

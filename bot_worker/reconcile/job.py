@@ -295,11 +295,13 @@ def build_context(
 ) -> ReconcileContext:
     """The context the worker's periodic job and `prgate reconcile` share."""
     observe = None
+    on_foreign_link = None
     if metrics is not None:
         def observe(method: str, status: int, seconds: float) -> None:
             metrics.provider_request_seconds.labels("github", method, str(status)).observe(seconds)
+        on_foreign_link = metrics.foreign_next_links.labels("reconcile").inc
     reader = GitHubReader(session, settings.github_api_url, tokens, reserve=settings.reconcile_rate_limit_reserve,
-                          observe=observe)
+                          observe=observe, on_foreign_link=on_foreign_link)
     return ReconcileContext(
         reader=reader, redis=redis, key_prefix=settings.queue_name, worker_id=worker_id,
         max_repositories=settings.reconcile_max_repositories, max_pr_pages=settings.reconcile_max_pr_pages,

@@ -22,7 +22,8 @@ from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks import jobcodec
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
-from bot_worker.webhooks.github import MAX_BODY_BYTES, GithubWebhooks, json_error
+from bot_worker.webhooks.github import MAX_BODY_BYTES, WEBHOOK_PATH, GithubWebhooks, json_error
+from bot_worker.webhooks.intake import BodyBudget, answer_and_close
 from bot_worker.webhooks.jobcodec import JobCodec
 from shared_contracts.keys import Caller
 from shared_contracts.owner import Health
@@ -51,10 +52,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Every error leaves as an ErrorBody JSON; bad input never becomes a 500.
 
     It also reads the body first: a client that stops sending mid-body for BODY_READ_TIMEOUT_SECONDS
-    (slow loris) gets a 408 and loses its connection instead of holding it forever.
+    (slow loris) gets a 408 and loses its connection instead of holding it forever. Not on the webhook
+    route: that one checks the headers before reading a byte, and reads under a bound (intake.py).
     """
     try:
-        if await _body_stalled(request, request.app[SETTINGS].body_read_timeout_seconds):
+        if request.path != WEBHOOK_PATH and await _body_stalled(
+            request, request.app[SETTINGS].body_read_timeout_seconds
+        ):
             return await _cut_off(request)
         return await handler(request)
     except web.HTTPException as exc:
@@ -93,11 +97,7 @@ async def _body_stalled(request: web.Request, seconds: float) -> bool:
 async def _cut_off(request: web.Request) -> web.StreamResponse:
     """Answer 408 and close now; aiohttp would otherwise linger up to 10 s draining the body."""
     response = json_error(408, "request_timeout", "the request body did not arrive in time")
-    response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
-    request.protocol.force_close()
-    return response
+    return await answer_and_close(request, response)
 
 
 async def open_queue(settings: RedisSettings, queue_name: str) -> ArqRedis:
@@ -215,16 +215,23 @@ def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings 
         if not settings.redis_url:
             raise ValueError("REDIS_URL must be set: the receiver queues deliveries there while the backend is away")
         redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    secret = settings.github_webhook_secret.get_secret_value().encode()
-    if not secret:
+    secrets = settings.webhook_secrets()
+    if not secrets:
         log.error("GITHUB_WEBHOOK_SECRET is empty: every webhook will be refused with 401")
+    elif len(secrets) > 1:
+        log.info("%d webhook secrets accepted (a rotation is under way)", len(secrets))
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[REDIS_SETTINGS] = redis_settings
     app[METRICS] = Metrics(CollectorRegistry(auto_describe=True))
     app.cleanup_ctx.append(_resources)
-    app.router.add_post("/webhooks/github", GithubWebhooks(secret, app[METRICS], GITHUB).handle)
+    webhooks = GithubWebhooks(
+        secrets, app[METRICS], GITHUB,
+        budget=BodyBudget(settings.max_concurrent_bodies, settings.max_body_bytes_in_flight),
+        stall_seconds=settings.body_read_timeout_seconds,
+    )
+    app.router.add_post(WEBHOOK_PATH, webhooks.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -117,9 +117,23 @@ def backoff_seconds(job_try: int, jitter: float = 0.0) -> float:
     return base * (1 + 0.25 * jitter)
 
 
+# The backend refusing *our* signature (a clock out of step, a key rotated on one side first) says
+# nothing about the delivery: it is parked and replayed like an outage, never answered to GitHub.
+AUTH_FAILURES: Final = frozenset({401, 403})
+
+
 def _refused(exc: BackendError) -> bool:
-    """A 4xx (not 429) is the backend's verdict on this delivery; anything else unexpected is an outage."""
-    return 400 <= exc.status < 500 and not exc.retryable
+    """A 4xx (not 429, 401 or 403) is the backend's verdict on this delivery; the rest is an outage."""
+    return 400 <= exc.status < 500 and not exc.retryable and exc.status not in AUTH_FAILURES
+
+
+def _auth_failed(exc: BackendError, extra: dict[str, Any], counters: Metrics | None, where: str) -> None:
+    """Loud: until someone fixes the keys or the clock, nothing reaches the backend."""
+    if counters is not None:
+        counters.backend_auth_failures.labels(where).inc()
+    log.error("backend refused our internal signature (%d): check PRGATE_RECEIVER_SECRETS / PRGATE_WORKER_SECRETS "
+              "on both sides and the clocks (300 s window); the delivery stays queued", exc.status,
+              extra={**extra, "status": exc.status})
 
 
 def _outcome(status: IngestStatus) -> str:
@@ -214,10 +228,10 @@ class Forwarder:
             return Forwarded(sent)
         if isinstance(sent, BackendError) and _refused(sent):
             self._metrics.webhooks_forwarded.labels(event.event, m.REJECTED).inc()
-            # 401/403 mean our internal secret or clock is wrong: an operator must look.
-            level = logging.ERROR if sent.status in (401, 403) else logging.WARNING
-            log.log(level, "backend refused the delivery", extra={**extra, "status": sent.status})
+            log.warning("backend refused the delivery", extra={**extra, "status": sent.status})
             return Rejected(sent.status, sent.body)
+        if isinstance(sent, BackendError) and sent.status in AUTH_FAILURES:
+            _auth_failed(sent, extra, self._metrics, "receiver")
         cause = f"backend answered {sent.status}" if isinstance(sent, BackendError) else sent.cause
         log.warning("backend unavailable (%s): queueing the delivery", cause, extra=extra)
         return await self._enqueue(event, extra)
@@ -293,6 +307,8 @@ async def forward_delivery(ctx: dict[str, Any], kind: str, body: str) -> str:
                 counters.webhooks_forwarded.labels(event.event, m.REJECTED).inc()
             log.error("backend refused a queued delivery", extra={**extra, "status": exc.status})
             raise PermanentForwardError(f"backend answered {exc.status}") from None
+        if exc.status in AUTH_FAILURES:
+            _auth_failed(exc, extra, counters, "worker")
         cause = f"backend answered {exc.status}"
     except _UNAVAILABLE as exc:
         cause = type(exc).__name__

@@ -1,7 +1,9 @@
 """`POST /webhooks/github`: verify, parse, normalize, forward. One straight line, no state.
 
-Order of checks: signature header present (401) → body within 25 MiB (413) →
-HMAC-SHA256 matches (401) → event/delivery headers (400) → JSON (400) →
+Order of checks, from the headers alone and with the body unread (intake.py): secret configured,
+signature header well-formed (401) → event/delivery headers (400) → Content-Type (415) →
+Content-Length within 25 MiB (413); then the body, read under the process-wide bound (503) and hashed
+as it streams (408 stalled, 413 too long) → HMAC-SHA256 matches one secret (401) → JSON (400) →
 ping / not-forwarded event (200 / 202) → normalize (422) → forward.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
+from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import parse_qs
 
@@ -30,6 +32,15 @@ from bot_worker.webhooks.forward import (
     Unavailable,
     installation_id_of,
 )
+from bot_worker.webhooks.intake import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    BodyBudget,
+    Refusal,
+    answer_and_close,
+    precheck,
+    read_signed,
+)
 from bot_worker.webhooks.normalize import (
     FORWARDED_EVENTS,
     FORWARDED_REPOSITORY_ACTIONS,
@@ -46,11 +57,7 @@ log = logging.getLogger(__name__)
 
 # GitHub caps webhook payloads at 25 MB; allow 25 MiB.
 MAX_BODY_BYTES: Final = 25 * 1024 * 1024
-SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
-EVENT_HEADER: Final = "X-GitHub-Event"
-DELIVERY_HEADER: Final = "X-GitHub-Delivery"
-_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+WEBHOOK_PATH: Final = "/webhooks/github"
 
 
 def json_error(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
@@ -61,20 +68,6 @@ def json_error(status: int, error: str, message: str, details: list[dict[str, An
 def signature_256(secret: bytes, body: bytes) -> str:
     """The `X-Hub-Signature-256` value GitHub sends for `body`."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def signature_matches(secret: bytes, body: bytes, header: str) -> bool:
-    """Constant-time check of an `X-Hub-Signature-256` header. An empty secret matches nothing."""
-    if not secret:
-        return False
-    try:
-        received = header.strip().lower().encode("ascii")
-    except UnicodeEncodeError:
-        return False
-    return hmac.compare_digest(signature_256(secret, body).encode("ascii"), received)
-
-
-ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
 
 
 def parse_payload(body: bytes, content_type: str) -> Any:
@@ -105,38 +98,43 @@ class GithubWebhooks:
     """The handler, holding its dependencies explicitly; the forwarder comes from the running app."""
 
     def __init__(
-        self, secret: bytes, metrics: Metrics, github_key: web.AppKey[GitHubProvider | None] | None = None
+        self, secrets: Sequence[bytes], metrics: Metrics, github_key: web.AppKey[GitHubProvider | None] | None = None,
+        *, budget: BodyBudget | None = None, stall_seconds: float = 10.0, max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
-        self._secret = secret
+        self._secrets = tuple(secret for secret in secrets if secret)
         self._metrics = metrics
         self._github_key = github_key
+        self._budget = budget if budget is not None else BodyBudget(8, 64 * 1024 * 1024)
+        self._stall_seconds = stall_seconds
+        self._max_body_bytes = max_body_bytes
 
-    def _unauthorized(self, message: str) -> web.Response:
-        self._metrics.signature_failures.inc()
-        return json_error(401, "unauthorized", message)
+    async def _refuse(self, request: web.Request, refusal: Refusal) -> web.StreamResponse:
+        """Answer and close, whatever is left unread: nothing a refused sender says next is worth reading."""
+        if refusal.signature:
+            self._metrics.signature_failures.inc()
+        else:
+            self._metrics.webhook_bodies_refused.labels(str(refusal.status)).inc()
+        response = json_error(refusal.status, refusal.error, refusal.message)
+        response.headers.update(refusal.headers)
+        return await answer_and_close(request, response)
 
-    async def handle(self, request: web.Request) -> web.Response:
-        header = request.headers.get(SIGNATURE_HEADER)
-        if not self._secret:
-            return self._unauthorized("webhook secret is not configured on this receiver")
-        if not header:
-            return self._unauthorized(f"missing {SIGNATURE_HEADER} header")
-        body = await request.read()  # aiohttp raises 413 past client_max_size
-        if not signature_matches(self._secret, body, header):
-            return self._unauthorized(f"{SIGNATURE_HEADER} does not match the body")
-
-        event = request.headers.get(EVENT_HEADER, "")
-        delivery_id = request.headers.get(DELIVERY_HEADER, "")
-        if not _EVENT_NAME.match(event):
-            return json_error(400, "bad_request", f"missing or invalid {EVENT_HEADER} header")
-        if not _DELIVERY_ID.match(delivery_id):
-            return json_error(400, "bad_request", f"missing or invalid {DELIVERY_HEADER} header")
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        refusal = precheck(request.headers, request.content_type, request.content_length,
+                           have_secret=bool(self._secrets), max_body_bytes=self._max_body_bytes)
+        if refusal is not None:  # decided from the headers: the body is never read
+            return await self._refuse(request, refusal)
+        read = await read_signed(request, self._secrets, self._budget,
+                                 max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds)
+        if isinstance(read, Refusal):
+            if read.status == 503:
+                log.warning("webhook body shed: %s", read.message)
+            return await self._refuse(request, read)
+        body = read.body
+        event = request.headers[EVENT_HEADER]
+        delivery_id = request.headers[DELIVERY_HEADER]
         self._metrics.webhooks_received.labels(event).inc()
         extra: dict[str, Any] = {"delivery_id": delivery_id, "event": event}
 
-        if request.content_type not in ACCEPTED_CONTENT_TYPES:
-            return json_error(415, "unsupported_media_type",
-                              "Content-Type must be application/json or application/x-www-form-urlencoded")
         try:
             payload = parse_payload(body, request.content_type)
         except (ValueError, KeyError, IndexError, RecursionError):

@@ -454,8 +454,23 @@ async def _github_middleware(request: web.Request, handler: Handler) -> web.Stre
     response.headers.setdefault("x-github-request-id", _request_id())
     response.headers.setdefault("x-github-media-type", "github.v3; format=json")
     response.headers.setdefault("x-github-api-version-selected", "2022-11-28")
+    _foreign_link_origin(state.faults.config.link_origin, response)
     _record(state, request, installation_id, response, decision)
     return response
+
+
+def _foreign_link_origin(origin: str | None, response: web.StreamResponse) -> None:
+    """The `link_origin` fault: every URL of the `Link` header moved to `origin`, path and query kept."""
+    link = response.headers.get("Link")
+    if origin is None or not link:
+        return
+    base = URL(origin)
+
+    def moved(match: re.Match[str]) -> str:
+        url = URL(match.group(1))
+        return "<" + str(url.with_scheme(base.scheme).with_host(base.host or "").with_port(base.port)) + ">"
+
+    response.headers["Link"] = re.sub(r"<([^>]*)>", moved, link)
 
 
 # ---- GitHub API handlers: apps and installations ------------------------------------------------

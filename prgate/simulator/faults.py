@@ -102,6 +102,9 @@ class FaultConfig(BaseModel):
     installations: dict[int, FaultProfile] = Field(default_factory=dict)
     rules: list[FaultRule] = Field(default_factory=list)
     content_throttle: bool = True
+    # Rewrite the origin of every `Link` header URL to this one ("http://host:port"), as a hostile
+    # proxy or a poisoned response could: a client must not follow it with its token.
+    link_origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

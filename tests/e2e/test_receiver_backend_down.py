@@ -37,6 +37,7 @@ from bot_worker.webhooks.forward import (
     forward_delivery,
     forward_worker,
 )
+from bot_worker.webhooks.jobcodec import JobCodec
 from bot_worker.webhooks.normalize import pull_request_event
 from tests.conftest import INTERNAL_SECRET, backend_settings
 from tests.support.payloads import installation_payload, pull_request_payload
@@ -320,3 +321,45 @@ def test_backoff_doubles_from_2_s_and_caps_at_300_s() -> None:
     assert backoff_seconds(10_000) == 300
     assert FORWARD_JOB.name == "forward_delivery"
     assert FORWARD_JOB.max_tries == FORWARD_MAX_TRIES == 20
+
+
+async def test_a_backend_refusing_our_signature_gets_the_delivery_queued_and_replayed_once_fixed(
+    db: asyncpg.Pool, database_url: str, redis_url: str, queue: TestQueue, aiohttp_client: Any, aiohttp_server: Any,
+) -> None:
+    """Before: a backend 401/403 (keys rotated on one side first, or a clock out of step) was passed to
+    GitHub as the delivery's rejection and the delivery was lost; now it is parked like an outage."""
+    # This backend knows other receiver and worker keys than the ones the bot signs with: 401.
+    other_keys = {"PRGATE_RECEIVER_SECRETS": "test-other-receiver-" + "a1" * 24,
+                  "PRGATE_WORKER_SECRETS": "test-other-worker-" + "b2" * 24}
+    skewed = await aiohttp_server(create_app(backend_settings(database_url, **other_keys)))
+    receiver: TestClient[Any, Any] = await aiohttp_client(
+        create_receiver_app(bot_settings(str(skewed.make_url("/")), redis_url, queue.name))
+    )
+    delivery_id = str(uuid.uuid4())
+    resp = await post_webhook(receiver, "installation", installation_payload("created"), delivery_id)
+    assert resp.status == 202, await resp.text()
+    assert await resp.json() == {"status": "queued", "delivery_id": delivery_id}
+    assert await metric(receiver, "forward_backend_auth_failures_total", where="receiver") == 1
+    assert await metric(receiver, "webhooks_forwarded_total", event="installation", outcome="rejected") == 0
+    assert await queue.job_ids() == {f"forward:installation:{delivery_id}"}
+    assert await fetch(db, "SELECT * FROM webhook_deliveries") == []
+
+    # The worker's replay meets the same refusal: it retries later instead of dropping the job.
+    job = await queue.redis.get(f"arq:job:forward:installation:{delivery_id}")
+    assert job is not None
+    kind, body = JobCodec().deserialize(job)["a"]  # as the worker decodes it
+    metrics = Metrics(CollectorRegistry())
+    async with aiohttp.ClientSession() as session:
+        ctx = {CTX_BACKEND: BackendClient(session, str(skewed.make_url("/")), INTERNAL_SECRET),
+               CTX_METRICS: metrics, "job_try": 1}
+        with pytest.raises(Retry):
+            await forward_delivery(ctx, kind, body)
+    assert sample(metrics, "forward_backend_auth_failures_total", where="worker") == 1
+    assert sample(metrics, "forward_queue_total", outcome="failed") == 0
+
+    # Keys agree again: the parked delivery arrives, once.
+    fixed = await aiohttp_server(create_app(backend_settings(database_url)))
+    worker = await drain(queue, redis_url, str(fixed.make_url("/")), Metrics(CollectorRegistry()))
+    assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
+    [row] = await fetch(db, "SELECT delivery_id, event_name FROM webhook_deliveries")
+    assert (row["delivery_id"], row["event_name"]) == (delivery_id, "installation")

@@ -338,9 +338,11 @@ async def test_partial_body_is_cut_off_with_408_and_writes_nothing(
     backend: TestServer = await aiohttp_server(
         create_app(backend_settings(database_url, BODY_READ_TIMEOUT_SECONDS=0.5))
     )
-    receiver: TestServer = await aiohttp_server(create_receiver_app(
-        bot_settings(str(backend.make_url("/")), redis_url, queue.name, body_read_timeout_seconds=0.5)
-    ))
+    # Room for all 20 stalled bodies at once: past the bound they would be shed with 503 before any stall
+    # (tests/e2e/test_receiver_memory.py covers that).
+    receiver: TestServer = await aiohttp_server(create_receiver_app(bot_settings(
+        str(backend.make_url("/")), redis_url, queue.name, body_read_timeout_seconds=0.5, max_concurrent_bodies=32,
+    )))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         status, _ = await post_webhook(session, receiver, "installation", json.dumps(installation_payload()).encode())
         assert status == 200

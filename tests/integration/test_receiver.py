@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from backend_api.app import create_app
+from bot_worker.settings import BotSettings
 from bot_worker.webhooks.app import create_receiver_app
 from bot_worker.webhooks.github import MAX_BODY_BYTES
 from prgate.simulator.webhooks import webhook_headers
-from tests.conftest import INTERNAL_SECRET, backend_settings
+from tests.conftest import INTERNAL_ENV, INTERNAL_SECRET, backend_settings
 from tests.support.payloads import (
     fixture,
     installation_payload,
@@ -397,3 +398,33 @@ async def test_no_secret_or_body_in_logs(
     everything = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
     for secret in (WEBHOOK_SECRET, INTERNAL_SECRET, canary):
         assert secret not in everything
+
+
+# ---- webhook secret rotation (issue 13, item 14) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("variables", [
+    {"GITHUB_WEBHOOK_SECRET": "old-secret-" + "a" * 24, "GITHUB_WEBHOOK_SECRETS": "new-secret-" + "b" * 24},
+    {"GITHUB_WEBHOOK_SECRETS": f"new-secret-{'b' * 24}, old-secret-{'a' * 24}"},
+])
+async def test_during_a_rotation_both_secrets_verify_and_no_other(
+    backend_url: str, redis_url: str, queue: TestQueue, aiohttp_client: Any, db: asyncpg.Pool,
+    variables: dict[str, str],
+) -> None:
+    """Before: one secret only, so between changing it on GitHub and on the receivers every delivery got 401."""
+    settings = BotSettings.model_validate(
+        {"BACKEND_URL": backend_url, **INTERNAL_ENV, "REDIS_URL": redis_url, **variables}
+    ).model_copy(update={"queue_name": queue.name})
+    client = await aiohttp_client(create_receiver_app(settings))
+    old, new = "old-secret-" + "a" * 24, "new-secret-" + "b" * 24
+    resp = await post_webhook(client, "installation", installation_payload("created"), secret=old)
+    assert resp.status == 200, await resp.text()
+    resp = await post_webhook(client, "pull_request", pull_request_payload("opened", number=3), secret=new)
+    assert resp.status == 200, await resp.text()
+    for wrong in (WEBHOOK_SECRET, old + "x", "", new[:-1]):
+        resp = await post_webhook(client, "pull_request", pull_request_payload("opened", number=4), secret=wrong)
+        assert resp.status == 401
+        assert (await resp.json())["error"] == "unauthorized"
+    assert len(await fetch(db, "SELECT * FROM github_installations")) == 1
+    assert len(await fetch(db, "SELECT * FROM webhook_deliveries WHERE event_name = 'pull_request'")) == 1
+    assert await metric(client, "webhook_signature_failures_total") == 4

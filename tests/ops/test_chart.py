@@ -59,7 +59,7 @@ NOT_SET: dict[str, dict[str, str]] = {
 }
 KEY_VARS = {"PRGATE_RECEIVER_SECRETS", "PRGATE_WORKER_SECRETS", "PRGATE_ADMIN_SECRETS"}
 # Never a plain value: credentials, and URLs that embed them.
-SECRET_VARS = KEY_VARS | {"DATABASE_URL", "REDIS_URL"} | {
+SECRET_VARS = KEY_VARS | {"DATABASE_URL", "REDIS_URL", "GITHUB_WEBHOOK_SECRETS"} | {
     field.alias
     for settings in (BackendSettings, BotSettings)
     for field in settings.model_fields.values()
@@ -69,7 +69,7 @@ SECRET_VALUE_KEYS = {
     "PRGATE_RECEIVER_SECRETS": "receiverSecrets", "PRGATE_WORKER_SECRETS": "workerSecrets",
     "PRGATE_ADMIN_SECRETS": "adminSecrets", "DATABASE_URL": "databaseUrl", "REDIS_URL": "redisUrl",
     "GITHUB_WEBHOOK_SECRET": "webhookSecret", "GITHUB_CLIENT_SECRET": "githubClientSecret",
-    "SESSION_SECRET": "sessionSecret",
+    "SESSION_SECRET": "sessionSecret", "GITHUB_WEBHOOK_SECRETS": "webhookSecrets",
 }
 
 

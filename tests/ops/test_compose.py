@@ -109,7 +109,7 @@ def test_compose_sets_the_same_variables_as_the_chart() -> None:
 
 # Secrets a deployment may leave unset (empty, never a default value): sign-in answers 503, webhooks are
 # refused, no App can be registered through this backend.
-OPTIONAL_SECRETS = {"GITHUB_CLIENT_SECRET", "GITHUB_WEBHOOK_SECRET", "PRGATE_ADMIN_SECRETS"}
+OPTIONAL_SECRETS = {"GITHUB_CLIENT_SECRET", "GITHUB_WEBHOOK_SECRET", "GITHUB_WEBHOOK_SECRETS", "PRGATE_ADMIN_SECRETS"}
 REQUIRED = re.compile(r"\$\{(?P<var>[A-Z_]+):\?[^}]+\}")
 
 

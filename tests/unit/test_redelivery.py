@@ -19,12 +19,12 @@ from redis.asyncio import Redis
 from backend_api.store import deliveries
 from bot_worker.backend.client import KNOWN_DELIVERIES_PATH, BackendClient
 from bot_worker.metrics import Metrics
+from bot_worker.paging import next_link
 from bot_worker.providers.github_auth import app_jwt
 from bot_worker.redelivery import (
     CTX_REDELIVERY,
     Attempt,
     RedeliveryContext,
-    next_link,
     parse_attempt,
     redeliver_failed,
     select_failed,

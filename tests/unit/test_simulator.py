@@ -1233,3 +1233,23 @@ async def test_another_apps_comment_cannot_be_edited_or_deleted(sim: Sim) -> Non
     ]
     bad = await sim.client.post("/_sim/repos/octo/repo/pulls/17/comments", json={"body": "x"})
     assert bad.status == 422
+
+
+# ---- link_origin fault (issue 13, item 14) --------------------------------------------------------
+
+
+async def test_link_origin_fault_moves_every_link_url_to_another_origin(sim: Sim) -> None:
+    for n in range(5):
+        sim.state.add_repository(123, 6000 + n, f"octo/more-{n}")
+    put = await sim.client.put("/_sim/faults", json={"link_origin": "http://elsewhere.example:9999"})
+    assert put.status == 200
+    assert (await put.json())["link_origin"] == "http://elsewhere.example:9999"
+    token = await sim.token()
+    page = await sim.client.get("/installation/repositories?per_page=3", headers=sim.auth(token))
+    assert page.status == 200
+    links = _links(page.headers["Link"])
+    assert links["next"] == "http://elsewhere.example:9999/installation/repositories?per_page=3&page=2"
+    assert all(url.startswith("http://elsewhere.example:9999/") for url in links.values())
+    assert (await sim.client.delete("/_sim/faults")).status == 200
+    again = await sim.client.get("/installation/repositories?per_page=3", headers=sim.auth(token))
+    assert "elsewhere.example" not in again.headers["Link"]
