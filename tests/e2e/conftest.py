@@ -59,14 +59,16 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
     simulator = fleet.start("simulator", "simulator", env)
     backend = fleet.start("backend", "backend", env)
     bot = fleet.start("bot", "bot", env)
-    for i in range(2):
-        fleet.start(f"worker-{i}", "worker", {**env, "WORKER_ID": f"worker-{i}"})
     stack = FullStack(fleet, env, backend, f"http://127.0.0.1:{ports['simulator']}",
                       env["BACKEND_URL"], f"http://127.0.0.1:{ports['bot']}")
     try:
         await wait_http_ok(f"{stack.simulator_url}/_sim/health", simulator)
         await wait_http_ok(f"{stack.backend_url}/readyz", backend)
         await wait_http_ok(f"{stack.bot_url}/healthz", bot)
+        # Only now: a worker's metrics port is the kernel's pick (port 0), and picked while the
+        # others were still starting it could take a port chosen for them (seen: the simulator's).
+        for i in range(2):
+            fleet.start(f"worker-{i}", "worker", {**env, "WORKER_ID": f"worker-{i}"})
         yield stack
     except BaseException:
         print(fleet.logs())
