@@ -19,7 +19,7 @@ from backend_api.events.pull_request import ingest_pull_requests
 from backend_api.github_app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import CLIENT_HANGUPS, MAX_BODY_BYTES, error_middleware
-from backend_api.http.keys import (
+from backend_api.keys import (
     CLAIM_FLOOR,
     DB_POOL,
     HTTP_CLIENT,

@@ -28,7 +28,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from backend_api.http.keys import HTTP_CLIENT, SETTINGS
+from backend_api.keys import HTTP_CLIENT, SETTINGS
 from backend_api.settings import BackendSettings
 
 log = logging.getLogger(__name__)

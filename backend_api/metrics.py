@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from backend_api.http import handlers, owner
 from backend_api.http.errors import Handler
-from backend_api.http.keys import DB_POOL, ENQUEUED_TYPES, REPLAYED
+from backend_api.keys import DB_POOL, ENQUEUED_TYPES, REPLAYED
 from backend_api.store import metrics as store
 from backend_api.store.db import DATABASE_UNAVAILABLE
 from backend_api.web import verify

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from backend_api.http.keys import HTTP_CLIENT, SESSIONS, SETTINGS
+from backend_api.keys import HTTP_CLIENT, SESSIONS, SETTINGS
 from backend_api.settings import BackendSettings
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session, revoke

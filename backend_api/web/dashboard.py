@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.owner.access import is_operator
 from backend_api.store import dashboard as store
 from backend_api.store import reconcile as reconcile_store

@@ -46,7 +46,7 @@ from backend_api.github_manifest import (
     render_manifest,
 )
 from backend_api.http.errors import json_error, json_response, read_model
-from backend_api.http.keys import DB_POOL, HTTP_CLIENT, SESSIONS, SETTINGS
+from backend_api.keys import DB_POOL, HTTP_CLIENT, SESSIONS, SETTINGS
 from backend_api.owner.access import is_operator
 from backend_api.settings import BackendSettings
 from backend_api.store import app_credentials

@@ -17,7 +17,7 @@ import asyncpg
 from aiohttp import web
 
 from backend_api.http.errors import json_response, read_model
-from backend_api.http.keys import DB_POOL, SESSIONS
+from backend_api.keys import DB_POOL, SESSIONS
 from backend_api.store import sessions as store
 from backend_api.web.session import Session
 from shared_contracts.owner import SessionRevokeRequest, SessionRevokeResponse

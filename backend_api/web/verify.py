@@ -23,7 +23,7 @@ from backend_api.challenges.verify import (
     page_access,
     too_many_wrong_answers,
 )
-from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.store import verification, wrong_answers
 from backend_api.store.verification import ChallengePage
 from backend_api.web import templates as t

@@ -26,7 +26,7 @@ from backend_api.app import create_app
 from backend_api.challenges import messages
 from backend_api.challenges.deadlines import sweep_all
 from backend_api.challenges.verify import answer_hash
-from backend_api.http.keys import SESSIONS
+from backend_api.keys import SESSIONS
 from backend_api.settings import BackendSettings
 from backend_api.store import repo_settings
 from backend_api.web.session import OAUTH_COOKIE, SESSION_COOKIE, csrf_scope_for_challenge
