@@ -8,14 +8,14 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from backend_api.auth.nonces import NonceLedger
+from backend_api.auth.scopes import InternalScopes
+from backend_api.auth.session import SessionCodec
 from backend_api.events.batcher import IngestBatcher
-from backend_api.http.nonces import NonceLedger
-from backend_api.http.scopes import InternalScopes
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.owner.ratelimit import SlidingWindow
 from backend_api.settings import BackendSettings
-from backend_api.web.session import SessionCodec
 from shared_contracts.actions import ActionType
 
 SETTINGS = web.AppKey("settings", BackendSettings)

@@ -20,11 +20,11 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from backend_api.auth.session import CSRF_SCOPE_LOGOUT, OAUTH_COOKIE
 from backend_api.keys import HTTP_CLIENT, SESSIONS, SETTINGS
 from backend_api.settings import BackendSettings
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session, revoke
-from backend_api.web.session import CSRF_SCOPE_LOGOUT, OAUTH_COOKIE
 
 log = logging.getLogger(__name__)
 

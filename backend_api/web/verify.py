@@ -1,7 +1,7 @@
 """The verification page: ``GET /verify/{token}`` shows the challenge, ``POST`` completes it.
 
 Thin handlers: the link token is hashed and looked up (``store.verification``), the session read
-from its cookie (``web.session``), the decision is ``challenges.verify``'s, and the writes happen
+from its cookie (``auth.session``), the decision is ``challenges.verify``'s, and the writes happen
 in ``store.verification.verify``'s single transaction. Every answer is an HTML page.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from backend_api.auth.session import CSRF_SCOPE_LOGOUT, Session, csrf_scope_for_challenge
 from backend_api.challenges.tokens import hash_token
 from backend_api.challenges.verify import (
     ChallengeStatus,
@@ -28,7 +29,6 @@ from backend_api.store import verification, wrong_answers
 from backend_api.store.verification import ChallengePage
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session
-from backend_api.web.session import CSRF_SCOPE_LOGOUT, Session, csrf_scope_for_challenge
 
 log = logging.getLogger(__name__)
 

@@ -179,8 +179,8 @@ async def test_outbox_gauges_reflect_the_database(backend: SignedClient, db: asy
 
 
 async def test_verification_form_success_is_counted(backend: SignedClient, db: asyncpg.Pool) -> None:
+    from backend_api.auth.session import SESSION_COOKIE, csrf_scope_for_challenge
     from backend_api.keys import SESSIONS
-    from backend_api.web.session import SESSION_COOKIE, csrf_scope_for_challenge
 
     await send_installation(backend, "installation", installation_payload("created"))
     gated = await send_pr(backend, pull_request_payload("opened"))

@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from backend_api.app import create_app
+from backend_api.auth.session import SESSION_COOKIE, SessionCodec
 from backend_api.challenges import messages
 from backend_api.challenges.verify import Refusal, RepoRules, check_answer
 from backend_api.settings import BackendSettings
-from backend_api.web.session import SESSION_COOKIE, SessionCodec
 from shared_contracts.owner import RepoSettings
 from tests.conftest import INTERNAL_SECRET, backend_settings
 from tests.support.github_sim import APP_ID, Simulator, app_keys
