@@ -11,7 +11,7 @@ from aiohttp import web
 from backend_api.auth.nonces import NonceLedger
 from backend_api.auth.scopes import InternalScopes
 from backend_api.auth.session import SessionCodec
-from backend_api.events.batcher import IngestBatcher
+from backend_api.gate.batcher import IngestBatcher
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.owner.ratelimit import SlidingWindow

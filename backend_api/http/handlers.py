@@ -6,9 +6,9 @@ import logging
 
 from aiohttp import web
 
-from backend_api.events.command import ingest_command
-from backend_api.events.installation import ingest_installation_sync
-from backend_api.events.repository import ingest_repository_renamed
+from backend_api.gate.command import ingest_command
+from backend_api.gate.installation import ingest_installation_sync
+from backend_api.gate.repository import ingest_repository_renamed
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
 from backend_api.keys import CLAIM_FLOOR, DB_POOL, ENQUEUED_TYPES, INGEST, NOTIFIER, REPLAYED, RNG, SETTINGS
 from backend_api.outbox.service import (

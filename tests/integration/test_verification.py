@@ -25,8 +25,8 @@ from yarl import URL
 from backend_api.app import create_app
 from backend_api.auth.session import OAUTH_COOKIE, SESSION_COOKIE, csrf_scope_for_challenge
 from backend_api.challenges import messages
-from backend_api.challenges.deadlines import sweep_all
 from backend_api.challenges.verify import answer_hash
+from backend_api.gate.deadlines import sweep_all
 from backend_api.keys import SESSIONS
 from backend_api.settings import BackendSettings
 from backend_api.store import repo_settings
