@@ -19,7 +19,7 @@ from backend_api.auth.scopes import InternalScopes
 from backend_api.auth.session import SessionCodec
 from backend_api.gate.batcher import IngestBatcher
 from backend_api.gate.pull_request import ingest_pull_requests
-from backend_api.github_app import github_app_ctx
+from backend_api.github.app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import CLIENT_HANGUPS, MAX_BODY_BYTES, error_middleware
 from backend_api.http.routes import add_routes, internal_scopes

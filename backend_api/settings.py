@@ -78,7 +78,7 @@ class BackendSettings(BaseSettings):
     session_secret: SecretStr = Field(default=SecretStr(""), alias="SESSION_SECRET")
 
     # Owner API: the App's credentials, to ask GitHub (with an installation token) who administers a
-    # repository (backend_api.github_app). GITHUB_PRIVATE_KEY wins over GITHUB_PRIVATE_KEY_PATH.
+    # repository (backend_api.github.app). GITHUB_PRIVATE_KEY wins over GITHUB_PRIVATE_KEY_PATH.
     github_app_id: str = Field(default="", alias="GITHUB_APP_ID")
     github_private_key: SecretStr = Field(default=SecretStr(""), alias="GITHUB_PRIVATE_KEY")
     github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")

@@ -1,7 +1,7 @@
 """Register prgate's GitHub App from its manifest (docs/github-app.md).
 
 ``GET /github-app/new?org=&webhook_url=&claim=`` renders a page whose form posts the manifest
-(:func:`backend_api.github_manifest.render_manifest`) to ``{GITHUB_WEB_URL}/settings/apps/new``
+(:func:`backend_api.github.manifest.render_manifest`) to ``{GITHUB_WEB_URL}/settings/apps/new``
 (or ``/organizations/{org}/settings/apps/new``) with a random ``state`` bound to this browser by a
 signed cookie. GitHub shows its confirmation page and redirects to ``GET /github-app/callback``
 with ``code`` and ``state``; the callback checks the state, trades the code at
@@ -38,7 +38,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
 
-from backend_api.github_manifest import (
+from backend_api.github.manifest import (
     AppCredentials,
     SetupClaimRequest,
     SetupClaimResponse,

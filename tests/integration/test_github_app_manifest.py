@@ -34,7 +34,7 @@ from yarl import URL
 
 from backend_api.app import create_app
 from backend_api.auth.session import SESSION_COOKIE
-from backend_api.github_manifest import DEFAULT_EVENTS, GithubAppCredentials, render_manifest
+from backend_api.github.manifest import DEFAULT_EVENTS, GithubAppCredentials, render_manifest
 from backend_api.keys import SESSIONS
 from backend_api.web.manifest import MANIFEST_COOKIE
 from prgate import github_app_cli

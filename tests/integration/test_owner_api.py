@@ -489,7 +489,7 @@ async def test_app_jwt_claims_and_token_refresh_five_minutes_before_expiry() -> 
     """The App client against a simulator sharing its (injected) clock: no waiting, no wall clock."""
     from aiohttp.test_utils import TestServer
 
-    from backend_api.github_app import GitHubApp, app_jwt
+    from backend_api.github.app import GitHubApp, app_jwt
     from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
 
     now = [1_700_000_000.0]
@@ -621,7 +621,7 @@ async def test_refusals_are_cached_longer_than_admin_answers() -> None:
     """A stranger probing repositories costs GitHub one permission check per 5 minutes, not per minute."""
     from aiohttp.test_utils import TestServer
 
-    from backend_api.github_app import REFUSAL_TTL_SECONDS, GitHubApp
+    from backend_api.github.app import REFUSAL_TTL_SECONDS, GitHubApp
     from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
 
     now = [1_700_000_000.0]
