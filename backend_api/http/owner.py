@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from backend_api.auth.session import Session
 from backend_api.challenges.verify import answer_hash, normalize_answer
 from backend_api.gate.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
-from backend_api.github.app import GITHUB_APP, AppNotConfigured, GitHubUnavailable, InstallationRefused
+from backend_api.github.api import GitHubUnavailable
+from backend_api.github.app import GITHUB_APP, AppNotConfigured, InstallationRefused
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
 from backend_api.keys import DB_POOL, OWNER_CHECKS, SESSIONS, SETTINGS
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
