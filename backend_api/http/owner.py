@@ -19,11 +19,12 @@ from pydantic import ValidationError
 
 from backend_api.auth.session import Session
 from backend_api.challenges.verify import answer_hash, normalize_answer
+from backend_api.facts import Enqueued
 from backend_api.gate.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
 from backend_api.github.api import GitHubUnavailable
 from backend_api.github.app import GITHUB_APP, AppNotConfigured, InstallationRefused
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
-from backend_api.keys import DB_POOL, OWNER_CHECKS, SESSIONS, SETTINGS
+from backend_api.keys import DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
 from backend_api.store import dashboard, installations, repo_settings
 from backend_api.web.revocation import current_session
@@ -249,4 +250,5 @@ async def exempt_pull(request: web.Request) -> web.Response:
         extra={"repo_id": access.repo_id, "pr_number": number, "github_user_id": access.session.user_id,
                "challenge_id": result.challenge_id, "action_ids": result.enqueued_action_ids},
     )
+    request[ENQUEUED] = Enqueued(tuple(result.enqueued_action_ids))
     return json_response(result)

@@ -106,7 +106,7 @@ async def reconcile_installation(
             ), repairs)
         if plan.steps:
             # The installation may be known only now (its installation.created was missed): what was
-            # parked for it is decided here, as the installation event would have (events/replay.py).
+            # parked for it is decided here, as the installation event would have (gate/replay.py).
             await replay_parked(conn, inst.id, public_url=public_url, max_attempts=max_attempts)
     return RepairsResponse(repairs=repairs)
 
