@@ -14,12 +14,16 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from backend_api import maintenance
-from backend_api.events.batcher import IngestBatcher
-from backend_api.events.pull_request import ingest_pull_requests
-from backend_api.github_app import github_app_ctx
+from backend_api.auth.nonces import NonceLedger
+from backend_api.auth.scopes import InternalScopes
+from backend_api.auth.session import SessionCodec
+from backend_api.gate.batcher import IngestBatcher
+from backend_api.gate.pull_request import ingest_pull_requests
+from backend_api.github.app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import CLIENT_HANGUPS, MAX_BODY_BYTES, error_middleware
-from backend_api.http.keys import (
+from backend_api.http.routes import add_routes, internal_scopes
+from backend_api.keys import (
     CLAIM_FLOOR,
     DB_POOL,
     HTTP_CLIENT,
@@ -32,9 +36,6 @@ from backend_api.http.keys import (
     SESSIONS,
     SETTINGS,
 )
-from backend_api.http.nonces import NonceLedger
-from backend_api.http.routes import add_routes, internal_scopes
-from backend_api.http.scopes import InternalScopes
 from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
@@ -45,7 +46,6 @@ from backend_api.store.db import create_pool
 from backend_api.web.dashboard import add_dashboard_routes
 from backend_api.web.revocation import SESSION_GUARD, SessionGuard
 from backend_api.web.routes import add_web_routes
-from backend_api.web.session import SessionCodec
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -12,8 +12,8 @@ import time
 
 import asyncpg
 
-from backend_api.challenges.deadlines import sweep_all
-from backend_api.events.parking import EXPIRED_REASON, PARKED_TTL_SECONDS
+from backend_api.gate.deadlines import sweep_all
+from backend_api.gate.parking import EXPIRED_REASON, PARKED_TTL_SECONDS
 from backend_api.metrics import BackendMetrics
 from backend_api.store import nonces, outbox, parked
 from backend_api.store.db import DATABASE_UNAVAILABLE

@@ -7,9 +7,9 @@ Where the numbers come from:
 
 - `metrics_middleware` (outermost) times every request and labels it with the matched route's
   canonical path (`/internal/v2/bot-actions/{action_id}/result`, never the raw path with its id).
-  After the handler answered, it reads the answer (and, for results, the request) of the few
-  handlers whose outcome is a metric: ingests, claims, results, owner-API exemptions and the
-  verification form. Handlers stay unaware of metrics.
+  After the handler answered, the observer of its route (`OBSERVERS`, by route name) counts the
+  typed fact the handler left on the request (`backend_api.facts`): ingests, claims, results,
+  owner-API exemptions and the verification form. Handlers know no metric; metrics know no handler.
 - `internal_auth_middleware` counts signature failures by reason (`count_signature_failure`).
 - `/metrics` samples the outbox gauges from PostgreSQL (one query) just before rendering.
 """
@@ -21,30 +21,19 @@ import collections
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 from aiohttp import web
-from aiohttp.payload import Payload
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from pydantic import BaseModel, ValidationError
 
-from backend_api.http import handlers, owner
 from backend_api.http.errors import Handler
-from backend_api.http.keys import DB_POOL, ENQUEUED_TYPES, REPLAYED
+from backend_api.keys import CLAIMED, DB_POOL, ENQUEUED, INGESTED, REPORTED
 from backend_api.store import metrics as store
 from backend_api.store.db import DATABASE_UNAVAILABLE
-from backend_api.web import verify
-from shared_contracts.actions import (
-    BatchResultRequest,
-    BatchResultResponse,
-    ClaimResponse,
-    ResultRequest,
-    ResultResponse,
-)
-from shared_contracts.events import IngestBatchResponse, IngestResponse, IngestStatus
-from shared_contracts.owner import ExemptResponse
+from shared_contracts.actions import ActionType
+from shared_contracts.events import IngestStatus
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +95,14 @@ class BackendMetrics:
         )
         self.parked_events = Counter(
             "backend_parked_events_total",
-            "Events for an installation not known yet (events/parking.py): parked, replayed once it was "
+            "Events for an installation not known yet (gate/parking.py): parked, replayed once it was "
             "known, dropped (parking full) or expired (it never came)",
             ["outcome"], registry=registry,
         )
         for outcome in ("parked", "replayed", "dropped", "expired"):
             self.parked_events.labels(outcome)
         self.ingest_batch_size = Histogram(
-            "backend_ingest_batch_deliveries", "pull_request deliveries written per transaction (events/batcher.py)",
+            "backend_ingest_batch_deliveries", "pull_request deliveries written per transaction (gate/batcher.py)",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500), registry=registry,
         )
         self.ingest_batch_fallbacks = Counter(
@@ -217,7 +206,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 # ---- the middleware and what it reads from answers ---------------------------------------------------
 
-Observer = Callable[[web.Request, web.Response, BackendMetrics], Awaitable[None]]
+Observer = Callable[[web.Request, int, BackendMetrics], Awaitable[None]]
 
 
 def route_label(request: web.Request) -> str:
@@ -225,132 +214,90 @@ def route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED
 
 
-async def _count_enqueued(request: web.Request, metrics: BackendMetrics, ids: list[int], source: str) -> None:
+async def _count_enqueued(
+    request: web.Request,
+    metrics: BackendMetrics,
+    ids: Sequence[int],
+    known: Sequence[ActionType] | None,
+    source: str,
+) -> None:
     if not ids:
         return
-    known = request.get(ENQUEUED_TYPES)
     if known is not None:  # the handler knew them: no query on the hot path
         by_type = dict(collections.Counter(t.value for t in known))
     else:
         async with request.app[DB_POOL].acquire() as conn:
-            by_type = await store.action_types(conn, ids)
+            by_type = await store.action_types(conn, list(ids))
     for action_type, n in by_type.items():
         metrics.actions_enqueued.labels(action_type, source).inc(n)
 
 
-class _EventName(BaseModel):
-    """Only the `event` of an InstallationSyncEvent (already validated by the handler): nothing else is checked."""
-
-    event: str
-
-
-def _ingest(event_name: str | None) -> Observer:
-    """`event_name` None: the event is in the request body (installation / installation_repositories)."""
-
-    async def observe(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
-        if response.status != 200:
-            return
-        answer = IngestResponse.model_validate_json(_body(response))
-        event = event_name or _EventName.model_validate_json(await request.read()).event
-        decision = answer.decision.value if answer.decision is not None else "none"
-        metrics.webhook_ingests.labels(event, answer.status.value, decision).inc()
-        _count_parking(metrics, answer)
-        metrics.parked_events.labels("replayed").inc(request.get(REPLAYED, 0))
-        await _count_enqueued(request, metrics, answer.enqueued_action_ids, "webhook")
-
-    return observe
-
-
-def _count_parking(metrics: BackendMetrics, answer: IngestResponse) -> None:
-    if answer.status is IngestStatus.PARKED:
-        metrics.parked_events.labels("parked").inc()
-    elif answer.status is IngestStatus.DROPPED:
-        metrics.parked_events.labels("dropped").inc()
-
-
-async def _ingest_batch(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
-    if response.status != 200:
+async def _ingest(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    fact = request.get(INGESTED)
+    if status != 200 or fact is None:
         return
-    ids: list[int] = []
-    for item in IngestBatchResponse.model_validate_json(_body(response)).results:
-        if item.response is None:
-            continue  # not written: the handler logged it, the sender sends it again
-        answer = item.response
+    for answer in fact.answers:
         decision = answer.decision.value if answer.decision is not None else "none"
-        metrics.webhook_ingests.labels("pull_request", answer.status.value, decision).inc()
-        _count_parking(metrics, answer)
-        ids.extend(answer.enqueued_action_ids)
-    await _count_enqueued(request, metrics, ids, "webhook")
+        metrics.webhook_ingests.labels(fact.event, answer.status.value, decision).inc()
+        if answer.status is IngestStatus.PARKED:
+            metrics.parked_events.labels("parked").inc()
+        elif answer.status is IngestStatus.DROPPED:
+            metrics.parked_events.labels("dropped").inc()
+    metrics.parked_events.labels("replayed").inc(fact.replayed)
+    ids = [i for answer in fact.answers for i in answer.enqueued_action_ids]
+    await _count_enqueued(request, metrics, ids, fact.enqueued_types, "webhook")
 
 
-async def _claim(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
-    if response.status != 200:
+async def _claim(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    fact = request.get(CLAIMED)
+    if status != 200 or fact is None:
         metrics.claim_requests.labels("error").inc()
         return
-    answer = ClaimResponse.model_validate_json(_body(response))
-    metrics.claim_requests.labels("actions" if answer.actions else "empty").inc()
-    for action in answer.actions:
-        metrics.actions_handed_out.labels(action.action_type.value).inc()
+    metrics.claim_requests.labels("actions" if fact.action_types else "empty").inc()
+    for action_type in fact.action_types:
+        metrics.actions_handed_out.labels(action_type.value).inc()
 
 
-_RESULT_REFUSALS = {404: "unknown_action", 409: "stale_lease"}
-
-
-async def _result(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
-    if response.status == 200:
-        status = ResultResponse.model_validate_json(_body(response)).status.value
-    elif response.status in _RESULT_REFUSALS:
-        status = _RESULT_REFUSALS[response.status]
-    else:
-        return  # the request itself was invalid: only the HTTP metrics count it
-    outcome = ResultRequest.model_validate_json(await request.read()).outcome.value
-    metrics.action_results.labels(outcome, status).inc()
-
-
-async def _results(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
-    if response.status != 200:
+async def _results(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    # Set for an answer and for the refusals that are outcomes (unknown action, stale lease); an
+    # invalid request has none: only the HTTP metrics count it.
+    fact = request.get(REPORTED)
+    if fact is None:
         return
-    sent = BatchResultRequest.model_validate_json(await request.read())
-    outcomes = {r.action_id: r.outcome.value for r in sent.results}
-    for item in BatchResultResponse.model_validate_json(_body(response)).results:
-        status = item.status.value if item.status is not None else item.refused or "unknown_action"
-        metrics.action_results.labels(outcomes[item.action_id], status).inc()
+    for outcome, result in fact.results:
+        metrics.action_results.labels(outcome, result).inc()
 
 
-async def _exempt(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
-    if response.status == 200:
-        answer = ExemptResponse.model_validate_json(_body(response))
-        await _count_enqueued(request, metrics, answer.enqueued_action_ids, "owner_api")
+async def _exempt(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    fact = request.get(ENQUEUED)
+    if status == 200 and fact is not None:
+        await _count_enqueued(request, metrics, fact.action_ids, None, "owner_api")
 
 
-async def _verify_submit(request: web.Request, response: web.Response, metrics: BackendMetrics) -> None:
+async def _verify_submit(request: web.Request, status: int, metrics: BackendMetrics) -> None:
     # The form's only 200 answer is "Verified": every refusal has its own 4xx status.
-    if response.status == 200:
+    if status == 200:
         metrics.verifications.inc()
 
 
-# Keyed by the registered handler (what `request.match_info.handler` is).
-OBSERVERS: dict[Handler, Observer] = {
-    handlers.pull_request_event: _ingest("pull_request"),
-    handlers.pull_request_events: _ingest_batch,
-    handlers.installation_sync_event: _ingest(None),
-    handlers.command_event: _ingest("issue_comment"),
-    handlers.claim: _claim,
-    handlers.result: _result,
-    handlers.results: _results,
-    owner.exempt_pull: _exempt,
-    verify.verify_submit: _verify_submit,
+def route_name(request: web.Request) -> str:
+    """The matched route's name: its handler's name, which is its ``operationId`` in /openapi.json."""
+    handler = request.match_info.handler
+    return getattr(handler, "__name__", "")
+
+
+# Keyed by route name, so the metrics import no handler: the handlers hand their facts over (keys.INGESTED, …).
+OBSERVERS: dict[str, Observer] = {
+    "pull_request_event": _ingest,
+    "pull_request_events": _ingest,
+    "installation_sync_event": _ingest,
+    "command_event": _ingest,
+    "claim": _claim,
+    "result": _results,
+    "results": _results,
+    "exempt_pull": _exempt,
+    "verify_submit": _verify_submit,
 }
-
-
-def _body(response: web.Response) -> bytes | str:
-    """The answer's body: bytes as given, or a text payload (`json_response` passes a str) decoded."""
-    body = response.body
-    if isinstance(body, bytes | bytearray):
-        return bytes(body)
-    if isinstance(body, Payload):
-        return body.decode(response.charset or "utf-8")
-    raise TypeError(f"unexpected response body {type(body).__name__}")
 
 
 @web.middleware
@@ -373,11 +320,11 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         metrics.http_requests.labels(route, method, status).inc()
         metrics.http_latency.labels(route, method).observe(time.perf_counter() - started)
-    observer = OBSERVERS.get(request.match_info.handler)
+    observer = OBSERVERS.get(route_name(request))
     if observer is not None and isinstance(response, web.Response):
         try:
-            await observer(request, response, metrics)
-        except (ValidationError, TypeError, ValueError, asyncpg.PostgresError, OSError) as exc:
+            await observer(request, response.status, metrics)
+        except (TypeError, ValueError, asyncpg.PostgresError, OSError) as exc:
             # A metric is never worth failing a request that already succeeded.
             log.warning("metrics not recorded for %s: %s", route, exc)
     return response

@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from backend_api.events.parking import ParkingLimits
+from backend_api.gate.parking import ParkingLimits
 from backend_api.owner.access import parse_operator
 from shared_contracts.common import comma_list
 from shared_contracts.keys import (
@@ -44,12 +44,12 @@ class BackendSettings(BaseSettings):
     public_url: str = Field(default="http://127.0.0.1:8080", alias="BACKEND_PUBLIC_URL")
     db_pool_min: int = Field(default=2, alias="DB_POOL_MIN")
     db_pool_max: int = Field(default=10, alias="DB_POOL_MAX")
-    # pull_request deliveries that arrive together share a transaction (backend_api/events/batcher.py):
+    # pull_request deliveries that arrive together share a transaction (backend_api/gate/batcher.py):
     # at most this many per transaction, and this many transactions at once (each holds a connection).
     ingest_batch_max: int = Field(default=50, ge=1, le=500, alias="INGEST_BATCH_MAX")
     ingest_lanes: int = Field(default=4, ge=1, le=64, alias="INGEST_LANES")
     sweep_interval_seconds: float = Field(default=5.0, alias="SWEEP_INTERVAL_SECONDS")
-    # Events for an installation not known yet wait for it (backend_api/events/parking.py): at most
+    # Events for an installation not known yet wait for it (backend_api/gate/parking.py): at most
     # this many per installation and in all (beyond: DROPPED, counted), deleted after the TTL (GitHub
     # redelivers for 3 days; an installation event not in by then never comes).
     parked_events_per_installation_max: int = Field(
@@ -78,7 +78,7 @@ class BackendSettings(BaseSettings):
     session_secret: SecretStr = Field(default=SecretStr(""), alias="SESSION_SECRET")
 
     # Owner API: the App's credentials, to ask GitHub (with an installation token) who administers a
-    # repository (backend_api.github_app). GITHUB_PRIVATE_KEY wins over GITHUB_PRIVATE_KEY_PATH.
+    # repository (backend_api.github.app). GITHUB_PRIVATE_KEY wins over GITHUB_PRIVATE_KEY_PATH.
     github_app_id: str = Field(default="", alias="GITHUB_APP_ID")
     github_private_key: SecretStr = Field(default=SecretStr(""), alias="GITHUB_PRIVATE_KEY")
     github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 if TYPE_CHECKING:
     import aiohttp
 
-    from backend_api.github_manifest import GithubAppCredentials
+    from backend_api.github.manifest import GithubAppCredentials
 
 CREDENTIALS_PATH = "/internal/v2/github-app/credentials/latest"
 SETUP_CLAIMS_PATH = "/internal/v2/github-app/setup-claims"
@@ -109,7 +109,7 @@ async def fetch_credentials(
     refuses us for good (wrong secret)."""
     import aiohttp
 
-    from backend_api.github_manifest import GithubAppCredentials
+    from backend_api.github.manifest import GithubAppCredentials
     from shared_contracts import signing
 
     path_qs = f"{CREDENTIALS_PATH}?{urlencode({'claim': claim})}"

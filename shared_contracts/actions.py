@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, computed_field, model_validator
 
 from shared_contracts.common import WireModel
 
@@ -89,12 +89,20 @@ class ClaimedAction(WireModel):
     # and then taken by another repository. The name is for logs and display only.
     repo_id: int = Field(ge=1)
     repo_full_name: str
-    github_pr_number: int
+    # Provider-neutral since issue 14. An older backend sends `github_pr_number`, accepted as well.
+    pr_number: int = Field(validation_alias=AliasChoices("pr_number", "github_pr_number"))
     payload: ActionPayload
     # The id of the comment this App wrote on the PR under the payload's marker, when a worker
     # reported one (issue 13, item 2): edited directly instead of searched for. Absent from an
     # older backend; an older worker ignores it.
     comment_id: int | None = Field(default=None, ge=1)
+
+    # Sent beside `pr_number` for one release, so an older worker (which requires it) keeps working;
+    # also what the bot's code reads until it switches to `pr_number`. Drop both in the release after.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def github_pr_number(self) -> int:
+        return self.pr_number
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> ClaimedAction:

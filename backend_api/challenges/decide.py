@@ -1,6 +1,6 @@
 """The pull-request decision: a pure function from an event and what the store knows to a plan.
 
-No I/O here; `backend_api.events.pull_request` loads the context, calls
+No I/O here; `backend_api.gate.pull_request` loads the context, calls
 `decide`, and writes the plan in one transaction.
 """
 

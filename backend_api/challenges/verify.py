@@ -1,6 +1,6 @@
 """The verification decision: a pure function from challenges, settings, user and form to a plan.
 
-No I/O here. ``backend_api.store.verification`` locks the challenges, calls
+No I/O here. ``backend_api.gate.verification`` locks the challenges, calls
 :func:`plan_verification` inside its transaction and writes the plan; the pages call
 :func:`page_access` to decide what to show.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from backend_api.http.errors import Handler, json_error
-from backend_api.http.keys import NONCES, SCOPES, SETTINGS
+from backend_api.keys import NONCES, SCOPES, SETTINGS
 from backend_api.metrics import count_signature_failure
 from shared_contracts import signing
 

@@ -11,7 +11,7 @@ from aiohttp import ClientPayloadError, web
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
-from backend_api.http.keys import SETTINGS
+from backend_api.keys import SETTINGS
 from shared_contracts.common import DuplicateKeyError, ErrorBody, loads_strict
 
 log = logging.getLogger(__name__)

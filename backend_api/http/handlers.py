@@ -6,11 +6,12 @@ import logging
 
 from aiohttp import web
 
-from backend_api.events.command import ingest_command
-from backend_api.events.installation import ingest_installation_sync
-from backend_api.events.repository import ingest_repository_renamed
+from backend_api.facts import Claimed, Ingested, Reported
+from backend_api.gate.command import ingest_command
+from backend_api.gate.installation import ingest_installation_sync
+from backend_api.gate.repository import ingest_repository_renamed
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
-from backend_api.http.keys import CLAIM_FLOOR, DB_POOL, ENQUEUED_TYPES, INGEST, NOTIFIER, REPLAYED, RNG, SETTINGS
+from backend_api.keys import CLAIM_FLOOR, CLAIMED, DB_POOL, INGEST, INGESTED, NOTIFIER, REPORTED, RNG, SETTINGS
 from backend_api.outbox.service import (
     StaleResult,
     UnknownAction,
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 
 async def pull_request_event(request: web.Request) -> web.Response:
     event = await read_model(request, PullRequestEvent)
-    response, request[ENQUEUED_TYPES] = await request.app[INGEST].submit(event)
+    response, enqueued = await request.app[INGEST].submit(event)
+    request[INGESTED] = Ingested("pull_request", (response,), tuple(enqueued))
     return json_response(response)
 
 
@@ -57,7 +59,8 @@ async def pull_request_events(request: web.Request) -> web.Response:
         else:
             items.append(IngestBatchItem(response=outcome[0]))
             enqueued.extend(outcome[1])
-    request[ENQUEUED_TYPES] = enqueued
+    answers = tuple(item.response for item in items if item.response is not None)
+    request[INGESTED] = Ingested("pull_request", answers, tuple(enqueued))
     return json_response(IngestBatchResponse(results=items))
 
 
@@ -74,9 +77,10 @@ def _ingest_error(event: PullRequestEvent, exc: Exception) -> ErrorBody:
 async def installation_sync_event(request: web.Request) -> web.Response:
     event = await read_model(request, InstallationSyncEvent)
     settings = request.app[SETTINGS]
-    answer, request[REPLAYED] = await ingest_installation_sync(
+    answer, replayed = await ingest_installation_sync(
         request.app[DB_POOL], event, public_url=settings.public_url, max_attempts=settings.action_max_attempts
     )
+    request[INGESTED] = Ingested(event.event, (answer,), replayed=replayed)
     return json_response(answer)
 
 
@@ -92,13 +96,16 @@ async def command_event(request: web.Request) -> web.Response:
         request.app[DB_POOL], event, public_url=settings.public_url, max_attempts=settings.action_max_attempts,
         parking=settings.parking_limits(),
     )
+    request[INGESTED] = Ingested("issue_comment", (response,))
     return json_response(response)
 
 
 async def claim(request: web.Request) -> web.Response:
     req = await read_model(request, ClaimRequest)
     app = request.app
-    return json_response(await claim_actions(app[DB_POOL], app[NOTIFIER], app[CLAIM_FLOOR], req))
+    response = await claim_actions(app[DB_POOL], app[NOTIFIER], app[CLAIM_FLOOR], req)
+    request[CLAIMED] = Claimed(tuple(action.action_type for action in response.actions))
+    return json_response(response)
 
 
 async def result(request: web.Request) -> web.Response:
@@ -111,11 +118,14 @@ async def result(request: web.Request) -> web.Response:
             base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds, rng=request.app[RNG],
         )
     except UnknownAction:
+        request[REPORTED] = Reported(((req.outcome.value, "unknown_action"),))
         raise ApiError(404, "not_found", f"no action {action_id}") from None
     except StaleResult:
+        request[REPORTED] = Reported(((req.outcome.value, "stale_lease"),))
         raise ApiError(
             409, "stale_lease", "this worker does not hold the lease for that attempt; nothing changed"
         ) from None
+    request[REPORTED] = Reported(((req.outcome.value, response.status.value),))
     return json_response(response)
 
 
@@ -136,12 +146,16 @@ async def lease(request: web.Request) -> web.Response:
 async def results(request: web.Request) -> web.Response:
     req = await read_model(request, BatchResultRequest)
     settings = request.app[SETTINGS]
-    return json_response(
-        await report_results(
-            request.app[DB_POOL], request.app[CLAIM_FLOOR], req,
-            base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds, rng=request.app[RNG],
-        )
+    response = await report_results(
+        request.app[DB_POOL], request.app[CLAIM_FLOOR], req,
+        base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds, rng=request.app[RNG],
     )
+    outcomes = {r.action_id: r.outcome.value for r in req.results}
+    request[REPORTED] = Reported(tuple(
+        (outcomes[item.action_id], item.status.value if item.status is not None else item.refused or "unknown_action")
+        for item in response.results
+    ))
+    return json_response(response)
 
 
 async def known_deliveries(request: web.Request) -> web.Response:

@@ -1,6 +1,6 @@
 """Owner API handlers (docs/owner-api.md): per-repository settings, challenges, actions, exemptions.
 
-Access: the GitHub session cookie of the verification pages (``web.session``), and GitHub saying,
+Access: the GitHub session cookie of the verification pages (``auth.session``), and GitHub saying,
 asked with the installation's token, that the signed-in user is an admin of the repository.
 Not signed in: 401; a state-changing call without the session's ``X-CSRF-Token``: 403
 ``csrf_failed``; repository unknown or not installed: 404; not an admin: 403. Every error is the
@@ -17,15 +17,17 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import ValidationError
 
+from backend_api.auth.session import Session
 from backend_api.challenges.verify import answer_hash, normalize_answer
-from backend_api.github_app import GITHUB_APP, AppNotConfigured, GitHubUnavailable, InstallationRefused
+from backend_api.facts import Enqueued
+from backend_api.gate.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
+from backend_api.github.api import GitHubUnavailable
+from backend_api.github.app import GITHUB_APP, AppNotConfigured, InstallationRefused
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
-from backend_api.http.keys import DB_POOL, OWNER_CHECKS, SESSIONS, SETTINGS
+from backend_api.keys import DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
-from backend_api.owner.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
 from backend_api.store import dashboard, installations, repo_settings
 from backend_api.web.revocation import current_session
-from backend_api.web.session import Session
 from shared_contracts.owner import (
     ActionList,
     ChallengeList,
@@ -248,4 +250,5 @@ async def exempt_pull(request: web.Request) -> web.Response:
         extra={"repo_id": access.repo_id, "pr_number": number, "github_user_id": access.session.user_id,
                "challenge_id": result.challenge_id, "action_ids": result.enqueued_action_ids},
     )
+    request[ENQUEUED] = Enqueued(tuple(result.enqueued_action_ids))
     return json_response(result)

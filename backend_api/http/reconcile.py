@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
-from backend_api.http.keys import DB_POOL, SETTINGS
+from backend_api.keys import DB_POOL, SETTINGS
 from backend_api.reconcile import service
 from shared_contracts.reconcile import (
     InstallationSnapshot,

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from backend_api.github_manifest import GithubAppCredentials, SetupClaimRequest, SetupClaimResponse
+from backend_api.github.manifest import GithubAppCredentials, SetupClaimRequest, SetupClaimResponse
 from backend_api.http import handlers, owner, reconcile
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler

@@ -69,7 +69,7 @@ async def claim_actions(
             ClaimedAction(
                 action_id=r["action_id"], attempt=r["attempt"], lease_expires_at=r["lease_expires_at"],
                 provider=r["provider"], action_type=r["action_type"], installation_id=r["installation_id"],
-                repo_id=r["repo_id"], repo_full_name=r["repo_full_name"], github_pr_number=r["pr_number"],
+                repo_id=r["repo_id"], repo_full_name=r["repo_full_name"], pr_number=r["pr_number"],
                 payload=PAYLOAD_TYPES[ActionType(r["action_type"])].model_validate(r["payload"]),
                 comment_id=r["comment_id"],
             )

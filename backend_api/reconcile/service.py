@@ -1,9 +1,9 @@
 """Apply what reconciliation found (docs/reconcile.md), each repair in the transaction that records it.
 
 Installation drift is repaired by applying the installation event that was missed
-(`events.installation.apply_sync`); a pull request prgate never decided about is evaluated as if
+(`gate.installation.apply_sync`); a pull request prgate never decided about is evaluated as if
 its `opened` event had arrived, and a pending challenge whose pull request is no longer open as
-if its `closed` event had (`events.pull_request.evaluate` with `decide`: same decisions, same
+if its `closed` event had (`gate.pull_request.evaluate` with `decide`: same decisions, same
 outbox). A second run over the same GitHub state finds nothing to repair.
 """
 
@@ -14,9 +14,9 @@ import logging
 import asyncpg
 
 from backend_api.challenges.decide import decide
-from backend_api.events.installation import apply_sync
-from backend_api.events.pull_request import evaluate
-from backend_api.events.replay import replay_parked
+from backend_api.gate.installation import apply_sync
+from backend_api.gate.pull_request import evaluate
+from backend_api.gate.replay import replay_parked
 from backend_api.reconcile import diff
 from backend_api.store import challenges, installations, pull_requests
 from backend_api.store import reconcile as store
@@ -106,7 +106,7 @@ async def reconcile_installation(
             ), repairs)
         if plan.steps:
             # The installation may be known only now (its installation.created was missed): what was
-            # parked for it is decided here, as the installation event would have (events/replay.py).
+            # parked for it is decided here, as the installation event would have (gate/replay.py).
             await replay_parked(conn, inst.id, public_url=public_url, max_attempts=max_attempts)
     return RepairsResponse(repairs=repairs)
 

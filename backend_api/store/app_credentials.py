@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from backend_api.github_manifest import AppCredentials, GithubAppCredentials
+from backend_api.github.manifest import AppCredentials, GithubAppCredentials
 from backend_api.store.db import Conn
 
 _COLUMNS = """app_id, slug, client_id, client_secret, webhook_secret, private_key_pem, owner_login, html_url,

@@ -38,12 +38,13 @@ class PrTarget:
     pr_number: int
     challenge_id: int | None
     max_attempts: int
+    provider: Provider = Provider.GITHUB
 
     async def enqueue(self, conn: Conn, action_type: ActionType, payload: CommentPayload | StatusPayload) -> int:
         return await enqueue(
             conn,
             NewAction(
-                provider=Provider.GITHUB, action_type=action_type, installation_id=self.installation_id,
+                provider=self.provider, action_type=action_type, installation_id=self.installation_id,
                 repo_id=self.repo_id, repo_full_name=self.repo_full_name, pr_number=self.pr_number,
                 payload=payload.model_dump(), challenge_id=self.challenge_id, max_attempts=self.max_attempts,
             ),
@@ -65,11 +66,13 @@ async def enqueue(conn: Conn, action: NewAction) -> int:
 # (next_attempt_at holds the lease expiry then), with attempts left, whose
 # installation is active, and with no earlier unfinished action for the same PR — the same
 # repository *id*: a name can move to another repository (rename, then reuse).
-_CLAIMABLE = """
+# The installation check is GitHub's (github_installations); the provider is the enum's value, not a
+# literal: the fragment is shared by several statements, so it is not a positional parameter.
+_CLAIMABLE = f"""
       a.status IN ('PENDING', 'CLAIMED')
       AND a.next_attempt_at <= now()
       AND a.attempt < a.max_attempts
-      AND (a.provider <> 'github' OR EXISTS (
+      AND (a.provider <> '{Provider.GITHUB.value}' OR EXISTS (
               SELECT 1 FROM github_installations i
               WHERE i.installation_id = a.installation_id AND i.status = 'ACTIVE'))
       AND NOT EXISTS (
@@ -298,15 +301,15 @@ async def cancel_pending_for_installation(
 
 
 async def cancel_pending_for_challenge(
-    conn: Conn, repo_id: int, pr_number: int, challenge_id: int, reason: str
+    conn: Conn, repo_id: int, pr_number: int, challenge_id: int, reason: str, provider: Provider = Provider.GITHUB
 ) -> int:
     """The challenge's actions no worker has taken yet; a claimed one finishes (its lease is honoured).
     Found through the PR's open actions (bot_actions_open_per_pr_id_idx), not the whole outbox."""
     result: str = await conn.execute(
         """UPDATE bot_actions SET status = 'CANCELLED', last_error = $4, completed_at = now(), updated_at = now()
-           WHERE provider = 'github' AND repo_id = $1 AND pr_number = $2 AND status = 'PENDING'
+           WHERE provider = $5 AND repo_id = $1 AND pr_number = $2 AND status = 'PENDING'
              AND challenge_id = $3""",
-        repo_id, pr_number, challenge_id, reason,
+        repo_id, pr_number, challenge_id, reason, provider.value,
     )
     return int(result.split()[-1])
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from backend_api.store.db import Conn
+from shared_contracts.actions import Provider
 
 EventKind = Literal["pull_request", "issue_comment"]
 
@@ -106,10 +107,11 @@ async def expire(conn: Conn, ttl_seconds: float, reason: str) -> int:
            ),
            marked AS (
                UPDATE webhook_deliveries d SET status = 'IGNORED', reason = $2
-               FROM gone WHERE d.delivery_id = gone.delivery_id AND d.event_name = gone.event_kind
+               FROM gone WHERE d.provider = $3 AND d.delivery_id = gone.delivery_id
+                   AND d.event_name = gone.event_kind
                    AND d.status = 'PARKED'
            )
            SELECT count(*) FROM gone""",
-        ttl_seconds, reason,
+        ttl_seconds, reason, Provider.GITHUB.value,
     )
     return int(n or 0)

@@ -20,7 +20,7 @@ from typing import Any
 from backend_api.store.challenges import NewChallenge
 from backend_api.store.db import Conn
 from backend_api.store.deliveries import DeliveryRecord
-from shared_contracts.actions import ActionType
+from shared_contracts.actions import ActionType, Provider
 
 WRITE_SQL = """
 WITH new_ids AS MATERIALIZED (
@@ -41,7 +41,7 @@ created AS (
 actions AS (
     INSERT INTO bot_actions (provider, action_type, installation_id, repo_id, repo_full_name, pr_number, payload,
                              challenge_id, max_attempts)
-    SELECT 'github', a.action_type, a.installation_id, a.repo_id, a.repo_full_name, a.pr_number, a.payload,
+    SELECT $32, a.action_type, a.installation_id, a.repo_id, a.repo_full_name, a.pr_number, a.payload,
            coalesce(a.challenge_id, i.challenge_id), $13
     FROM unnest($14::int[], $15::text[], $16::jsonb[], $17::bigint[], $18::bigint[], $19::text[], $20::int[],
                 $21::bigint[]) WITH ORDINALITY
@@ -66,7 +66,8 @@ outcomes AS (
     -- The ANY() repeats the join on purpose: it gives the planner an index path on the primary key
     -- whatever it believes of the table's size (without fresh statistics it hash-joined a seq scan of
     -- the whole dedup table, per batch: found with auto_explain, docs/benchmarks.md).
-    WHERE d.delivery_id = o.delivery_id AND d.event_name = $25 AND d.delivery_id = ANY($27::text[])
+    WHERE d.provider = $32 AND d.delivery_id = o.delivery_id AND d.event_name = $25
+      AND d.delivery_id = ANY($27::text[])
 )
 SELECT n, challenge_id, NULL::bigint AS action_id, NULL::bigint AS repo_id, NULL::int AS pr_number FROM new_ids
 UNION ALL
@@ -102,7 +103,12 @@ class Written:
 
 
 async def write(
-    conn: Conn, decisions: Sequence[DecisionWrite], *, max_attempts: int, outcome_event: str
+    conn: Conn,
+    decisions: Sequence[DecisionWrite],
+    *,
+    max_attempts: int,
+    outcome_event: str,
+    provider: Provider = Provider.GITHUB,
 ) -> list[Written]:
     """Write every decision's new challenge, actions, decided mark and outcome; one result per decision."""
     prs = {(d.repo_id, d.pr_number): n for n, d in enumerate(decisions)}
@@ -114,7 +120,8 @@ async def write(
     outcomes = [(n, d.outcome) for n, d in enumerate(decisions) if d.outcome is not None]
     if not (created or actions or marks or outcomes):
         return [Written(d.challenge_id, []) for d in decisions]
-    rows = await conn.fetch(WRITE_SQL, *write_arguments(created, actions, marks, outcomes, max_attempts, outcome_event))
+    arguments = write_arguments(created, actions, marks, outcomes, max_attempts, outcome_event, provider)
+    rows = await conn.fetch(WRITE_SQL, *arguments)
     challenge_ids: dict[int, int] = {}
     action_ids: dict[int, list[int]] = defaultdict(list)
     for row in rows:
@@ -134,6 +141,7 @@ def write_arguments(
     outcomes: Sequence[tuple[int, Outcome]],
     max_attempts: int,
     outcome_event: str,
+    provider: Provider = Provider.GITHUB,
 ) -> list[Any]:
     """The statement's parameters, column by column (also what tests EXPLAIN it with)."""
     return [
@@ -151,4 +159,5 @@ def write_arguments(
         [n for n, _ in outcomes], [o.delivery_id for _, o in outcomes], [o.record.status.value for _, o in outcomes],
         [o.record.decision.value if o.record.decision else None for _, o in outcomes],
         [o.record.challenge_id for _, o in outcomes], [o.record.reason for _, o in outcomes],
+        provider.value,
     ]

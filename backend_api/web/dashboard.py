@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.auth.session import CSRF_SCOPE_LOGOUT, Session
+from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.owner.access import is_operator
 from backend_api.store import dashboard as store
 from backend_api.store import reconcile as reconcile_store
@@ -34,7 +35,6 @@ from backend_api.store.dashboard import (
 from backend_api.store.reconcile import RunRow
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session
-from backend_api.web.session import CSRF_SCOPE_LOGOUT, Session
 from shared_contracts.reconcile import Repair
 
 PAGES = (

@@ -1,7 +1,7 @@
 """Register prgate's GitHub App from its manifest (docs/github-app.md).
 
 ``GET /github-app/new?org=&webhook_url=&claim=`` renders a page whose form posts the manifest
-(:func:`backend_api.github_manifest.render_manifest`) to ``{GITHUB_WEB_URL}/settings/apps/new``
+(:func:`backend_api.github.manifest.render_manifest`) to ``{GITHUB_WEB_URL}/settings/apps/new``
 (or ``/organizations/{org}/settings/apps/new``) with a random ``state`` bound to this browser by a
 signed cookie. GitHub shows its confirmation page and redirects to ``GET /github-app/callback``
 with ``code`` and ``state``; the callback checks the state, trades the code at
@@ -30,25 +30,24 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web
-from pydantic import ValidationError
 from yarl import URL
 
-from backend_api.github_manifest import (
+from backend_api.github.api import GitHubUnavailable
+from backend_api.github.manifest import (
     AppCredentials,
+    ConversionRefused,
     SetupClaimRequest,
     SetupClaimResponse,
+    convert,
     default_webhook_url,
     render_manifest,
 )
 from backend_api.http.errors import json_error, json_response, read_model
-from backend_api.http.keys import DB_POOL, HTTP_CLIENT, SESSIONS, SETTINGS
+from backend_api.keys import DB_POOL, HTTP_CLIENT, SESSIONS, SETTINGS
 from backend_api.owner.access import is_operator
-from backend_api.settings import BackendSettings
 from backend_api.store import app_credentials
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session
@@ -59,21 +58,11 @@ log = logging.getLogger(__name__)
 MANIFEST_STATE_TTL_SECONDS = 3600
 MANIFEST_COOKIE = "prgate_manifest"
 COOKIE_PATH = "/github-app"
-GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=15)
 _STATE_PREFIX = "github-app-manifest:"
 _ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?$")
 _CLAIM_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _MAX_URL_CHARS = 2000
-_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "prgate"}
-
-
-class ConversionRefused(Exception):
-    """GitHub does not know the code (expired, already used, or never issued): start again (400)."""
-
-
-class GitHubUnavailable(Exception):
-    """GitHub could not be reached, failed, or answered something unexpected (502)."""
 
 
 # ---- pure pieces ----------------------------------------------------------------------------------
@@ -149,27 +138,6 @@ def created_page(creds: AppCredentials, public_url: str) -> str:
         f"<p>Webhooks go to the URL in the App's settings; sign-in comes back to "
         f"<code>{t.esc(public_url.rstrip('/'))}/auth/github/callback</code>.</p>"
     )
-
-
-# ---- GitHub ---------------------------------------------------------------------------------------
-
-
-async def convert(http: aiohttp.ClientSession, settings: BackendSettings, code: str) -> AppCredentials:
-    """``POST /app-manifests/{code}/conversions`` (no authentication; the code is the credential)."""
-    url = f"{settings.github_api_url.rstrip('/')}/app-manifests/{quote(code, safe='')}/conversions"
-    try:
-        async with http.post(url, headers=_HEADERS, timeout=GITHUB_TIMEOUT) as resp:
-            if resp.status in (404, 422):
-                raise ConversionRefused(f"conversion answered {resp.status}")
-            if resp.status != 201:
-                raise GitHubUnavailable(f"conversion answered {resp.status}")
-            body: Any = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise GitHubUnavailable(f"conversion unreachable: {type(exc).__name__}") from None
-    try:
-        return AppCredentials.model_validate(body)
-    except ValidationError:
-        raise GitHubUnavailable("conversion answered something that is not an App") from None
 
 
 # ---- access ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The signed-in session of a request, unless it was revoked (signed out, or by an operator).
 
-Sessions are stateless signed cookies (``web.session``); revocation is a deny list in PostgreSQL
+Sessions are stateless signed cookies (``auth.session``); revocation is a deny list in PostgreSQL
 (``store.sessions``), so it holds across backend replicas. Each replica caches a session's answer
 for ``CACHE_SECONDS``: a revocation made on another replica takes effect there within that time;
 on the replica that made it, at once.
@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
+from backend_api.auth.session import Session
 from backend_api.http.errors import json_response, read_model
-from backend_api.http.keys import DB_POOL, SESSIONS
+from backend_api.keys import DB_POOL, SESSIONS
 from backend_api.store import sessions as store
-from backend_api.web.session import Session
 from shared_contracts.owner import SessionRevokeRequest, SessionRevokeResponse
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The verification page: ``GET /verify/{token}`` shows the challenge, ``POST`` completes it.
 
 Thin handlers: the link token is hashed and looked up (``store.verification``), the session read
-from its cookie (``web.session``), the decision is ``challenges.verify``'s, and the writes happen
-in ``store.verification.verify``'s single transaction. Every answer is an HTML page.
+from its cookie (``auth.session``), the decision is ``challenges.verify``'s, and the writes happen
+in ``gate.verification.verify``'s single transaction. Every answer is an HTML page.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from backend_api.auth.session import CSRF_SCOPE_LOGOUT, Session, csrf_scope_for_challenge
 from backend_api.challenges.tokens import hash_token
 from backend_api.challenges.verify import (
     ChallengeStatus,
@@ -23,12 +24,13 @@ from backend_api.challenges.verify import (
     page_access,
     too_many_wrong_answers,
 )
-from backend_api.http.keys import DB_POOL, SESSIONS, SETTINGS
-from backend_api.store import verification, wrong_answers
+from backend_api.gate import verification
+from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.store import verification as verification_store
+from backend_api.store import wrong_answers
 from backend_api.store.verification import ChallengePage
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session
-from backend_api.web.session import CSRF_SCOPE_LOGOUT, Session, csrf_scope_for_challenge
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ async def _find(request: web.Request, token: str) -> ChallengePage | None:
     if not _TOKEN.fullmatch(token):
         return None
     async with request.app[DB_POOL].acquire() as conn:
-        return await verification.find_by_token_hash(conn, hash_token(token))
+        return await verification_store.find_by_token_hash(conn, hash_token(token))
 
 
 def _not_found() -> web.Response:

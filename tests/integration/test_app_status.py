@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_api.http.keys import DB_POOL
+from backend_api.keys import DB_POOL
 from backend_api.store import installations
 from tests.support.ingest import send_installation
 from tests.support.payloads import installation_payload, installation_repositories_payload

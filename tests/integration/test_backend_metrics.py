@@ -179,8 +179,8 @@ async def test_outbox_gauges_reflect_the_database(backend: SignedClient, db: asy
 
 
 async def test_verification_form_success_is_counted(backend: SignedClient, db: asyncpg.Pool) -> None:
-    from backend_api.http.keys import SESSIONS
-    from backend_api.web.session import SESSION_COOKIE, csrf_scope_for_challenge
+    from backend_api.auth.session import SESSION_COOKIE, csrf_scope_for_challenge
+    from backend_api.keys import SESSIONS
 
     await send_installation(backend, "installation", installation_payload("created"))
     gated = await send_pr(backend, pull_request_payload("opened"))
@@ -249,7 +249,7 @@ async def test_maintenance_runs_timeouts_and_errors_are_counted(
 
 async def test_outbox_gauges_are_nan_when_the_database_is_gone(database_url: str, aiohttp_client: Any) -> None:
     from backend_api.app import create_app
-    from backend_api.http.keys import DB_POOL
+    from backend_api.keys import DB_POOL
 
     client = await aiohttp_client(create_app(backend_settings(database_url)))
     await client.app[DB_POOL].close()

@@ -111,7 +111,7 @@ async def test_replayed_nonce_is_401_and_changes_nothing(seeded: SignedClient, d
 
 
 async def test_one_nonce_sent_concurrently_is_served_once(seeded: SignedClient, db: asyncpg.Pool) -> None:
-    # Concurrent nonces share one INSERT (backend_api/http/nonces.py): a repeat inside a batch is a replay too.
+    # Concurrent nonces share one INSERT (backend_api/auth/nonces.py): a repeat inside a batch is a replay too.
     nonce = "cd" * 16
     responses = await asyncio.gather(*(
         seeded.post(CLAIM, {"worker_id": "w", "max_actions": 1}, nonce=nonce) for _ in range(20)

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 
 from backend_api.challenges import messages
-from backend_api.challenges.deadlines import sweep_all, sweep_deadlines
 from backend_api.challenges.tokens import hash_token
+from backend_api.gate.deadlines import sweep_all, sweep_deadlines
 from backend_api.store import challenges, repo_settings
 from bot_worker.webhooks.normalize import pull_request_event
 from shared_contracts.owner import RepoSettings

@@ -33,10 +33,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from yarl import URL
 
 from backend_api.app import create_app
-from backend_api.github_manifest import DEFAULT_EVENTS, GithubAppCredentials, render_manifest
-from backend_api.http.keys import SESSIONS
+from backend_api.auth.session import SESSION_COOKIE
+from backend_api.github.manifest import DEFAULT_EVENTS, GithubAppCredentials, render_manifest
+from backend_api.keys import SESSIONS
 from backend_api.web.manifest import MANIFEST_COOKIE
-from backend_api.web.session import SESSION_COOKIE
 from prgate import github_app_cli
 from prgate.simulator.manifest import SIM_MANIFESTS
 from shared_contracts import signing

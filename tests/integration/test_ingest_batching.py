@@ -1,4 +1,4 @@
-"""pull_request deliveries that arrive together share a transaction (backend_api/events/batcher.py).
+"""pull_request deliveries that arrive together share a transaction (backend_api/gate/batcher.py).
 
 Through the real backend and PostgreSQL: batches form under concurrency and change no answer;
 events about one pull request keep their order; a delivery sent many times at once is applied once.
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
-from backend_api.events.batcher import IngestBatcher, Ingested
-from backend_api.events.pull_request import ingest_pull_requests
+from backend_api.gate.batcher import IngestBatcher, Ingested
+from backend_api.gate.pull_request import ingest_pull_requests
 from bot_worker.webhooks.normalize import pull_request_event
 from shared_contracts.actions import ActionType
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent

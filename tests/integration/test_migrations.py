@@ -150,3 +150,62 @@ async def test_0010_backfills_repo_ids_and_refuses_open_actions_it_cannot_place(
         await conn.close()
     assert rows == {by_challenge: (20, "PENDING"), by_name: (10, "PENDING"), ambiguous: (None, "CANCELLED"),
                     finished: (None, "DONE")}
+
+
+async def _deliveries_schema(dsn: str) -> tuple[list[tuple[str, str, bool, str | None]], list[str]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        columns = [(r["column_name"], r["data_type"], r["is_nullable"] == "YES", r["column_default"])
+                   for r in await conn.fetch(
+                       """SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns
+                          WHERE table_name = 'webhook_deliveries' ORDER BY column_name""")]
+        indexes = sorted(r["indexdef"] for r in await conn.fetch(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'webhook_deliveries'"))
+    finally:
+        await conn.close()
+    return columns, indexes
+
+
+async def test_0017_keys_deliveries_by_provider_old_and_new_installs_end_the_same(
+    empty_database: str, postgres_admin: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    from backend_api.store.migrate import DEFAULT_MIGRATIONS_DIR
+
+    for _, _, path in discover():
+        if path.name < "0017":
+            shutil.copy(path, tmp_path / path.name)
+    await apply_migrations(empty_database, tmp_path)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await conn.execute("""INSERT INTO webhook_deliveries (delivery_id, event_name, action, status)
+                              VALUES ('d-1', 'pull_request', 'opened', 'ACCEPTED')""")
+    finally:
+        await conn.close()
+    assert "0017_webhook_deliveries_by_provider" in await apply_migrations(empty_database, DEFAULT_MIGRATIONS_DIR)
+
+    fresh = f"prgate_mig_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_admin)
+    await admin.execute(f'CREATE DATABASE "{fresh}"')
+    await admin.close()
+    try:
+        fresh_dsn = with_database(postgres_admin, fresh)
+        await apply_migrations(fresh_dsn)
+        assert await _deliveries_schema(empty_database) == await _deliveries_schema(fresh_dsn)
+    finally:
+        admin = await asyncpg.connect(postgres_admin)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+        await admin.close()
+
+    conn = await asyncpg.connect(empty_database)
+    try:
+        # The row written before 0017 is GitHub's; the same delivery id may now arrive from another provider.
+        assert await conn.fetchval("SELECT provider FROM webhook_deliveries WHERE delivery_id = 'd-1'") == "github"
+        await conn.execute("""INSERT INTO webhook_deliveries (provider, delivery_id, event_name, action, status)
+                              VALUES ('bitbucket', 'd-1', 'pull_request', 'opened', 'ACCEPTED')""")
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute("""INSERT INTO webhook_deliveries (delivery_id, event_name, action, status)
+                                  VALUES ('d-1', 'pull_request', 'opened', 'ACCEPTED')""")
+    finally:
+        await conn.close()

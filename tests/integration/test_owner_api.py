@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from backend_api.app import create_app
+from backend_api.auth.session import SESSION_COOKIE, SessionCodec
 from backend_api.challenges import messages
 from backend_api.challenges.verify import Refusal, RepoRules, check_answer
 from backend_api.settings import BackendSettings
-from backend_api.web.session import SESSION_COOKIE, SessionCodec
 from shared_contracts.owner import RepoSettings
 from tests.conftest import INTERNAL_SECRET, backend_settings
 from tests.support.github_sim import APP_ID, Simulator, app_keys
@@ -489,7 +489,7 @@ async def test_app_jwt_claims_and_token_refresh_five_minutes_before_expiry() -> 
     """The App client against a simulator sharing its (injected) clock: no waiting, no wall clock."""
     from aiohttp.test_utils import TestServer
 
-    from backend_api.github_app import GitHubApp, app_jwt
+    from backend_api.github.app import GitHubApp, app_jwt
     from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
 
     now = [1_700_000_000.0]
@@ -621,7 +621,7 @@ async def test_refusals_are_cached_longer_than_admin_answers() -> None:
     """A stranger probing repositories costs GitHub one permission check per 5 minutes, not per minute."""
     from aiohttp.test_utils import TestServer
 
-    from backend_api.github_app import REFUSAL_TTL_SECONDS, GitHubApp
+    from backend_api.github.app import REFUSAL_TTL_SECONDS, GitHubApp
     from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
 
     now = [1_700_000_000.0]

@@ -4,7 +4,7 @@ import asyncpg
 import pytest
 
 from backend_api.challenges import messages
-from backend_api.events import parking
+from backend_api.gate import parking
 from backend_api.store import challenges, repo_settings
 from shared_contracts.owner import RepoSettings
 from tests.support.ingest import send_installation, send_pr

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from backend_api.app import create_app
-from backend_api.web.session import SESSION_COOKIE, SessionCodec
+from backend_api.auth.session import SESSION_COOKIE, SessionCodec
 from tests.integration import test_owner_api
 from tests.integration.test_owner_api import FULL_NAME, Owner, owner_settings, repo_path
 from tests.support.ingest import send_pr

@@ -87,7 +87,7 @@ async def test_an_operator_revokes_one_session_or_every_session_of_a_user(
     await _sign_in(fresh, "erin")
     again = _cookie(fresh)
     assert await _status(client, again) == 200
-    from backend_api.http.keys import SESSIONS
+    from backend_api.keys import SESSIONS
 
     session = client.app[SESSIONS].read(again["Cookie"].split("=", 1)[1], 0)
     assert session is not None

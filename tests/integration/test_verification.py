@@ -23,13 +23,13 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 from yarl import URL
 
 from backend_api.app import create_app
+from backend_api.auth.session import OAUTH_COOKIE, SESSION_COOKIE, csrf_scope_for_challenge
 from backend_api.challenges import messages
-from backend_api.challenges.deadlines import sweep_all
 from backend_api.challenges.verify import answer_hash
-from backend_api.http.keys import SESSIONS
+from backend_api.gate.deadlines import sweep_all
+from backend_api.keys import SESSIONS
 from backend_api.settings import BackendSettings
 from backend_api.store import repo_settings
-from backend_api.web.session import OAUTH_COOKIE, SESSION_COOKIE, csrf_scope_for_challenge
 from prgate.simulator import SIM_OAUTH, SimulatorConfig
 from shared_contracts.owner import RepoSettings
 from tests.conftest import INTERNAL_SECRET, backend_settings

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from backend_api.auth.session import SessionCodec, session_secret
 from backend_api.challenges import messages
 from backend_api.challenges.verify import (
     ChallengeInfo,
@@ -22,7 +23,6 @@ from backend_api.challenges.verify import (
 )
 from backend_api.settings import BackendSettings
 from backend_api.web.auth import safe_next
-from backend_api.web.session import SessionCodec, session_secret
 from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
 from shared_contracts.owner import RepoSettings
 

@@ -14,8 +14,13 @@ The conversion answer (``POST /app-manifests/{code}/conversions``) is parsed int
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from backend_api.github.api import API_HEADERS, GitHubUnavailable
+from backend_api.settings import BackendSettings
 
 DEFAULT_NAME = "prgate"
 DESCRIPTION = "Gates pull requests from contributors who have not verified yet."
@@ -112,3 +117,30 @@ class SetupClaimResponse(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     expires_at: str
+
+
+# GitHub keeps a manifest code valid for an hour; a slow conversion answer is still worth waiting for.
+GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=15)
+
+
+class ConversionRefused(Exception):
+    """GitHub does not know the code (expired, already used, or never issued): start again (400)."""
+
+
+
+async def convert(http: aiohttp.ClientSession, settings: BackendSettings, code: str) -> AppCredentials:
+    """``POST /app-manifests/{code}/conversions`` (no authentication; the code is the credential)."""
+    url = f"{settings.github_api_url.rstrip('/')}/app-manifests/{quote(code, safe='')}/conversions"
+    try:
+        async with http.post(url, headers=API_HEADERS, timeout=GITHUB_TIMEOUT) as resp:
+            if resp.status in (404, 422):
+                raise ConversionRefused(f"conversion answered {resp.status}")
+            if resp.status != 201:
+                raise GitHubUnavailable(f"conversion answered {resp.status}")
+            body: Any = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise GitHubUnavailable(f"conversion unreachable: {type(exc).__name__}") from None
+    try:
+        return AppCredentials.model_validate(body)
+    except ValidationError:
+        raise GitHubUnavailable("conversion answered something that is not an App") from None

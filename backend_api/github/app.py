@@ -28,7 +28,8 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from backend_api.http.keys import HTTP_CLIENT, SETTINGS
+from backend_api.github.api import API_HEADERS, GitHubUnavailable
+from backend_api.keys import HTTP_CLIENT, SETTINGS
 from backend_api.settings import BackendSettings
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ PERMISSION_TTL_SECONDS = 60.0
 REFUSAL_TTL_SECONDS = 300.0
 PERMISSION_CACHE_MAX = 10_000
 GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=10)
-_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "prgate"}
 # What GitHub's `permission` field can hold (maintain is folded into write, triage into read).
 _PERMISSIONS = frozenset({"admin", "maintain", "write", "triage", "read", "none"})
 
@@ -52,10 +52,6 @@ class GitHubAppError(Exception):
 
 class AppNotConfigured(GitHubAppError):
     """GITHUB_APP_ID / GITHUB_PRIVATE_KEY(_PATH) are not set on the backend."""
-
-
-class GitHubUnavailable(GitHubAppError):
-    """GitHub could not be reached, failed, or answered something unexpected."""
 
 
 class InstallationRefused(GitHubAppError):
@@ -160,7 +156,7 @@ class GitHubApp:
         if not self.configured:
             raise AppNotConfigured("GITHUB_APP_ID and GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH are not set")
         url = f"{self._api}/app/installations/{installation_id}/access_tokens"
-        headers = {**_HEADERS, "Authorization": f"Bearer {app_jwt(self._app_id, self._key, self._clock())}"}
+        headers = {**API_HEADERS, "Authorization": f"Bearer {app_jwt(self._app_id, self._key, self._clock())}"}
         status, body = await self._call("POST", url, headers)
         if status in (403, 404):
             raise InstallationRefused(status, str(body.get("message", "")) if isinstance(body, dict) else "")
@@ -203,7 +199,7 @@ class GitHubApp:
         url = f"{self._api}{_repo_path(repo_id)}/collaborators/{quote(login, safe='')}/permission"
         for attempt in (1, 2):
             token = await self.installation_token(installation_id)
-            status, body = await self._call("GET", url, {**_HEADERS, "Authorization": f"Bearer {token}"})
+            status, body = await self._call("GET", url, {**API_HEADERS, "Authorization": f"Bearer {token}"})
             if status == 401 and attempt == 1:  # revoked or expired early: mint a new one, once
                 self.invalidate_token(installation_id, token)
                 continue
@@ -224,7 +220,7 @@ class GitHubApp:
         url = f"{self._api}/users/{quote(login, safe='')}"
         for attempt in (1, 2):
             token = await self.installation_token(installation_id)
-            status, body = await self._call("GET", url, {**_HEADERS, "Authorization": f"Bearer {token}"})
+            status, body = await self._call("GET", url, {**API_HEADERS, "Authorization": f"Bearer {token}"})
             if status == 401 and attempt == 1:
                 self.invalidate_token(installation_id, token)
                 continue

@@ -1,7 +1,7 @@
 """A repository admin exempts a pull request from the owner API: the same effect as `/prgate exempt`.
 
 The PR as prgate last knew it (head commit, author) comes from its newest challenge; the decision
-is ``challenges.commands.decide_command``'s, written by ``events.pull_request.evaluate`` in one
+is ``challenges.commands.decide_command``'s, written by ``gate.pull_request.evaluate`` in one
 transaction: the pending challenge becomes ``EXEMPTED`` (or an exemption row is recorded), and the
 "exempted" comment and a success status on that head commit are enqueued. The caller has already
 checked on GitHub that the user is an admin of the repository.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from backend_api.challenges.commands import as_recheck, decide_command
-from backend_api.events.pull_request import evaluate
+from backend_api.gate.pull_request import evaluate
 from backend_api.store import challenges, dashboard
 from shared_contracts.events import Account, CommandEvent, Decision, PullRequest, Repository
 from shared_contracts.owner import ExemptResponse

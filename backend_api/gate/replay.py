@@ -1,4 +1,4 @@
-"""Decide the events parked for an installation once it is known (issue 13, item 9; `events/parking.py`).
+"""Decide the events parked for an installation once it is known (issue 13, item 9; `gate/parking.py`).
 
 Runs inside the transaction that made the installation known, which holds `installations.lock`:
 the parked rows are taken (deleted) and each is decided in received order through the same code as a
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from backend_api.challenges.decide import decide
-from backend_api.events import command, pull_request
+from backend_api.gate import command, pull_request
 from backend_api.store import parked
 from backend_api.store.db import Conn
 from shared_contracts.events import CommandEvent, PullRequestEvent

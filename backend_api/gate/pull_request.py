@@ -12,7 +12,7 @@ import asyncpg
 
 from backend_api.challenges.decide import EVALUATING_ACTIONS, Plan, PrContext, decide, installation_refusal
 from backend_api.challenges.tokens import hash_token, new_token
-from backend_api.events.parking import ParkingLimits, park_events
+from backend_api.gate.parking import ParkingLimits, park_events
 from backend_api.store import challenges, deliveries, installations, outbox, parked, pr_context, pr_decisions
 from backend_api.store.db import Conn
 from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
@@ -45,7 +45,7 @@ async def ingest_pull_requests(
     """Dedup, decide and write several deliveries in one transaction: one answer (and the types of the
     actions it enqueued) per event, in order. The deliveries must have distinct ids and be about
     distinct pull requests (`IngestBatcher` forms such batches); a failure rolls all of them back.
-    Deliveries for an installation not known yet are parked (`events/parking.py`)."""
+    Deliveries for an installation not known yet are parked (`gate/parking.py`)."""
     async with pool.acquire() as conn, conn.transaction():
         fresh_ids = await deliveries.begin_many(conn, EVENT_NAME, [
             deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id, e.body_sha256)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from backend_api.events.replay import replay_parked
+from backend_api.gate.replay import replay_parked
 from backend_api.store import challenges, deliveries, installations, outbox
 from backend_api.store.db import Conn
 from shared_contracts.events import IngestResponse, IngestStatus, InstallationSyncEvent

@@ -8,15 +8,15 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from backend_api.events.batcher import IngestBatcher
-from backend_api.http.nonces import NonceLedger
-from backend_api.http.scopes import InternalScopes
+from backend_api.auth.nonces import NonceLedger
+from backend_api.auth.scopes import InternalScopes
+from backend_api.auth.session import SessionCodec
+from backend_api.facts import Claimed, Enqueued, Ingested, Reported
+from backend_api.gate.batcher import IngestBatcher
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.owner.ratelimit import SlidingWindow
 from backend_api.settings import BackendSettings
-from backend_api.web.session import SessionCodec
-from shared_contracts.actions import ActionType
 
 SETTINGS = web.AppKey("settings", BackendSettings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
@@ -24,10 +24,11 @@ NOTIFIER = web.AppKey("notifier", ActionNotifier)
 CLAIM_FLOOR = web.AppKey("claim_floor", ClaimFloor)
 NONCES = web.AppKey("nonces", NonceLedger)
 INGEST = web.AppKey("ingest", IngestBatcher)
-# The types of the actions a request enqueued, when its handler knows them (the metrics count them).
-ENQUEUED_TYPES = web.RequestKey("enqueued_types", list[ActionType])
-# How many parked events an installation event decided (events/replay.py; the metrics count them).
-REPLAYED = web.RequestKey("replayed", int)
+# What a handler hands the metrics (backend_api.facts; metrics.OBSERVERS reads them by route name).
+INGESTED = web.RequestKey("ingested", Ingested)
+CLAIMED = web.RequestKey("claimed", Claimed)
+REPORTED = web.RequestKey("reported", Reported)
+ENQUEUED = web.RequestKey("enqueued", Enqueued)
 RNG = web.AppKey("rng", random.Random)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)

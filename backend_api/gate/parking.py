@@ -4,7 +4,7 @@ A pull request opened while its `installation.created` is still failing at GitHu
 down) would otherwise be IGNORED as "unknown installation" and never gated, although the
 installation arrives moments later through redelivery. Such events are kept in
 `parked_pull_request_events` and decided, in received order and through the same code as live
-events, once the installation event arrives (`events/replay.py`). Bounded in count here and in age by
+events, once the installation event arrives (`gate/replay.py`). Bounded in count here and in age by
 the maintenance loop, so events for installations that never come cannot pile up.
 """
 

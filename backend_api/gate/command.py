@@ -9,8 +9,8 @@ import asyncpg
 
 from backend_api.challenges.commands import as_recheck, decide_command
 from backend_api.challenges.decide import Plan, PrContext
-from backend_api.events.parking import ParkingLimits, park_events
-from backend_api.events.pull_request import duplicate, evaluate, finish, response
+from backend_api.gate.parking import ParkingLimits, park_events
+from backend_api.gate.pull_request import duplicate, evaluate, finish, response
 from backend_api.store import deliveries, parked
 from backend_api.store.db import Conn
 from shared_contracts.events import CommandEvent, IngestResponse, IngestStatus, PullRequestEvent

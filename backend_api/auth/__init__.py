@@ -1,0 +1,1 @@
+"""Who is calling: the signed session cookie, the internal callers' scopes and the replay ledger."""
