@@ -10,11 +10,11 @@ Typical use in a test::
     state.upsert_pull_request("octo/repo", 17, author_login="alice")
 """
 
-from prgate.simulator.app import SIM_STATE, create_simulator_app, run_simulator
-from prgate.simulator.faults import FaultConfig, FaultInjector, FaultProfile, FaultRule
-from prgate.simulator.oauth import SIM_OAUTH, OAuthStore
-from prgate.simulator.state import Renderer, SimulatorConfig, SimulatorError, SimulatorState
-from prgate.simulator.webhooks import deliver, send_webhook, signature_256
+from prgate.simulator.core.faults import FaultConfig, FaultInjector, FaultProfile, FaultRule
+from prgate.simulator.github.app import SIM_STATE, create_simulator_app, run_simulator
+from prgate.simulator.github.oauth import SIM_OAUTH, OAuthStore
+from prgate.simulator.github.state import Renderer, SimulatorConfig, SimulatorError, SimulatorState
+from prgate.simulator.github.webhooks import deliver, send_webhook, signature_256
 
 __all__ = [
     "SIM_OAUTH",

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from yarl import URL
 
-from prgate.simulator.state import JsonDict, Renderer, SimulatorState, SimUser, iso, node_id
+from prgate.simulator.github.state import JsonDict, Renderer, SimulatorState, SimUser, iso, node_id
 
 CODE_TTL_SECONDS = 3600
 FIRST_APP_ID = 1_900_001

@@ -26,9 +26,9 @@ from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
 
-from prgate.simulator import manifest, oauth, webhooks
-from prgate.simulator.faults import WRITE_METHODS, FaultConfig, FaultDecision, FaultRule
-from prgate.simulator.state import (
+from prgate.simulator.core.faults import WRITE_METHODS, FaultConfig, FaultDecision, FaultRule
+from prgate.simulator.github import manifest, oauth, webhooks
+from prgate.simulator.github.state import (
     AccessToken,
     Clock,
     IssueComment,

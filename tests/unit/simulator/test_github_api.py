@@ -32,11 +32,11 @@ from prgate.simulator import (
     run_simulator,
     send_webhook,
 )
-from prgate.simulator.state import iso
+from prgate.simulator.github.state import iso
 
 APP_ID = 4242
 T0 = 1_700_000_000.0
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "github_openapi_routes.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "github_openapi_routes.json"
 OPENAPI_SPEC = Path(os.environ.get("GITHUB_OPENAPI_SPEC", "/tmp/package/generated/api.github.com.json"))
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
@@ -1154,7 +1154,7 @@ async def test_a_renamed_login_is_free_and_a_newcomer_gets_a_new_id(sim: Sim) ->
 
 
 async def test_user_installations_lists_what_the_user_token_reaches(sim: Sim) -> None:
-    from prgate.simulator.oauth import SIM_OAUTH
+    from prgate.simulator.github.oauth import SIM_OAUTH
 
     store = sim.client.app[SIM_OAUTH]
     store.tokens["gho_alice"] = "alice"

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
-from prgate.simulator.state import JsonDict, Renderer, SimulatorState, SimUser, iso
+from prgate.simulator.github.state import JsonDict, Renderer, SimulatorState, SimUser, iso
 
 CODE_TTL_SECONDS = 600
 _TOKEN_ALPHABET = string.ascii_letters + string.digits

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from prgate.simulator.state import (
+from prgate.simulator.github.state import (
     Installation,
     JsonDict,
     PullRequest,

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prgate.simulator.faults import ContentThrottle, FaultConfig, FaultInjector
+from prgate.simulator.core.faults import ContentThrottle, FaultConfig, FaultInjector
 
 JsonDict = dict[str, Any]
 Clock = Callable[[], float]
