@@ -1,4 +1,4 @@
-"""Signed GitHub webhook deliveries, and payload builders for the events prgate consumes.
+"""Signed GitHub webhook deliveries.
 
 ``send_webhook`` is usable on its own (tests that post a fixture to the receiver);
 ``deliver`` also records the attempt in the simulator's state, as GitHub's delivery log does.
@@ -15,25 +15,16 @@ from typing import Any
 
 import aiohttp
 
-from prgate.simulator.github.state import (
-    Installation,
-    JsonDict,
-    PullRequest,
-    Renderer,
-    Repository,
-    SimulatorState,
-    SimUser,
-    WebhookDelivery,
-    node_id,
-)
+from prgate.simulator.core.types import JsonDict
+from prgate.simulator.core.webhooks import post_signed, signature_256
+from prgate.simulator.github.model import WebhookDelivery
+from prgate.simulator.github.state import SimulatorState
+
+__all__ = ["deliver", "send_webhook", "signature_256", "webhook_headers"]
+
 
 USER_AGENT = "GitHub-Hookshot/prgate-sim"
 DELIVERY_TIMEOUT_SECONDS = 10.0  # GitHub gives up on a receiver after 10 s
-
-
-def signature_256(secret: str, body: bytes) -> str:
-    """The ``X-Hub-Signature-256`` header value for ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def webhook_headers(
@@ -77,10 +68,7 @@ async def send_webhook(
     """
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = webhook_headers(secret, event, body, delivery_id or str(uuid.uuid4()), app_id=app_id)
-    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-    async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
-        await response.read()
-        return response.status
+    return await post_signed(session, url, body, headers, timeout_seconds)
 
 
 async def deliver(
@@ -128,88 +116,3 @@ async def deliver(
         installation_id=installation.get("id") if isinstance(installation, dict) else None,
         repository_id=repository.get("id") if isinstance(repository, dict) else None,
     )
-
-
-# ---- payload builders --------------------------------------------------------------------------
-
-
-def _installation_ref(installation_id: int) -> JsonDict:
-    return {"id": installation_id, "node_id": node_id("IntegrationInstallation", installation_id)}
-
-
-def _repo_summary(repo: Repository) -> JsonDict:
-    return {
-        "id": repo.id,
-        "node_id": node_id("Repository", repo.id),
-        "name": repo.name,
-        "full_name": repo.full_name,
-        "private": repo.private,
-    }
-
-
-def pull_request_event(renderer: Renderer, pr: PullRequest, action: str, sender: SimUser | None = None) -> JsonDict:
-    """A ``pull_request`` payload (opened, closed, reopened, edited, ready_for_review, …)."""
-    state = renderer.state
-    repo = state.repositories[pr.repo_id]
-    return {
-        "action": action,
-        "number": pr.number,
-        "pull_request": renderer.pull_request(pr),
-        "repository": renderer.repository(repo),
-        "organization": None,
-        "installation": _installation_ref(repo.installation_id),
-        "sender": renderer.user(sender or pr.user),
-    }
-
-
-def installation_event(
-    renderer: Renderer,
-    installation: Installation,
-    action: str,
-    repositories: list[Repository] | None = None,
-    sender: SimUser | None = None,
-) -> JsonDict:
-    """An ``installation`` payload (created, deleted, suspend, unsuspend)."""
-    repos = repositories if repositories is not None else renderer.state.installation_repositories(installation.id)
-    return {
-        "action": action,
-        "installation": renderer.installation(installation),
-        "repositories": [_repo_summary(r) for r in repos],
-        "requester": None,
-        "sender": renderer.user(sender or installation.account),
-    }
-
-
-def installation_repositories_event(
-    renderer: Renderer,
-    installation: Installation,
-    action: str,
-    added: list[Repository] | None = None,
-    removed: list[Repository] | None = None,
-    sender: SimUser | None = None,
-) -> JsonDict:
-    """An ``installation_repositories`` payload (added, removed)."""
-    return {
-        "action": action,
-        "installation": renderer.installation(installation),
-        "repository_selection": installation.repository_selection,
-        "repositories_added": [_repo_summary(r) for r in added or []],
-        "repositories_removed": [_repo_summary(r) for r in removed or []],
-        "requester": None,
-        "sender": renderer.user(sender or installation.account),
-    }
-
-
-def repository_renamed_event(
-    renderer: Renderer, repo: Repository, previous_full_name: str, sender: SimUser | None = None
-) -> JsonDict:
-    """A ``repository`` payload with action ``renamed``: ``changes`` holds the previous name."""
-    state = renderer.state
-    owner = state.ensure_user(repo.owner_login)
-    return {
-        "action": "renamed",
-        "changes": {"repository": {"name": {"from": previous_full_name.split("/", 1)[1]}}},
-        "repository": renderer.repository(repo),
-        "installation": _installation_ref(repo.installation_id),
-        "sender": renderer.user(sender or owner),
-    }

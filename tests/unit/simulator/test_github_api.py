@@ -32,7 +32,7 @@ from prgate.simulator import (
     run_simulator,
     send_webhook,
 )
-from prgate.simulator.github.state import iso
+from prgate.simulator.core.types import iso
 
 APP_ID = 4242
 T0 = 1_700_000_000.0
