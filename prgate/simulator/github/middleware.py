@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from yarl import URL
 
+from prgate.simulator.core.app import served_by_subapp
 from prgate.simulator.core.errors import SimulatorError
 from prgate.simulator.core.faults import WRITE_METHODS, FaultDecision
 from prgate.simulator.core.records import RequestRecord
@@ -87,6 +88,8 @@ def _record(
 
 @web.middleware
 async def github_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if served_by_subapp(request):  # another provider mounted under its prefix: its own middleware
+        return await handler(request)
     if (
         request.path == "/_sim"
         or request.path.startswith(("/_sim/", oauth.OAUTH_PREFIX))
