@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from prgate.simulator.core.errors import SimulatorError
 from prgate.simulator.core.faults import FaultConfig, FaultInjector, FaultRule
-from prgate.simulator.core.http import query_int, sim_body
+from prgate.simulator.core.http import json_body, query_int
 from prgate.simulator.core.records import RequestRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,7 +48,7 @@ async def sim_get_faults(request: web.Request) -> web.Response:
 
 async def sim_put_faults(request: web.Request) -> web.Response:
     try:
-        config = FaultConfig.model_validate(await sim_body(request))
+        config = FaultConfig.model_validate(await json_body(request))
     except ValidationError as error:
         raise SimulatorError(422, str(error)) from None
     faults = controlled(request).faults
@@ -58,7 +58,7 @@ async def sim_put_faults(request: web.Request) -> web.Response:
 
 async def sim_add_fault_rule(request: web.Request) -> web.Response:
     try:
-        rule = FaultRule.model_validate(await sim_body(request))
+        rule = FaultRule.model_validate(await json_body(request))
     except ValidationError as error:
         raise SimulatorError(422, str(error)) from None
     faults = controlled(request).faults

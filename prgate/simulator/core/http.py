@@ -18,7 +18,7 @@ def query_int(request: web.Request, name: str, default: int) -> int:
         return default
 
 
-async def sim_body(request: web.Request) -> JsonDict:
+async def json_body(request: web.Request) -> JsonDict:
     """A control request's JSON object body (empty: ``{}``); anything else is a 400."""
     raw = await request.read()
     if not raw.strip():

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from prgate.simulator.core.app import SIM_SESSION
 from prgate.simulator.core.errors import SimulatorError
-from prgate.simulator.core.http import need, sim_body
+from prgate.simulator.core.http import json_body, need
 from prgate.simulator.core.types import JsonDict
 from prgate.simulator.github import events, oauth
 from prgate.simulator.github.http import (
@@ -53,7 +53,7 @@ async def sim_list_installations(request: web.Request) -> web.Response:
 
 
 async def sim_create_installation(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     account = need(body, "account", dict)
     installation = state.add_installation(
@@ -81,7 +81,7 @@ async def sim_create_installation(request: web.Request) -> web.Response:
 
 
 async def sim_update_installation(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     installation_id = path_int(request, "installation_id")
     suspended = need(body, "suspended", bool)
@@ -97,7 +97,7 @@ async def sim_update_installation(request: web.Request) -> web.Response:
 
 
 async def sim_delete_installation(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     installation_id = path_int(request, "installation_id")
     installation = state.get_installation(installation_id)
@@ -109,7 +109,7 @@ async def sim_delete_installation(request: web.Request) -> web.Response:
 
 
 async def sim_add_repository(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     installation_id = path_int(request, "installation_id")
     repo = state.add_repository(
@@ -130,7 +130,7 @@ async def sim_add_repository(request: web.Request) -> web.Response:
 
 
 async def sim_remove_repository(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     installation_id = path_int(request, "installation_id")
     repo = state.remove_repository(installation_id, path_int(request, "repo_id"))
@@ -148,7 +148,7 @@ async def sim_remove_repository(request: web.Request) -> web.Response:
 
 async def sim_rename_repository(request: web.Request) -> web.Response:
     """Rename a repository (``{"full_name": "owner/new"}``); its old name is free for a new one."""
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     repo, previous = state.rename_repository(path_int(request, "repo_id"), need(body, "full_name", str))
     render = renderer_of(request)
@@ -171,7 +171,7 @@ def _pr_action(created: bool, before: JsonDict | None, after: JsonDict) -> str:
 
 
 async def sim_upsert_pull_request(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     full_name = need(body, "repo", str)
     number = body.get("number")
@@ -227,7 +227,7 @@ async def sim_list_statuses(request: web.Request) -> web.Response:
 
 
 async def sim_set_permission(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     username = request.match_info["username"]
     state.set_permission(
@@ -249,7 +249,7 @@ async def sim_tokens(request: web.Request) -> web.Response:
 
 
 async def sim_expire_tokens(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     installation_id = body.get("installation_id")
     state_of(request).expire_tokens(installation_id if isinstance(installation_id, int) else None)
     return web.json_response({"ok": True})
@@ -260,7 +260,7 @@ async def sim_list_deliveries(request: web.Request) -> web.Response:
 
 
 async def sim_send_webhook(request: web.Request) -> web.Response:
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     url = body.get("url") or state.config.webhook_url
     if not isinstance(url, str) or not url:
@@ -281,7 +281,7 @@ async def sim_send_webhook(request: web.Request) -> web.Response:
 
 async def sim_register_user(request: web.Request) -> web.Response:
     """``POST /_sim/users {"login", "id", "type"?}``: sign up a new account under a free login."""
-    body = await sim_body(request)
+    body = await json_body(request)
     user = state_of(request).register_user(need(body, "login", str), need(body, "id", int), body.get("type", "User"))
     return web.json_response(renderer_of(request).user(user), status=201)
 
@@ -289,7 +289,7 @@ async def sim_register_user(request: web.Request) -> web.Response:
 async def sim_rename_user(request: web.Request) -> web.Response:
     """``PATCH /_sim/users/{login} {"login": new}``: the user changes their username; the old login is
     free at once, and the user's OAuth tokens stay theirs."""
-    body = await sim_body(request)
+    body = await json_body(request)
     old = request.match_info["login"]
     user = state_of(request).rename_user(old, need(body, "login", str))
     tokens = request.app[oauth.SIM_OAUTH].tokens
@@ -303,7 +303,7 @@ async def sim_add_comment(request: web.Request) -> web.Response:
     """Post a comment on a PR as any author: a person, a foreign bot, or another App
     (``{"body", "user": {"login", "id", "type"}, "app": {"id", "slug", "name"}}``; an ``app`` without
     ``user`` writes as that App's bot user ``<slug>[bot]``)."""
-    body = await sim_body(request)
+    body = await json_body(request)
     state = state_of(request)
     text = need(body, "body", str)
     app_spec = body.get("app")

@@ -3,7 +3,6 @@ repository scope and permissions, GitHub's pagination, and webhooks sent after a
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -29,19 +28,6 @@ def state_of(request: web.Request) -> SimulatorState:
 
 def renderer_of(request: web.Request) -> Renderer:
     return Renderer(state_of(request), f"{request.scheme}://{request.host}")
-
-
-async def json_body(request: web.Request) -> JsonDict:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "Problems parsing JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "Problems parsing JSON")
-    return data
 
 
 def path_int(request: web.Request, name: str) -> int:

@@ -1,10 +1,5 @@
-"""In-memory state of the GitHub simulator.
-
-Everything a test may want to set up or read back is a plain method here
-(``state.add_installation(...)``, ``state.comments_for(...)``), so tests can drive the simulator
-in-process as well as through the ``/_sim/`` routes. The state never reads the wall clock
-directly: it is handed a ``clock`` (unix seconds) so tests can move time.
-"""
+"""In-memory state of the GitHub simulator: what lives inside a repository (pull requests, comments,
+commit statuses, collaborators) on top of :class:`.accounts.AccountsState`."""
 
 from __future__ import annotations
 

@@ -7,13 +7,12 @@ from aiohttp import web
 
 from prgate.simulator.core.app import SIM_SESSION, spawn
 from prgate.simulator.core.errors import SimulatorError
-from prgate.simulator.core.http import query_int
+from prgate.simulator.core.http import json_body, query_int
 from prgate.simulator.github.auth import AUTH
 from prgate.simulator.github.errors import ApiError
 from prgate.simulator.github.http import (
     deliver_kept,
     full_name_of,
-    json_body,
     paginate,
     path_int,
     renderer_of,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from prgate.simulator.core.http import json_body
 from prgate.simulator.core.types import JsonDict
 from prgate.simulator.github.errors import DOCS, ApiError
 from prgate.simulator.github.http import (
-    json_body,
     paginate,
     path_int,
     renderer_of,

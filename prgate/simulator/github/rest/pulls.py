@@ -6,10 +6,10 @@ from typing import cast
 
 from aiohttp import web
 
+from prgate.simulator.core.http import json_body
 from prgate.simulator.github import events
 from prgate.simulator.github.errors import ApiError
 from prgate.simulator.github.http import (
-    json_body,
     paginate,
     path_int,
     renderer_of,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from prgate.simulator.core.http import json_body
 from prgate.simulator.github.errors import ApiError
 from prgate.simulator.github.http import (
-    json_body,
     paginate,
     renderer_of,
     require,
