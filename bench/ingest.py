@@ -43,7 +43,7 @@ from bench.harness.db import bench_database, postgres_pids
 from bench.harness.quiet import wait_quiet_before_start
 from bench.harness.report import load_average, machine_line, markdown_table
 from bench.harness.stack import Stack, free_port, prgate_env, wait_http_ok
-from prgate.simulator.webhooks import webhook_headers
+from prgate.simulator.github.webhooks import webhook_headers
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.services import redis_base_url
 

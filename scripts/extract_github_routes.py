@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Extract every (method, path) of GitHub's REST OpenAPI description into a small fixture.
 
-The simulator's conformance test (tests/unit/test_simulator.py) checks that each route the
+The simulator's conformance test (tests/unit/simulator/test_github_api.py) checks that each route the
 simulator serves exists in GitHub's API. Regenerate after updating the spec:
 
     cd /tmp && npm pack @octokit/openapi && tar xzf octokit-openapi-*.tgz

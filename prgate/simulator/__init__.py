@@ -10,11 +10,15 @@ Typical use in a test::
     state.upsert_pull_request("octo/repo", 17, author_login="alice")
 """
 
-from prgate.simulator.app import SIM_STATE, create_simulator_app, run_simulator
-from prgate.simulator.faults import FaultConfig, FaultInjector, FaultProfile, FaultRule
-from prgate.simulator.oauth import SIM_OAUTH, OAuthStore
-from prgate.simulator.state import Renderer, SimulatorConfig, SimulatorError, SimulatorState
-from prgate.simulator.webhooks import deliver, send_webhook, signature_256
+from prgate.simulator.core.errors import SimulatorError
+from prgate.simulator.core.faults import FaultConfig, FaultInjector, FaultProfile, FaultRule
+from prgate.simulator.github.config import SimulatorConfig
+from prgate.simulator.github.keys import SIM_STATE
+from prgate.simulator.github.oauth import SIM_OAUTH, OAuthStore
+from prgate.simulator.github.render import Renderer
+from prgate.simulator.github.state import SimulatorState
+from prgate.simulator.github.webhooks import deliver, send_webhook, signature_256
+from prgate.simulator.server import create_simulator_app, run_simulator
 
 __all__ = [
     "SIM_OAUTH",

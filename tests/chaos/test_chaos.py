@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 
 from prgate.simulator import FaultConfig, FaultProfile, FaultRule
-from prgate.simulator.webhooks import send_webhook
+from prgate.simulator.github.webhooks import send_webhook
 from tests.chaos.harness import (
     COMMENT_CREATE,
     ChaosStack,

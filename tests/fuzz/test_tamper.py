@@ -23,7 +23,7 @@ from backend_api.app import create_app
 from backend_api.http.errors import MAX_BODY_BYTES as BACKEND_MAX_BODY
 from bot_worker.webhooks.app import create_receiver_app
 from bot_worker.webhooks.github import MAX_BODY_BYTES as RECEIVER_MAX_BODY
-from prgate.simulator.webhooks import webhook_headers
+from prgate.simulator.github.webhooks import webhook_headers
 from shared_contracts import signing
 from tests.conftest import INTERNAL_SECRET, backend_settings
 from tests.support.ingest import INSTALLATION_PATH, PR_PATH

@@ -307,7 +307,7 @@ async def test_a_stored_comment_id_is_edited_directly_and_a_deleted_one_falls_ba
 
 
 async def test_another_apps_comment_with_our_marker_is_passed_over(executor: Executor, simulator: Simulator) -> None:
-    from prgate.simulator.state import SimApp
+    from prgate.simulator.github.model import SimApp
 
     other = SimApp(id=777, slug="other-gate", name="other", owner=simulator.state.ensure_user("someone"))
     foreign = simulator.state.add_comment(

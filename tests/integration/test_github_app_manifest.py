@@ -38,7 +38,7 @@ from backend_api.github.manifest import DEFAULT_EVENTS, GithubAppCredentials, re
 from backend_api.keys import SESSIONS
 from backend_api.web.manifest import MANIFEST_COOKIE
 from prgate import github_app_cli
-from prgate.simulator.manifest import SIM_MANIFESTS
+from prgate.simulator.github.manifest import SIM_MANIFESTS
 from shared_contracts import signing
 from tests.conftest import ADMIN_SECRET, INTERNAL_SECRET, RECEIVER_SECRET, backend_settings
 from tests.support.github_sim import Simulator

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from backend_api.app import create_app
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.app import create_receiver_app
-from prgate.simulator.webhooks import webhook_headers
+from prgate.simulator.github.webhooks import webhook_headers
 from tests.conftest import INTERNAL_ENV, backend_settings
 from tests.support.payloads import installation_payload
 

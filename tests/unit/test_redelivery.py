@@ -31,8 +31,7 @@ from bot_worker.redelivery import (
     select_for_redelivery,
 )
 from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
-from prgate.simulator.app import create_simulator_app
-from prgate.simulator.state import SimulatorConfig
+from prgate.simulator import SimulatorConfig, create_simulator_app
 from tests.conftest import INTERNAL_SECRET
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.processes import eventually

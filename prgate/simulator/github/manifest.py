@@ -33,7 +33,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from yarl import URL
 
-from prgate.simulator.state import JsonDict, Renderer, SimulatorState, SimUser, iso, node_id
+from prgate.simulator.core.types import JsonDict, iso
+from prgate.simulator.github.model import SimUser, node_id
+from prgate.simulator.github.render import Renderer
+from prgate.simulator.github.state import SimulatorState
 
 CODE_TTL_SECONDS = 3600
 FIRST_APP_ID = 1_900_001

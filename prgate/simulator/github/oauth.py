@@ -27,10 +27,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
-from prgate.simulator.state import JsonDict, Renderer, SimulatorState, SimUser, iso
+from prgate.simulator.core.types import JsonDict, iso
+from prgate.simulator.github.model import SimUser
+from prgate.simulator.github.render import Renderer
+from prgate.simulator.github.state import SimulatorState
 
 CODE_TTL_SECONDS = 600
-_TOKEN_ALPHABET = string.ascii_letters + string.digits
+TOKEN_ALPHABET = string.ascii_letters + string.digits
 _TROUBLESHOOTING = (
     "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
 )
@@ -92,7 +95,7 @@ class OAuthStore:
                 "redirect_uri_mismatch", "The redirect_uri MUST match the registered callback URL for this application."
             )
         del self.codes[code]
-        token = "gho_" + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(36))
+        token = "gho_" + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(36))
         self.tokens[token] = grant.login
         return token
 

@@ -1,0 +1,1 @@
+"""Provider-neutral parts of the simulator: faults, rate limits, request records, control routes."""

@@ -1,0 +1,1 @@
+"""The GitHub half of the simulator: its model, state, rendering, REST and control routes."""

@@ -1,0 +1,95 @@
+"""Payloads of the GitHub webhook events prgate consumes."""
+
+from __future__ import annotations
+
+from prgate.simulator.core.types import JsonDict
+from prgate.simulator.github.model import (
+    Installation,
+    PullRequest,
+    Repository,
+    SimUser,
+    node_id,
+)
+from prgate.simulator.github.render import Renderer
+
+
+def _installation_ref(installation_id: int) -> JsonDict:
+    return {"id": installation_id, "node_id": node_id("IntegrationInstallation", installation_id)}
+
+
+def _repo_summary(repo: Repository) -> JsonDict:
+    return {
+        "id": repo.id,
+        "node_id": node_id("Repository", repo.id),
+        "name": repo.name,
+        "full_name": repo.full_name,
+        "private": repo.private,
+    }
+
+
+def pull_request_event(renderer: Renderer, pr: PullRequest, action: str, sender: SimUser | None = None) -> JsonDict:
+    """A ``pull_request`` payload (opened, closed, reopened, edited, ready_for_review, …)."""
+    state = renderer.state
+    repo = state.repositories[pr.repo_id]
+    return {
+        "action": action,
+        "number": pr.number,
+        "pull_request": renderer.pull_request(pr),
+        "repository": renderer.repository(repo),
+        "organization": None,
+        "installation": _installation_ref(repo.installation_id),
+        "sender": renderer.user(sender or pr.user),
+    }
+
+
+def installation_event(
+    renderer: Renderer,
+    installation: Installation,
+    action: str,
+    repositories: list[Repository] | None = None,
+    sender: SimUser | None = None,
+) -> JsonDict:
+    """An ``installation`` payload (created, deleted, suspend, unsuspend)."""
+    repos = repositories if repositories is not None else renderer.state.installation_repositories(installation.id)
+    return {
+        "action": action,
+        "installation": renderer.installation(installation),
+        "repositories": [_repo_summary(r) for r in repos],
+        "requester": None,
+        "sender": renderer.user(sender or installation.account),
+    }
+
+
+def installation_repositories_event(
+    renderer: Renderer,
+    installation: Installation,
+    action: str,
+    added: list[Repository] | None = None,
+    removed: list[Repository] | None = None,
+    sender: SimUser | None = None,
+) -> JsonDict:
+    """An ``installation_repositories`` payload (added, removed)."""
+    return {
+        "action": action,
+        "installation": renderer.installation(installation),
+        "repository_selection": installation.repository_selection,
+        "repositories_added": [_repo_summary(r) for r in added or []],
+        "repositories_removed": [_repo_summary(r) for r in removed or []],
+        "requester": None,
+        "sender": renderer.user(sender or installation.account),
+    }
+
+
+def repository_renamed_event(
+    renderer: Renderer, repo: Repository, previous_full_name: str, sender: SimUser | None = None
+) -> JsonDict:
+    """A ``repository`` payload with action ``renamed``: ``changes`` holds the previous name."""
+    state = renderer.state
+    owner = state.ensure_user(repo.owner_login)
+    return {
+        "action": "renamed",
+        "changes": {"repository": {"name": {"from": previous_full_name.split("/", 1)[1]}}},
+        "repository": renderer.repository(repo),
+        "installation": _installation_ref(repo.installation_id),
+        "sender": renderer.user(sender or owner),
+    }

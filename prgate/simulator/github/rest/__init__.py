@@ -1,0 +1,5 @@
+"""GitHub REST handlers, one module per resource."""
+
+
+
+

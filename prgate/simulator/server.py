@@ -1,0 +1,25 @@
+"""The simulator's one application: every simulated provider, each under its own prefix.
+
+GitHub is the root application (clients use the bare origin as ``GITHUB_API_URL``); the next
+providers (``bitbucket/``, ``jira/``) plug in here with :func:`prgate.simulator.core.app.mount`,
+each a sub-app with its own state, faults and ``/_sim/`` routes under its prefix.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from prgate.simulator.core.app import serve
+from prgate.simulator.core.types import Clock
+from prgate.simulator.github.app import create_github_app
+from prgate.simulator.github.config import SimulatorConfig
+
+
+def create_simulator_app(config: SimulatorConfig, *, clock: Clock | None = None) -> web.Application:
+    """The simulator app; ``clock`` (unix seconds) defaults to ``time.time``."""
+    return create_github_app(config, clock=clock)
+
+
+async def run_simulator(host: str, port: int, config: SimulatorConfig) -> None:
+    """Serve the simulator on ``host:port`` until cancelled."""
+    await serve(create_simulator_app(config), host, port)
