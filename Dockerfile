@@ -15,11 +15,9 @@ COPY shared_contracts/ shared_contracts/
 COPY backend_api/ backend_api/
 COPY bot_worker/ bot_worker/
 COPY prgate/ prgate/
-COPY migrations/ migrations/
-# Runtime dependencies only (no [dev] extra), pinned by the lock file. backend_api.store.migrate reads
-# migrations/ beside the installed packages, so they go to site-packages/migrations.
+# Runtime dependencies only (no [dev] extra), pinned by the lock file. The migrations are package data
+# of backend_api (backend_api/migrations/), so the install carries them.
 RUN pip install -c requirements.lock . \
- && cp -r migrations "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/migrations" \
  && python -m compileall -q /opt/venv/lib
 
 FROM python:3.11-slim AS runtime

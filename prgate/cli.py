@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="prgate", description="prgate: gate pull requests from unverified contributors"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply migrations/ in order").set_defaults(func=cmd_migrate)
+    sub.add_parser("migrate", help="apply backend_api/migrations/ in order").set_defaults(func=cmd_migrate)
     sub.add_parser("backend", help="serve the backend API on BACKEND_PORT").set_defaults(func=cmd_backend)
     sub.add_parser("bot", help="serve the webhook receiver on BOT_PORT").set_defaults(func=cmd_bot)
     sub.add_parser("worker", help="run one worker replica").set_defaults(func=cmd_worker)

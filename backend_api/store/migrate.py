@@ -1,4 +1,4 @@
-"""Apply `migrations/NNNN_*.sql` in order.
+"""Apply `backend_api/migrations/NNNN_*.sql` in order.
 
 Each file runs in its own transaction under a session advisory lock (so two
 replicas starting together do not race) and is recorded in
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import re
+from importlib import resources
 from pathlib import Path
 
 import asyncpg
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Package data of backend_api (pyproject), so an installed wheel carries them: no copy beside it.
+# A plain directory install is assumed (the image and editable installs are; a zipped one is not).
+DEFAULT_MIGRATIONS_DIR = Path(str(resources.files("backend_api") / "migrations"))
 _LOCK_KEY = 0x70726761  # "prga"
 _NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 

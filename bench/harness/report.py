@@ -52,7 +52,7 @@ def git_state() -> str:
                               text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "backend_api", "bot_worker", "prgate",
-             "shared_contracts", "migrations"],
+             "shared_contracts"],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):

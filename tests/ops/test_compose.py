@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -237,14 +239,22 @@ def test_dockerfile_is_multi_stage_slim_without_dev_dependencies() -> None:
     assert any(ins == "COPY" and args.startswith("--from=") for ins, args in final_stage())
 
 
-def test_image_ships_the_migrations_where_migrate_looks() -> None:
+def test_the_wheel_carries_the_migrations_where_migrate_looks(tmp_path: Path) -> None:
+    """The image installs the project as a wheel (`pip install .`): the migrations must be in it,
+    inside backend_api, where `DEFAULT_MIGRATIONS_DIR` points, with nothing copied beside it."""
     from backend_api.store import migrate
 
-    # DEFAULT_MIGRATIONS_DIR is parents[2] of backend_api/store/migrate.py: site-packages/migrations once installed.
-    assert Path(migrate.__file__).resolve().parents[2] / "migrations" == migrate.DEFAULT_MIGRATIONS_DIR
-    runs = " ".join(args for ins, args in dockerfile_instructions() if ins == "RUN")
-    assert re.search(r"cp -r migrations \"\$\(python -c '[^']*purelib[^']*'\)/migrations\"", runs), runs
-    assert any(ins == "COPY" and args.split()[0].rstrip("/") == "migrations" for ins, args in dockerfile_instructions())
+    assert Path(migrate.__file__).resolve().parents[1] / "migrations" == migrate.DEFAULT_MIGRATIONS_DIR
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("prgate-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = sorted(n.removeprefix("backend_api/migrations/") for n in zf.namelist()
+                         if n.startswith("backend_api/migrations/") and n.endswith(".sql"))
+    assert shipped == sorted(p.name for p in migrate.DEFAULT_MIGRATIONS_DIR.glob("*.sql"))
+    assert "0001_init.sql" in shipped
+    assert not any(ins == "COPY" and "migrations" in args for ins, args in dockerfile_instructions())
 
 
 @pytest.mark.parametrize("path", [".git", ".venv", ".data", ".cache", "tests", ".env.github-app", "github-app.pem",
