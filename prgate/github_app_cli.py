@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 if TYPE_CHECKING:
     import aiohttp
 
-    from backend_api.github.manifest import GithubAppCredentials
+    from backend_api.github.manifest import GitHubAppCredentials
 
 CREDENTIALS_PATH = "/internal/v2/github-app/credentials/latest"
 SETUP_CLAIMS_PATH = "/internal/v2/github-app/setup-claims"
@@ -53,7 +53,7 @@ def new_app_url(public_url: str, claim: str, org: str | None = None, webhook_url
     return f"{public_url.rstrip('/')}/github-app/new?{urlencode(query)}"
 
 
-def env_file_text(creds: GithubAppCredentials, key_path: Path, now: datetime) -> str:
+def env_file_text(creds: GitHubAppCredentials, key_path: Path, now: datetime) -> str:
     lines = [
         f"# Written by `prgate github-app create` on {now.strftime('%Y-%m-%d %H:%M:%SZ')}",
         f"# GitHub App {creds.slug} (owner @{creds.owner_login}): {creds.html_url}",
@@ -81,7 +81,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def write_credentials(
-    creds: GithubAppCredentials, output: Path, key_path: Path | None = None, *, force: bool = False,
+    creds: GitHubAppCredentials, output: Path, key_path: Path | None = None, *, force: bool = False,
     now: datetime | None = None,
 ) -> tuple[Path, Path]:
     """Write the env file and the key file; both mode 0600. Existing files are kept unless ``force``."""
@@ -104,12 +104,12 @@ def write_credentials(
 
 async def fetch_credentials(
     session: aiohttp.ClientSession, backend_url: str, secret: str, claim: str
-) -> GithubAppCredentials | None:
+) -> GitHubAppCredentials | None:
     """The App registered under ``claim``, ``None`` while there is none; ``CliError`` when the backend
     refuses us for good (wrong secret)."""
     import aiohttp
 
-    from backend_api.github.manifest import GithubAppCredentials
+    from backend_api.github.manifest import GitHubAppCredentials
     from shared_contracts import signing
 
     path_qs = f"{CREDENTIALS_PATH}?{urlencode({'claim': claim})}"
@@ -120,7 +120,7 @@ async def fetch_credentials(
         if resp.status == 404:
             return None
         _refused(resp.status, text)
-    return GithubAppCredentials.model_validate_json(text)
+    return GitHubAppCredentials.model_validate_json(text)
 
 
 def _refused(status: int, text: str) -> None:
@@ -157,14 +157,14 @@ async def register_claim(session: aiohttp.ClientSession, backend_url: str, secre
 class Poller:
     """Polls until the App exists or ``timeout`` passes; an unreachable backend is retried, told once."""
 
-    fetch: Callable[[], Awaitable[GithubAppCredentials | None]]
+    fetch: Callable[[], Awaitable[GitHubAppCredentials | None]]
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     interval: float = POLL_INTERVAL_SECONDS
     out: TextIO = sys.stdout
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    async def run(self) -> GithubAppCredentials:
+    async def run(self) -> GitHubAppCredentials:
         import aiohttp
 
         deadline = self.clock() + self.timeout

@@ -27,7 +27,7 @@ class PublicAppStatus(WireModel):
     installed: bool
 
 
-class GithubAppStatus(WireModel):
+class GitHubAppStatus(WireModel):
     """`GET /api/v1/repos/{repo_id}/installation` (the repository's admins only): the details."""
 
     repo_id: int

@@ -87,7 +87,7 @@ class AppCredentials(BaseModel):
     owner: AppOwner
 
 
-class GithubAppCredentials(BaseModel):
+class GitHubAppCredentials(BaseModel):
     """``GET /internal/v2/github-app/credentials/latest``: what ``prgate github-app create`` writes
     to its env file. Only the signed internal API ever answers it."""
 

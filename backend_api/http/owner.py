@@ -31,7 +31,7 @@ from backend_api.web.revocation import current_session
 from shared_contracts.owner import (
     ActionList,
     ChallengeList,
-    GithubAppStatus,
+    GitHubAppStatus,
     OwnerRepoSettings,
     OwnerSession,
     RepoSettings,
@@ -51,7 +51,7 @@ class RepoAccess:
     repo_id: int
     repo_full_name: str
     installation_id: int
-    status: GithubAppStatus
+    status: GitHubAppStatus
 
 
 async def _session(request: web.Request) -> Session:

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from backend_api.github.manifest import GithubAppCredentials, SetupClaimRequest, SetupClaimResponse
+from backend_api.github.manifest import GitHubAppCredentials, SetupClaimRequest, SetupClaimResponse
 from backend_api.http import handlers, owner, reconcile
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
@@ -42,7 +42,7 @@ from shared_contracts.owner import (
     ActionList,
     ChallengeList,
     ExemptResponse,
-    GithubAppStatus,
+    GitHubAppStatus,
     Health,
     OwnerRepoSettings,
     OwnerSession,
@@ -141,7 +141,7 @@ ROUTES: tuple[Route, ...] = (
           SetupClaimRequest, SetupClaimResponse, _INTERNAL_ERRORS, callers=_ADMIN),
     Route("GET", "/internal/v2/github-app/credentials/latest", internal_latest_credentials,
           "The GitHub App registered under ?claim= (required), answered once and then deleted "
-          "(docs/github-app.md)", None, GithubAppCredentials, (400, 401, 403, 404), callers=_ADMIN),
+          "(docs/github-app.md)", None, GitHubAppCredentials, (400, 401, 403, 404), callers=_ADMIN),
     Route("POST", "/internal/v2/sessions/revoke", internal_revoke,
           "Revoke one browser session (session_id, logged at sign-in) or every session of a GitHub user issued "
           "until now (github_user_id); checked on each request (docs/security.md)", SessionRevokeRequest,
@@ -149,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
           "Whether prgate is installed on a repository (public: nothing else)", None, PublicAppStatus, (404,)),
     Route("GET", "/api/v1/repos/{repo_id}/installation", owner.get_installation,
-          "Install details of a repository: name, installation, account (admins)", None, GithubAppStatus,
+          "Install details of a repository: name, installation, account (admins)", None, GitHubAppStatus,
           _OWNER_ERRORS),
     Route("GET", "/api/v1/session", owner.owner_session,
           "Who is signed in, and the X-CSRF-Token for state-changing owner calls", None, OwnerSession, (401,)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from backend_api.github.manifest import AppCredentials, GithubAppCredentials
+from backend_api.github.manifest import AppCredentials, GitHubAppCredentials
 from backend_api.store.db import Conn
 
 _COLUMNS = """app_id, slug, client_id, client_secret, webhook_secret, private_key_pem, owner_login, html_url,
@@ -70,7 +70,7 @@ async def consume_claim(conn: Conn, claim: str) -> bool:
     ))
 
 
-async def take(conn: Conn, *, claim: str) -> GithubAppCredentials | None:
+async def take(conn: Conn, *, claim: str) -> GitHubAppCredentials | None:
     """The App created under ``claim``, deleted as it is read: the database keeps no App secret
     longer than it takes the CLI to fetch it."""
     row = await conn.fetchrow(
@@ -83,7 +83,7 @@ async def take(conn: Conn, *, claim: str) -> GithubAppCredentials | None:
     if row is None:
         return None
     created_at: datetime = row["created_at"]
-    return GithubAppCredentials(
+    return GitHubAppCredentials(
         app_id=row["app_id"],
         slug=row["slug"],
         client_id=row["client_id"],

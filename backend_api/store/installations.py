@@ -10,7 +10,7 @@ import asyncpg
 
 from backend_api.store.db import Conn
 from shared_contracts.events import Account, InstallationInfo, Repository
-from shared_contracts.owner import GithubAppStatus, InstallationStatus
+from shared_contracts.owner import GitHubAppStatus, InstallationStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ async def remove_all_repositories(conn: Conn, installation_id: int) -> None:
     )
 
 
-async def app_status(conn: Conn, repo_id: int) -> GithubAppStatus:
+async def app_status(conn: Conn, repo_id: int) -> GitHubAppStatus:
     """Install status of a repository, resolved only from membership rows (never from logins)."""
     row = await conn.fetchrow(
         """SELECT r.full_name, r.removed_at IS NULL AS member, i.installation_id, i.status,
@@ -137,26 +137,26 @@ async def app_status(conn: Conn, repo_id: int) -> GithubAppStatus:
         repo_id,
     )
     if row is None:
-        return GithubAppStatus(
+        return GitHubAppStatus(
             repo_id=repo_id, repo_full_name=None, installed=False, installation_id=None,
             installation_status=InstallationStatus.NOT_INSTALLED, account_login=None,
             repository_selection=None,
         )
     status = InstallationStatus(row["status"])
     if status is InstallationStatus.DELETED:
-        return GithubAppStatus(
+        return GitHubAppStatus(
             repo_id=repo_id, repo_full_name=row["full_name"], installed=False,
             installation_id=row["installation_id"], installation_status=status,
             account_login=row["account_login"], repository_selection=row["repository_selection"],
         )
     if not row["member"]:
         # Removed from an installation that still exists: not installed on this repo.
-        return GithubAppStatus(
+        return GitHubAppStatus(
             repo_id=repo_id, repo_full_name=row["full_name"], installed=False, installation_id=None,
             installation_status=InstallationStatus.NOT_INSTALLED, account_login=None,
             repository_selection=None,
         )
-    return GithubAppStatus(
+    return GitHubAppStatus(
         repo_id=repo_id, repo_full_name=row["full_name"], installed=True,
         installation_id=row["installation_id"], installation_status=status,
         account_login=row["account_login"], repository_selection=row["repository_selection"],

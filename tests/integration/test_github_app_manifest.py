@@ -34,7 +34,7 @@ from yarl import URL
 
 from backend_api.app import create_app
 from backend_api.auth.session import SESSION_COOKIE
-from backend_api.github.manifest import DEFAULT_EVENTS, GithubAppCredentials, render_manifest
+from backend_api.github.manifest import DEFAULT_EVENTS, GitHubAppCredentials, render_manifest
 from backend_api.keys import SESSIONS
 from backend_api.web.manifest import MANIFEST_COOKIE
 from prgate import github_app_cli
@@ -223,7 +223,7 @@ async def test_manifest_flow_creates_and_stores_the_app(env: Env, db: asyncpg.Po
     assert len(await stored(db)) == 1  # nothing refused above touched the row
     resp = await env.signed_get(f"{CREDENTIALS}?claim={claim}")
     assert resp.status == 200
-    creds = GithubAppCredentials.model_validate(await resp.json())
+    creds = GitHubAppCredentials.model_validate(await resp.json())
     assert creds.app_id == row["app_id"]
     assert creds.private_key_pem == row["private_key_pem"]
     # Handed out once: the database no longer holds the App's secrets.
@@ -400,7 +400,7 @@ async def test_simulator_codes_expire_after_an_hour(simulator: Simulator) -> Non
 # ---- the CLI --------------------------------------------------------------------------------------------
 
 
-def _creds(**overrides: Any) -> GithubAppCredentials:
+def _creds(**overrides: Any) -> GitHubAppCredentials:
     data: dict[str, Any] = {
         "app_id": 77, "slug": "prgate-x", "client_id": "Iv1.abc", "client_secret": "cs-secret",
         "webhook_secret": "wh-secret",
@@ -408,7 +408,7 @@ def _creds(**overrides: Any) -> GithubAppCredentials:
         "owner_login": "octo", "html_url": "https://github.com/apps/prgate-x",
         "created_at": "2026-01-01T00:00:00+00:00",
     }
-    return GithubAppCredentials.model_validate({**data, **overrides})
+    return GitHubAppCredentials.model_validate({**data, **overrides})
 
 
 def test_cli_writes_the_env_file_and_a_private_key_file(tmp_path: Path) -> None:
