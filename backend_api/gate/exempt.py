@@ -17,7 +17,7 @@ import asyncpg
 
 from backend_api.challenges.commands import as_recheck, decide_command
 from backend_api.gate.pull_request import evaluate
-from backend_api.store import challenges, dashboard
+from backend_api.store import challenges
 from shared_contracts.events import Account, CommandEvent, Decision, PullRequest, Repository
 from shared_contracts.owner import ExemptResponse
 
@@ -49,7 +49,7 @@ async def exempt_pull_request(
     async with pool.acquire() as conn, conn.transaction():
         # The same lock `evaluate` takes (it is re-entrant), held before reading the latest state.
         await challenges.lock_pull_request(conn, repo_id, pr_number)
-        latest = await dashboard.latest_challenge(conn, repo_id, pr_number)
+        latest = await challenges.latest_challenge(conn, repo_id, pr_number)
         if latest is None:
             raise UnknownPullRequest(f"prgate has no record of pull request #{pr_number}")
         if latest.status == "EXEMPTED":

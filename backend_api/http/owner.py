@@ -26,7 +26,8 @@ from backend_api.github.app import GITHUB_APP, AppNotConfigured, InstallationRef
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
 from backend_api.keys import DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
-from backend_api.store import dashboard, installations, repo_settings
+from backend_api.store import installations, repo_settings
+from backend_api.store import owner as owner_reads
 from backend_api.web.revocation import current_session
 from shared_contracts.owner import (
     ActionList,
@@ -125,7 +126,7 @@ def _page_query(request: web.Request) -> PageQuery:
 async def _settings_view(request: web.Request, access: RepoAccess) -> OwnerRepoSettings:
     async with request.app[DB_POOL].acquire() as conn:
         current = await repo_settings.get(conn, access.repo_id)
-        answer_set = await dashboard.answer_is_set(conn, access.repo_id)
+        answer_set = await repo_settings.answer_is_set(conn, access.repo_id)
     return OwnerRepoSettings(
         **current.model_dump(), repo_id=access.repo_id, repo_full_name=access.repo_full_name,
         challenge_answer_set=answer_set,
@@ -204,7 +205,7 @@ async def put_repo_settings(request: web.Request) -> web.Response:
             # Hashed exactly as the verification page checks it (challenges.verify); blank removes it.
             answer = update.challenge_answer
             stored = answer_hash(answer) if normalize_answer(answer) else None
-            await dashboard.set_answer_hash(conn, access.repo_id, stored)
+            await repo_settings.set_answer_hash(conn, access.repo_id, stored)
     log.info(
         "repository settings changed",
         extra={"repo_id": access.repo_id, "github_user_id": access.session.user_id,
@@ -217,7 +218,7 @@ async def list_challenges(request: web.Request) -> web.Response:
     access = await _admin(request, write=False)
     query = _page_query(request)
     async with request.app[DB_POOL].acquire() as conn:
-        items = await dashboard.repo_challenges(conn, access.repo_id, query.limit, query.before)
+        items = await owner_reads.repo_challenges(conn, access.repo_id, query.limit, query.before)
     return json_response(ChallengeList(
         items=items, next_before=next_before([c.challenge_id for c in items], query.limit)
     ))
@@ -227,7 +228,7 @@ async def list_actions(request: web.Request) -> web.Response:
     access = await _admin(request, write=False)
     query = _page_query(request)
     async with request.app[DB_POOL].acquire() as conn:
-        items = await dashboard.repo_actions(conn, access.repo_id, query.limit, query.before)
+        items = await owner_reads.repo_actions(conn, access.repo_id, query.limit, query.before)
     return json_response(ActionList(items=items, next_before=next_before([a.action_id for a in items], query.limit)))
 
 

@@ -191,3 +191,27 @@ async def pending_in_repo(conn: Conn, installation_id: int, repo_id: int) -> lis
         installation_id, repo_id,
     )
     return [PendingChallenge(**dict(r)) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class LatestChallenge:
+    """The newest challenge of a pull request: what prgate last knew of it (head, author)."""
+
+    challenge_id: int
+    installation_id: int
+    repo_full_name: str
+    pr_id: int
+    head_sha: str
+    author_id: int
+    author_login: str
+    status: str
+
+
+async def latest_challenge(conn: Conn, repo_id: int, pr_number: int) -> LatestChallenge | None:
+    row = await conn.fetchrow(
+        """SELECT challenge_id, installation_id, repo_full_name, pr_id, head_sha, author_id, author_login, status
+           FROM challenges WHERE repo_id = $1 AND pr_number = $2
+           ORDER BY challenge_id DESC LIMIT 1""",
+        repo_id, pr_number,
+    )
+    return None if row is None else LatestChallenge(**dict(row))

@@ -1,9 +1,6 @@
-"""Read models of the owner API and the operator dashboard, in one place.
-
-Owner API (per repository): its challenges and actions, newest first, paged by id; the latest
-challenge of a PR (what an exemption acts on); the stored challenge answer's hash.
-Dashboard (every tenant): installations with their repositories, challenges, outbox health,
-recent webhook deliveries. Nothing here ever selects a link token's hash.
+"""Read models of the operator dashboard (every tenant): installations with their repositories,
+challenges, outbox health, recent webhook deliveries. Nothing here ever selects a link token's hash.
+The owner API's reads are in `store/owner.py`, the answer hash with the settings (`repo_settings.py`).
 """
 
 from __future__ import annotations
@@ -14,78 +11,6 @@ from datetime import datetime
 import asyncpg
 
 from backend_api.store.db import Conn
-from shared_contracts.owner import ActionItem, ChallengeItem
-
-# ---- owner API ----------------------------------------------------------------------------------------
-
-
-async def answer_is_set(conn: Conn, repo_id: int) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT challenge_answer_hash IS NOT NULL FROM repo_settings WHERE repo_id = $1", repo_id
-        )
-    )
-
-
-async def set_answer_hash(conn: Conn, repo_id: int, answer_hash: str | None) -> None:
-    """Store (or with ``None`` remove) the hash of the expected answer. The settings row must exist
-    (``repo_settings.put`` first, in the same transaction)."""
-    await conn.execute(
-        "UPDATE repo_settings SET challenge_answer_hash = $2, updated_at = now() WHERE repo_id = $1",
-        repo_id, answer_hash,
-    )
-
-
-async def repo_challenges(conn: Conn, repo_id: int, limit: int, before: int | None) -> list[ChallengeItem]:
-    rows = await conn.fetch(
-        """SELECT challenge_id, pr_number, head_sha, author_id, author_login, status, created_at, deadline_at,
-                  resolved_at, resolution
-           FROM challenges
-           WHERE repo_id = $1 AND ($2::bigint IS NULL OR challenge_id < $2)
-           ORDER BY challenge_id DESC
-           LIMIT $3""",
-        repo_id, before, limit,
-    )
-    return [ChallengeItem.model_validate(dict(r)) for r in rows]
-
-
-async def repo_actions(conn: Conn, repo_id: int, limit: int, before: int | None) -> list[ActionItem]:
-    rows = await conn.fetch(
-        """SELECT action_id, action_type, status, pr_number, challenge_id, attempt, max_attempts,
-                  CASE WHEN status IN ('PENDING', 'CLAIMED') THEN next_attempt_at END AS next_attempt_at,
-                  last_error, created_at, updated_at, completed_at
-           FROM bot_actions
-           WHERE repo_id = $1 AND ($2::bigint IS NULL OR action_id < $2)
-           ORDER BY action_id DESC
-           LIMIT $3""",
-        repo_id, before, limit,
-    )
-    return [ActionItem.model_validate(dict(r)) for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class LatestChallenge:
-    """The newest challenge of a pull request: what prgate last knew of it (head, author)."""
-
-    challenge_id: int
-    installation_id: int
-    repo_full_name: str
-    pr_id: int
-    head_sha: str
-    author_id: int
-    author_login: str
-    status: str
-
-
-async def latest_challenge(conn: Conn, repo_id: int, pr_number: int) -> LatestChallenge | None:
-    row = await conn.fetchrow(
-        """SELECT challenge_id, installation_id, repo_full_name, pr_id, head_sha, author_id, author_login, status
-           FROM challenges WHERE repo_id = $1 AND pr_number = $2
-           ORDER BY challenge_id DESC LIMIT 1""",
-        repo_id, pr_number,
-    )
-    return None if row is None else LatestChallenge(**dict(row))
-
 
 # ---- dashboard: installations ---------------------------------------------------------------------
 

@@ -31,3 +31,20 @@ async def put(conn: Conn, repo_id: int, settings: RepoSettings) -> None:
             ON CONFLICT (repo_id) DO UPDATE SET {updates}, updated_at = now()""",
         repo_id, *values,
     )
+
+
+async def answer_is_set(conn: Conn, repo_id: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT challenge_answer_hash IS NOT NULL FROM repo_settings WHERE repo_id = $1", repo_id
+        )
+    )
+
+
+async def set_answer_hash(conn: Conn, repo_id: int, answer_hash: str | None) -> None:
+    """Store (or with ``None`` remove) the hash of the expected answer. The settings row must exist
+    (``repo_settings.put`` first, in the same transaction)."""
+    await conn.execute(
+        "UPDATE repo_settings SET challenge_answer_hash = $2, updated_at = now() WHERE repo_id = $1",
+        repo_id, answer_hash,
+    )
