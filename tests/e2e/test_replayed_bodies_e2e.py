@@ -129,3 +129,35 @@ async def test_a_forged_installation_deleted_for_a_live_installation_deletes_not
 
 async def _count(bodies: Any, n: int) -> bool:
     return len(await bodies) == n
+
+
+async def test_a_closed_that_github_cannot_confirm_is_refused_with_503_and_acted_on_when_redelivered(
+    full_stack: FullStack, db: asyncpg.Pool
+) -> None:
+    """GitHub unreachable while confirming: the delivery fails at GitHub (503), nothing is cancelled
+    and nothing is lost; GitHub's redelivery of the same delivery then cancels."""
+    stack = full_stack
+    async with aiohttp.ClientSession() as session:
+        await install(session, stack, 95, "replay", 9500, "replay/app")
+        await open_pr(session, stack, "replay/app", 1, "newcomer", 701)
+        await eventually(lambda: _count(our_comments(session, stack, "replay/app", 1), 1), timeout=30)
+        rule = {"method": "GET", "path_regex": r"/repositories/9500/pulls/1$", "status": 502, "count": 50}
+        async with session.post(f"{stack.simulator_url}/_sim/faults/rules", json=rule) as resp:
+            assert resp.status == 201
+        closed = await sim(session, stack, "/_sim/pulls", {
+            "repo": "replay/app", "number": 1, "state": "closed", "webhook": "closed",
+        })
+        assert closed["deliveries"][0]["status_code"] == 503
+        assert await _challenges(db) == ["PENDING"]
+
+        async with session.delete(f"{stack.simulator_url}/_sim/faults") as resp:
+            assert resp.status == 200
+        token = app_jwt(str(APP_ID), app_keys().private_pem)
+        async with session.post(f"{stack.simulator_url}/app/hook/deliveries/{closed['deliveries'][0]['id']}/attempts",
+                                headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 202, await resp.text()
+
+        async def cancelled() -> bool:
+            return await _challenges(db) == ["CANCELLED"]
+
+        await eventually(cancelled, timeout=30)
