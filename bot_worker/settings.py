@@ -71,7 +71,7 @@ class BotSettings(BaseSettings):
     # Young-generation threshold once started; 0 keeps CPython's 700 (prgate/gc_tuning.py says why).
     gc_gen0_threshold: int = Field(default=20_000, ge=0, le=10_000_000, alias="GC_GEN0_THRESHOLD")
 
-    # Redelivery of failed GitHub deliveries (bot_worker/redelivery.py, docs/redelivery.md)
+    # Redelivery of failed GitHub deliveries (bot_worker/jobs/redelivery.py, docs/redelivery.md)
     redelivery_interval_seconds: float = Field(default=300.0, ge=0, alias="REDELIVERY_INTERVAL_SECONDS")
     redelivery_lookback_hours: float = Field(default=72.0, gt=0, le=72, alias="REDELIVERY_LOOKBACK_HOURS")
 

@@ -16,15 +16,15 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from prometheus_client import CollectorRegistry
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs import codec as jobcodec
+from bot_worker.jobs.codec import JobCodec
 from bot_worker.metrics import Metrics, render
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks import jobcodec
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
 from bot_worker.webhooks.github import MAX_BODY_BYTES, WEBHOOK_PATH, GithubWebhooks, json_error
 from bot_worker.webhooks.intake import BodyBudget, answer_and_close
-from bot_worker.webhooks.jobcodec import JobCodec
 from shared_contracts.keys import Caller
 from shared_contracts.owner import Health
 
@@ -131,7 +131,7 @@ async def open_queue(settings: RedisSettings, queue_name: str) -> ArqRedis:
         max_connections=settings.max_connections,
         encoding="utf8",
         default_queue_name=queue_name,
-        # JSON jobs, never pickle (jobcodec.py): the worker refuses anything else.
+        # JSON jobs, never pickle (bot_worker/jobs/codec.py): the worker refuses anything else.
         job_serializer=jobcodec.serialize,
         job_deserializer=JobCodec().deserialize,
     )

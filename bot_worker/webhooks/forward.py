@@ -29,9 +29,9 @@ from redis.exceptions import RedisError
 
 from bot_worker import metrics as m
 from bot_worker.backend.client import BackendClient, BackendError
+from bot_worker.jobs.codec import JobCodec
 from bot_worker.metrics import Metrics
 from bot_worker.webhooks.group import GroupSender, Sent, Unreachable
-from bot_worker.webhooks.jobcodec import JobCodec
 from shared_contracts.events import (
     CommandEvent,
     IngestResponse,
@@ -346,7 +346,7 @@ FORWARD_JOB = func(
 def forward_worker(
     redis_settings: RedisSettings, queue_name: str, ctx: dict[str, Any], metrics: Metrics | None, **options: Any
 ) -> Worker:
-    """The arq worker of `prgate worker` for parked deliveries: JSON jobs only (jobcodec.py), never pickle.
+    """The arq worker of `prgate worker` for parked deliveries: JSON jobs only (bot_worker/jobs/codec.py), never pickle.
 
     `options` go to `arq.Worker` as they are (burst, poll_delay, max_jobs, on_startup …)."""
     refused = metrics.forward_queue.labels(m.Q_REFUSED).inc if metrics is not None else None

@@ -28,13 +28,13 @@ from arq.connections import RedisSettings
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from bot_worker import redelivery
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs import reconcile as reconcile_job
+from bot_worker.jobs import redelivery
+from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
-from bot_worker.periodic import every
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.providers.github_auth import InstallationTokens
-from bot_worker.reconcile import job as reconcile_job
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS, forward_worker
 from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks

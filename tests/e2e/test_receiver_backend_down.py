@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from backend_api.app import create_app
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.codec import JobCodec
 from bot_worker.metrics import Metrics
 from bot_worker.webhooks.app import create_receiver_app
 from bot_worker.webhooks.forward import (
@@ -37,7 +38,6 @@ from bot_worker.webhooks.forward import (
     forward_delivery,
     forward_worker,
 )
-from bot_worker.webhooks.jobcodec import JobCodec
 from bot_worker.webhooks.normalize import pull_request_event
 from tests.conftest import INTERNAL_SECRET, backend_settings
 from tests.support.payloads import installation_payload, pull_request_payload

@@ -17,10 +17,10 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.reconcile import build_context
+from bot_worker.jobs.redelivery import CTX_REDELIVERY, RedeliveryContext, redeliver_failed
 from bot_worker.metrics import Metrics
 from bot_worker.providers.github_auth import InstallationTokens, app_jwt
-from bot_worker.reconcile.job import build_context
-from bot_worker.redelivery import CTX_REDELIVERY, RedeliveryContext, redeliver_failed
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 from shared_contracts.events import Repository

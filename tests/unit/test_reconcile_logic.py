@@ -11,6 +11,7 @@ import pytest
 from backend_api.reconcile.diff import installations_to_delete, plan_installation, plan_pull_requests
 from backend_api.store.challenges import PendingChallenge
 from backend_api.store.installations import InstallationDetail, Membership
+from bot_worker.jobs.reconcile import parse_cursor, window
 from bot_worker.reconcile.github import (
     RateLimit,
     parse_installations,
@@ -18,7 +19,6 @@ from bot_worker.reconcile.github import (
     parse_repositories,
     rate_limit,
 )
-from bot_worker.reconcile.job import parse_cursor, window
 from prgate.reconcile_cli import format_report
 from shared_contracts.events import InstallationInfo, Repository
 from shared_contracts.owner import InstallationStatus

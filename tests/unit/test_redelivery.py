@@ -18,10 +18,7 @@ from redis.asyncio import Redis
 
 from backend_api.store import deliveries
 from bot_worker.backend.client import KNOWN_DELIVERIES_PATH, BackendClient
-from bot_worker.metrics import Metrics
-from bot_worker.paging import next_link
-from bot_worker.providers.github_auth import app_jwt
-from bot_worker.redelivery import (
+from bot_worker.jobs.redelivery import (
     CTX_REDELIVERY,
     Attempt,
     RedeliveryContext,
@@ -30,6 +27,9 @@ from bot_worker.redelivery import (
     select_failed,
     select_for_redelivery,
 )
+from bot_worker.metrics import Metrics
+from bot_worker.paging import next_link
+from bot_worker.providers.github_auth import app_jwt
 from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 from prgate.simulator.app import create_simulator_app
 from prgate.simulator.state import SimulatorConfig

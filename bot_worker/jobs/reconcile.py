@@ -277,7 +277,7 @@ async def reconcile(
 
 
 async def scheduled(jobs: Mapping[str, Any]) -> None:
-    """One periodic run (bot_worker.periodic.every), with the worker's job context."""
+    """One periodic run (bot_worker.jobs.periodic.every), with the worker's job context."""
     ctx, backend = jobs[CTX_RECONCILE], jobs[CTX_BACKEND]
     if not isinstance(ctx, ReconcileContext) or not isinstance(backend, BackendClient):
         raise TypeError("jobs need a ReconcileContext and a BackendClient")
