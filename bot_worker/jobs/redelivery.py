@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,15 +29,13 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.context import job_context
+from bot_worker.jobs.lock import fleet_lock
 from bot_worker.metrics import Metrics
 from bot_worker.paging import NextPage, next_page
 from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 
 log = logging.getLogger(__name__)
-
-# What the worker must put in the ctx for `redeliver_failed` (with forward.CTX_BACKEND).
-CTX_REDELIVERY: Final = "redelivery"  # a RedeliveryContext
 
 GITHUB_WINDOW: Final = timedelta(days=3)  # GitHub refuses to redeliver older deliveries
 WINDOW_MARGIN: Final = timedelta(minutes=10)  # do not ask for one that expires while we work
@@ -46,8 +43,6 @@ PER_PAGE: Final = 100
 MAX_PAGES: Final = 100  # at most 10,000 attempts per run; the rest waits for the next run
 LOCK_TTL_MS: Final = 10 * 60 * 1000
 DONE_TTL_SECONDS: Final = int(GITHUB_WINDOW.total_seconds())
-# Delete the lock only if this run still holds it.
-_RELEASE: Final = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,26 +282,22 @@ async def run_once(ctx: RedeliveryContext, backend: BackendClient, now: datetime
 
 
 async def redeliver_failed(ctx: Mapping[str, Any]) -> RunSummary:
-    """The periodic job: one pass under the fleet-wide lock (`SET NX PX`); skipped when it is held."""
-    redelivery = ctx[CTX_REDELIVERY]
-    backend = ctx[CTX_BACKEND]
-    if not isinstance(redelivery, RedeliveryContext) or not isinstance(backend, BackendClient):
-        raise TypeError("ctx needs a RedeliveryContext and a BackendClient")
-    metrics = ctx.get(CTX_METRICS)
-    lock = _key(redelivery, "lock")
-    token = secrets.token_hex(8)
-    if not await redelivery.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
-        log.info("redelivery: another replica is running it")
-        _observe(metrics, RunSummary(ran=False))
-        return RunSummary(ran=False)
-    try:
-        summary = await run_once(redelivery, backend)
-    except BaseException:
-        if isinstance(metrics, Metrics):
-            metrics.redelivery_runs.labels("failed").inc()
-        raise
-    finally:
-        await redelivery.redis.eval(_RELEASE, 1, lock, token)  # type: ignore[misc]
+    """The periodic job: one pass under the fleet-wide lock (`jobs/lock.py`); skipped when it is held."""
+    jobs = job_context(ctx)
+    redelivery, metrics = jobs.redelivery, jobs.metrics
+    if redelivery is None:
+        raise TypeError("the job context has no RedeliveryContext")
+    async with fleet_lock(redelivery.redis, _key(redelivery, "lock"), LOCK_TTL_MS) as held:
+        if held is None:
+            log.info("redelivery: another replica is running it")
+            _observe(metrics, RunSummary(ran=False))
+            return RunSummary(ran=False)
+        try:
+            summary = await run_once(redelivery, jobs.backend)
+        except BaseException:
+            if metrics is not None:
+                metrics.redelivery_runs.labels("failed").inc()
+            raise
     _observe(metrics, summary)
     log.info(
         "redelivery run: %d listed, %d failed, %d recorded by the backend, %d redelivered, %d errors",
@@ -315,9 +306,9 @@ async def redeliver_failed(ctx: Mapping[str, Any]) -> RunSummary:
     return summary
 
 
-def _observe(metrics: object, summary: RunSummary) -> None:
+def _observe(metrics: Metrics | None, summary: RunSummary) -> None:
     """Count a run on the worker's /metrics (the ctx of tests and tools may have no Metrics)."""
-    if not isinstance(metrics, Metrics):
+    if metrics is None:
         return
     if not summary.ran:
         metrics.redelivery_runs.labels("skipped").inc()

@@ -19,19 +19,12 @@ from urllib.parse import parse_qs
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot_worker.backend.ingest import IngestEvent, installation_id_of
 from bot_worker.metrics import REJECTED, Metrics
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.webhooks.commands import enrich, enrich_reopen, needs_reopener_permission
 from bot_worker.webhooks.confirm import Verdict, confirm, needs_confirmation
-from bot_worker.webhooks.forward import (
-    FORWARDER,
-    Forwarded,
-    IngestEvent,
-    Queued,
-    Rejected,
-    Unavailable,
-    installation_id_of,
-)
+from bot_worker.webhooks.forward import FORWARDER, Forwarded, Queued, Rejected, Unavailable
 from bot_worker.webhooks.intake import (
     DELIVERY_HEADER,
     EVENT_HEADER,

@@ -31,12 +31,13 @@ from redis.asyncio import Redis
 from bot_worker.backend.client import BackendClient
 from bot_worker.jobs import reconcile as reconcile_job
 from bot_worker.jobs import redelivery
+from bot_worker.jobs.context import JobContext
+from bot_worker.jobs.forward import forward_worker
 from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
 from bot_worker.providers.github import GitHubProvider
 from bot_worker.providers.github_auth import InstallationTokens
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS, forward_worker
 from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.outcomes import Classified
@@ -233,16 +234,16 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             lease_seconds=settings.lease_seconds, wait_seconds=settings.claim_wait_seconds,
             hooks=MetricsHooks(metrics),
         )
-        ctx = {
-            CTX_BACKEND: backend, CTX_METRICS: metrics,
-            redelivery.CTX_REDELIVERY: redelivery.RedeliveryContext(
+        ctx = JobContext(
+            backend=backend, metrics=metrics,
+            redelivery=redelivery.RedeliveryContext(
                 session, redis, tokens, settings.github_api_url, key_prefix=settings.queue_name,
                 lookback=timedelta(hours=settings.redelivery_lookback_hours),
             ),
-            reconcile_job.CTX_RECONCILE: reconcile_job.build_context(
+            reconcile=reconcile_job.build_context(
                 settings, session, redis, tokens, worker_id=worker_id, metrics=metrics,
             ),
-        }
+        ).arq_ctx()
         jobs = forward_worker(
             RedisSettings.from_dsn(settings.redis_url), settings.queue_name, ctx, metrics,
             max_jobs=settings.worker_concurrency,

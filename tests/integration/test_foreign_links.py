@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import pytest
@@ -17,12 +16,12 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.context import JobContext
 from bot_worker.jobs.reconcile import build_context
-from bot_worker.jobs.redelivery import CTX_REDELIVERY, RedeliveryContext, redeliver_failed
+from bot_worker.jobs.redelivery import RedeliveryContext, redeliver_failed
 from bot_worker.metrics import Metrics
 from bot_worker.providers.github_auth import InstallationTokens, app_jwt
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 from shared_contracts.events import Repository
 from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, Simulator, app_keys
@@ -118,7 +117,7 @@ async def test_redelivery_stops_at_a_foreign_next_link_and_keeps_its_watermark(
             async with session.post(f"{simulator.url}/_sim/webhooks", json=body) as resp:
                 assert resp.status == 201, await resp.text()
         redelivery = RedeliveryContext(session, redis, AppAuth(), simulator.url, key_prefix=prefix)
-        ctx: dict[str, Any] = {CTX_BACKEND: KnowsNothing(), CTX_METRICS: metrics, CTX_REDELIVERY: redelivery}
+        ctx = JobContext(KnowsNothing(), metrics, redelivery=redelivery).arq_ctx()
         await set_link_origin(session, simulator, recorder.origin)
         summary = await redeliver_failed(ctx)
         watermark = await redis.get(f"{prefix}:redelivery:watermark")

@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 
 from backend_api.store import deliveries
 from bot_worker.backend.client import KNOWN_DELIVERIES_PATH, BackendClient
+from bot_worker.jobs.context import JobContext
 from bot_worker.jobs.redelivery import (
-    CTX_REDELIVERY,
     Attempt,
     RedeliveryContext,
     parse_attempt,
@@ -30,7 +30,6 @@ from bot_worker.jobs.redelivery import (
 from bot_worker.metrics import Metrics
 from bot_worker.paging import next_link
 from bot_worker.providers.github_auth import app_jwt
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
 from prgate.simulator.app import create_simulator_app
 from prgate.simulator.state import SimulatorConfig
 from tests.conftest import INTERNAL_SECRET
@@ -206,10 +205,10 @@ async def test_job_redelivers_each_failed_unrecorded_delivery_once(
 
         backend = FakeBackend(known={"recorded", "ok-1"})
         metrics = Metrics(CollectorRegistry())
-        ctx = {
-            CTX_BACKEND: backend, CTX_METRICS: metrics,
-            CTX_REDELIVERY: RedeliveryContext(session, redis, AppAuth(), base, key_prefix=uuid.uuid4().hex),
-        }
+        ctx = JobContext(
+            backend, metrics,
+            redelivery=RedeliveryContext(session, redis, AppAuth(), base, key_prefix=uuid.uuid4().hex),
+        ).arq_ctx()
         receiver.status = 202
         receiver.received.clear()
         summary = await redeliver_failed(ctx)
@@ -245,10 +244,10 @@ async def test_job_skips_when_another_replica_holds_the_lock(redis: Redis) -> No
     prefix = uuid.uuid4().hex
     metrics = Metrics(CollectorRegistry())
     async with aiohttp.ClientSession() as session:
-        ctx = {
-            CTX_BACKEND: FakeBackend(set()), CTX_METRICS: metrics,
-            CTX_REDELIVERY: RedeliveryContext(session, redis, AppAuth(), "http://127.0.0.1:9", key_prefix=prefix),
-        }
+        ctx = JobContext(
+            FakeBackend(set()), metrics,
+            redelivery=RedeliveryContext(session, redis, AppAuth(), "http://127.0.0.1:9", key_prefix=prefix),
+        ).arq_ctx()
         await redis.set(f"{prefix}:redelivery:lock", "someone-else", px=10_000)
         assert (await redeliver_failed(ctx)).ran is False
         assert _counts(metrics, "redelivery_runs_total", "result") == {"skipped": 1}
