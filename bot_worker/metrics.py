@@ -51,7 +51,7 @@ class Metrics:
         self.webhook_confirmations = Counter(
             "webhook_confirmations_total",
             "pull_request.closed / installation.deleted checked against GitHub before forwarding "
-            "(webhooks/confirm.py), by event and result: confirmed, refuted, unavailable (answered 503), "
+            "(providers/github/confirm.py), by event and result: confirmed, refuted, unavailable (answered 503), "
             "unconfigured (no App credentials: forwarded as received)",
             ["event", "result"], registry=registry,
         )

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
 from bot_worker.jobs import reconcile as job
-from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.settings import BotSettings
 from shared_contracts.keys import Caller, InsecureSecret
 from shared_contracts.reconcile import ReconcileRunReport, Repair

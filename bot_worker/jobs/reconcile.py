@@ -32,8 +32,8 @@ from bot_worker.backend.client import BackendClient, BackendError
 from bot_worker.jobs.context import job_context
 from bot_worker.jobs.lock import HeldLock, fleet_lock
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github_auth import GitHubAuthError
-from bot_worker.reconcile.github import (
+from bot_worker.providers.github.auth import GitHubAuthError
+from bot_worker.providers.github.readers import (
     GitHubError,
     GitHubReader,
     ListedInstallation,

@@ -32,8 +32,8 @@ from bot_worker.backend.client import BackendClient
 from bot_worker.jobs.context import job_context
 from bot_worker.jobs.lock import fleet_lock
 from bot_worker.metrics import Metrics
-from bot_worker.paging import NextPage, next_page
-from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
+from bot_worker.providers.github.auth import API_HEADERS, AppJwtSource
+from bot_worker.providers.github.paging import NextPage, next_page
 
 log = logging.getLogger(__name__)
 

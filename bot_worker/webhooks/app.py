@@ -19,8 +19,8 @@ from bot_worker.backend.client import BackendClient
 from bot_worker.jobs import codec as jobcodec
 from bot_worker.jobs.codec import JobCodec
 from bot_worker.metrics import Metrics, render
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.client import GitHubProvider
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
 from bot_worker.webhooks.github import MAX_BODY_BYTES, WEBHOOK_PATH, GithubWebhooks, json_error

@@ -21,9 +21,18 @@ from pydantic import ValidationError
 
 from bot_worker.backend.ingest import IngestEvent, installation_id_of
 from bot_worker.metrics import REJECTED, Metrics
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.webhooks.commands import enrich, enrich_reopen, needs_reopener_permission
-from bot_worker.webhooks.confirm import Verdict, confirm, needs_confirmation
+from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.github.commands import enrich, enrich_reopen, needs_reopener_permission
+from bot_worker.providers.github.confirm import Verdict, confirm, needs_confirmation
+from bot_worker.providers.github.normalize import (
+    FORWARDED_EVENTS,
+    FORWARDED_REPOSITORY_ACTIONS,
+    NotForwardable,
+    comment_command,
+    installation_sync_event,
+    pull_request_event,
+    repository_renamed_event,
+)
 from bot_worker.webhooks.forward import FORWARDER, Forwarded, Queued, Rejected, Unavailable
 from bot_worker.webhooks.intake import (
     DELIVERY_HEADER,
@@ -33,15 +42,6 @@ from bot_worker.webhooks.intake import (
     answer_and_close,
     precheck,
     read_signed,
-)
-from bot_worker.webhooks.normalize import (
-    FORWARDED_EVENTS,
-    FORWARDED_REPOSITORY_ACTIONS,
-    NotForwardable,
-    comment_command,
-    installation_sync_event,
-    pull_request_event,
-    repository_renamed_event,
 )
 from shared_contracts.common import ErrorBody, loads_strict
 from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
@@ -190,7 +190,7 @@ class GithubWebhooks:
         return await self._forward(request, model)
 
     async def _confirmed(self, request: web.Request, model: IngestEvent, extra: dict[str, Any]) -> web.Response:
-        """Forward a state-destroying event only as GitHub confirms it (webhooks/confirm.py)."""
+        """Forward a state-destroying event only as GitHub confirms it (providers/github/confirm.py)."""
         label = f"{model.event}.{getattr(model, 'action', '')}"
         github = request.app[self._github_key] if self._github_key is not None else None
         if github is None:

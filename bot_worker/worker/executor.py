@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot_worker.providers.github import GitHubProvider, RequestBudget
-from bot_worker.worker.outcomes import Classified, classify_exception
+from bot_worker.providers.github.client import GitHubProvider, RequestBudget
+from bot_worker.providers.github.outcomes import Classified, classify_exception
 from bot_worker.worker.throttle import WriteThrottle
 from shared_contracts.actions import ActionType, ClaimedAction, Outcome, Provider, StatusPayload
 

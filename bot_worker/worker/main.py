@@ -35,12 +35,12 @@ from bot_worker.jobs.context import JobContext
 from bot_worker.jobs.forward import forward_worker
 from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.github.outcomes import Classified
 from bot_worker.settings import BotSettings
 from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks
 from bot_worker.worker.executor import Executor
-from bot_worker.worker.outcomes import Classified
 from bot_worker.worker.throttle import WriteThrottle
 from shared_contracts.actions import ClaimedAction, ClaimRequest, ClaimResponse
 from shared_contracts.keys import Caller, InsecureSecret

@@ -36,8 +36,8 @@ from bot_worker.jobs.forward import (
     forward_worker,
 )
 from bot_worker.metrics import Metrics
+from bot_worker.providers.github.normalize import pull_request_event
 from bot_worker.webhooks.app import create_receiver_app
-from bot_worker.webhooks.normalize import pull_request_event
 from tests.conftest import INTERNAL_SECRET, backend_settings
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.webhooks import (

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bot_worker.providers.github_auth import app_jwt
+from bot_worker.providers.github.auth import app_jwt
 from prgate.simulator.webhooks import webhook_headers
 from tests.e2e.conftest import FullStack, sim
 from tests.e2e.test_gate_e2e import install, open_pr, our_comments

@@ -32,7 +32,7 @@ from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.rows import snapshot
 from tests.support.webhooks import WEBHOOK_SECRET, TestQueue, bot_settings, fresh_queue
 
-from bot_worker.webhooks.normalize import pull_request_event  # isort: skip
+from bot_worker.providers.github.normalize import pull_request_event  # isort: skip
 
 WEBHOOK_PATH = "/webhooks/github"
 NESTED = b"[" * 10_000 + b"]" * 10_000

@@ -20,7 +20,7 @@ from bot_worker.jobs.context import JobContext
 from bot_worker.jobs.reconcile import build_context
 from bot_worker.jobs.redelivery import RedeliveryContext, redeliver_failed
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github_auth import InstallationTokens, app_jwt
+from bot_worker.providers.github.auth import InstallationTokens, app_jwt
 from bot_worker.settings import BotSettings
 from shared_contracts.events import Repository
 from tests.conftest import INTERNAL_ENV

@@ -1,5 +1,5 @@
 """Reconciliation's pure parts: the diff (backend_api.reconcile.diff), the repository window and
-cursor, GitHub's rate-limit headers and response shapes (bot_worker.reconcile), the CLI's report."""
+cursor, GitHub's rate-limit headers and response shapes (bot_worker.providers.github.readers, bot_worker.jobs.reconcile), the CLI's report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from backend_api.reconcile.diff import installations_to_delete, plan_installatio
 from backend_api.store.challenges import PendingChallenge
 from backend_api.store.installations import InstallationDetail, Membership
 from bot_worker.jobs.reconcile import parse_cursor, window
-from bot_worker.reconcile.github import (
+from bot_worker.providers.github.readers import (
     RateLimit,
     parse_installations,
     parse_pull_requests,

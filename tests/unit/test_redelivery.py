@@ -28,8 +28,8 @@ from bot_worker.jobs.redelivery import (
     select_for_redelivery,
 )
 from bot_worker.metrics import Metrics
-from bot_worker.paging import next_link
-from bot_worker.providers.github_auth import app_jwt
+from bot_worker.providers.github.auth import app_jwt
+from bot_worker.providers.github.paging import next_link
 from prgate.simulator.app import create_simulator_app
 from prgate.simulator.state import SimulatorConfig
 from tests.conftest import INTERNAL_SECRET

@@ -15,7 +15,7 @@ import aiohttp
 import gidgethub
 from gidgethub.aiohttp import GitHubAPI
 
-from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.providers.github.auth import InstallationTokens
 from shared_contracts.actions import StatusPayload
 
 T = TypeVar("T")

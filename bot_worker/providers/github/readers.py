@@ -18,10 +18,10 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
-from bot_worker.paging import next_page
-from bot_worker.providers.github import repo_path
-from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
-from bot_worker.webhooks.normalize import NotForwardable, installation_info, pull_request
+from bot_worker.providers.github.auth import API_HEADERS, AppJwtSource
+from bot_worker.providers.github.client import repo_path
+from bot_worker.providers.github.normalize import NotForwardable, installation_info, pull_request
+from bot_worker.providers.github.paging import next_page
 from shared_contracts.events import InstallationInfo, Repository
 from shared_contracts.reconcile import OpenPullRequest
 

@@ -21,7 +21,7 @@ import asyncio
 from enum import StrEnum
 
 from bot_worker.backend.ingest import IngestEvent
-from bot_worker.providers.github import GitHubProvider
+from bot_worker.providers.github.client import GitHubProvider
 from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
 
 CONFIRM_TIMEOUT_SECONDS = 5.0

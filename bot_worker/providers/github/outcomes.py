@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import aiohttp
 import gidgethub
 
-from bot_worker.providers.github import LeaseBudgetExhausted
-from bot_worker.providers.github_auth import GitHubAuthError
+from bot_worker.providers.github.auth import GitHubAuthError
+from bot_worker.providers.github.client import LeaseBudgetExhausted
 from shared_contracts.actions import Outcome
 
 SECONDARY_LIMIT_MIN_SECONDS = 60.0
