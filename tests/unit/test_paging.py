@@ -1,4 +1,4 @@
-"""`next_page`: a `Link: rel="next"` is followed only on GITHUB_API_URL's origin (bot_worker/providers/github/paging.py)."""
+"""`next_page`: a `Link: rel="next"` is followed only on GITHUB_API_URL's origin (providers/github/paging.py)."""
 
 from __future__ import annotations
 

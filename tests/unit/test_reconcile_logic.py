@@ -1,5 +1,6 @@
 """Reconciliation's pure parts: the diff (backend_api.reconcile.diff), the repository window and
-cursor, GitHub's rate-limit headers and response shapes (bot_worker.providers.github.readers, bot_worker.jobs.reconcile), the CLI's report."""
+cursor, GitHub's rate-limit headers and response shapes (providers/github/readers.py,
+jobs/reconcile.py), the CLI's report."""
 
 from __future__ import annotations
 

@@ -20,15 +20,14 @@ from backend_api.store import deliveries
 from bot_worker.backend.client import KNOWN_DELIVERIES_PATH, BackendClient
 from bot_worker.jobs.context import JobContext
 from bot_worker.jobs.redelivery import (
-    Attempt,
     RedeliveryContext,
-    parse_attempt,
     redeliver_failed,
     select_failed,
     select_for_redelivery,
 )
 from bot_worker.metrics import Metrics
 from bot_worker.providers.github.auth import app_jwt
+from bot_worker.providers.github.deliveries import Attempt, parse_attempt
 from bot_worker.providers.github.paging import next_link
 from prgate.simulator.app import create_simulator_app
 from prgate.simulator.state import SimulatorConfig

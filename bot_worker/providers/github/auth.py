@@ -37,6 +37,11 @@ API_HEADERS: Final = {
 }
 
 
+def api_headers(token: str) -> dict[str, str]:
+    """The headers of one REST call authorized by `token` (an App JWT or an installation token)."""
+    return {**API_HEADERS, "Authorization": f"Bearer {token}"}
+
+
 
 class GitHubAuthError(Exception):
     """GitHub refused to mint an installation token."""
@@ -110,7 +115,7 @@ class InstallationTokens:
 
     async def _mint(self, installation_id: int) -> _Token:
         url = f"{self._api}/app/installations/{installation_id}/access_tokens"
-        headers = {**API_HEADERS, "Authorization": f"Bearer {self.app_jwt()}"}
+        headers = api_headers(self.app_jwt())
         async with self._session.post(url, headers=headers) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 201:
