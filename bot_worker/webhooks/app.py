@@ -21,9 +21,10 @@ from bot_worker.jobs.codec import JobCodec
 from bot_worker.metrics import Metrics, render
 from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.github.webhook import MAX_BODY_BYTES, WEBHOOK_PATH
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
-from bot_worker.webhooks.github import MAX_BODY_BYTES, WEBHOOK_PATH, GithubWebhooks, json_error
+from bot_worker.webhooks.github import GithubWebhooks, json_error
 from bot_worker.webhooks.intake import BodyBudget, answer_and_close
 from shared_contracts.keys import Caller
 from shared_contracts.owner import Health

@@ -35,9 +35,10 @@ from bot_worker.jobs.context import JobContext
 from bot_worker.jobs.forward import forward_worker
 from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
+from bot_worker.providers.base import Classified
 from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.providers.github.client import GitHubProvider
-from bot_worker.providers.github.outcomes import Classified
+from bot_worker.providers.registry import ProviderRegistry
 from bot_worker.settings import BotSettings
 from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks
 from bot_worker.worker.executor import Executor
@@ -222,9 +223,11 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             metrics.provider_request_seconds.labels("github", method, str(status)).observe(seconds)
 
         executor = Executor(
-            GitHubProvider(session, settings.github_api_url, tokens, observe,
-                           on_foreign_comment=metrics.foreign_comments.inc,
-                           on_stored_comment_lost=metrics.stored_comments_lost.inc),
+            ProviderRegistry([
+                GitHubProvider(session, settings.github_api_url, tokens, observe,
+                               on_foreign_comment=metrics.foreign_comments.inc,
+                               on_stored_comment_lost=metrics.stored_comments_lost.inc),
+            ]),
             WriteThrottle(redis, settings.writes_per_minute),
             provider_timeout=settings.provider_timeout_seconds, report_margin=settings.report_margin_seconds,
             on_throttle_wait=metrics.rate_limit_waits.labels("throttle").inc,

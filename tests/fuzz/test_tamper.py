@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestServer
 
 from backend_api.app import create_app
 from backend_api.http.errors import MAX_BODY_BYTES as BACKEND_MAX_BODY
+from bot_worker.providers.github.webhook import MAX_BODY_BYTES as RECEIVER_MAX_BODY
 from bot_worker.webhooks.app import create_receiver_app
-from bot_worker.webhooks.github import MAX_BODY_BYTES as RECEIVER_MAX_BODY
 from prgate.simulator.webhooks import webhook_headers
 from shared_contracts import signing
 from tests.conftest import INTERNAL_SECRET, backend_settings

@@ -1,29 +1,19 @@
-"""Map what happened at the provider to the outcome reported to the backend. Pure."""
+"""Map what happened at GitHub to the outcome reported to the backend. Pure."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import aiohttp
 import gidgethub
 
+from bot_worker.providers.base import Classified, LeaseBudgetExhausted
 from bot_worker.providers.github.auth import GitHubAuthError
-from bot_worker.providers.github.client import LeaseBudgetExhausted
 from shared_contracts.actions import Outcome
 
 SECONDARY_LIMIT_MIN_SECONDS = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Classified:
-    outcome: Outcome
-    error: str | None
-    retry_after_seconds: float | None = None
-    rate_limit: str | None = None  # "primary" | "secondary" when a limit was hit
-    comment_id: int | None = None  # the PR comment written (reported so the next attempt edits it)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
