@@ -32,8 +32,8 @@ from bot_worker.backend.client import BackendClient
 from bot_worker.jobs.context import job_context
 from bot_worker.jobs.lock import fleet_lock
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github.auth import AppJwtSource
 from bot_worker.providers.github.deliveries import Attempt, GitHubDeliveries, RedeliveryError
+from provider_clients.github.app import AppJwtSource
 
 log = logging.getLogger(__name__)
 

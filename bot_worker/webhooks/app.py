@@ -26,6 +26,7 @@ from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
 from bot_worker.webhooks.github import GithubWebhooks, json_error
 from bot_worker.webhooks.intake import BodyBudget, answer_and_close
+from shared_contracts.http_body import body_deadline_passed
 from shared_contracts.keys import Caller
 from shared_contracts.owner import Health
 
@@ -57,7 +58,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     route: that one checks the headers before reading a byte, and reads under a bound (intake.py).
     """
     try:
-        if request.path != WEBHOOK_PATH and await _body_stalled(
+        if request.path != WEBHOOK_PATH and await body_deadline_passed(
             request, request.app[SETTINGS].body_read_timeout_seconds
         ):
             return await _cut_off(request)
@@ -70,29 +71,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return json_error(500, "internal_error", "internal server error")
-
-
-async def _body_stalled(request: web.Request, seconds: float) -> bool:
-    """Read the whole body (later reads are free); True when no byte arrived for `seconds`, or
-    the body took over ten times `seconds` in all. Judged by bytes received, not the clock alone: a loop
-    starved by a burst must not turn bodies that did arrive into 408s. (The backend has the same.)"""
-    if not request.body_exists:
-        return False
-    if request.content.is_eof():  # the whole body is here already (the common case): no task, no timer
-        await request.read()  # 413 and friends propagate from here
-        return False
-    reading = asyncio.ensure_future(request.read())
-    received, waited = -1, 0.0
-    while True:
-        done, _ = await asyncio.wait({reading}, timeout=seconds)
-        if done:
-            reading.result()  # 413 propagates from here
-            return False
-        waited += seconds
-        if request.content.total_bytes == received or waited >= 10 * seconds:
-            reading.cancel()
-            return True
-        received = request.content.total_bytes
 
 
 async def _cut_off(request: web.Request) -> web.StreamResponse:

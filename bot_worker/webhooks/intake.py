@@ -22,6 +22,7 @@ from multidict import CIMultiDictProxy
 
 from bot_worker.providers.base import WebhookSource
 from bot_worker.providers.github.webhook import GITHUB_WEBHOOKS
+from shared_contracts import http_body
 
 _SIGNATURE: Final = re.compile(r"^sha256=[0-9a-f]{64}$")
 # Seconds a shed delivery is told to wait. GitHub itself never retries; our redelivery job does.
@@ -207,31 +208,7 @@ async def read_signed(
 
 
 async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Send `response` and close the connection, reading no more of the body than a staged close needs.
-
-    Closing a socket with unread bytes sends a TCP reset, which can destroy the answer before the
-    client reads it (RFC 9112 section 9.6), and a client still sending gets the reset first. So:
-    answer, half-close (FIN), then drop what is still arriving for LINGER_SECONDS, chunk by chunk
-    and never kept (memory stays flat), and close. A byte cap well below the body would bring the
-    reset back for any fast sender. aiohttp's own lingering would go on for 10 s and keep the
-    connection open for another request.
-    """
-    response.force_close()
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except ConnectionError:  # the client left first: nobody to answer, nothing to log as an error
-        request.protocol.force_close()
-        return response
-    transport = request.transport
-    if transport is not None and transport.can_write_eof():
-        transport.write_eof()
-    dropped = 0
-    try:
-        async with asyncio.timeout(LINGER_SECONDS):
-            while dropped < LINGER_BYTES and (chunk := await request.content.readany()):
-                dropped += len(chunk)
-    except (TimeoutError, ClientPayloadError, ConnectionError):
-        pass
-    request.protocol.force_close()
-    return response
+    """Answer and close with the receiver's linger bounds (`shared_contracts.http_body.answer_and_close`):
+    a sender within GitHub's cap may have that much left to send."""
+    return await http_body.answer_and_close(request, response, linger_seconds=LINGER_SECONDS,
+                                            linger_bytes=LINGER_BYTES)

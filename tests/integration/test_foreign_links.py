@@ -20,8 +20,9 @@ from bot_worker.jobs.context import JobContext
 from bot_worker.jobs.reconcile import build_context
 from bot_worker.jobs.redelivery import RedeliveryContext, redeliver_failed
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github.auth import InstallationTokens, app_jwt
+from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.settings import BotSettings
+from provider_clients.github.app import app_jwt
 from shared_contracts.events import Repository
 from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, Simulator, app_keys

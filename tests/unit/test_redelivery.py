@@ -26,11 +26,11 @@ from bot_worker.jobs.redelivery import (
     select_for_redelivery,
 )
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github.auth import app_jwt
 from bot_worker.providers.github.deliveries import Attempt, parse_attempt
 from bot_worker.providers.github.paging import next_link
 from prgate.simulator.app import create_simulator_app
 from prgate.simulator.state import SimulatorConfig
+from provider_clients.github.app import app_jwt
 from tests.conftest import INTERNAL_SECRET
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.processes import eventually

@@ -15,8 +15,8 @@ from typing import Any, Final
 
 import aiohttp
 
-from bot_worker.providers.github.auth import AppJwtSource, api_headers
 from bot_worker.providers.github.paging import NextPage, next_page
+from provider_clients.github.app import AppJwtSource, api_headers
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
-from bot_worker.providers.github.auth import AppJwtSource, api_headers
 from bot_worker.providers.github.client import repo_path
 from bot_worker.providers.github.normalize import NotForwardable, installation_info, pull_request
 from bot_worker.providers.github.paging import next_page
+from provider_clients.github.app import AppJwtSource, api_headers
 from shared_contracts.events import InstallationInfo, Repository
 from shared_contracts.reconcile import OpenPullRequest
 
