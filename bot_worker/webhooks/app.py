@@ -24,7 +24,7 @@ from bot_worker.providers.github.client import GitHubProvider
 from bot_worker.providers.github.webhook import MAX_BODY_BYTES, WEBHOOK_PATH
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
-from bot_worker.webhooks.github import GithubWebhooks, json_error
+from bot_worker.webhooks.github import GitHubWebhooks, json_error
 from bot_worker.webhooks.intake import BodyBudget, answer_and_close
 from shared_contracts.http_body import body_deadline_passed
 from shared_contracts.keys import Caller
@@ -205,7 +205,7 @@ def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings 
     app[REDIS_SETTINGS] = redis_settings
     app[METRICS] = Metrics(CollectorRegistry(auto_describe=True))
     app.cleanup_ctx.append(_resources)
-    webhooks = GithubWebhooks(
+    webhooks = GitHubWebhooks(
         secrets, app[METRICS], GITHUB,
         budget=BodyBudget(settings.max_concurrent_bodies, settings.max_body_bytes_in_flight),
         stall_seconds=settings.body_read_timeout_seconds,

@@ -52,7 +52,7 @@ def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
 
 
-class GithubWebhooks:
+class GitHubWebhooks:
     """The handler, holding its dependencies explicitly; the forwarder comes from the running app."""
 
     def __init__(
