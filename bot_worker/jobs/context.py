@@ -7,17 +7,49 @@ arq hands each job a dict (its own keys — `job_try`, `redis`, … — beside o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+
+import aiohttp
+from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
 from bot_worker.metrics import Metrics
-
-if TYPE_CHECKING:
-    from bot_worker.jobs.reconcile import ReconcileContext
-    from bot_worker.jobs.redelivery import RedeliveryContext
+from bot_worker.providers.github.deliveries import GITHUB_WINDOW, GitHubDeliveries
+from bot_worker.providers.github.readers import GitHubReader
+from provider_clients.github.app import AppJwtSource
 
 JOB_CONTEXT: Final = "prgate"
+
+
+@dataclass(frozen=True, slots=True)
+class RedeliveryContext:
+    """What the redelivery job (`redelivery.py`) needs."""
+
+    session: aiohttp.ClientSession
+    redis: Redis
+    app_auth: AppJwtSource
+    api_url: str
+    key_prefix: str  # Redis keys: "{key_prefix}:redelivery:..."
+    lookback: timedelta = GITHUB_WINDOW
+    deliveries: GitHubDeliveries = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deliveries", GitHubDeliveries(self.session, self.api_url, self.app_auth))
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileContext:
+    """What the reconcile job (`reconcile.py`) needs; `prgate reconcile` builds one too."""
+
+    reader: GitHubReader
+    redis: Redis
+    key_prefix: str  # Redis keys: "{key_prefix}:reconcile:..."
+    worker_id: str
+    max_repositories: int = 200
+    max_pr_pages: int = 10
+    metrics: Metrics | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient, BackendError
-from bot_worker.jobs.context import job_context
+from bot_worker.jobs.context import ReconcileContext, job_context
 from bot_worker.jobs.lock import HeldLock, fleet_lock
 from bot_worker.metrics import Metrics
 from bot_worker.providers.github.auth import GitHubAuthError
@@ -63,17 +63,6 @@ CURSOR_TTL_SECONDS: Final = 7 * 24 * 3600
 _FAILURES = (GitHubError, GitHubAuthError, BackendError, aiohttp.ClientError, TimeoutError)
 
 RepoKey = tuple[int, int]  # (installation id, repository id)
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcileContext:
-    reader: GitHubReader
-    redis: Redis
-    key_prefix: str  # Redis keys: "{key_prefix}:reconcile:..."
-    worker_id: str
-    max_repositories: int = 200
-    max_pr_pages: int = 10
-    metrics: Metrics | None = None
 
 
 # ---- pure ------------------------------------------------------------------------------------------

@@ -21,40 +21,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import aiohttp
-from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
-from bot_worker.jobs.context import job_context
+from bot_worker.jobs.context import RedeliveryContext, job_context
 from bot_worker.jobs.lock import fleet_lock
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github.deliveries import Attempt, GitHubDeliveries, RedeliveryError
-from provider_clients.github.app import AppJwtSource
+from bot_worker.providers.github.deliveries import GITHUB_WINDOW, Attempt, RedeliveryError
 
 log = logging.getLogger(__name__)
 
-GITHUB_WINDOW: Final = timedelta(days=3)  # GitHub refuses to redeliver older deliveries
 WINDOW_MARGIN: Final = timedelta(minutes=10)  # do not ask for one that expires while we work
 LOCK_TTL_MS: Final = 10 * 60 * 1000
 DONE_TTL_SECONDS: Final = int(GITHUB_WINDOW.total_seconds())
-
-
-@dataclass(frozen=True, slots=True)
-class RedeliveryContext:
-    session: aiohttp.ClientSession
-    redis: Redis
-    app_auth: AppJwtSource
-    api_url: str
-    key_prefix: str  # Redis keys: "{key_prefix}:redelivery:..."
-    lookback: timedelta = GITHUB_WINDOW
-    deliveries: GitHubDeliveries = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "deliveries", GitHubDeliveries(self.session, self.api_url, self.app_auth))
 
 
 @dataclass(frozen=True, slots=True)

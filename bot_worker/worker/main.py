@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from bot_worker.backend.client import BackendClient
 from bot_worker.jobs import reconcile as reconcile_job
 from bot_worker.jobs import redelivery
-from bot_worker.jobs.context import JobContext
+from bot_worker.jobs.context import JobContext, RedeliveryContext
 from bot_worker.jobs.forward import forward_worker
 from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
@@ -239,7 +239,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
         )
         ctx = JobContext(
             backend=backend, metrics=metrics,
-            redelivery=redelivery.RedeliveryContext(
+            redelivery=RedeliveryContext(
                 session, redis, tokens, settings.github_api_url, key_prefix=settings.queue_name,
                 lookback=timedelta(hours=settings.redelivery_lookback_hours),
             ),

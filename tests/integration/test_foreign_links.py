@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
-from bot_worker.jobs.context import JobContext
+from bot_worker.jobs.context import JobContext, RedeliveryContext
 from bot_worker.jobs.reconcile import build_context
-from bot_worker.jobs.redelivery import RedeliveryContext, redeliver_failed
+from bot_worker.jobs.redelivery import redeliver_failed
 from bot_worker.metrics import Metrics
 from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.settings import BotSettings

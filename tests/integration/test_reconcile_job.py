@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
-from bot_worker.jobs.reconcile import ReconcileContext, reconcile
+from bot_worker.jobs.context import ReconcileContext
+from bot_worker.jobs.reconcile import reconcile
 from bot_worker.metrics import Metrics
 from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.providers.github.readers import GitHubReader

@@ -18,9 +18,8 @@ from redis.asyncio import Redis
 
 from backend_api.store import deliveries
 from bot_worker.backend.client import KNOWN_DELIVERIES_PATH, BackendClient
-from bot_worker.jobs.context import JobContext
+from bot_worker.jobs.context import JobContext, RedeliveryContext
 from bot_worker.jobs.redelivery import (
-    RedeliveryContext,
     redeliver_failed,
     select_failed,
     select_for_redelivery,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import aiohttp
@@ -20,6 +20,7 @@ from provider_clients.github.app import AppJwtSource, api_headers
 
 log = logging.getLogger(__name__)
 
+GITHUB_WINDOW: Final = timedelta(days=3)  # GitHub refuses to redeliver older deliveries
 PER_PAGE: Final = 100
 MAX_PAGES: Final = 100  # at most 10,000 attempts per run; the rest waits for the next run
 
