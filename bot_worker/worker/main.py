@@ -226,7 +226,8 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             ProviderRegistry([
                 GitHubProvider(session, settings.github_api_url, tokens, observe,
                                on_foreign_comment=metrics.foreign_comments.inc,
-                               on_stored_comment_lost=metrics.stored_comments_lost.inc),
+                               on_stored_comment_lost=metrics.stored_comments_lost.inc,
+                               on_foreign_link=metrics.foreign_next_links.labels("executor").inc),
             ]),
             WriteThrottle(redis, settings.writes_per_minute),
             provider_timeout=settings.provider_timeout_seconds, report_margin=settings.report_margin_seconds,

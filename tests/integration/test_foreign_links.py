@@ -21,8 +21,11 @@ from bot_worker.jobs.reconcile import build_context
 from bot_worker.jobs.redelivery import redeliver_failed
 from bot_worker.metrics import Metrics
 from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.github.paging import ForeignOrigin
 from bot_worker.settings import BotSettings
 from provider_clients.github.app import app_jwt
+from shared_contracts.actions import Outcome
 from shared_contracts.events import Repository
 from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, Simulator, app_keys
@@ -133,3 +136,25 @@ async def test_redelivery_stops_at_a_foreign_next_link_and_keeps_its_watermark(
     assert after.listed >= 130  # the next run, links fixed, reads everything again
     assert after.foreign_links == 0
 
+
+
+async def test_the_comment_search_never_follows_a_foreign_next_link(
+    simulator: Simulator, recorder: Recorder
+) -> None:
+    """gidgethub's `getiter` follows every `next` link with the installation token; the bot's requester
+    refuses any URL off GITHUB_API_URL's origin before sending, so the search fails (retryable) instead."""
+    reviewer = simulator.state.ensure_user("reviewer")
+    for i in range(101):  # two pages of comments on octo-org/widgets#7
+        simulator.state.add_comment("octo-org/widgets", 7, f"chatter {i}", user=reviewer)
+    metrics = Metrics(CollectorRegistry())
+    async with aiohttp.ClientSession() as session:
+        tokens = InstallationTokens(session, simulator.url, str(APP_ID), app_keys().private_pem)
+        github = GitHubProvider(session, simulator.url, tokens,
+                                on_foreign_link=metrics.foreign_next_links.labels("executor").inc)
+        await set_link_origin(session, simulator, recorder.origin)
+        with pytest.raises(ForeignOrigin):
+            await github.upsert_comment(1001, 5001, 7, "<!-- prgate -->", "<!-- prgate -->\nplease verify")
+        assert github.classify(ForeignOrigin("http://127.0.0.1:1")).outcome is Outcome.RETRYABLE_FAILURE
+    assert recorder.seen == []  # neither a request nor the installation token reached the other origin
+    assert foreign_links(metrics, "executor") == 1
+    assert len(simulator.state.comments_for("octo-org/widgets", 7)) == 101  # nothing was written

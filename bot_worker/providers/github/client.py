@@ -18,6 +18,7 @@ from gidgethub.aiohttp import GitHubAPI
 from bot_worker.providers.base import Classified, RequestBudget, Written
 from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.providers.github.outcomes import classify_exception
+from bot_worker.providers.github.paging import ForeignOrigin, check_origin
 from shared_contracts.actions import ActionType, ClaimedAction, Provider, StatusPayload
 
 T = TypeVar("T")
@@ -70,15 +71,26 @@ class _ObservedAPI(GitHubAPI):
 
     def __init__(
         self, session: aiohttp.ClientSession, observer: RequestObserver | None,
-        budget: RequestBudget | None = None, **kwargs: Any,
+        budget: RequestBudget | None = None, *, base_url: str,
+        on_foreign_link: Callable[[], None] | None = None, **kwargs: Any,
     ) -> None:
-        super().__init__(session, "prgate", **kwargs)
+        super().__init__(session, "prgate", base_url=base_url, **kwargs)
         self._observer = observer
         self._budget = budget
+        self._on_foreign_link = on_foreign_link
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        # Every URL gidgethub builds is on base_url; only a `next` link `getiter` follows can be elsewhere.
+        try:
+            check_origin(url, self.base_url)
+        except ForeignOrigin as exc:
+            log.error("GitHub's next-page link points to %s, not GITHUB_API_URL; not followed "
+                      "(the token is never sent there)", exc.refused)
+            if self._on_foreign_link is not None:
+                self._on_foreign_link()
+            raise
         # Raises before anything is sent when the lease cannot cover this request.
         timeout = None if self._budget is None else aiohttp.ClientTimeout(total=self._budget.timeout_for(method))
         started = time.perf_counter()
@@ -108,6 +120,7 @@ class GitHubProvider:
         *,
         on_foreign_comment: Callable[[], None] | None = None,
         on_stored_comment_lost: Callable[[], None] | None = None,
+        on_foreign_link: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
@@ -115,6 +128,7 @@ class GitHubProvider:
         self._observer = observer
         self._on_foreign_comment = on_foreign_comment
         self._on_stored_comment_lost = on_stored_comment_lost
+        self._on_foreign_link = on_foreign_link
         self._identity: AppIdentity | None = None
         self._identity_lock = asyncio.Lock()
 
@@ -168,7 +182,8 @@ class GitHubProvider:
         """Run `op` with the installation's token; a 401 refreshes the token once and retries."""
         for attempt in (1, 2):
             token = await self._tokens.get(installation_id)
-            gh = _ObservedAPI(self._session, self._observer, budget, oauth_token=token, base_url=self._api_url)
+            gh = _ObservedAPI(self._session, self._observer, budget, oauth_token=token, base_url=self._api_url,
+                              on_foreign_link=self._on_foreign_link)
             try:
                 return await op(gh)
             except gidgethub.BadRequest as exc:

@@ -11,6 +11,7 @@ import gidgethub
 
 from bot_worker.providers.base import Classified, LeaseBudgetExhausted
 from bot_worker.providers.github.auth import GitHubAuthError
+from bot_worker.providers.github.paging import ForeignOrigin
 from shared_contracts.actions import Outcome
 
 SECONDARY_LIMIT_MIN_SECONDS = 60.0
@@ -57,6 +58,9 @@ def classify_exception(exc: BaseException, now: float | None = None) -> Classifi
     if isinstance(exc, LeaseBudgetExhausted):
         # Nothing more was written: hand the action back now rather than write after the lease.
         return Classified(Outcome.RETRYABLE_FAILURE, f"lease budget: {exc}")
+    if isinstance(exc, ForeignOrigin):
+        # Nothing was sent; GitHub's next answer (or a fixed GITHUB_API_URL) may point home again.
+        return Classified(Outcome.RETRYABLE_FAILURE, f"foreign next link: {exc}")
     if isinstance(exc, GitHubAuthError):
         return classify_http(exc.status, exc.headers, str(exc), now)
     if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ConnectionError)):
