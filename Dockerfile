@@ -12,6 +12,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 COPY shared_contracts/ shared_contracts/
+COPY provider_clients/ provider_clients/
 COPY backend_api/ backend_api/
 COPY bot_worker/ bot_worker/
 COPY prgate/ prgate/

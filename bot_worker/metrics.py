@@ -27,7 +27,7 @@ Q_UNAVAILABLE = "unavailable"  # receiver: Redis refused or timed out (answered 
 Q_DELIVERED = "delivered"  # worker: the job reached the backend
 Q_RETRIED = "retried"  # worker: the backend was still unavailable, retry scheduled
 Q_FAILED = "failed"  # worker: permanent failure (backend 4xx, undecodable job)
-Q_REFUSED = "refused"  # worker: a Redis job that is not our JSON (a planted pickle): dropped unread (jobcodec.py)
+Q_REFUSED = "refused"  # worker: a Redis job that is not our JSON (a planted pickle): dropped unread (jobs/codec.py)
 
 # Latency buckets for calls that must finish well inside GitHub's 10 s webhook budget.
 _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
@@ -51,7 +51,7 @@ class Metrics:
         self.webhook_confirmations = Counter(
             "webhook_confirmations_total",
             "pull_request.closed / installation.deleted checked against GitHub before forwarding "
-            "(webhooks/confirm.py), by event and result: confirmed, refuted, unavailable (answered 503), "
+            "(providers/github/confirm.py), by event and result: confirmed, refuted, unavailable (answered 503), "
             "unconfigured (no App credentials: forwarded as received)",
             ["event", "result"], registry=registry,
         )

@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from provider_clients.github.app import read_private_key
 from shared_contracts.common import comma_list
 from shared_contracts.keys import KEY_VARIABLES, Caller, check_keys, check_retired
 
@@ -71,7 +72,7 @@ class BotSettings(BaseSettings):
     # Young-generation threshold once started; 0 keeps CPython's 700 (prgate/gc_tuning.py says why).
     gc_gen0_threshold: int = Field(default=20_000, ge=0, le=10_000_000, alias="GC_GEN0_THRESHOLD")
 
-    # Redelivery of failed GitHub deliveries (bot_worker/redelivery.py, docs/redelivery.md)
+    # Redelivery of failed GitHub deliveries (bot_worker/jobs/redelivery.py, docs/redelivery.md)
     redelivery_interval_seconds: float = Field(default=300.0, ge=0, alias="REDELIVERY_INTERVAL_SECONDS")
     redelivery_lookback_hours: float = Field(default=72.0, gt=0, le=72, alias="REDELIVERY_LOOKBACK_HOURS")
 
@@ -106,9 +107,4 @@ class BotSettings(BaseSettings):
 
     def private_key_pem(self) -> str:
         """The App's private key, from GITHUB_PRIVATE_KEY or else GITHUB_PRIVATE_KEY_PATH ('' when neither)."""
-        inline = self.github_private_key.get_secret_value()
-        if inline:
-            return inline.replace("\\n", "\n")
-        if self.github_private_key_path is not None:
-            return self.github_private_key_path.read_text()
-        return ""
+        return read_private_key(self.github_private_key.get_secret_value(), self.github_private_key_path)

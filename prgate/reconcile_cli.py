@@ -1,6 +1,6 @@
 """`prgate reconcile [--installation ID]`: one reconciliation run now, with the worker's settings.
 
-It runs the worker's own job (`bot_worker.reconcile.job.reconcile`, under the same Redis lock, so
+It runs the worker's own job (`bot_worker.jobs.reconcile.reconcile`, under the same Redis lock, so
 it never overlaps a scheduled run) and prints what was repaired and what went wrong. Exit status:
 0 the run finished without errors, 1 it recorded errors, 2 it could not run (another run holds
 the lock, or the configuration is incomplete). See docs/reconcile.md.
@@ -19,8 +19,8 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
-from bot_worker.providers.github_auth import InstallationTokens
-from bot_worker.reconcile import job
+from bot_worker.jobs import reconcile as job
+from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.settings import BotSettings
 from shared_contracts.keys import Caller, InsecureSecret
 from shared_contracts.reconcile import ReconcileRunReport, Repair

@@ -23,10 +23,10 @@ import aiohttp
 
 from bench.peers import ready_then_go
 from bot_worker.backend.client import BackendClient
+from bot_worker.providers.base import Classified
 from bot_worker.settings import BotSettings
 from bot_worker.worker.claim_loop import ClaimLoop
 from bot_worker.worker.executor import Executor, Lease
-from bot_worker.worker.outcomes import Classified
 from shared_contracts.actions import ClaimedAction, Outcome
 
 _SUCCEEDED = Classified(Outcome.SUCCEEDED, None)

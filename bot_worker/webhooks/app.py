@@ -16,15 +16,17 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from prometheus_client import CollectorRegistry
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs import codec as jobcodec
+from bot_worker.jobs.codec import JobCodec
 from bot_worker.metrics import Metrics, render
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.github.webhook import MAX_BODY_BYTES, WEBHOOK_PATH
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks import jobcodec
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
-from bot_worker.webhooks.github import MAX_BODY_BYTES, WEBHOOK_PATH, GithubWebhooks, json_error
+from bot_worker.webhooks.github import GitHubWebhooks, json_error
 from bot_worker.webhooks.intake import BodyBudget, answer_and_close
-from bot_worker.webhooks.jobcodec import JobCodec
+from shared_contracts.http_body import body_deadline_passed
 from shared_contracts.keys import Caller
 from shared_contracts.owner import Health
 
@@ -56,7 +58,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     route: that one checks the headers before reading a byte, and reads under a bound (intake.py).
     """
     try:
-        if request.path != WEBHOOK_PATH and await _body_stalled(
+        if request.path != WEBHOOK_PATH and await body_deadline_passed(
             request, request.app[SETTINGS].body_read_timeout_seconds
         ):
             return await _cut_off(request)
@@ -69,29 +71,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return json_error(500, "internal_error", "internal server error")
-
-
-async def _body_stalled(request: web.Request, seconds: float) -> bool:
-    """Read the whole body (later reads are free); True when no byte arrived for `seconds`, or
-    the body took over ten times `seconds` in all. Judged by bytes received, not the clock alone: a loop
-    starved by a burst must not turn bodies that did arrive into 408s. (The backend has the same.)"""
-    if not request.body_exists:
-        return False
-    if request.content.is_eof():  # the whole body is here already (the common case): no task, no timer
-        await request.read()  # 413 and friends propagate from here
-        return False
-    reading = asyncio.ensure_future(request.read())
-    received, waited = -1, 0.0
-    while True:
-        done, _ = await asyncio.wait({reading}, timeout=seconds)
-        if done:
-            reading.result()  # 413 propagates from here
-            return False
-        waited += seconds
-        if request.content.total_bytes == received or waited >= 10 * seconds:
-            reading.cancel()
-            return True
-        received = request.content.total_bytes
 
 
 async def _cut_off(request: web.Request) -> web.StreamResponse:
@@ -131,7 +110,7 @@ async def open_queue(settings: RedisSettings, queue_name: str) -> ArqRedis:
         max_connections=settings.max_connections,
         encoding="utf8",
         default_queue_name=queue_name,
-        # JSON jobs, never pickle (jobcodec.py): the worker refuses anything else.
+        # JSON jobs, never pickle (bot_worker/jobs/codec.py): the worker refuses anything else.
         job_serializer=jobcodec.serialize,
         job_deserializer=JobCodec().deserialize,
     )
@@ -226,7 +205,7 @@ def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings 
     app[REDIS_SETTINGS] = redis_settings
     app[METRICS] = Metrics(CollectorRegistry(auto_describe=True))
     app.cleanup_ctx.append(_resources)
-    webhooks = GithubWebhooks(
+    webhooks = GitHubWebhooks(
         secrets, app[METRICS], GITHUB,
         budget=BodyBudget(settings.max_concurrent_bodies, settings.max_body_bytes_in_flight),
         stall_seconds=settings.body_read_timeout_seconds,

@@ -10,83 +10,41 @@ ping / not-forwarded event (200 / 202) → normalize (422) → forward.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 from collections.abc import Sequence
-from typing import Any, Final
-from urllib.parse import parse_qs
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot_worker.backend.ingest import IngestEvent, installation_id_of
 from bot_worker.metrics import REJECTED, Metrics
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.webhooks.commands import enrich, enrich_reopen, needs_reopener_permission
-from bot_worker.webhooks.confirm import Verdict, confirm, needs_confirmation
-from bot_worker.webhooks.forward import (
-    FORWARDER,
-    Forwarded,
-    IngestEvent,
-    Queued,
-    Rejected,
-    Unavailable,
-    installation_id_of,
+from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.github.commands import enrich, enrich_reopen, needs_reopener_permission
+from bot_worker.providers.github.confirm import Verdict, confirm, needs_confirmation
+from bot_worker.providers.github.normalize import (
+    FORWARDED_EVENTS,
+    FORWARDED_REPOSITORY_ACTIONS,
+    NotForwardable,
+    comment_command,
 )
+from bot_worker.providers.github.webhook import GITHUB_WEBHOOKS, MAX_BODY_BYTES
+from bot_worker.webhooks.forward import FORWARDER, Forwarded, Queued, Rejected, Unavailable
 from bot_worker.webhooks.intake import (
-    DELIVERY_HEADER,
-    EVENT_HEADER,
     BodyBudget,
     Refusal,
     answer_and_close,
     precheck,
     read_signed,
 )
-from bot_worker.webhooks.normalize import (
-    FORWARDED_EVENTS,
-    FORWARDED_REPOSITORY_ACTIONS,
-    NotForwardable,
-    comment_command,
-    installation_sync_event,
-    pull_request_event,
-    repository_renamed_event,
-)
-from shared_contracts.common import ErrorBody, loads_strict
+from shared_contracts.common import ErrorBody
 from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
 
 log = logging.getLogger(__name__)
 
-# GitHub caps webhook payloads at 25 MB; allow 25 MiB.
-MAX_BODY_BYTES: Final = 25 * 1024 * 1024
-WEBHOOK_PATH: Final = "/webhooks/github"
-
-
 def json_error(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
     body = ErrorBody(error=error, message=message, details=details)
     return web.json_response(body.model_dump(exclude_none=True), status=status)
-
-
-def signature_256(secret: bytes, body: bytes) -> str:
-    """The `X-Hub-Signature-256` value GitHub sends for `body`."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def parse_payload(body: bytes, content_type: str) -> Any:
-    """The delivery's JSON (GitHub sends `application/json`, or a form with a `payload` field).
-
-    Duplicate keys are refused (ValueError): "last one wins" would let an ambiguous body through.
-    """
-    if content_type == "application/x-www-form-urlencoded":
-        fields = parse_qs(body.decode("utf-8", errors="strict"), strict_parsing=False)
-        return loads_strict(fields["payload"][0])
-    return loads_strict(body)
-
-
-def normalize(event: str, delivery_id: str, payload: dict[str, Any]) -> IngestEvent:
-    if event == "pull_request":
-        return pull_request_event(delivery_id, payload)
-    if event == "repository":
-        return repository_renamed_event(delivery_id, payload)
-    return installation_sync_event(delivery_id, event, payload)
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -94,7 +52,7 @@ def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
 
 
-class GithubWebhooks:
+class GitHubWebhooks:
     """The handler, holding its dependencies explicitly; the forwarder comes from the running app."""
 
     def __init__(
@@ -107,6 +65,7 @@ class GithubWebhooks:
         self._budget = budget if budget is not None else BodyBudget(8, 64 * 1024 * 1024)
         self._stall_seconds = stall_seconds
         self._max_body_bytes = max_body_bytes
+        self._source = GITHUB_WEBHOOKS
 
     async def _refuse(self, request: web.Request, refusal: Refusal) -> web.StreamResponse:
         """Answer and close, whatever is left unread: nothing a refused sender says next is worth reading."""
@@ -120,23 +79,24 @@ class GithubWebhooks:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         refusal = precheck(request.headers, request.content_type, request.content_length,
-                           have_secret=bool(self._secrets), max_body_bytes=self._max_body_bytes)
+                           have_secret=bool(self._secrets), max_body_bytes=self._max_body_bytes, source=self._source)
         if refusal is not None:  # decided from the headers: the body is never read
             return await self._refuse(request, refusal)
         read = await read_signed(request, self._secrets, self._budget,
-                                 max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds)
+                                 max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds,
+                                 signature_header=self._source.signature_header)
         if isinstance(read, Refusal):
             if read.status == 503:
                 log.warning("webhook body shed: %s", read.message)
             return await self._refuse(request, read)
         body = read.body
-        event = request.headers[EVENT_HEADER]
-        delivery_id = request.headers[DELIVERY_HEADER]
+        event = request.headers[self._source.event_header]
+        delivery_id = request.headers[self._source.delivery_header]
         self._metrics.webhooks_received.labels(event).inc()
         extra: dict[str, Any] = {"delivery_id": delivery_id, "event": event}
 
         try:
-            payload = parse_payload(body, request.content_type)
+            payload = self._source.parse_payload(body, request.content_type)
         except (ValueError, KeyError, IndexError, RecursionError):
             log.info("webhook body is not JSON", extra=extra)
             return json_error(400, "malformed_json", "request body is not valid JSON")
@@ -159,7 +119,7 @@ class GithubWebhooks:
             return web.json_response({"status": "ignored"}, status=202)
 
         try:
-            model = normalize(event, delivery_id, payload)
+            model = self._source.normalize(event, delivery_id, payload)
         except ValidationError as exc:
             self._metrics.webhooks_forwarded.labels(event, REJECTED).inc()
             log.info("payload does not match the contract", extra=extra)
@@ -197,7 +157,7 @@ class GithubWebhooks:
         return await self._forward(request, model)
 
     async def _confirmed(self, request: web.Request, model: IngestEvent, extra: dict[str, Any]) -> web.Response:
-        """Forward a state-destroying event only as GitHub confirms it (webhooks/confirm.py)."""
+        """Forward a state-destroying event only as GitHub confirms it (providers/github/confirm.py)."""
         label = f"{model.event}.{getattr(model, 'action', '')}"
         github = request.app[self._github_key] if self._github_key is not None else None
         if github is None:

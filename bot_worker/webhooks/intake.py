@@ -20,12 +20,10 @@ from typing import Final
 from aiohttp import ClientPayloadError, web
 from multidict import CIMultiDictProxy
 
-SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
-EVENT_HEADER: Final = "X-GitHub-Event"
-DELIVERY_HEADER: Final = "X-GitHub-Delivery"
-ACCEPTED_CONTENT_TYPES: Final = frozenset({"application/json", "application/x-www-form-urlencoded"})
-EVENT_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-DELIVERY_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+from bot_worker.providers.base import WebhookSource
+from bot_worker.providers.github.webhook import GITHUB_WEBHOOKS
+from shared_contracts import http_body
+
 _SIGNATURE: Final = re.compile(r"^sha256=[0-9a-f]{64}$")
 # Seconds a shed delivery is told to wait. GitHub itself never retries; our redelivery job does.
 RETRY_AFTER_SECONDS: Final = 30
@@ -49,23 +47,25 @@ class Refusal:
 
 def precheck(
     headers: CIMultiDictProxy[str], content_type: str, content_length: int | None, *,
-    have_secret: bool, max_body_bytes: int,
+    have_secret: bool, max_body_bytes: int, source: WebhookSource = GITHUB_WEBHOOKS,
 ) -> Refusal | None:
     """Why this request is refused from its headers alone, or None when its body is worth reading."""
+    signature_header, event_header, delivery_header = (
+        source.signature_header, source.event_header, source.delivery_header
+    )
     if not have_secret:
         return Refusal(401, "unauthorized", "webhook secret is not configured on this receiver", signature=True)
-    signature = headers.get(SIGNATURE_HEADER, "")
+    signature = headers.get(signature_header, "")
     if not signature:
-        return Refusal(401, "unauthorized", f"missing {SIGNATURE_HEADER} header", signature=True)
+        return Refusal(401, "unauthorized", f"missing {signature_header} header", signature=True)
     if not _SIGNATURE.match(signature.strip().lower()):
-        return Refusal(401, "unauthorized", f"{SIGNATURE_HEADER} is not sha256=<64 hex digits>", signature=True)
-    if not EVENT_NAME.match(headers.get(EVENT_HEADER, "")):
-        return Refusal(400, "bad_request", f"missing or invalid {EVENT_HEADER} header")
-    if not DELIVERY_ID.match(headers.get(DELIVERY_HEADER, "")):
-        return Refusal(400, "bad_request", f"missing or invalid {DELIVERY_HEADER} header")
-    if content_type not in ACCEPTED_CONTENT_TYPES:
-        return Refusal(415, "unsupported_media_type",
-                       "Content-Type must be application/json or application/x-www-form-urlencoded")
+        return Refusal(401, "unauthorized", f"{signature_header} is not sha256=<64 hex digits>", signature=True)
+    if not source.event_name.match(headers.get(event_header, "")):
+        return Refusal(400, "bad_request", f"missing or invalid {event_header} header")
+    if not source.delivery_id.match(headers.get(delivery_header, "")):
+        return Refusal(400, "bad_request", f"missing or invalid {delivery_header} header")
+    if content_type not in source.content_types:
+        return Refusal(415, "unsupported_media_type", f"Content-Type must be {' or '.join(source.content_types)}")
     if content_length is not None and content_length > max_body_bytes:
         return too_large(max_body_bytes)
     return None
@@ -81,7 +81,10 @@ def shed(what: str) -> Refusal:
                    headers=(("Retry-After", str(RETRY_AFTER_SECONDS)),))
 
 
-_MISMATCH: Final = Refusal(401, "unauthorized", f"{SIGNATURE_HEADER} does not match the body", signature=True)
+def _mismatch(signature_header: str) -> Refusal:
+    return Refusal(401, "unauthorized", f"{signature_header} does not match the body", signature=True)
+
+
 STALLED: Final = Refusal(408, "request_timeout", "the request body did not arrive in time")
 
 
@@ -135,9 +138,9 @@ def _matches(digests: Sequence[hmac.HMAC], header: str) -> bool:
 
 async def read_signed(
     request: web.Request, secrets: Sequence[bytes], budget: BodyBudget, *,
-    max_body_bytes: int, stall_seconds: float,
+    max_body_bytes: int, stall_seconds: float, signature_header: str = GITHUB_WEBHOOKS.signature_header,
 ) -> SignedBody | Refusal:
-    """The body, once its X-Hub-Signature-256 matched one of `secrets`; else why it was refused.
+    """The body, once its signature header matched one of `secrets`; else why it was refused.
 
     Call after `precheck`. Stalls are judged as in the backend: no byte for `stall_seconds`, or the
     body taking over ten times that in all, measured in waits rather than by the clock alone.
@@ -149,8 +152,8 @@ async def read_signed(
         if len(body) > max_body_bytes:
             return too_large(max_body_bytes)
         digests = [hmac.new(secret, body, hashlib.sha256) for secret in secrets]
-        if not _matches(digests, request.headers[SIGNATURE_HEADER]):
-            return _MISMATCH
+        if not _matches(digests, request.headers[signature_header]):
+            return _mismatch(signature_header)
         return SignedBody(body)
     reserved = request.content_length or 0
     refusal = budget.enter(reserved)
@@ -195,8 +198,8 @@ async def read_signed(
         refusal = reading.result()
         if refusal is not None:
             return refusal
-        if not _matches(digests, request.headers[SIGNATURE_HEADER]):
-            return _MISMATCH
+        if not _matches(digests, request.headers[signature_header]):
+            return _mismatch(signature_header)
         return SignedBody(b"".join(chunks))
     finally:
         reading.cancel()  # a no-op once done; else the client left (or stalled) mid-body
@@ -205,31 +208,7 @@ async def read_signed(
 
 
 async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Send `response` and close the connection, reading no more of the body than a staged close needs.
-
-    Closing a socket with unread bytes sends a TCP reset, which can destroy the answer before the
-    client reads it (RFC 9112 section 9.6), and a client still sending gets the reset first. So:
-    answer, half-close (FIN), then drop what is still arriving for LINGER_SECONDS, chunk by chunk
-    and never kept (memory stays flat), and close. A byte cap well below the body would bring the
-    reset back for any fast sender. aiohttp's own lingering would go on for 10 s and keep the
-    connection open for another request.
-    """
-    response.force_close()
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except ConnectionError:  # the client left first: nobody to answer, nothing to log as an error
-        request.protocol.force_close()
-        return response
-    transport = request.transport
-    if transport is not None and transport.can_write_eof():
-        transport.write_eof()
-    dropped = 0
-    try:
-        async with asyncio.timeout(LINGER_SECONDS):
-            while dropped < LINGER_BYTES and (chunk := await request.content.readany()):
-                dropped += len(chunk)
-    except (TimeoutError, ClientPayloadError, ConnectionError):
-        pass
-    request.protocol.force_close()
-    return response
+    """Answer and close with the receiver's linger bounds (`shared_contracts.http_body.answer_and_close`):
+    a sender within GitHub's cap may have that much left to send."""
+    return await http_body.answer_and_close(request, response, linger_seconds=LINGER_SECONDS,
+                                            linger_bytes=LINGER_BYTES)

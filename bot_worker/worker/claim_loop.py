@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import aiohttp
 
 from bot_worker.backend.client import BackendClient, BackendError
+from bot_worker.providers.base import Classified
 from bot_worker.worker.executor import Executor, Lease
-from bot_worker.worker.outcomes import Classified
 from bot_worker.worker.reporter import ResultReporter
 from shared_contracts.actions import ClaimedAction, ClaimRequest, LeaseRequest, Outcome
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from bot_worker.providers.github import GitHubProvider, RequestBudget
-from bot_worker.worker.outcomes import Classified, classify_exception
+from bot_worker.providers.base import ActionRunner, Classified, RequestBudget, Written
+from bot_worker.providers.registry import ProviderRegistry
 from bot_worker.worker.throttle import WriteThrottle
-from shared_contracts.actions import ActionType, ClaimedAction, Outcome, Provider, StatusPayload
+from shared_contracts.actions import ActionType, ClaimedAction, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +35,18 @@ class Lease:
         return self.deadline - (time.monotonic() if now is None else now)
 
 
-@dataclass(slots=True)
-class _Written:
-    detail: str
-    comment_id: int | None = None
-
-
 class Executor:
     def __init__(
         self,
-        github: GitHubProvider,
+        runners: ProviderRegistry | ActionRunner,
         throttle: WriteThrottle | None,
         *,
         provider_timeout: float = 10.0,
         report_margin: float = REPORT_MARGIN_SECONDS,
         on_throttle_wait: Callable[[], None] | None = None,
     ) -> None:
-        self._github = github
+        # One runner alone (tests, tools) is a registry of one.
+        self._runners = runners if isinstance(runners, ProviderRegistry) else ProviderRegistry([runners])
         self._throttle = throttle
         self._provider_timeout = provider_timeout
         self._report_margin = report_margin
@@ -77,18 +71,19 @@ class Executor:
     async def run(self, action: ClaimedAction, lease: float | Lease) -> Classified:
         """`lease`: the lease's expiry (monotonic), or a Lease whose expiry may move while this runs."""
         held = lease if isinstance(lease, Lease) else Lease(lease)
-        if action.provider is not Provider.GITHUB:
+        runner = self._runners.get(action.provider)
+        if runner is None:
             return Classified(Outcome.FAILED, f"provider {action.provider.value} is not supported by this worker")
         pending_wait = await self._take_write_slots(action)
         if pending_wait is not None:
             return Classified(Outcome.RETRYABLE_FAILURE, "write throttle: installation budget exhausted",
                               pending_wait, "throttle")
         budget = RequestBudget(lambda: held.deadline, self._provider_timeout, self._report_margin)
-        written = _Written("")
+        written = Written()
         try:
-            await self._perform(action, budget, written)
+            await runner.perform(action, budget, written)
         except Exception as exc:  # every failure becomes an outcome; none may kill the worker
-            classified = classify_exception(exc)
+            classified = runner.classify(exc)
             log.warning(
                 "action failed: %s", classified.error,
                 extra={"action_id": action.action_id, "installation_id": action.installation_id,
@@ -99,25 +94,3 @@ class Executor:
                               classified.rate_limit, written.comment_id)
         log.info(written.detail, extra={"action_id": action.action_id, "installation_id": action.installation_id})
         return Classified(Outcome.SUCCEEDED, None, comment_id=written.comment_id)
-
-    async def _perform(self, action: ClaimedAction, budget: RequestBudget, written: _Written) -> None:
-        # By repository id: the stored name may since belong to another repository (rename + reuse).
-        gh, inst, repo, number = self._github, action.installation_id, action.repo_id, action.github_pr_number
-        p = action.payload
-        if isinstance(p, StatusPayload):
-            await gh.set_commit_status(inst, repo, p, budget=budget)
-            written.detail = f"status {p.state} on {p.sha[:7]}"
-            return
-        detail = []
-        if action.action_type is ActionType.REOPEN_PR_WITH_COMMENT:
-            # Reopen first: the comment then reads right on an open PR.
-            reopened = await gh.set_pull_request_state(inst, repo, number, "open", budget=budget)
-            detail.append(f"reopen {reopened.value}")
-        comment, written.comment_id = await gh.upsert_comment(
-            inst, repo, number, p.marker, p.body, comment_id=action.comment_id, budget=budget
-        )
-        detail.append(f"comment {comment.value}")
-        if action.action_type is ActionType.CLOSE_PR_WITH_COMMENT:
-            closed = await gh.set_pull_request_state(inst, repo, number, "closed", budget=budget)
-            detail.append(f"close {closed.value}")
-        written.detail = "; ".join(detail)

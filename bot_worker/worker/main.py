@@ -28,18 +28,20 @@ from arq.connections import RedisSettings
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from bot_worker import redelivery
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs import reconcile as reconcile_job
+from bot_worker.jobs import redelivery
+from bot_worker.jobs.context import JobContext, RedeliveryContext
+from bot_worker.jobs.forward import forward_worker
+from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
-from bot_worker.periodic import every
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.providers.github_auth import InstallationTokens
-from bot_worker.reconcile import job as reconcile_job
+from bot_worker.providers.base import Classified
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.registry import ProviderRegistry
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS, forward_worker
 from bot_worker.worker.claim_loop import ClaimLoop, LoopHooks
 from bot_worker.worker.executor import Executor
-from bot_worker.worker.outcomes import Classified
 from bot_worker.worker.throttle import WriteThrottle
 from shared_contracts.actions import ClaimedAction, ClaimRequest, ClaimResponse
 from shared_contracts.keys import Caller, InsecureSecret
@@ -221,9 +223,12 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             metrics.provider_request_seconds.labels("github", method, str(status)).observe(seconds)
 
         executor = Executor(
-            GitHubProvider(session, settings.github_api_url, tokens, observe,
-                           on_foreign_comment=metrics.foreign_comments.inc,
-                           on_stored_comment_lost=metrics.stored_comments_lost.inc),
+            ProviderRegistry([
+                GitHubProvider(session, settings.github_api_url, tokens, observe,
+                               on_foreign_comment=metrics.foreign_comments.inc,
+                               on_stored_comment_lost=metrics.stored_comments_lost.inc,
+                               on_foreign_link=metrics.foreign_next_links.labels("executor").inc),
+            ]),
             WriteThrottle(redis, settings.writes_per_minute),
             provider_timeout=settings.provider_timeout_seconds, report_margin=settings.report_margin_seconds,
             on_throttle_wait=metrics.rate_limit_waits.labels("throttle").inc,
@@ -233,16 +238,16 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             lease_seconds=settings.lease_seconds, wait_seconds=settings.claim_wait_seconds,
             hooks=MetricsHooks(metrics),
         )
-        ctx = {
-            CTX_BACKEND: backend, CTX_METRICS: metrics,
-            redelivery.CTX_REDELIVERY: redelivery.RedeliveryContext(
+        ctx = JobContext(
+            backend=backend, metrics=metrics,
+            redelivery=RedeliveryContext(
                 session, redis, tokens, settings.github_api_url, key_prefix=settings.queue_name,
                 lookback=timedelta(hours=settings.redelivery_lookback_hours),
             ),
-            reconcile_job.CTX_RECONCILE: reconcile_job.build_context(
+            reconcile=reconcile_job.build_context(
                 settings, session, redis, tokens, worker_id=worker_id, metrics=metrics,
             ),
-        }
+        ).arq_ctx()
         jobs = forward_worker(
             RedisSettings.from_dsn(settings.redis_url), settings.queue_name, ctx, metrics,
             max_jobs=settings.worker_concurrency,

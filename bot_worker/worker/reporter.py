@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from bot_worker.backend.client import BackendClient, BackendError
-from bot_worker.worker.outcomes import Classified
+from bot_worker.providers.base import Classified
 from shared_contracts.actions import (
     RESULTS_MAX,
     ActionResult,

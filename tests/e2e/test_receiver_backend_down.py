@@ -23,11 +23,9 @@ from prometheus_client import CollectorRegistry
 
 from backend_api.app import create_app
 from bot_worker.backend.client import BackendClient
-from bot_worker.metrics import Metrics
-from bot_worker.webhooks.app import create_receiver_app
-from bot_worker.webhooks.forward import (
-    CTX_BACKEND,
-    CTX_METRICS,
+from bot_worker.jobs.codec import JobCodec
+from bot_worker.jobs.context import JobContext
+from bot_worker.jobs.forward import (
     FORWARD_JOB,
     FORWARD_MAX_TRIES,
     KIND_PULL_REQUEST,
@@ -37,8 +35,9 @@ from bot_worker.webhooks.forward import (
     forward_delivery,
     forward_worker,
 )
-from bot_worker.webhooks.jobcodec import JobCodec
-from bot_worker.webhooks.normalize import pull_request_event
+from bot_worker.metrics import Metrics
+from bot_worker.providers.github.normalize import pull_request_event
+from bot_worker.webhooks.app import create_receiver_app
 from tests.conftest import INTERNAL_SECRET, backend_settings
 from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.webhooks import (
@@ -66,7 +65,7 @@ async def drain(queue: TestQueue, redis_url: str, backend_url: str, metrics: Met
     """Run an arq worker in burst mode over `queue` until it is empty, as `prgate worker` would."""
     async with aiohttp.ClientSession() as session:
 
-        ctx: dict[str, Any] = {CTX_BACKEND: BackendClient(session, backend_url, INTERNAL_SECRET), CTX_METRICS: metrics}
+        ctx = JobContext(BackendClient(session, backend_url, INTERNAL_SECRET), metrics).arq_ctx()
         worker = forward_worker(
             RedisSettings.from_dsn(redis_url), queue.name, ctx, metrics, burst=True, poll_delay=0.05, max_jobs=10,
         )
@@ -289,14 +288,14 @@ async def test_job_retries_with_exponential_backoff_while_backend_is_down() -> N
         async with aiohttp.ClientSession() as session:
             backend = BackendClient(session, f"http://127.0.0.1:{port}", INTERNAL_SECRET)
             for job_try, low in ((1, 2.0), (3, 8.0), (9, 300.0)):
-                ctx = {CTX_BACKEND: backend, CTX_METRICS: metrics, "job_try": job_try}
+                ctx = JobContext(backend, metrics).arq_ctx(job_try=job_try)
                 with pytest.raises(Retry) as info:
                     await forward_delivery(ctx, kind, body)
                 assert info.value.defer_score is not None
                 assert low * 1000 <= info.value.defer_score <= low * 1250
             with pytest.raises(PermanentForwardError):
                 await forward_delivery(
-                    {CTX_BACKEND: backend, CTX_METRICS: metrics, "job_try": FORWARD_MAX_TRIES}, kind, body
+                    JobContext(backend, metrics).arq_ctx(job_try=FORWARD_MAX_TRIES), kind, body
                 )
     assert sample(metrics, "forward_queue_total", outcome="retried") == 3
     assert sample(metrics, "forward_queue_total", outcome="failed") == 1
@@ -306,7 +305,7 @@ async def test_job_fails_permanently_on_backend_4xx_and_undecodable_jobs(aiohttp
     kind, body = _queued_pr()
     server = await aiohttp_server(stub_backend(422, {"error": "validation_error", "message": "no"}))
     async with aiohttp.ClientSession() as session:
-        ctx = {CTX_BACKEND: BackendClient(session, str(server.make_url("/")), INTERNAL_SECRET), "job_try": 1}
+        ctx = JobContext(BackendClient(session, str(server.make_url("/")), INTERNAL_SECRET)).arq_ctx(job_try=1)
         with pytest.raises(PermanentForwardError):
             await forward_delivery(ctx, kind, body)
         with pytest.raises(PermanentForwardError):
@@ -350,8 +349,7 @@ async def test_a_backend_refusing_our_signature_gets_the_delivery_queued_and_rep
     kind, body = JobCodec().deserialize(job)["a"]  # as the worker decodes it
     metrics = Metrics(CollectorRegistry())
     async with aiohttp.ClientSession() as session:
-        ctx = {CTX_BACKEND: BackendClient(session, str(skewed.make_url("/")), INTERNAL_SECRET),
-               CTX_METRICS: metrics, "job_try": 1}
+        ctx = JobContext(BackendClient(session, str(skewed.make_url("/")), INTERNAL_SECRET), metrics).arq_ctx(job_try=1)
         with pytest.raises(Retry):
             await forward_delivery(ctx, kind, body)
     assert sample(metrics, "forward_backend_auth_failures_total", where="worker") == 1

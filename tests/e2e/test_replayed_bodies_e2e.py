@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bot_worker.providers.github_auth import app_jwt
 from prgate.simulator.github.webhooks import webhook_headers
+from provider_clients.github.app import app_jwt
 from tests.e2e.conftest import FullStack, sim
 from tests.e2e.test_gate_e2e import install, open_pr, our_comments
 from tests.support.github_sim import APP_ID, app_keys

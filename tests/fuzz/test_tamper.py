@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestServer
 
 from backend_api.app import create_app
 from backend_api.http.errors import MAX_BODY_BYTES as BACKEND_MAX_BODY
+from bot_worker.providers.github.webhook import MAX_BODY_BYTES as RECEIVER_MAX_BODY
 from bot_worker.webhooks.app import create_receiver_app
-from bot_worker.webhooks.github import MAX_BODY_BYTES as RECEIVER_MAX_BODY
 from prgate.simulator.github.webhooks import webhook_headers
 from shared_contracts import signing
 from tests.conftest import INTERNAL_SECRET, backend_settings
@@ -32,7 +32,7 @@ from tests.support.payloads import installation_payload, pull_request_payload
 from tests.support.rows import snapshot
 from tests.support.webhooks import WEBHOOK_SECRET, TestQueue, bot_settings, fresh_queue
 
-from bot_worker.webhooks.normalize import pull_request_event  # isort: skip
+from bot_worker.providers.github.normalize import pull_request_event  # isort: skip
 
 WEBHOOK_PATH = "/webhooks/github"
 NESTED = b"[" * 10_000 + b"]" * 10_000

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
-from bot_worker.webhooks.normalize import pull_request_event
+from bot_worker.providers.github.normalize import pull_request_event
 from tests.support.ingest import INSTALLATION_PATH, PR_PATH, send_installation
 from tests.support.outbox import CLAIM, RESULTS, result_path, seed_actions
 from tests.support.payloads import installation_payload, pull_request_payload

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.client import GitHubProvider
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.throttle import WriteThrottle
 from prgate.simulator import FaultRule

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import pytest
@@ -17,12 +16,16 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.context import JobContext, RedeliveryContext
+from bot_worker.jobs.reconcile import build_context
+from bot_worker.jobs.redelivery import redeliver_failed
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github_auth import InstallationTokens, app_jwt
-from bot_worker.reconcile.job import build_context
-from bot_worker.redelivery import CTX_REDELIVERY, RedeliveryContext, redeliver_failed
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.github.paging import ForeignOrigin
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
+from provider_clients.github.app import app_jwt
+from shared_contracts.actions import Outcome
 from shared_contracts.events import Repository
 from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, Simulator, app_keys
@@ -118,7 +121,7 @@ async def test_redelivery_stops_at_a_foreign_next_link_and_keeps_its_watermark(
             async with session.post(f"{simulator.url}/_sim/webhooks", json=body) as resp:
                 assert resp.status == 201, await resp.text()
         redelivery = RedeliveryContext(session, redis, AppAuth(), simulator.url, key_prefix=prefix)
-        ctx: dict[str, Any] = {CTX_BACKEND: KnowsNothing(), CTX_METRICS: metrics, CTX_REDELIVERY: redelivery}
+        ctx = JobContext(KnowsNothing(), metrics, redelivery=redelivery).arq_ctx()
         await set_link_origin(session, simulator, recorder.origin)
         summary = await redeliver_failed(ctx)
         watermark = await redis.get(f"{prefix}:redelivery:watermark")
@@ -133,3 +136,25 @@ async def test_redelivery_stops_at_a_foreign_next_link_and_keeps_its_watermark(
     assert after.listed >= 130  # the next run, links fixed, reads everything again
     assert after.foreign_links == 0
 
+
+
+async def test_the_comment_search_never_follows_a_foreign_next_link(
+    simulator: Simulator, recorder: Recorder
+) -> None:
+    """gidgethub's `getiter` follows every `next` link with the installation token; the bot's requester
+    refuses any URL off GITHUB_API_URL's origin before sending, so the search fails (retryable) instead."""
+    reviewer = simulator.state.ensure_user("reviewer")
+    for i in range(101):  # two pages of comments on octo-org/widgets#7
+        simulator.state.add_comment("octo-org/widgets", 7, f"chatter {i}", user=reviewer)
+    metrics = Metrics(CollectorRegistry())
+    async with aiohttp.ClientSession() as session:
+        tokens = InstallationTokens(session, simulator.url, str(APP_ID), app_keys().private_pem)
+        github = GitHubProvider(session, simulator.url, tokens,
+                                on_foreign_link=metrics.foreign_next_links.labels("executor").inc)
+        await set_link_origin(session, simulator, recorder.origin)
+        with pytest.raises(ForeignOrigin):
+            await github.upsert_comment(1001, 5001, 7, "<!-- prgate -->", "<!-- prgate -->\nplease verify")
+        assert github.classify(ForeignOrigin("http://127.0.0.1:1")).outcome is Outcome.RETRYABLE_FAILURE
+    assert recorder.seen == []  # neither a request nor the installation token reached the other origin
+    assert foreign_links(metrics, "executor") == 1
+    assert len(simulator.state.comments_for("octo-org/widgets", 7)) == 101  # nothing was written

@@ -11,7 +11,7 @@ from backend_api.challenges import messages
 from backend_api.challenges.tokens import hash_token
 from backend_api.gate.deadlines import sweep_all, sweep_deadlines
 from backend_api.store import challenges, repo_settings
-from bot_worker.webhooks.normalize import pull_request_event
+from bot_worker.providers.github.normalize import pull_request_event
 from shared_contracts.owner import RepoSettings
 from tests.support.ingest import PR_PATH, send_installation, send_pr
 from tests.support.payloads import installation_payload, pull_request_payload

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot_worker.webhooks.normalize import pull_request_event
+from bot_worker.providers.github.normalize import pull_request_event
 from shared_contracts.events import PULL_REQUEST_EVENTS_MAX
 from tests.integration.test_backend_metrics import scrape, value
 from tests.support.ingest import send_installation, send_pr

@@ -18,7 +18,7 @@ import pytest
 
 from backend_api.gate.batcher import IngestBatcher, Ingested
 from backend_api.gate.pull_request import ingest_pull_requests
-from bot_worker.webhooks.normalize import pull_request_event
+from bot_worker.providers.github.normalize import pull_request_event
 from shared_contracts.actions import ActionType
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
 from tests.integration.test_backend_metrics import scrape, value

@@ -15,7 +15,7 @@ import asyncpg
 
 from backend_api.app import create_app
 from backend_api.http.routes import ROUTES
-from bot_worker.webhooks.normalize import installation_sync_event
+from bot_worker.providers.github.normalize import installation_sync_event
 from shared_contracts import signing
 from shared_contracts.keys import Caller
 from tests.conftest import ADMIN_SECRET, RECEIVER_SECRET, ROTATED_SECRET, WORKER_SECRET, backend_settings

@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from bot_worker.backend.client import BackendClient
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.providers.github_auth import InstallationTokens
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.client import GitHubProvider
 from bot_worker.worker.claim_loop import ClaimLoop
 from bot_worker.worker.executor import Executor
 from prgate.simulator import FaultConfig, FaultProfile

@@ -268,7 +268,7 @@ async def test_same_body_digest_under_a_fresh_delivery_id_is_a_duplicate(
     installed: SignedClient, db: asyncpg.Pool
 ) -> None:
     # Issue 13, item 11: X-GitHub-Delivery is not signed; the body (and its digest) is.
-    from bot_worker.webhooks.normalize import pull_request_event
+    from bot_worker.providers.github.normalize import pull_request_event
     from tests.support.ingest import PR_PATH
 
     digest = "ab" * 32

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from backend_api.app import create_app
+from bot_worker.providers.github.webhook import MAX_BODY_BYTES
 from bot_worker.settings import BotSettings
 from bot_worker.webhooks.app import create_receiver_app
-from bot_worker.webhooks.github import MAX_BODY_BYTES
 from prgate.simulator.github.webhooks import webhook_headers
 from tests.conftest import INTERNAL_ENV, INTERNAL_SECRET, backend_settings
 from tests.support.payloads import (

@@ -21,8 +21,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from bot_worker.jobs.forward import job_id
 from bot_worker.webhooks.app import create_receiver_app
-from bot_worker.webhooks.forward import job_id
 from tests.support.payloads import pull_request_payload
 from tests.support.webhooks import (
     TestQueue,

@@ -14,10 +14,11 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.context import ReconcileContext
+from bot_worker.jobs.reconcile import reconcile
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github_auth import InstallationTokens
-from bot_worker.reconcile.github import GitHubReader
-from bot_worker.reconcile.job import ReconcileContext, reconcile
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.readers import GitHubReader
 from tests.conftest import INTERNAL_SECRET
 from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.signed import SignedClient

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot_worker.backend.client import BackendClient
-from bot_worker.worker.outcomes import Classified
+from bot_worker.providers.base import Classified
 from bot_worker.worker.reporter import ResultReporter
 from shared_contracts.actions import ClaimedAction, ClaimRequest, Outcome
 from tests.conftest import INTERNAL_SECRET

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from bot_worker.webhooks.normalize import installation_sync_event, pull_request_event
+from bot_worker.providers.github.normalize import installation_sync_event, pull_request_event
 from shared_contracts import signing
 
 CHROMIUM = "/usr/bin/chromium"

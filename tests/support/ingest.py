@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from bot_worker.webhooks.normalize import installation_sync_event, pull_request_event
+from bot_worker.providers.github.normalize import installation_sync_event, pull_request_event
 from tests.support.signed import SignedClient
 
 PR_PATH = "/internal/v2/github/events/pull-request"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from backend_api.challenges.decide import PrContext, decide
-from bot_worker.webhooks.normalize import pull_request_event
+from bot_worker.providers.github.normalize import pull_request_event
 from shared_contracts.events import Decision, IngestStatus
 from shared_contracts.owner import InstallationStatus, RepoSettings
 from tests.support.payloads import pull_request_payload

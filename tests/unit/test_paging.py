@@ -1,10 +1,10 @@
-"""`next_page`: a `Link: rel="next"` is followed only on GITHUB_API_URL's origin (bot_worker/paging.py)."""
+"""`next_page`: a `Link: rel="next"` is followed only on GITHUB_API_URL's origin (providers/github/paging.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot_worker.paging import next_page
+from bot_worker.providers.github.paging import next_page
 
 API = "https://api.github.com"
 

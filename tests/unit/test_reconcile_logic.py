@@ -1,5 +1,6 @@
 """Reconciliation's pure parts: the diff (backend_api.reconcile.diff), the repository window and
-cursor, GitHub's rate-limit headers and response shapes (bot_worker.reconcile), the CLI's report."""
+cursor, GitHub's rate-limit headers and response shapes (providers/github/readers.py,
+jobs/reconcile.py), the CLI's report."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import pytest
 from backend_api.reconcile.diff import installations_to_delete, plan_installation, plan_pull_requests
 from backend_api.store.challenges import PendingChallenge
 from backend_api.store.installations import InstallationDetail, Membership
-from bot_worker.reconcile.github import (
+from bot_worker.jobs.reconcile import parse_cursor, window
+from bot_worker.providers.github.readers import (
     RateLimit,
     parse_installations,
     parse_pull_requests,
     parse_repositories,
     rate_limit,
 )
-from bot_worker.reconcile.job import parse_cursor, window
 from prgate.reconcile_cli import format_report
 from shared_contracts.events import InstallationInfo, Repository
 from shared_contracts.owner import InstallationStatus

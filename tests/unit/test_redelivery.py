@@ -18,20 +18,17 @@ from redis.asyncio import Redis
 
 from backend_api.store import deliveries
 from bot_worker.backend.client import KNOWN_DELIVERIES_PATH, BackendClient
-from bot_worker.metrics import Metrics
-from bot_worker.paging import next_link
-from bot_worker.providers.github_auth import app_jwt
-from bot_worker.redelivery import (
-    CTX_REDELIVERY,
-    Attempt,
-    RedeliveryContext,
-    parse_attempt,
+from bot_worker.jobs.context import JobContext, RedeliveryContext
+from bot_worker.jobs.redelivery import (
     redeliver_failed,
     select_failed,
     select_for_redelivery,
 )
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
+from bot_worker.metrics import Metrics
+from bot_worker.providers.github.deliveries import Attempt, parse_attempt
+from bot_worker.providers.github.paging import next_link
 from prgate.simulator import SimulatorConfig, create_simulator_app
+from provider_clients.github.app import app_jwt
 from tests.conftest import INTERNAL_SECRET
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.processes import eventually
@@ -205,10 +202,10 @@ async def test_job_redelivers_each_failed_unrecorded_delivery_once(
 
         backend = FakeBackend(known={"recorded", "ok-1"})
         metrics = Metrics(CollectorRegistry())
-        ctx = {
-            CTX_BACKEND: backend, CTX_METRICS: metrics,
-            CTX_REDELIVERY: RedeliveryContext(session, redis, AppAuth(), base, key_prefix=uuid.uuid4().hex),
-        }
+        ctx = JobContext(
+            backend, metrics,
+            redelivery=RedeliveryContext(session, redis, AppAuth(), base, key_prefix=uuid.uuid4().hex),
+        ).arq_ctx()
         receiver.status = 202
         receiver.received.clear()
         summary = await redeliver_failed(ctx)
@@ -244,10 +241,10 @@ async def test_job_skips_when_another_replica_holds_the_lock(redis: Redis) -> No
     prefix = uuid.uuid4().hex
     metrics = Metrics(CollectorRegistry())
     async with aiohttp.ClientSession() as session:
-        ctx = {
-            CTX_BACKEND: FakeBackend(set()), CTX_METRICS: metrics,
-            CTX_REDELIVERY: RedeliveryContext(session, redis, AppAuth(), "http://127.0.0.1:9", key_prefix=prefix),
-        }
+        ctx = JobContext(
+            FakeBackend(set()), metrics,
+            redelivery=RedeliveryContext(session, redis, AppAuth(), "http://127.0.0.1:9", key_prefix=prefix),
+        ).arq_ctx()
         await redis.set(f"{prefix}:redelivery:lock", "someone-else", px=10_000)
         assert (await redeliver_failed(ctx)).ran is False
         assert _counts(metrics, "redelivery_runs_total", "result") == {"skipped": 1}

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from bot_worker.providers.github import AppIdentity, comment_on, owns_comment, request_timeout
+from bot_worker.providers.base import request_timeout
+from bot_worker.providers.github.client import AppIdentity, comment_on, owns_comment
 from bot_worker.worker.main import lease_problem
 
 APP = AppIdentity(id=424242, slug="prgate")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.webhooks.normalize import CommentCommand, command_event
+from bot_worker.providers.github.client import GitHubProvider
+from bot_worker.providers.github.normalize import CommentCommand, command_event
 from shared_contracts.events import CommandEvent, PullRequestEvent
 
 ENRICH_TIMEOUT_SECONDS = 5.0

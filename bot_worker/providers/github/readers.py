@@ -18,10 +18,10 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
-from bot_worker.paging import next_page
-from bot_worker.providers.github import repo_path
-from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
-from bot_worker.webhooks.normalize import NotForwardable, installation_info, pull_request
+from bot_worker.providers.github.client import repo_path
+from bot_worker.providers.github.normalize import NotForwardable, installation_info, pull_request
+from bot_worker.providers.github.paging import next_page
+from provider_clients.github.app import AppJwtSource, api_headers
 from shared_contracts.events import InstallationInfo, Repository
 from shared_contracts.reconcile import OpenPullRequest
 
@@ -139,7 +139,7 @@ class GitHubReader:
         for _ in range(max_pages):
             assert url is not None
             token = self._auth.app_jwt() if bucket == "app" else await self._auth.get(int(bucket))
-            headers = {**API_HEADERS, "Authorization": f"Bearer {token}"}
+            headers = api_headers(token)
             started = time.perf_counter()
             async with self._session.get(url, headers=headers) as resp:
                 if self._observe is not None:

@@ -1,29 +1,20 @@
-"""Map what happened at the provider to the outcome reported to the backend. Pure."""
+"""Map what happened at GitHub to the outcome reported to the backend. Pure."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import aiohttp
 import gidgethub
 
-from bot_worker.providers.github import LeaseBudgetExhausted
-from bot_worker.providers.github_auth import GitHubAuthError
+from bot_worker.providers.base import Classified, LeaseBudgetExhausted
+from bot_worker.providers.github.auth import GitHubAuthError
+from bot_worker.providers.github.paging import ForeignOrigin
 from shared_contracts.actions import Outcome
 
 SECONDARY_LIMIT_MIN_SECONDS = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Classified:
-    outcome: Outcome
-    error: str | None
-    retry_after_seconds: float | None = None
-    rate_limit: str | None = None  # "primary" | "secondary" when a limit was hit
-    comment_id: int | None = None  # the PR comment written (reported so the next attempt edits it)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -67,6 +58,9 @@ def classify_exception(exc: BaseException, now: float | None = None) -> Classifi
     if isinstance(exc, LeaseBudgetExhausted):
         # Nothing more was written: hand the action back now rather than write after the lease.
         return Classified(Outcome.RETRYABLE_FAILURE, f"lease budget: {exc}")
+    if isinstance(exc, ForeignOrigin):
+        # Nothing was sent; GitHub's next answer (or a fixed GITHUB_API_URL) may point home again.
+        return Classified(Outcome.RETRYABLE_FAILURE, f"foreign next link: {exc}")
     if isinstance(exc, GitHubAuthError):
         return classify_http(exc.status, exc.headers, str(exc), now)
     if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ConnectionError)):

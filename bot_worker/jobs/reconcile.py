@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,9 +29,11 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient, BackendError
+from bot_worker.jobs.context import ReconcileContext, job_context
+from bot_worker.jobs.lock import HeldLock, fleet_lock
 from bot_worker.metrics import Metrics
-from bot_worker.providers.github_auth import GitHubAuthError
-from bot_worker.reconcile.github import (
+from bot_worker.providers.github.auth import GitHubAuthError
+from bot_worker.providers.github.readers import (
     GitHubError,
     GitHubReader,
     ListedInstallation,
@@ -42,7 +43,6 @@ from bot_worker.reconcile.github import (
     parse_repositories,
 )
 from bot_worker.settings import BotSettings
-from bot_worker.webhooks.forward import CTX_BACKEND
 from shared_contracts.events import InstallationInfo, Repository
 from shared_contracts.reconcile import (
     InstallationSnapshot,
@@ -58,29 +58,11 @@ from shared_contracts.reconcile import (
 
 log = logging.getLogger(__name__)
 
-CTX_RECONCILE: Final = "reconcile"  # a ReconcileContext, in the worker's job ctx
-
 LOCK_TTL_MS: Final = 15 * 60 * 1000  # extended after every repository: only a stuck run loses it
 CURSOR_TTL_SECONDS: Final = 7 * 24 * 3600
-# Delete / extend the lock only if this run still holds it.
-_RELEASE: Final = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-_EXTEND: Final = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-)
 _FAILURES = (GitHubError, GitHubAuthError, BackendError, aiohttp.ClientError, TimeoutError)
 
 RepoKey = tuple[int, int]  # (installation id, repository id)
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcileContext:
-    reader: GitHubReader
-    redis: Redis
-    key_prefix: str  # Redis keys: "{key_prefix}:reconcile:..."
-    worker_id: str
-    max_repositories: int = 200
-    max_pr_pages: int = 10
-    metrics: Metrics | None = None
 
 
 # ---- pure ------------------------------------------------------------------------------------------
@@ -125,9 +107,9 @@ def _key(ctx: ReconcileContext, name: str) -> str:
     return f"{ctx.key_prefix}:reconcile:{name}"
 
 
-async def _extend_lock(ctx: ReconcileContext, token: str | None) -> None:
-    if token is not None:
-        await ctx.redis.eval(_EXTEND, 1, _key(ctx, "lock"), token, str(LOCK_TTL_MS))  # type: ignore[misc]
+async def _extend_lock(lock: HeldLock | None) -> None:
+    if lock is not None:
+        await lock.extend()
 
 
 async def _installation_snapshot(
@@ -184,9 +166,9 @@ async def run_once(
     *,
     trigger: ReconcileTrigger,
     installation_id: int | None = None,
-    lock_token: str | None = None,
+    lock: HeldLock | None = None,
 ) -> ReconcileRunReport:
-    """One pass; the caller holds the lock (its token lets the run extend it)."""
+    """One pass; the caller holds the lock (`lock` lets the run extend it)."""
     started = await backend.reconcile_start(ReconcileRunStart(
         trigger=trigger, worker_id=ctx.worker_id, installation_id=installation_id,
     ))
@@ -215,7 +197,7 @@ async def run_once(
                 candidates[(info.id, repo.id)] = repo
         except _FAILURES as exc:
             run.error(f"reconciling the installation failed: {exc}", info.id)
-        await _extend_lock(ctx, lock_token)
+        await _extend_lock(lock)
 
     scope = "all" if installation_id is None else f"installation:{installation_id}"
     cursor_key = _key(ctx, f"cursor:{scope}")
@@ -226,7 +208,7 @@ async def run_once(
             await _pull_request_snapshot(ctx, backend, run, inst_id, repo, created_at.get(inst_id))
         except _FAILURES as exc:
             run.error(f"reconciling pull requests failed: {exc}", inst_id, repo.full_name)
-        await _extend_lock(ctx, lock_token)
+        await _extend_lock(lock)
     if len(chosen) < len(candidates):
         last = chosen[-1]
         await ctx.redis.set(cursor_key, f"{last[0]}:{last[1]}", ex=CURSOR_TTL_SECONDS)
@@ -255,33 +237,30 @@ async def reconcile(
     trigger: ReconcileTrigger,
     installation_id: int | None = None,
 ) -> ReconcileRunReport | None:
-    """One run under the fleet-wide lock (`SET NX PX`); None when another replica holds it."""
-    lock = _key(ctx, "lock")
-    token = secrets.token_hex(8)
-    if not await ctx.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
-        log.info("reconcile: another replica is running it")
-        if ctx.metrics is not None:
-            ctx.metrics.reconcile_runs.labels("skipped").inc()
-        return None
-    try:
-        report = await run_once(ctx, backend, trigger=trigger, installation_id=installation_id, lock_token=token)
-    except BaseException:
-        if ctx.metrics is not None:
-            ctx.metrics.reconcile_runs.labels("failed").inc()
-        raise
-    finally:
-        await ctx.redis.eval(_RELEASE, 1, lock, token)  # type: ignore[misc]
+    """One run under the fleet-wide lock (`jobs/lock.py`); None when another replica holds it."""
+    async with fleet_lock(ctx.redis, _key(ctx, "lock"), LOCK_TTL_MS) as held:
+        if held is None:
+            log.info("reconcile: another replica is running it")
+            if ctx.metrics is not None:
+                ctx.metrics.reconcile_runs.labels("skipped").inc()
+            return None
+        try:
+            report = await run_once(ctx, backend, trigger=trigger, installation_id=installation_id, lock=held)
+        except BaseException:
+            if ctx.metrics is not None:
+                ctx.metrics.reconcile_runs.labels("failed").inc()
+            raise
     if ctx.metrics is not None:
         ctx.metrics.reconcile_runs.labels("errors" if report.errors else "ok").inc()
     return report
 
 
-async def scheduled(jobs: Mapping[str, Any]) -> None:
-    """One periodic run (bot_worker.periodic.every), with the worker's job context."""
-    ctx, backend = jobs[CTX_RECONCILE], jobs[CTX_BACKEND]
-    if not isinstance(ctx, ReconcileContext) or not isinstance(backend, BackendClient):
-        raise TypeError("jobs need a ReconcileContext and a BackendClient")
-    await reconcile(ctx, backend, trigger="schedule")
+async def scheduled(ctx: Mapping[str, Any]) -> None:
+    """One periodic run (bot_worker.jobs.periodic.every), with the worker's job context."""
+    jobs = job_context(ctx)
+    if jobs.reconcile is None:
+        raise TypeError("the job context has no ReconcileContext")
+    await reconcile(jobs.reconcile, jobs.backend, trigger="schedule")
 
 
 def build_context(

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 from enum import StrEnum
 
-from bot_worker.providers.github import GitHubProvider
-from bot_worker.webhooks.forward import IngestEvent
+from bot_worker.backend.ingest import IngestEvent
+from bot_worker.providers.github.client import GitHubProvider
 from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
 
 CONFIRM_TIMEOUT_SECONDS = 5.0

@@ -20,61 +20,24 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import aiohttp
-from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.context import RedeliveryContext, job_context
+from bot_worker.jobs.lock import fleet_lock
 from bot_worker.metrics import Metrics
-from bot_worker.paging import NextPage, next_page
-from bot_worker.providers.github_auth import API_HEADERS, AppJwtSource
-from bot_worker.webhooks.forward import CTX_BACKEND, CTX_METRICS
+from bot_worker.providers.github.deliveries import GITHUB_WINDOW, Attempt, RedeliveryError
 
 log = logging.getLogger(__name__)
 
-# What the worker must put in the ctx for `redeliver_failed` (with forward.CTX_BACKEND).
-CTX_REDELIVERY: Final = "redelivery"  # a RedeliveryContext
-
-GITHUB_WINDOW: Final = timedelta(days=3)  # GitHub refuses to redeliver older deliveries
 WINDOW_MARGIN: Final = timedelta(minutes=10)  # do not ask for one that expires while we work
-PER_PAGE: Final = 100
-MAX_PAGES: Final = 100  # at most 10,000 attempts per run; the rest waits for the next run
 LOCK_TTL_MS: Final = 10 * 60 * 1000
 DONE_TTL_SECONDS: Final = int(GITHUB_WINDOW.total_seconds())
-# Delete the lock only if this run still holds it.
-_RELEASE: Final = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-
-
-@dataclass(frozen=True, slots=True)
-class RedeliveryContext:
-    session: aiohttp.ClientSession
-    redis: Redis
-    app_auth: AppJwtSource
-    api_url: str
-    key_prefix: str  # Redis keys: "{key_prefix}:redelivery:..."
-    lookback: timedelta = GITHUB_WINDOW
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One item of `GET /app/hook/deliveries`: one delivery attempt."""
-
-    id: int
-    guid: str
-    delivered_at: datetime
-    status_code: int  # 0: no response
-    redelivery: bool = False
-    event: str = ""
-    action: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status_code < 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,37 +51,7 @@ class RunSummary:
     foreign_links: int = 0  # `next` links off GITHUB_API_URL's origin, not followed (the listing stopped)
 
 
-class RedeliveryError(Exception):
-    """GitHub answered the list or redelivery call with an unexpected status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"GitHub answered {status}: {message[:300]}")
-        self.status = status
-
-
 # --- pure selection ------------------------------------------------------------------------------
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def parse_attempt(item: Mapping[str, Any]) -> Attempt | None:
-    """An item of GitHub's list as an `Attempt`; None when it lacks what selection needs."""
-    try:
-        status = item.get("status_code")
-        action = item.get("action")
-        return Attempt(
-            id=int(item["id"]),
-            guid=str(item["guid"]),
-            delivered_at=parse_time(str(item["delivered_at"])),
-            status_code=int(status) if isinstance(status, int) else 0,
-            redelivery=bool(item.get("redelivery", False)),
-            event=str(item.get("event") or ""),
-            action=action if isinstance(action, str) else None,
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def select_failed(attempts: Iterable[Attempt], *, not_before: datetime) -> list[Attempt]:
@@ -163,10 +96,6 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _headers(ctx: RedeliveryContext) -> dict[str, str]:
-    return {**API_HEADERS, "Authorization": f"Bearer {ctx.app_auth.app_jwt()}"}
-
-
 async def load_watermark(ctx: RedeliveryContext) -> int:
     raw = _text(await ctx.redis.get(_key(ctx, "watermark")))
     if not raw:
@@ -182,57 +111,11 @@ async def _store_watermark(ctx: RedeliveryContext, attempt: Attempt) -> None:
     await ctx.redis.set(_key(ctx, "watermark"), body, ex=DONE_TTL_SECONDS)
 
 
-async def list_new_attempts(
-    ctx: RedeliveryContext, *, after_id: int, not_before: datetime
-) -> tuple[list[Attempt], bool]:
-    """Attempts newer than `after_id` and not older than `not_before`, following the cursor pages;
-    and False when a `next` link led off the API's origin, so the listing stopped short."""
-    url: str | None = f"{ctx.api_url.rstrip('/')}/app/hook/deliveries?per_page={PER_PAGE}"
-    found: list[Attempt] = []
-    foreign = False
-    for _ in range(MAX_PAGES):
-        if url is None:
-            break
-        async with ctx.session.get(url, headers=_headers(ctx)) as resp:
-            if resp.status != 200:
-                raise RedeliveryError(resp.status, await resp.text())
-            items = await resp.json(content_type=None)
-            link = resp.headers.get("Link")
-        if not isinstance(items, list):
-            raise RedeliveryError(200, "the deliveries list is not a JSON array")
-        reached_end = False
-        for item in items:
-            attempt = parse_attempt(item) if isinstance(item, dict) else None
-            if attempt is None:
-                continue
-            if attempt.id <= after_id or attempt.delivered_at < not_before:
-                reached_end = True  # newest first: everything after this was seen or is too old
-                continue
-            found.append(attempt)
-        following = NextPage(None) if reached_end else next_page(link, ctx.api_url)
-        if following.refused is not None:
-            foreign = True
-            log.error("redelivery: GitHub's next-page link points to %s, not GITHUB_API_URL; not followed "
-                      "(the token is never sent there), listing stopped", following.refused)
-        url = following.url
-    else:
-        if url is not None:
-            log.warning("redelivery: stopped listing after %d pages; the rest waits for the next run", MAX_PAGES)
-    return found, foreign
-
-
 async def _redelivered(ctx: RedeliveryContext, guids: list[str]) -> set[str]:
     if not guids:
         return set()
     values = await ctx.redis.mget([_key(ctx, f"done:{g}") for g in guids])
     return {g for g, v in zip(guids, values, strict=True) if v is not None}
-
-
-async def request_redelivery(ctx: RedeliveryContext, attempt: Attempt) -> None:
-    url = f"{ctx.api_url.rstrip('/')}/app/hook/deliveries/{attempt.id}/attempts"
-    async with ctx.session.post(url, headers=_headers(ctx)) as resp:
-        if resp.status not in (200, 201, 202):
-            raise RedeliveryError(resp.status, await resp.text())
 
 
 async def _redeliver_one(ctx: RedeliveryContext, attempt: Attempt) -> bool | None:
@@ -241,7 +124,7 @@ async def _redeliver_one(ctx: RedeliveryContext, attempt: Attempt) -> bool | Non
     if not await ctx.redis.set(done_key, str(attempt.id), nx=True, ex=DONE_TTL_SECONDS):
         return None
     try:
-        await request_redelivery(ctx, attempt)
+        await ctx.deliveries.redeliver(attempt)
     except BaseException:
         await ctx.redis.delete(done_key)  # not asked: a later run may try again
         raise
@@ -253,7 +136,7 @@ async def run_once(ctx: RedeliveryContext, backend: BackendClient, now: datetime
     now = now or datetime.now(UTC)
     not_before = now - min(ctx.lookback, GITHUB_WINDOW - WINDOW_MARGIN)
     watermark = await load_watermark(ctx)
-    attempts, foreign = await list_new_attempts(ctx, after_id=watermark, not_before=not_before)
+    attempts, foreign = await ctx.deliveries.list_attempts(after_id=watermark, not_before=not_before)
     failed = select_failed(attempts, not_before=not_before)
     guids = [a.guid for a in failed]
     known = await backend.known_deliveries(guids) if guids else set()
@@ -287,26 +170,22 @@ async def run_once(ctx: RedeliveryContext, backend: BackendClient, now: datetime
 
 
 async def redeliver_failed(ctx: Mapping[str, Any]) -> RunSummary:
-    """The periodic job: one pass under the fleet-wide lock (`SET NX PX`); skipped when it is held."""
-    redelivery = ctx[CTX_REDELIVERY]
-    backend = ctx[CTX_BACKEND]
-    if not isinstance(redelivery, RedeliveryContext) or not isinstance(backend, BackendClient):
-        raise TypeError("ctx needs a RedeliveryContext and a BackendClient")
-    metrics = ctx.get(CTX_METRICS)
-    lock = _key(redelivery, "lock")
-    token = secrets.token_hex(8)
-    if not await redelivery.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
-        log.info("redelivery: another replica is running it")
-        _observe(metrics, RunSummary(ran=False))
-        return RunSummary(ran=False)
-    try:
-        summary = await run_once(redelivery, backend)
-    except BaseException:
-        if isinstance(metrics, Metrics):
-            metrics.redelivery_runs.labels("failed").inc()
-        raise
-    finally:
-        await redelivery.redis.eval(_RELEASE, 1, lock, token)  # type: ignore[misc]
+    """The periodic job: one pass under the fleet-wide lock (`jobs/lock.py`); skipped when it is held."""
+    jobs = job_context(ctx)
+    redelivery, metrics = jobs.redelivery, jobs.metrics
+    if redelivery is None:
+        raise TypeError("the job context has no RedeliveryContext")
+    async with fleet_lock(redelivery.redis, _key(redelivery, "lock"), LOCK_TTL_MS) as held:
+        if held is None:
+            log.info("redelivery: another replica is running it")
+            _observe(metrics, RunSummary(ran=False))
+            return RunSummary(ran=False)
+        try:
+            summary = await run_once(redelivery, jobs.backend)
+        except BaseException:
+            if metrics is not None:
+                metrics.redelivery_runs.labels("failed").inc()
+            raise
     _observe(metrics, summary)
     log.info(
         "redelivery run: %d listed, %d failed, %d recorded by the backend, %d redelivered, %d errors",
@@ -315,9 +194,9 @@ async def redeliver_failed(ctx: Mapping[str, Any]) -> RunSummary:
     return summary
 
 
-def _observe(metrics: object, summary: RunSummary) -> None:
+def _observe(metrics: Metrics | None, summary: RunSummary) -> None:
     """Count a run on the worker's /metrics (the ctx of tests and tools may have no Metrics)."""
-    if not isinstance(metrics, Metrics):
+    if metrics is None:
         return
     if not summary.ran:
         metrics.redelivery_runs.labels("skipped").inc()

@@ -15,51 +15,14 @@ import aiohttp
 import gidgethub
 from gidgethub.aiohttp import GitHubAPI
 
-from bot_worker.providers.github_auth import InstallationTokens
-from shared_contracts.actions import StatusPayload
+from bot_worker.providers.base import Classified, RequestBudget, Written
+from bot_worker.providers.github.auth import InstallationTokens
+from bot_worker.providers.github.outcomes import classify_exception
+from bot_worker.providers.github.paging import ForeignOrigin, check_origin
+from shared_contracts.actions import ActionType, ClaimedAction, Provider, StatusPayload
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-
-
-class LeaseBudgetExhausted(Exception):
-    """Too little of the attempt's lease is left to start this request and still report in time."""
-
-
-def request_timeout(remaining: float, method: str, provider_timeout: float, report_margin: float) -> float | None:
-    """The timeout to give one request with `remaining` seconds of lease left; None: do not start it.
-
-    A write starts only when its worst case (the full provider timeout) and the report still fit in
-    the lease: a write that might land after the lease could duplicate another worker's re-run. A
-    read is harmless late, so it gets whatever is left before the margin, capped at the timeout."""
-    usable = remaining - report_margin
-    if method.upper() in WRITE_METHODS:
-        return provider_timeout if usable >= provider_timeout else None
-    return min(provider_timeout, usable) if usable > 0 else None
-
-
-@dataclass(frozen=True, slots=True)
-class RequestBudget:
-    """How long the current attempt may still talk to GitHub. `deadline` reads the lease's expiry
-    (monotonic seconds) afresh at every request: the lease keeper moves it when the lease is extended."""
-
-    deadline: Callable[[], float]
-    provider_timeout: float
-    report_margin: float
-    clock: Callable[[], float] = time.monotonic
-
-    def timeout_for(self, method: str) -> float:
-        remaining = self.deadline() - self.clock()
-        timeout = request_timeout(remaining, method, self.provider_timeout, self.report_margin)
-        if timeout is None:
-            raise LeaseBudgetExhausted(
-                f"{remaining:.1f}s of lease left: not starting a {method} that may take "
-                f"{self.provider_timeout:.0f}s plus {self.report_margin:.0f}s to report"
-            )
-        return timeout
-
 
 @dataclass(frozen=True, slots=True)
 class AppIdentity:
@@ -108,15 +71,26 @@ class _ObservedAPI(GitHubAPI):
 
     def __init__(
         self, session: aiohttp.ClientSession, observer: RequestObserver | None,
-        budget: RequestBudget | None = None, **kwargs: Any,
+        budget: RequestBudget | None = None, *, base_url: str,
+        on_foreign_link: Callable[[], None] | None = None, **kwargs: Any,
     ) -> None:
-        super().__init__(session, "prgate", **kwargs)
+        super().__init__(session, "prgate", base_url=base_url, **kwargs)
         self._observer = observer
         self._budget = budget
+        self._on_foreign_link = on_foreign_link
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        # Every URL gidgethub builds is on base_url; only a `next` link `getiter` follows can be elsewhere.
+        try:
+            check_origin(url, self.base_url)
+        except ForeignOrigin as exc:
+            log.error("GitHub's next-page link points to %s, not GITHUB_API_URL; not followed "
+                      "(the token is never sent there)", exc.refused)
+            if self._on_foreign_link is not None:
+                self._on_foreign_link()
+            raise
         # Raises before anything is sent when the lease cannot cover this request.
         timeout = None if self._budget is None else aiohttp.ClientTimeout(total=self._budget.timeout_for(method))
         started = time.perf_counter()
@@ -146,6 +120,7 @@ class GitHubProvider:
         *,
         on_foreign_comment: Callable[[], None] | None = None,
         on_stored_comment_lost: Callable[[], None] | None = None,
+        on_foreign_link: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
@@ -153,8 +128,39 @@ class GitHubProvider:
         self._observer = observer
         self._on_foreign_comment = on_foreign_comment
         self._on_stored_comment_lost = on_stored_comment_lost
+        self._on_foreign_link = on_foreign_link
         self._identity: AppIdentity | None = None
         self._identity_lock = asyncio.Lock()
+
+    @property
+    def provider(self) -> Provider:
+        return Provider.GITHUB
+
+    def classify(self, exc: BaseException) -> Classified:
+        return classify_exception(exc)
+
+    async def perform(self, action: ClaimedAction, budget: RequestBudget, written: Written) -> None:
+        """The action's writes (`providers.base.ActionRunner`), by repository id: the stored name may
+        since belong to another repository (rename + reuse)."""
+        inst, repo, number = action.installation_id, action.repo_id, action.github_pr_number
+        p = action.payload
+        if isinstance(p, StatusPayload):
+            await self.set_commit_status(inst, repo, p, budget=budget)
+            written.detail = f"status {p.state} on {p.sha[:7]}"
+            return
+        detail = []
+        if action.action_type is ActionType.REOPEN_PR_WITH_COMMENT:
+            # Reopen first: the comment then reads right on an open PR.
+            reopened = await self.set_pull_request_state(inst, repo, number, "open", budget=budget)
+            detail.append(f"reopen {reopened.value}")
+        comment, written.comment_id = await self.upsert_comment(
+            inst, repo, number, p.marker, p.body, comment_id=action.comment_id, budget=budget
+        )
+        detail.append(f"comment {comment.value}")
+        if action.action_type is ActionType.CLOSE_PR_WITH_COMMENT:
+            closed = await self.set_pull_request_state(inst, repo, number, "closed", budget=budget)
+            detail.append(f"close {closed.value}")
+        written.detail = "; ".join(detail)
 
     async def app_identity(self, budget: RequestBudget | None = None) -> AppIdentity:
         """This App's id and slug, from `GET /app` with the App JWT; asked once per process (an App's
@@ -176,7 +182,8 @@ class GitHubProvider:
         """Run `op` with the installation's token; a 401 refreshes the token once and retries."""
         for attempt in (1, 2):
             token = await self._tokens.get(installation_id)
-            gh = _ObservedAPI(self._session, self._observer, budget, oauth_token=token, base_url=self._api_url)
+            gh = _ObservedAPI(self._session, self._observer, budget, oauth_token=token, base_url=self._api_url,
+                              on_foreign_link=self._on_foreign_link)
             try:
                 return await op(gh)
             except gidgethub.BadRequest as exc:

@@ -1,0 +1,1 @@
+"""GitHub: the App's credentials (`app.py`)."""
