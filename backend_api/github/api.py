@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "prgate"}
+from provider_clients.github.app import API_HEADERS, api_headers
+
+__all__ = ["API_HEADERS", "GitHubUnavailable", "api_headers"]
 
 
 class GitHubUnavailable(Exception):

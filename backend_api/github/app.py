@@ -15,28 +15,30 @@ It shares the application's one ``aiohttp.ClientSession`` (``HTTP_CLIENT``). The
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import jwt
 from aiohttp import web
 
-from backend_api.github.api import API_HEADERS, GitHubUnavailable
+from backend_api.github.api import GitHubUnavailable
 from backend_api.keys import HTTP_CLIENT, SETTINGS
 from backend_api.settings import BackendSettings
+from provider_clients.github.app import (
+    InstallationTokenCache,
+    MintAnswer,
+    Token,
+    api_headers,
+    app_jwt,
+    read_private_key,
+)
 
 log = logging.getLogger(__name__)
 
-JWT_BACKDATE_SECONDS = 60  # GitHub's clock may run behind ours
-JWT_LIFETIME_SECONDS = 540  # from the backdated iat: expires 8 minutes from now (GitHub allows 10)
-TOKEN_REFRESH_MARGIN_SECONDS = 300  # a token is replaced 5 minutes before it expires
 PERMISSION_TTL_SECONDS = 60.0
 # Anything short of admin is kept longer: refusals are what a stranger probing repositories gets.
 REFUSAL_TTL_SECONDS = 300.0
@@ -63,27 +65,9 @@ class InstallationRefused(GitHubAppError):
 
 
 def private_key_pem(settings: BackendSettings) -> str:
-    """The App's private key from GITHUB_PRIVATE_KEY (``\\n`` escapes allowed) or the file at
-    GITHUB_PRIVATE_KEY_PATH; ``""`` when neither is set."""
-    inline = settings.github_private_key.get_secret_value()
-    if inline:
-        return inline.replace("\\n", "\n")
-    if settings.github_private_key_path is not None:
-        return settings.github_private_key_path.read_text()
-    return ""
-
-
-def app_jwt(app_id: str, key_pem: str, now: float) -> str:
-    issued = int(now) - JWT_BACKDATE_SECONDS
-    return jwt.encode(
-        {"iat": issued, "exp": issued + JWT_LIFETIME_SECONDS, "iss": str(app_id)}, key_pem, algorithm="RS256"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    value: str
-    expires_at: float
+    """The App's private key from GITHUB_PRIVATE_KEY or the file at GITHUB_PRIVATE_KEY_PATH; "" when
+    neither is set (read the way the bot reads it: provider_clients)."""
+    return read_private_key(settings.github_private_key.get_secret_value(), settings.github_private_key_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +98,7 @@ class GitHubApp:
         self._key = key_pem
         self._clock = clock
         self._permission_ttl = permission_ttl
-        self._tokens: dict[int, _Token] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._tokens = InstallationTokenCache(clock)
         self._permissions: dict[tuple[int, str], _Permission] = {}
 
     @classmethod
@@ -129,46 +112,27 @@ class GitHubApp:
     # ---- installation tokens ---------------------------------------------------------------------
 
     async def installation_token(self, installation_id: int) -> str:
-        token = self._fresh_token(installation_id)
-        if token is not None:
-            return token
-        # One mint at a time per installation; whoever waited reuses its result.
-        async with self._locks.setdefault(installation_id, asyncio.Lock()):
-            token = self._fresh_token(installation_id)
-            if token is not None:
-                return token
-            minted = await self._mint(installation_id)
-            self._tokens[installation_id] = minted
-            return minted.value
+        return await self._tokens.get(installation_id, self._mint)
 
     def invalidate_token(self, installation_id: int, token: str) -> None:
-        held = self._tokens.get(installation_id)
-        if held is not None and held.value == token:
-            del self._tokens[installation_id]
+        self._tokens.invalidate(installation_id, token)
 
-    def _fresh_token(self, installation_id: int) -> str | None:
-        held = self._tokens.get(installation_id)
-        if held is not None and held.expires_at - TOKEN_REFRESH_MARGIN_SECONDS > self._clock():
-            return held.value
-        return None
-
-    async def _mint(self, installation_id: int) -> _Token:
+    async def _mint(self, installation_id: int) -> Token:
         if not self.configured:
             raise AppNotConfigured("GITHUB_APP_ID and GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH are not set")
         url = f"{self._api}/app/installations/{installation_id}/access_tokens"
-        headers = {**API_HEADERS, "Authorization": f"Bearer {app_jwt(self._app_id, self._key, self._clock())}"}
+        headers = api_headers(app_jwt(self._app_id, self._key, self._clock()))
         status, body = await self._call("POST", url, headers)
         if status in (403, 404):
             raise InstallationRefused(status, str(body.get("message", "")) if isinstance(body, dict) else "")
         if status != 201 or not isinstance(body, dict):
             raise GitHubUnavailable(f"installation token request answered {status}")
         try:
-            value = str(body["token"])
-            expires = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00")).timestamp()
+            minted = MintAnswer(status, body, {}).token()
         except (KeyError, ValueError):
             raise GitHubUnavailable("installation token answer has no token or expires_at") from None
         log.info("minted installation token", extra={"installation_id": installation_id})
-        return _Token(value=value, expires_at=expires)
+        return minted
 
     # ---- permissions ----------------------------------------------------------------------------
 
@@ -199,7 +163,7 @@ class GitHubApp:
         url = f"{self._api}{_repo_path(repo_id)}/collaborators/{quote(login, safe='')}/permission"
         for attempt in (1, 2):
             token = await self.installation_token(installation_id)
-            status, body = await self._call("GET", url, {**API_HEADERS, "Authorization": f"Bearer {token}"})
+            status, body = await self._call("GET", url, api_headers(token))
             if status == 401 and attempt == 1:  # revoked or expired early: mint a new one, once
                 self.invalidate_token(installation_id, token)
                 continue
@@ -220,7 +184,7 @@ class GitHubApp:
         url = f"{self._api}/users/{quote(login, safe='')}"
         for attempt in (1, 2):
             token = await self.installation_token(installation_id)
-            status, body = await self._call("GET", url, {**API_HEADERS, "Authorization": f"Bearer {token}"})
+            status, body = await self._call("GET", url, api_headers(token))
             if status == 401 and attempt == 1:
                 self.invalidate_token(installation_id, token)
                 continue

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from backend_api.github.api import API_HEADERS, GitHubUnavailable
+from backend_api.github.api import GitHubUnavailable, api_headers
 from backend_api.settings import BackendSettings
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ async def exchange_code(http: aiohttp.ClientSession, settings: BackendSettings, 
 
 async def fetch_user(http: aiohttp.ClientSession, settings: BackendSettings, token: str) -> GitHubUser:
     url = f"{settings.github_api_url.rstrip('/')}/user"
-    headers = {**API_HEADERS, "Authorization": f"Bearer {token}"}
+    headers = api_headers(token)
     try:
         async with http.get(url, headers=headers, timeout=GITHUB_TIMEOUT) as resp:
             if resp.status != 200:
@@ -87,7 +87,7 @@ _PER_PAGE = 100
 
 async def fetch_user_installations(http: aiohttp.ClientSession, settings: BackendSettings, token: str) -> list[int]:
     """Ids of this App's installations the user's token reaches (``GET /user/installations``)."""
-    headers = {**API_HEADERS, "Authorization": f"Bearer {token}"}
+    headers = api_headers(token)
     url = f"{settings.github_api_url.rstrip('/')}/user/installations"
     ids: list[int] = []
     for page in range(1, MAX_SESSION_INSTALLATIONS // _PER_PAGE + 1):

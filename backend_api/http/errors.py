@@ -7,11 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from aiohttp import ClientPayloadError, web
+from aiohttp import web
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from backend_api.keys import SETTINGS
+from shared_contracts import http_body
 from shared_contracts.common import DuplicateKeyError, ErrorBody, loads_strict
 
 log = logging.getLogger(__name__)
@@ -42,31 +43,9 @@ _REASONS = {
 }
 
 
-async def body_deadline_passed(request: web.Request, seconds: float) -> bool:
-    """Read the whole body (later reads are free); True when the client stalled.
-
-    Stalled = no byte arrived for `seconds`, or the body took over ten times `seconds` in all (a trickle).
-    Progress is judged by the bytes received, not by the clock alone: an event loop starved for a
-    while (a burst of requests) must not turn bodies that did arrive into 408s.
-    Every body, whatever its type: multipart never gets here (`refused_multipart`).
-    """
-    if not request.body_exists:
-        return False
-    if request.content.is_eof():  # the whole body is here already (the common case): no task, no timer
-        await request.read()  # 413 and friends propagate from here
-        return False
-    reading = asyncio.ensure_future(request.read())
-    received, waited = -1, 0.0
-    while True:
-        done, _ = await asyncio.wait({reading}, timeout=seconds)
-        if done:
-            reading.result()  # 413 and friends propagate from here
-            return False
-        waited += seconds
-        if request.content.total_bytes == received or waited >= 10 * seconds:
-            reading.cancel()
-            return True
-        received = request.content.total_bytes
+# Every body, whatever its type, is read under one deadline (shared with the receiver); multipart
+# never gets that far (`refused_multipart`).
+body_deadline_passed = http_body.body_deadline_passed
 
 
 def refused_multipart(content_type: str, has_body: bool) -> bool:
@@ -82,29 +61,9 @@ LINGER_BYTES = 2 * MAX_BODY_BYTES
 
 
 async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Answer, half-close (FIN), drop (never keep) what still arrives for LINGER_SECONDS, close.
-
-    Closing with unread bytes sends a TCP reset that can destroy the answer (RFC 9112 section 9.6);
-    aiohttp's own lingering would go on for 10 s and keep the connection for another request.
-    """
-    response.force_close()
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except ConnectionError:
-        request.protocol.force_close()
-        return response
-    if request.transport is not None and request.transport.can_write_eof():
-        request.transport.write_eof()
-    dropped = 0
-    try:
-        async with asyncio.timeout(LINGER_SECONDS):
-            while dropped < LINGER_BYTES and (chunk := await request.content.readany()):
-                dropped += len(chunk)
-    except (TimeoutError, ConnectionError, ClientPayloadError):
-        pass
-    request.protocol.force_close()
-    return response
+    """Answer, half-close, drop what still arrives for LINGER_SECONDS, close (shared_contracts.http_body)."""
+    return await http_body.answer_and_close(request, response, linger_seconds=LINGER_SECONDS,
+                                            linger_bytes=LINGER_BYTES)
 
 
 # The backend's `backend_client_hangups_total` counter (backend_api/metrics.py imports this module,

@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
 from bot_worker.metrics import Metrics
+from bot_worker.providers.github.auth import AppJwtSource
 from bot_worker.providers.github.deliveries import GITHUB_WINDOW, GitHubDeliveries
 from bot_worker.providers.github.readers import GitHubReader
-from provider_clients.github.app import AppJwtSource
 
 JOB_CONTEXT: Final = "prgate"
 

@@ -489,8 +489,9 @@ async def test_app_jwt_claims_and_token_refresh_five_minutes_before_expiry() -> 
     """The App client against a simulator sharing its (injected) clock: no waiting, no wall clock."""
     from aiohttp.test_utils import TestServer
 
-    from backend_api.github.app import GitHubApp, app_jwt
+    from backend_api.github.app import GitHubApp
     from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
+    from provider_clients.github.app import app_jwt
 
     now = [1_700_000_000.0]
     claims = jwt.decode(app_jwt(str(APP_ID), app_keys().private_pem, now[0]), app_keys().public_pem,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -245,7 +246,14 @@ def test_the_wheel_carries_the_migrations_where_migrate_looks(tmp_path: Path) ->
     from backend_api.store import migrate
 
     assert Path(migrate.__file__).resolve().parents[1] / "migrations" == migrate.DEFAULT_MIGRATIONS_DIR
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+    # Built from a copy: setuptools leaves build/ in the tree it builds.
+    source = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md"):
+        source.mkdir(exist_ok=True)
+        shutil.copy(REPO / name, source / name)
+    for package in ("shared_contracts", "provider_clients", "backend_api", "bot_worker", "prgate"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     (wheel,) = tmp_path.glob("prgate-*.whl")

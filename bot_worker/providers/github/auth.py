@@ -14,11 +14,15 @@ from collections.abc import Callable
 import aiohttp
 
 from provider_clients.github.app import (
+    AppJwtSource,
     InstallationTokenCache,
     Token,
     app_jwt,
     mint_installation_token,
 )
+
+# Jobs type the App's signer by this, without reaching past the provider folder.
+__all__ = ["AppJwtSource", "GitHubAuthError", "InstallationTokens"]
 
 log = logging.getLogger(__name__)
 

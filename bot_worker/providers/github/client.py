@@ -142,7 +142,7 @@ class GitHubProvider:
     async def perform(self, action: ClaimedAction, budget: RequestBudget, written: Written) -> None:
         """The action's writes (`providers.base.ActionRunner`), by repository id: the stored name may
         since belong to another repository (rename + reuse)."""
-        inst, repo, number = action.installation_id, action.repo_id, action.github_pr_number
+        inst, repo, number = action.installation_id, action.repo_id, action.pr_number
         p = action.payload
         if isinstance(p, StatusPayload):
             await self.set_commit_status(inst, repo, p, budget=budget)
