@@ -1,4 +1,4 @@
-"""Outbox claim/result models (ARCHITECTURE.md §4)."""
+"""Outbox claim/result models (docs/contract.md "Outbox")."""
 
 from __future__ import annotations
 

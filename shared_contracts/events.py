@@ -1,4 +1,4 @@
-"""Event ingest models (ARCHITECTURE.md §3)."""
+"""Event ingest models (docs/contract.md "Event ingest")."""
 
 from __future__ import annotations
 

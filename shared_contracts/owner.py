@@ -1,4 +1,4 @@
-"""Owner API models (ARCHITECTURE.md §6)."""
+"""Owner API models (docs/contract.md "github-app-status", docs/owner-api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Internal request signing (ARCHITECTURE.md §2).
+"""Internal request signing (docs/contract.md "Internal signing").
 
     X-Prgate-Timestamp: unix seconds
     X-Prgate-Nonce:     >= 128 random bits, hex

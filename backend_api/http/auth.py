@@ -1,4 +1,4 @@
-"""Signature and scope middleware for `/internal/*` (ARCHITECTURE.md §2, docs/security.md)."""
+"""Signature and scope middleware for `/internal/*` (docs/contract.md "Internal signing", docs/security.md)."""
 
 from __future__ import annotations
 
