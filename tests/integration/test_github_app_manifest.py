@@ -150,7 +150,7 @@ def test_manifest_leaves_out_events_github_always_sends() -> None:
     assert manifest["redirect_url"] == "https://p.example/github-app/callback"
     assert manifest["callback_urls"] == ["https://p.example/auth/github/callback"]
     assert manifest["default_permissions"]["members"] == "read"
-    assert set(manifest["default_events"]) == set(DEFAULT_EVENTS) == {"pull_request", "issue_comment"}
+    assert set(manifest["default_events"]) == set(DEFAULT_EVENTS) == {"pull_request", "issue_comment", "push"}
     assert not {"installation", "installation_repositories"} & set(manifest["default_events"])
 
 
