@@ -380,7 +380,7 @@ async def test_simulator_validates_manifests_and_shows_a_confirmation(simulator:
         app = await first.json()
         assert first.status == 201
         assert app["owner"]["login"] == "octocat"
-        assert app["events"] == ["pull_request", "issue_comment"]
+        assert app["events"] == ["pull_request", "issue_comment", "push"]
         assert app["pem"].startswith("-----BEGIN RSA PRIVATE KEY-----")
         assert app["html_url"].endswith(f"/apps/{app['slug']}")
         assert (await gh.post(f"{simulator.url}/app-manifests/{code}/conversions")).status == 404
