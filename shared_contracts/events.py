@@ -199,3 +199,18 @@ class KnownDeliveriesResponse(WireModel):
     """The subset of the asked delivery ids with a `webhook_deliveries` row (any event name)."""
 
     known: list[DeliveryId]
+
+
+class ConfigPushEvent(WireModel):
+    """A `push` to a repository's default branch that touched `.github/prgate.yml` (an extension of
+    §3, see docs/configuration.md): the receiver forwards only those; the backend reads the file
+    again (and, for the organization's `.github` repository, every repository inheriting from it)."""
+
+    delivery_id: DeliveryId = Field(min_length=1, max_length=128)
+    body_sha256: BodySha256 = None
+    event: Literal["push"] = "push"
+    installation_id: int
+    repository: Repository
+    # The pushed commit (`after`): the `prgate/config` status goes on it.
+    head_sha: str = Field(pattern=r"^[0-9a-f]{40}$")
+    sender: Account | None = None

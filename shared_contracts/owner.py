@@ -87,6 +87,9 @@ class OwnerRepoSettings(RepoSettings):
     repo_id: int
     repo_full_name: str
     challenge_answer_set: bool
+    # Where each value in force came from: the repository's `.github/prgate.yml` ("file", which wins),
+    # these settings ("api") or the defaults (docs/configuration.md). Absent from an older backend.
+    sources: dict[str, Literal["file", "api", "default"]] = Field(default_factory=dict)
 
 
 ChallengeState = Literal["PENDING", "VERIFIED", "TIMED_OUT", "CANCELLED", "EXEMPTED"]

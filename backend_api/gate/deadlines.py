@@ -40,7 +40,7 @@ async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: 
         tokens = {c.challenge_id: new_token() for c in due}
         await challenges.mark_timed_out(conn, [(cid, hash_token(t)) for cid, t in tokens.items()])
         for c in due:
-            settings = await repo_settings.get(conn, c.repo_id)
+            settings, _ = await repo_settings.effective(conn, c.repo_id)
             url = f"{public_url.rstrip('/')}/verify/{tokens[c.challenge_id]}"
             target = outbox.PrTarget(c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.challenge_id,
                                      max_attempts)

@@ -51,7 +51,7 @@ async def _verify(
     target, infos = locked
     rules = await store.rules(conn, target.repo_id)
     settings = {
-        repo_id: await repo_settings.get(conn, repo_id)
+        repo_id: (await repo_settings.effective(conn, repo_id))[0]
         for repo_id in sorted({c.repo_id for c in infos if c.repo_id != target.repo_id})
     }
     plan = plan_verification(target, rules, infos, settings, user, form, verify_url)

@@ -15,6 +15,7 @@ It shares the application's one ``aiohttp.ClientSession`` (``HTTP_CLIENT``). The
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -68,6 +69,12 @@ def private_key_pem(settings: BackendSettings) -> str:
     """The App's private key from GITHUB_PRIVATE_KEY or the file at GITHUB_PRIVATE_KEY_PATH; "" when
     neither is set (read the way the bot reads it: provider_clients)."""
     return read_private_key(settings.github_private_key.get_secret_value(), settings.github_private_key_path)
+
+
+@dataclass(frozen=True, slots=True)
+class FileBlob:
+    sha: str
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +202,37 @@ class GitHubApp:
                 raise GitHubUnavailable(f"user lookup answered {status}")
             return found
         raise GitHubUnavailable("user lookup: GitHub refused a fresh installation token")
+
+    # ---- repository files (the config file, docs/configuration.md) ----------------------------------
+
+    async def file_contents(
+        self, installation_id: int, path: str, *, repo_id: int | None = None, full_name: str | None = None,
+        ref: str | None = None,
+    ) -> FileBlob | None:
+        """A file on the repository's default branch (or ``ref``), by repository id — or by name for
+        a file of another repository (`_extends`, the organization's `.github`); None: no such file,
+        or a repository this installation cannot see (GitHub answers both 404)."""
+        where = _repo_path(repo_id) if repo_id is not None else f"/repos/{quote(str(full_name), safe='/')}"
+        url = f"{self._api}{where}/contents/{quote(path, safe='/')}"
+        if ref:
+            url += f"?ref={quote(ref, safe='')}"
+        for attempt in (1, 2):
+            token = await self.installation_token(installation_id)
+            status, body = await self._call("GET", url, api_headers(token))
+            if status == 401 and attempt == 1:
+                self.invalidate_token(installation_id, token)
+                continue
+            if status == 404:
+                return None
+            if status != 200 or not isinstance(body, dict):
+                raise GitHubUnavailable(f"contents read answered {status}")
+            if body.get("type") != "file" or body.get("encoding") != "base64":
+                return None  # a directory or a submodule by that name is not a config file
+            try:
+                return FileBlob(str(body["sha"]), base64.b64decode(str(body.get("content", "")), validate=False))
+            except (KeyError, ValueError):
+                raise GitHubUnavailable("contents answer has no sha or content") from None
+        raise GitHubUnavailable("contents read: GitHub refused a fresh installation token")
 
     async def _call(self, method: str, url: str, headers: dict[str, str]) -> tuple[int, Any]:
         try:

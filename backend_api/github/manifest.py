@@ -33,12 +33,13 @@ DEFAULT_PERMISSIONS: dict[str, str] = {
     "pull_requests": "write",
     "issues": "write",
     "statuses": "write",
+    "contents": "read",  # .github/prgate.yml (docs/configuration.md)
     "metadata": "read",
     "members": "read",
 }
 # `installation` and `installation_repositories` are not listed: GitHub delivers them to every App
 # and refuses them as subscriptions ("You cannot manually subscribe to this event").
-DEFAULT_EVENTS: tuple[str, ...] = ("pull_request", "issue_comment")
+DEFAULT_EVENTS: tuple[str, ...] = ("pull_request", "issue_comment", "push")
 # What a manifest must carry for GitHub (and the simulator) to accept it.
 REQUIRED_KEYS: tuple[str, ...] = ("url",)
 MAX_NAME_LENGTH = 34  # GitHub's limit on an App's name

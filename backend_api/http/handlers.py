@@ -9,7 +9,10 @@ from aiohttp import web
 from backend_api.facts import Claimed, Ingested, Reported
 from backend_api.gate.command import ingest_command
 from backend_api.gate.installation import ingest_installation_sync
+from backend_api.gate.repo_config import ingest_config_push, refresh
 from backend_api.gate.repository import ingest_repository_renamed
+from backend_api.github.api import GitHubUnavailable
+from backend_api.github.app import GITHUB_APP, GitHubAppError
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
 from backend_api.keys import CLAIM_FLOOR, CLAIMED, DB_POOL, INGEST, INGESTED, NOTIFIER, REPORTED, RNG, SETTINGS
 from backend_api.outbox.service import (
@@ -26,6 +29,7 @@ from shared_contracts.actions import ActionType, BatchResultRequest, ClaimReques
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import (
     CommandEvent,
+    ConfigPushEvent,
     IngestBatchItem,
     IngestBatchResponse,
     InstallationSyncEvent,
@@ -87,6 +91,30 @@ async def installation_sync_event(request: web.Request) -> web.Response:
 async def repository_renamed_event(request: web.Request) -> web.Response:
     event = await read_model(request, RepositoryRenamedEvent)
     return json_response(await ingest_repository_renamed(request.app[DB_POOL], event))
+
+
+async def config_push_event(request: web.Request) -> web.Response:
+    """A push that touched `.github/prgate.yml`: read it again (docs/configuration.md). GitHub out of
+    reach: 503, and the receiver parks the push and replays it; nothing was written."""
+    event = await read_model(request, ConfigPushEvent)
+    app, max_attempts = request.app[GITHUB_APP], request.app[SETTINGS].action_max_attempts
+    extra = {"delivery_id": event.delivery_id, "installation_id": event.installation_id,
+             "repo_id": event.repository.id}
+    try:
+        answer, dependents = await ingest_config_push(request.app[DB_POOL], app, event, max_attempts=max_attempts)
+    except (GitHubUnavailable, GitHubAppError) as exc:
+        log.warning("config file not read: %s", exc, extra=extra)
+        raise ApiError(503, "unavailable", "GitHub could not be asked for the config file; send it again") from None
+    # Inherit from the pushed file: read again too. Inline and one at a time, after the push's own
+    # transaction (a failure here is logged; the next push or installation event reads them again).
+    for repo_id, full_name in dependents:
+        try:
+            await refresh(request.app[DB_POOL], app, event.installation_id, repo_id, full_name,
+                          max_attempts=max_attempts)
+        except (GitHubUnavailable, GitHubAppError) as exc:
+            log.warning("inheriting repository's config not read again: %s", exc, extra={**extra, "repo_id": repo_id})
+    request[INGESTED] = Ingested("push", (answer,))
+    return json_response(answer)
 
 
 async def command_event(request: web.Request) -> web.Response:

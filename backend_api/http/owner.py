@@ -125,11 +125,11 @@ def _page_query(request: web.Request) -> PageQuery:
 
 async def _settings_view(request: web.Request, access: RepoAccess) -> OwnerRepoSettings:
     async with request.app[DB_POOL].acquire() as conn:
-        current = await repo_settings.get(conn, access.repo_id)
+        current, sources = await repo_settings.effective(conn, access.repo_id)
         answer_set = await repo_settings.answer_is_set(conn, access.repo_id)
     return OwnerRepoSettings(
         **current.model_dump(), repo_id=access.repo_id, repo_full_name=access.repo_full_name,
-        challenge_answer_set=answer_set,
+        challenge_answer_set=answer_set, sources=sources,
     )
 
 

@@ -28,6 +28,7 @@ from shared_contracts.actions import (
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import (
     CommandEvent,
+    ConfigPushEvent,
     IngestBatchResponse,
     IngestResponse,
     InstallationSyncEvent,
@@ -104,6 +105,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/github/events/repository-renamed", handlers.repository_renamed_event,
           "Ingest a normalized repository.renamed webhook: the stored name of a known repository id follows",
           RepositoryRenamedEvent, IngestResponse, _INTERNAL_ERRORS, callers=_INGEST),
+    Route("POST", "/internal/v2/github/events/config-push", handlers.config_push_event,
+          "Ingest a push to the default branch that touched .github/prgate.yml: the backend reads the file "
+          "again (docs/configuration.md); 503 when GitHub cannot be asked", ConfigPushEvent, IngestResponse,
+          (*_INTERNAL_ERRORS, 503), callers=_INGEST),
     Route("POST", "/internal/v2/github/events/pr-command", handlers.command_event,
           "Ingest a `/prgate` command comment, enriched by the receiver", CommandEvent, IngestResponse,
           _INTERNAL_ERRORS, callers=_INGEST),

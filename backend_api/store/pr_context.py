@@ -14,6 +14,7 @@ from typing import get_args
 
 import asyncpg
 
+from backend_api.challenges.config_file import effective
 from backend_api.challenges.decide import ChallengeStatus
 from backend_api.store import repo_settings
 from backend_api.store.db import Conn
@@ -28,7 +29,7 @@ SELECT i.installation_id, i.account_login, i.status, i.repository_selection,
                WHERE r.installation_id = k.installation_id AND r.repo_id = k.repo_id
                  AND r.removed_at IS NULL) AS member,
        s.repo_id IS NOT NULL AS has_settings,
-       {", ".join(f"s.{c}" for c in repo_settings.COLUMNS)},
+       {", ".join(f"s.{c}" for c in repo_settings.COLUMNS)}, f.config AS file_config,
        EXISTS (SELECT 1 FROM contributors c
                WHERE c.installation_id = k.installation_id AND c.github_user_id = k.author_id) AS author_verified,
        (SELECT challenge_id FROM challenges
@@ -40,6 +41,7 @@ FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[]) WITH ORDINALITY
      AS k(installation_id, repo_id, pr_number, author_id, n)
 LEFT JOIN github_installations i ON i.installation_id = k.installation_id
 LEFT JOIN repo_settings s ON s.repo_id = k.repo_id
+LEFT JOIN repo_config_files f ON f.repo_id = k.repo_id
 ORDER BY k.n
 """
 
@@ -85,7 +87,9 @@ def _facts(row: asyncpg.Record) -> PrFacts:
     return PrFacts(
         installation=installation,
         repo_is_member=bool(row["member"]),
-        settings=repo_settings.from_row(settings_row),
+        # The repository's config file wins over the owner API's settings (docs/configuration.md).
+        settings=effective(repo_settings.from_row(settings_row) if settings_row is not None else None,
+                           row["file_config"])[0],
         author_verified=bool(row["author_verified"]),
         pending_challenge_id=row["pending_challenge_id"],
         latest_challenge_status=latest,

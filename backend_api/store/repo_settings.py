@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from backend_api.challenges.config_file import effective as _effective
 from backend_api.store.db import Conn
 from shared_contracts.owner import RepoSettings
+from shared_contracts.repo_config import SettingSource
 
 COLUMNS = (
     "gate_drafts", "deadline_seconds", "warn_only", "exempt_comment", "exempt_bots",
@@ -15,6 +17,21 @@ COLUMNS = (
 async def get(conn: Conn, repo_id: int) -> RepoSettings:
     row = await conn.fetchrow(f"SELECT {', '.join(COLUMNS)} FROM repo_settings WHERE repo_id = $1", repo_id)
     return from_row(dict(row) if row is not None else None)
+
+
+async def effective(conn: Conn, repo_id: int) -> tuple[RepoSettings, dict[str, SettingSource]]:
+    """The settings in force — the repository's config file over these settings — and the source of
+    each value (docs/configuration.md). `get` is the owner API's own settings alone."""
+    row = await conn.fetchrow(
+        f"""SELECT s.repo_id IS NOT NULL AS has_settings, {', '.join(f's.{c}' for c in COLUMNS)}, f.config
+            FROM (SELECT $1::bigint AS repo_id) k
+            LEFT JOIN repo_settings s ON s.repo_id = k.repo_id
+            LEFT JOIN repo_config_files f ON f.repo_id = k.repo_id""",
+        repo_id,
+    )
+    assert row is not None
+    api = from_row({c: row[c] for c in COLUMNS}) if row["has_settings"] else None
+    return _effective(api, row["config"])
 
 
 def from_row(row: dict[str, object] | None) -> RepoSettings:

@@ -41,7 +41,7 @@ def _info(row: asyncpg.Record) -> ChallengeInfo:
 
 async def rules(conn: Conn, repo_id: int) -> RepoRules:
     answer = await conn.fetchval("SELECT challenge_answer_hash FROM repo_settings WHERE repo_id = $1", repo_id)
-    return RepoRules(settings=await repo_settings.get(conn, repo_id), answer_hash=answer)
+    return RepoRules(settings=(await repo_settings.effective(conn, repo_id))[0], answer_hash=answer)
 
 
 async def find_by_token_hash(conn: Conn, token_hash: str) -> ChallengePage | None:

@@ -23,6 +23,7 @@ from shared_contracts.actions import (
 )
 from shared_contracts.events import (
     CommandEvent,
+    ConfigPushEvent,
     IngestBatchResponse,
     IngestResponse,
     InstallationSyncEvent,
@@ -48,6 +49,7 @@ PR_GROUP_PATH = "/internal/v2/github/events/pull-requests"
 INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
 REPOSITORY_RENAMED_PATH = "/internal/v2/github/events/repository-renamed"
 COMMAND_PATH = "/internal/v2/github/events/pr-command"
+CONFIG_PUSH_PATH = "/internal/v2/github/events/config-push"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
 RESULTS_PATH = "/internal/v2/bot-actions/results"
 KNOWN_DELIVERIES_PATH = "/internal/v2/github/deliveries/known"
@@ -105,6 +107,9 @@ class BackendClient:
         self, event: RepositoryRenamedEvent, timeout: float | None = None
     ) -> IngestResponse:
         return await self._post(REPOSITORY_RENAMED_PATH, event, IngestResponse, timeout)
+
+    async def ingest_config_push(self, event: ConfigPushEvent, timeout: float | None = None) -> IngestResponse:
+        return await self._post(CONFIG_PUSH_PATH, event, IngestResponse, timeout)
 
     async def ingest_command(self, event: CommandEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(COMMAND_PATH, event, IngestResponse, timeout)

@@ -14,6 +14,7 @@ from bot_worker.backend.client import BackendClient, BackendError
 from bot_worker.metrics import Metrics
 from shared_contracts.events import (
     CommandEvent,
+    ConfigPushEvent,
     IngestResponse,
     IngestStatus,
     InstallationSyncEvent,
@@ -23,7 +24,7 @@ from shared_contracts.events import (
 
 log = logging.getLogger(__name__)
 
-IngestEvent = PullRequestEvent | InstallationSyncEvent | CommandEvent | RepositoryRenamedEvent
+IngestEvent = PullRequestEvent | InstallationSyncEvent | CommandEvent | RepositoryRenamedEvent | ConfigPushEvent
 
 # What says "the backend is away" rather than "the backend answered".
 UNAVAILABLE = (aiohttp.ClientError, TimeoutError, OSError, ValidationError)
@@ -42,6 +43,8 @@ async def send(backend: BackendClient, event: IngestEvent, timeout: float) -> In
         return await backend.ingest_pull_request(event, timeout=timeout)
     if isinstance(event, CommandEvent):
         return await backend.ingest_command(event, timeout=timeout)
+    if isinstance(event, ConfigPushEvent):
+        return await backend.ingest_config_push(event, timeout=timeout)
     if isinstance(event, RepositoryRenamedEvent):
         return await backend.ingest_repository_renamed(event, timeout=timeout)
     return await backend.ingest_installation(event, timeout=timeout)

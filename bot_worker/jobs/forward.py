@@ -33,6 +33,7 @@ from bot_worker.jobs.context import job_context, job_try
 from bot_worker.metrics import Metrics
 from shared_contracts.events import (
     CommandEvent,
+    ConfigPushEvent,
     InstallationSyncEvent,
     PullRequestEvent,
     RepositoryRenamedEvent,
@@ -45,11 +46,13 @@ KIND_PULL_REQUEST: Final = "pull_request"
 KIND_INSTALLATION_SYNC: Final = "installation_sync"
 KIND_COMMAND: Final = "command"
 KIND_REPOSITORY_RENAMED: Final = "repository_renamed"
+KIND_CONFIG_PUSH: Final = "config_push"
 _MODELS: dict[str, type[IngestEvent]] = {
     KIND_PULL_REQUEST: PullRequestEvent,
     KIND_INSTALLATION_SYNC: InstallationSyncEvent,
     KIND_COMMAND: CommandEvent,
     KIND_REPOSITORY_RENAMED: RepositoryRenamedEvent,
+    KIND_CONFIG_PUSH: ConfigPushEvent,
 }
 
 BACKOFF_BASE_SECONDS: Final = 2.0

@@ -27,6 +27,7 @@ from bot_worker.providers.github.normalize import (
     FORWARDED_REPOSITORY_ACTIONS,
     NotForwardable,
     comment_command,
+    config_push_event,
 )
 from bot_worker.providers.github.webhook import GITHUB_WEBHOOKS, MAX_BODY_BYTES
 from bot_worker.webhooks.forward import FORWARDER, Forwarded, Queued, Rejected, Unavailable
@@ -112,6 +113,8 @@ class GitHubWebhooks:
         digest = hashlib.sha256(body).hexdigest()
         if event == "issue_comment":
             return await self._command(request, delivery_id, payload, extra, digest)
+        if event == "push":
+            return await self._push(request, delivery_id, payload, extra, digest)
         if event not in FORWARDED_EVENTS or (
             event == "repository" and payload.get("action") not in FORWARDED_REPOSITORY_ACTIONS
         ):
@@ -200,6 +203,20 @@ class GitHubWebhooks:
         except Exception as exc:  # GitHub unreachable or refusing: let GitHub mark it failed and redeliver
             log.warning("could not look the command up on GitHub: %s", type(exc).__name__, extra=extra)
             return json_error(503, "unavailable", "GitHub could not be asked about this command; redeliver it later")
+        return await self._forward(request, model.model_copy(update={"body_sha256": digest}))
+
+    async def _push(
+        self, request: web.Request, delivery_id: str, payload: dict[str, Any], extra: dict[str, Any], digest: str
+    ) -> web.Response:
+        """Only a push to the default branch that touched `.github/prgate.yml` reaches the backend."""
+        try:
+            model = config_push_event(delivery_id, payload)
+        except (ValidationError, NotForwardable, TypeError, ValueError, AttributeError):
+            self._metrics.webhooks_forwarded.labels("push", REJECTED).inc()
+            return json_error(422, "validation_error", "push payload has an unexpected shape")
+        if model is None:
+            log.info("push does not touch the config file on the default branch", extra=extra)
+            return web.json_response({"status": "ignored"}, status=202)
         return await self._forward(request, model.model_copy(update={"body_sha256": digest}))
 
     async def _forward(self, request: web.Request, model: IngestEvent) -> web.Response:

@@ -150,7 +150,7 @@ def test_manifest_leaves_out_events_github_always_sends() -> None:
     assert manifest["redirect_url"] == "https://p.example/github-app/callback"
     assert manifest["callback_urls"] == ["https://p.example/auth/github/callback"]
     assert manifest["default_permissions"]["members"] == "read"
-    assert set(manifest["default_events"]) == set(DEFAULT_EVENTS) == {"pull_request", "issue_comment"}
+    assert set(manifest["default_events"]) == set(DEFAULT_EVENTS) == {"pull_request", "issue_comment", "push"}
     assert not {"installation", "installation_repositories"} & set(manifest["default_events"])
 
 
@@ -380,7 +380,7 @@ async def test_simulator_validates_manifests_and_shows_a_confirmation(simulator:
         app = await first.json()
         assert first.status == 201
         assert app["owner"]["login"] == "octocat"
-        assert app["events"] == ["pull_request", "issue_comment"]
+        assert app["events"] == ["pull_request", "issue_comment", "push"]
         assert app["pem"].startswith("-----BEGIN RSA PRIVATE KEY-----")
         assert app["html_url"].endswith(f"/apps/{app['slug']}")
         assert (await gh.post(f"{simulator.url}/app-manifests/{code}/conversions")).status == 404

@@ -21,6 +21,7 @@ from backend_api.challenges import messages
 from backend_api.challenges.verify import Refusal, RepoRules, check_answer
 from backend_api.settings import BackendSettings
 from shared_contracts.owner import RepoSettings
+from shared_contracts.repo_config import FILE_KEYS
 from tests.conftest import INTERNAL_SECRET, backend_settings
 from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.ingest import send_installation, send_pr
@@ -250,12 +251,15 @@ async def test_admin_reads_and_writes_settings_and_the_next_pr_uses_them(owner: 
     current = await owner.call("GET", repo_path("settings"), admin, write=False)
     assert current == {
         **RepoSettings().model_dump(), "repo_id": REPO, "repo_full_name": FULL_NAME, "challenge_answer_set": False,
+        "sources": {k: "default" for k in FILE_KEYS},
     }
     # GET's answer can be sent back as PUT's body (unknown fields are ignored).
     wanted = {**current, "deadline_seconds": 3600, "whitelist_logins": ["friend"], "warn_only": True}
     owner.sim.state.ensure_user("friend", 9103)
     written = await owner.call("PUT", repo_path("settings"), admin, json=wanted)
-    assert written == {**wanted, "whitelist_user_ids": [9103], "challenge_answer_set": False}
+    api = {"deadline_seconds": "api", "whitelist_logins": "api", "warn_only": "api"}
+    assert written == {**wanted, "whitelist_user_ids": [9103], "challenge_answer_set": False,
+                       "sources": {**current["sources"], **api}}
     assert await owner.call("GET", repo_path("settings"), admin, write=False) == written
 
     await gate_pr(owner.backend, 8, author_login="second", author_id=9102)

@@ -13,6 +13,7 @@ from typing import Any
 from shared_contracts.events import (
     Account,
     CommandEvent,
+    ConfigPushEvent,
     InstallationInfo,
     InstallationSyncEvent,
     PullRequest,
@@ -20,6 +21,7 @@ from shared_contracts.events import (
     Repository,
     RepositoryRenamedEvent,
 )
+from shared_contracts.repo_config import CONFIG_PATH
 
 FORWARDED_EVENTS = frozenset({"pull_request", "installation", "installation_repositories", "repository"})
 # Of `repository` events only a rename changes what prgate stores (the name of a known id).
@@ -179,3 +181,27 @@ def repository_renamed_event(delivery_id: str, payload: dict[str, Any]) -> Repos
             "repository": payload.get("repository"),
         }
     )
+
+
+def config_push_event(delivery_id: str, payload: dict[str, Any]) -> ConfigPushEvent | None:
+    """A `push` worth forwarding: to the repository's default branch, touching `.github/prgate.yml`
+    in one of its commits (added, modified or removed); None for every other push."""
+    repo = payload.get("repository")
+    if not isinstance(repo, dict) or payload.get("deleted"):
+        return None
+    if payload.get("ref") != f"refs/heads/{repo.get('default_branch')}":
+        return None
+    commits = payload.get("commits")
+    touched = isinstance(commits, list) and any(
+        isinstance(c, dict) and any(CONFIG_PATH in (c.get(k) or []) for k in ("added", "modified", "removed"))
+        for c in commits
+    )
+    if not touched:
+        return None
+    return ConfigPushEvent.model_validate({
+        "delivery_id": delivery_id,
+        "installation_id": _installation_id(payload),
+        "repository": {"id": repo.get("id"), "full_name": repo.get("full_name"), "private": bool(repo.get("private"))},
+        "head_sha": payload.get("after"),
+        "sender": payload.get("sender"),
+    })

@@ -32,6 +32,7 @@ from prgate.simulator.github.model import (
     PullRequest,
     Repository,
     SimApp,
+    SimCommit,
     SimUser,
     WebhookDelivery,
     stable_id,
@@ -58,6 +59,7 @@ class AccountsState:
         self._issue_comments: dict[tuple[int, int], list[int]] = {}
         self.statuses: dict[tuple[int, str], list[CommitStatus]] = {}
         self.collaborators: dict[tuple[int, str], str] = {}
+        self.commits: dict[int, list[SimCommit]] = {}  # per repository id, oldest first
         self.users: dict[str, SimUser] = {}
         self.tokens: dict[str, AccessToken] = {}
         self.tokens_issued: dict[int, int] = {}

@@ -333,3 +333,26 @@ async def sim_add_comment(request: web.Request) -> web.Response:
         full_name_of(request), path_int(request, "pull_number"), text, user=user, via_app=via_app
     )
     return web.json_response(renderer_of(request).comment(comment), status=201)
+
+
+async def sim_commit_file(request: web.Request) -> web.Response:
+    """Commit one file to the repository's default branch: ``{"path", "content"}`` (text; null
+    deletes it), optional ``message``, ``author`` (a login) and ``webhook`` (send GitHub's ``push``)."""
+    body = await json_body(request)
+    state = state_of(request)
+    full_name = full_name_of(request)
+    path = need(body, "path", str).strip("/")
+    content = body.get("content")
+    if content is not None and not isinstance(content, str):
+        raise SimulatorError(422, "content must be a string or null")
+    author = body.get("author") or full_name.split("/", 1)[0]
+    if not isinstance(author, str):
+        raise SimulatorError(422, "author must be a login")
+    repo = state.repo_by_name(full_name)
+    history = state.commits.get(repo.id, [])
+    before = history[-1].sha if history else "0" * 40
+    commit = state.commit_file(full_name, path, None if content is None else content.encode(),
+                               str(body.get("message") or f"Update {path}"), author)
+    payload = events.push_event(renderer_of(request), repo, before, commit, state.ensure_user(author))
+    deliveries = await sim_send(request, body, "push", payload)
+    return web.json_response({"sha": commit.sha, "path": path, "deliveries": deliveries}, status=201)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prgate.simulator.core.types import JsonDict
 from prgate.simulator.github.model import (
     Installation,
     PullRequest,
     Repository,
+    SimCommit,
     SimUser,
     node_id,
 )
@@ -92,4 +95,27 @@ def repository_renamed_event(
         "repository": renderer.repository(repo),
         "installation": _installation_ref(repo.installation_id),
         "sender": renderer.user(sender or owner),
+    }
+
+
+def push_event(renderer: Renderer, repo: Repository, before: str, commit: SimCommit, pusher: SimUser) -> JsonDict:
+    """A ``push`` of one commit to the default branch, in the shape of GitHub's payload
+    (tests/fixtures/octokit-webhooks-schemas: push)."""
+    web_url = f"https://github.com/{repo.full_name}"
+    person = {"name": pusher.login, "email": f"{pusher.login}@users.noreply.github.com", "username": pusher.login}
+    timestamp = datetime.fromtimestamp(commit.timestamp, UTC).isoformat().replace("+00:00", "Z")
+    entry = {
+        "id": commit.sha, "tree_id": commit.sha[::-1], "distinct": True, "message": commit.message,
+        "timestamp": timestamp, "url": f"{web_url}/commit/{commit.sha}", "author": person, "committer": person,
+        "added": list(commit.added), "removed": list(commit.removed), "modified": list(commit.modified),
+    }
+    return {
+        "ref": f"refs/heads/{repo.default_branch}", "before": before, "after": commit.sha,
+        "created": before == "0" * 40, "deleted": False, "forced": False, "base_ref": None,
+        "compare": f"{web_url}/compare/{before[:12]}...{commit.sha[:12]}",
+        "commits": [entry], "head_commit": entry,
+        "repository": renderer.repository(repo),
+        "pusher": {"name": pusher.login, "email": person["email"]},
+        "sender": renderer.user(pusher),
+        "installation": _installation_ref(repo.installation_id),
     }

@@ -12,6 +12,7 @@ from typing import Literal
 from prgate.simulator.core.types import JsonDict, iso
 
 DEFAULT_PERMISSIONS: dict[str, str] = {
+    "contents": "read",
     "issues": "write",
     "metadata": "read",
     "members": "read",
@@ -80,6 +81,26 @@ class Repository:
     @property
     def name(self) -> str:
         return self.full_name.split("/", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class SimCommit:
+    """A commit on a repository's default branch: the whole tree after it (path → bytes), and what it
+    changed, as a push webhook lists it."""
+
+    sha: str
+    message: str
+    author: str
+    timestamp: float
+    tree: dict[str, bytes]
+    added: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+def blob_sha(content: bytes) -> str:
+    """Git's blob id, as the contents API returns it in `sha`."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
 
 
 @dataclass(slots=True)

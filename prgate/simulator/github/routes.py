@@ -6,7 +6,7 @@ from prgate.simulator.core import control as control_core
 from prgate.simulator.core.control import Handler
 from prgate.simulator.github import control, manifest, oauth
 from prgate.simulator.github.auth import AuthKind
-from prgate.simulator.github.rest import apps, comments, pulls, repos, users
+from prgate.simulator.github.rest import apps, comments, contents, pulls, repos, users
 
 API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
     ("POST", "/app/installations/{installation_id}/access_tokens", apps.create_access_token, "app"),
@@ -31,6 +31,7 @@ API_ROUTES: tuple[tuple[str, str, Handler, AuthKind], ...] = (
     ("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}", pulls.update_pull_request, "installation"),
     ("POST", "/repos/{owner}/{repo}/statuses/{sha}", repos.create_commit_status, "installation"),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/statuses", repos.list_commit_statuses, "installation"),
+    ("GET", "/repos/{owner}/{repo}/contents/{path:.+}", contents.get_contents, "installation"),
     (
         "GET",
         "/repos/{owner}/{repo}/collaborators/{username}/permission",
@@ -72,6 +73,7 @@ SIM_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/_sim/repos/{owner}/{repo}/pulls/{pull_number}/comments", control.sim_list_comments),
     ("GET", "/_sim/repos/{owner}/{repo}/statuses/{ref}", control.sim_list_statuses),
     ("PUT", "/_sim/repos/{owner}/{repo}/collaborators/{username}", control.sim_set_permission),
+    ("POST", "/_sim/repos/{owner}/{repo}/commits", control.sim_commit_file),
     ("GET", "/_sim/tokens", control.sim_tokens),
     ("POST", "/_sim/tokens/expire", control.sim_expire_tokens),
     ("GET", "/_sim/deliveries", control.sim_list_deliveries),

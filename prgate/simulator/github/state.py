@@ -15,12 +15,52 @@ from prgate.simulator.github.model import (
     PrState,
     PullRequest,
     SimApp,
+    SimCommit,
     SimUser,
 )
 
 
 class SimulatorState(AccountsState):
     """All simulated GitHub data for one app instance."""
+
+    # ---- files on the default branch (the contents API) --------------------------------------------
+
+    def commit_file(self, full_name: str, path: str, content: bytes | None, message: str, author: str) -> SimCommit:
+        """A commit on the default branch that writes (or with None deletes) one file."""
+        repo = self.repo_by_name(full_name)
+        history = self.commits.setdefault(repo.id, [])
+        tree = dict(history[-1].tree) if history else {}
+        existed = path in tree
+        if content is None:
+            if not existed:
+                raise SimulatorError(422, f"{path} does not exist")
+            del tree[path]
+        else:
+            tree[path] = content
+        now = self.clock()
+        seed = f"{repo.id}:{len(history)}:{path}:{message}:{now}".encode()
+        commit = SimCommit(
+            sha=hashlib.sha1(seed, usedforsecurity=False).hexdigest(), message=message, author=author,
+            timestamp=now, tree=tree,
+            added=(path,) if content is not None and not existed else (),
+            modified=(path,) if content is not None and existed else (),
+            removed=(path,) if content is None else (),
+        )
+        history.append(commit)
+        return commit
+
+    def file_at(self, repo_id: int, path: str, ref: str | None) -> bytes | None:
+        """The file at ``ref`` (the default branch's name or a commit sha; None: the default branch).
+        Raises NotFound for a ref that names no commit, as GitHub answers 404."""
+        repo = self.repositories[repo_id]
+        history = self.commits.get(repo_id, [])
+        if ref is None or ref in (repo.default_branch, f"refs/heads/{repo.default_branch}"):
+            commit = history[-1] if history else None
+        else:
+            commit = next((c for c in history if c.sha == ref or (len(ref) >= 7 and c.sha.startswith(ref))), None)
+            if commit is None:
+                raise NotFound(f"No commit found for the ref {ref}")
+        return None if commit is None else commit.tree.get(path)
 
     # ---- pull requests -------------------------------------------------------------------------
 

@@ -1,0 +1,170 @@
+"""Read a repository's `.github/prgate.yml` again and put it in force (docs/configuration.md).
+
+The backend reads the files itself, with its installation tokens, when the receiver forwards a push
+that touched one: the validation, the precedence and the store are the backend's, and an ingest that
+cannot reach GitHub answers 503, so the receiver parks the push and replays it. The files are read
+before the transaction; the result, the delivery's dedup row and the `prgate/config` commit status
+(an outbox action: posted exactly once, by a worker) are written in one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+
+from backend_api.challenges.config_file import ConfigFileError, Layer, extends_target, merge, parse
+from backend_api.store import deliveries, outbox, repo_config
+from shared_contracts.actions import ActionType, StatusPayload
+from shared_contracts.events import ConfigPushEvent, IngestResponse, IngestStatus
+from shared_contracts.repo_config import CONFIG_PATH, CONFIG_STATUS_CONTEXT, ORG_CONFIG_REPO
+
+log = logging.getLogger(__name__)
+
+MAX_EXTENDS_DEPTH = 5  # a chain of `_extends` this long is a mistake, not a design
+
+
+class Blob(Protocol):
+    @property
+    def sha(self) -> str: ...
+    @property
+    def content(self) -> bytes: ...
+
+
+class FileReader(Protocol):
+    """The backend's GitHub App (backend_api/github/app.py): what a refresh needs of GitHub."""
+
+    async def file_contents(
+        self, installation_id: int, path: str, *, repo_id: int | None = None, full_name: str | None = None,
+        ref: str | None = None,
+    ) -> Blob | None: ...
+
+    async def user_id(self, installation_id: int, login: str) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """What reading a repository's files found: the merged config (None: no file applies) or an error."""
+
+    config: dict[str, Any] | None
+    key_sources: dict[str, str] = field(default_factory=dict)
+    own_file: bool = False
+    inherits: list[str] = field(default_factory=list)
+    blob_sha: str | None = None
+    error: str | None = None
+
+
+def org_repo(full_name: str) -> str:
+    return f"{full_name.split('/', 1)[0]}/{ORG_CONFIG_REPO}"
+
+
+async def read(reader: FileReader, installation_id: int, repo_id: int, full_name: str) -> ReadResult:
+    """The repository's own file, else its organization's `.github` one (Probot's fallback), each
+    followed along `_extends`; GitHubUnavailable propagates (nothing is written then)."""
+    own = await reader.file_contents(installation_id, CONFIG_PATH, repo_id=repo_id)
+    start, blob = (full_name, own)
+    if own is None and full_name.split("/", 1)[1] != ORG_CONFIG_REPO:
+        start, blob = org_repo(full_name), await reader.file_contents(
+            installation_id, CONFIG_PATH, full_name=org_repo(full_name))
+    if blob is None:
+        return ReadResult(config=None)
+    chain: list[Layer] = []
+    inherits = [start]
+    try:
+        current_name, current = start, blob
+        while True:
+            parsed = parse(current.content, f"{current_name}:{CONFIG_PATH}")
+            chain.insert(0, Layer(current_name, parsed.values()))
+            if parsed.extends is None:
+                break
+            target = extends_target(parsed.extends, current_name)
+            if target in inherits:
+                raise ConfigFileError(f"{current_name}:{CONFIG_PATH}: _extends {target} makes a cycle")
+            if len(inherits) >= MAX_EXTENDS_DEPTH:
+                raise ConfigFileError(f"{current_name}:{CONFIG_PATH}: more than {MAX_EXTENDS_DEPTH} files "
+                                      "chained by _extends")
+            found = await reader.file_contents(installation_id, CONFIG_PATH, full_name=target)
+            inherits.append(target)
+            if found is None:
+                raise ConfigFileError(f"{current_name}:{CONFIG_PATH}: _extends {target}, which has no "
+                                      f"{CONFIG_PATH} this installation can read")
+            current_name, current = target, found
+        merged = merge(chain)
+        if "whitelist_logins" in merged.config:
+            merged.config["whitelist_user_ids"] = await _user_ids(
+                reader, installation_id, merged.config["whitelist_logins"], merged.key_sources["whitelist_logins"])
+    except ConfigFileError as exc:
+        return ReadResult(config=None, own_file=own is not None, inherits=inherits, error=str(exc))
+    return ReadResult(config=merged.config, key_sources=merged.key_sources, own_file=own is not None,
+                      inherits=inherits, blob_sha=blob.sha)
+
+
+async def _user_ids(reader: FileReader, installation_id: int, logins: list[str], where: str) -> list[int]:
+    """The gate compares user ids (a login can be renamed and taken): resolved when the file is read."""
+    ids: list[int] = []
+    for login in logins:
+        found = await reader.user_id(installation_id, login)
+        if found is None:
+            raise ConfigFileError(f"{where}:{CONFIG_PATH}: whitelist_logins: unknown GitHub login {login}")
+        ids.append(found)
+    return ids
+
+
+async def store_read(conn: asyncpg.Connection | Any, installation_id: int, repo_id: int, full_name: str,
+                     result: ReadResult, commit_sha: str | None, max_attempts: int) -> None:
+    """Write one read inside the caller's transaction; with ``commit_sha``, the status on that commit."""
+    await repo_config.lock(conn, repo_id)
+    if result.error is not None:
+        log.warning("config file invalid; the last valid configuration stays in force: %s", result.error,
+                    extra={"installation_id": installation_id, "repo_id": repo_id})
+        await repo_config.save_invalid(conn, repo_id, installation_id, full_name, error=result.error,
+                                       commit_sha=commit_sha, own_file=result.own_file, inherits=result.inherits)
+    else:
+        await repo_config.save_valid(conn, repo_id, installation_id, full_name, config=result.config,
+                                     key_sources=result.key_sources, own_file=result.own_file,
+                                     inherits=result.inherits, blob_sha=result.blob_sha)
+    if commit_sha is None:
+        return
+    failed = result.error is not None
+    description = (result.error if failed else "configuration is valid and in force") or ""
+    target = outbox.PrTarget(installation_id, repo_id, full_name, 0, None, max_attempts)
+    # pr_number 0: a repository-level action (no pull request); it orders after earlier ones of the repo.
+    await target.enqueue(conn, ActionType.SET_COMMIT_STATUS, StatusPayload(
+        sha=commit_sha, state="failure" if failed else "success", context=CONFIG_STATUS_CONTEXT,
+        description=description[:140],
+    ))
+
+
+async def ingest_config_push(
+    pool: asyncpg.Pool, reader: FileReader, event: ConfigPushEvent, *, max_attempts: int
+) -> tuple[IngestResponse, list[tuple[int, str]]]:
+    """Refresh the pushed repository; the answer and the repositories that inherit from its file
+    (refreshed after, by the caller: they have no commit of their own to report on)."""
+    repo = event.repository
+    result = await read(reader, event.installation_id, repo.id, repo.full_name)
+    async with pool.acquire() as conn, conn.transaction():
+        fresh = await deliveries.begin(conn, event.delivery_id, event.event, "config", event.installation_id,
+                                       repo.id, event.body_sha256)
+        if not fresh:
+            return IngestResponse(status=IngestStatus.DUPLICATE, delivery_id=event.delivery_id,
+                                  reason="delivery already processed"), []
+        await store_read(conn, event.installation_id, repo.id, repo.full_name, result, event.head_sha, max_attempts)
+        is_org = repo.full_name.split("/", 1)[1] == ORG_CONFIG_REPO
+        dependents = await repo_config.dependents(conn, event.installation_id, repo.full_name, org_defaults=is_org)
+        reason = f"config file invalid: {result.error}" if result.error else (
+            "config file in force" if result.config is not None else "no config file applies")
+        await deliveries.finish(conn, event.delivery_id, event.event, deliveries.DeliveryRecord(
+            status=IngestStatus.ACCEPTED, decision=None, challenge_id=None, reason=reason[:500]))
+    return IngestResponse(status=IngestStatus.ACCEPTED, delivery_id=event.delivery_id, reason=reason), dependents
+
+
+async def refresh(pool: asyncpg.Pool, reader: FileReader, installation_id: int, repo_id: int, full_name: str,
+                  *, max_attempts: int) -> ReadResult:
+    """Read and store one repository's configuration with no commit to report on (inheritors of a
+    pushed file, a repository just added to an installation)."""
+    result = await read(reader, installation_id, repo_id, full_name)
+    async with pool.acquire() as conn, conn.transaction():
+        await store_read(conn, installation_id, repo_id, full_name, result, None, max_attempts)
+    return result

@@ -1,0 +1,77 @@
+"""The repository config file, `.github/prgate.yml` (docs/configuration.md).
+
+Its keys are the owner API's settings fields (`RepoSettings`), every one optional: a key the file
+leaves out keeps the value of the level below it (organization defaults, then the owner API's
+settings, then the defaults). `_extends` names another repository whose file this one builds on
+(Probot's convention). The published JSON Schema, `docs/prgate.schema.json`, is generated from
+`RepoConfigFile` (`config_json_schema`); a test holds the committed copy equal to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from shared_contracts.common import WireModel
+from shared_contracts.owner import RepoSettings
+
+CONFIG_PATH = ".github/prgate.yml"
+# The organization-wide defaults: the same file in the account's `.github` repository.
+ORG_CONFIG_REPO = ".github"
+CONFIG_STATUS_CONTEXT = "prgate/config"
+# Not settable from a file: the whitelist's user ids are resolved by prgate from the logins, and
+# the challenge answer is a secret (a file in a repository is readable by everyone who can read it).
+FILE_EXCLUDED = frozenset({"whitelist_user_ids"})
+FILE_KEYS: tuple[str, ...] = tuple(k for k in RepoSettings.model_fields if k not in FILE_EXCLUDED)
+
+SettingSource = Literal["file", "api", "default"]
+
+
+class RepoConfigFile(WireModel):
+    """One `.github/prgate.yml`, as written: unknown keys are refused (a typo must not pass unseen)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              title="prgate repository configuration (.github/prgate.yml)")
+
+    extends: str | None = Field(
+        default=None, alias="_extends", min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$",
+        description="Inherit from another repository's .github/prgate.yml: `repo` (same owner) or `owner/repo`; "
+                    "this file's keys win over the inherited ones.",
+    )
+    gate_drafts: bool | None = Field(default=None, description="Gate draft pull requests too (default: false).")
+    deadline_seconds: int | None = Field(
+        default=None, ge=10, le=90 * 24 * 3600,
+        description="How long an unverified author has to verify, in seconds (default: 259200, 72 hours).",
+    )
+    warn_only: bool | None = Field(
+        default=None, description="Never close: comment and set a failing status when the deadline passes "
+                                  "(default: false).")
+    exempt_comment: bool | None = Field(
+        default=None, description="Tell exempt authors why they are exempt in a comment (default: true).")
+    exempt_bots: bool | None = Field(default=None, description="Bot accounts are exempt (default: true).")
+    whitelist_logins: list[str] | None = Field(
+        default=None, max_length=1000,
+        description="GitHub logins that are always exempt; resolved to user ids when the file is read "
+                    "(default: none).")
+    exempt_associations: list[str] | None = Field(
+        default=None, max_length=16,
+        description="Author associations that are exempt (default: OWNER, MEMBER, COLLABORATOR).")
+    challenge_text: str | None = Field(
+        default=None, max_length=20_000, description="Markdown shown on the verification page (default: none).")
+    challenge_question: str | None = Field(
+        default=None, max_length=2_000,
+        description="A question the author must answer; its expected answer is set in the owner API or the "
+                    "settings page only, never in a file (default: none).")
+    reopen_on_verify: bool | None = Field(
+        default=None, description="Reopen a pull request closed on timeout once its author verifies "
+                                  "(default: true).")
+
+    def values(self) -> dict[str, Any]:
+        """The settings keys the file sets (`null` counts as not set)."""
+        return {k: v for k, v in self.model_dump(exclude={"extends"}).items() if v is not None}
+
+
+def config_json_schema() -> dict[str, Any]:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            **RepoConfigFile.model_json_schema(by_alias=True)}
