@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared_contracts.common import WireModel
 
@@ -70,15 +70,71 @@ class RepoSettings(WireModel):
 # ---- owner API: per-repository settings, challenges, actions (docs/owner-api.md) ----------------------
 
 
+# What `GET …/settings` answers beside the settings: accepted on input and dropped, so that GET's
+# answer, edited, can be sent back as PUT's or PATCH's body. Anything else unknown is refused (422).
+READ_ONLY_SETTINGS_FIELDS = frozenset(
+    {"repo_id", "repo_full_name", "challenge_answer_set", "whitelist_user_ids", "sources"}
+)
+
+
+def _drop_read_only(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k not in READ_ONLY_SETTINGS_FIELDS}
+    return data
+
+
 class RepoSettingsUpdate(RepoSettings):
     """`PUT /api/v1/repos/{repo_id}/settings`: the whole settings object (missing fields take their
-    defaults), plus the expected answer to `challenge_question`.
+    defaults), plus the expected answer to `challenge_question`. An unknown field is refused (422
+    naming it): a typo must not answer 200 and reset the field it meant to set.
 
     `challenge_answer` is write-only: it is stored as a hash and never returned. Absent or `null`
     keeps the stored answer; a blank string removes it (the question then accepts any answer).
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     challenge_answer: str | None = Field(default=None, max_length=2_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_only_dropped(cls, data: Any) -> Any:
+        return _drop_read_only(data)
+
+
+class RepoSettingsPatch(WireModel):
+    """`PATCH /api/v1/repos/{repo_id}/settings`: only the fields given change (JSON merge patch,
+    RFC 7396): absent keeps the stored value, `null` sets the field back to its default. An unknown
+    field is refused (422 naming it). `challenge_answer` as on PUT: absent or `null` keeps the
+    stored answer, a blank string removes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gate_drafts: bool | None = None
+    deadline_seconds: int | None = Field(default=None, ge=10, le=90 * 24 * 3600)
+    warn_only: bool | None = None
+    exempt_comment: bool | None = None
+    exempt_bots: bool | None = None
+    whitelist_logins: list[str] | None = Field(default=None, max_length=1000)
+    exempt_associations: list[str] | None = Field(default=None, max_length=16)
+    challenge_text: str | None = Field(default=None, max_length=20_000)
+    challenge_question: str | None = Field(default=None, max_length=2_000)
+    reopen_on_verify: bool | None = None
+    challenge_answer: str | None = Field(default=None, max_length=2_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_only_dropped(cls, data: Any) -> Any:
+        return _drop_read_only(data)
+
+    def apply(self, current: RepoSettings) -> dict[str, Any]:
+        """The settings after this patch, as RepoSettings' fields (not yet validated as a whole)."""
+        defaults = RepoSettings()
+        merged = current.model_dump()
+        for name in self.model_fields_set - {"challenge_answer"}:
+            value = getattr(self, name)
+            merged[name] = getattr(defaults, name) if value is None else value
+        return merged
 
 
 class OwnerRepoSettings(RepoSettings):

@@ -216,3 +216,5 @@ def csrf_scope_for_challenge(challenge_id: int) -> str:
 
 
 CSRF_SCOPE_LOGOUT = "logout"
+# The settings page's form (web.settings): its own scope, so a logout or owner API token does not post it.
+CSRF_SCOPE_SETTINGS_PAGE = "settings-page"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -166,13 +167,26 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         if any(e["type"] == "model_type" and not e["loc"] for e in errors):
             raise ApiError(422, "validation_error", "request body must be a JSON object") from None
         details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-        raise ApiError(422, "validation_error", "request body does not match the schema", details) from None
+        raise ApiError(422, "validation_error", _schema_message(model, errors), details) from None
     unstorable = list(_unstorable(parsed.model_dump(), []))
     if unstorable:
         raise ApiError(422, "validation_error", "request body holds values the database cannot store", unstorable)
     return parsed
 
 
+
+
+def _schema_message(model: type[BaseModel], errors: list[Any]) -> str:
+    """Names the unknown fields (with the nearest known one): a typo is the likeliest mistake."""
+    unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1]
+    if not unknown:
+        return "request body does not match the schema"
+    known = list(model.model_fields)
+    named = []
+    for name in unknown:
+        near = difflib.get_close_matches(name, known, n=1)
+        named.append(f"{name} (did you mean {near[0]}?)" if near else name)
+    return f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(named)}; the fields are {', '.join(known)}"
 
 
 def _unstorable(value: Any, loc: list[str | int]) -> Iterator[dict[str, Any]]:

@@ -5,14 +5,21 @@ asked with the installation's token, that the signed-in user is an admin of the 
 Not signed in: 401; a state-changing call without the session's ``X-CSRF-Token``: 403
 ``csrf_failed``; repository unknown or not installed: 404; not an admin: 403. Every error is the
 usual JSON error body.
+
+Every route is served twice: ``/api/v1/repos/{repo_id}/…`` and ``/api/v1/repos/{owner}/{repo}/…``
+(the stored name, resolved to the id before anything else is asked; the access check is by id).
+The settings page (``web.settings``) checks access with :func:`admin_access` and writes with
+:func:`write_settings`, the same code as the API.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -36,6 +43,7 @@ from shared_contracts.owner import (
     OwnerRepoSettings,
     OwnerSession,
     RepoSettings,
+    RepoSettingsPatch,
     RepoSettingsUpdate,
 )
 
@@ -62,9 +70,37 @@ async def _session(request: web.Request) -> Session:
     return session
 
 
+# GitHub's rules for names: an owner is at most 39 letters, digits and hyphens; a repository at
+# most 100 letters, digits, '.', '-', '_'. Anything else cannot be stored, so it is 404 unasked.
+_OWNER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+_REPO_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    """How the caller named the repository: its id, or its ``owner/repo`` name (id then None)."""
+
+    repo_id: int | None
+    full_name: str | None
+
+    @property
+    def shown(self) -> str:
+        return f"repository {self.repo_id}" if self.repo_id is not None else f"repository {self.full_name}"
+
+
+def repo_ref(request: web.Request) -> RepoRef:
+    """``{repo_id}``, or ``{owner}/{repo}`` of the route; 404 for what cannot be a repository."""
+    if "repo_id" in request.match_info:
+        return RepoRef(path_id(request, "repo_id"), None)
+    owner, repo = request.match_info["owner"], request.match_info["repo"]
+    if not (_OWNER_NAME.fullmatch(owner) and _REPO_NAME.fullmatch(repo)) or repo in {".", ".."}:
+        raise ApiError(404, "not_found", "owner/repo must be a GitHub repository name")
+    return RepoRef(None, f"{owner}/{repo}")
+
+
 async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
     """The order of checks: session (401), CSRF for writes (403), installed repo (404), admin (403)."""
-    repo_id = path_id(request, "repo_id")
+    ref = repo_ref(request)
     session = await _session(request)
     if write and not request.app[SESSIONS].check_csrf(
         session, CSRF_SCOPE_OWNER_API, request.headers.get(CSRF_HEADER)
@@ -72,21 +108,38 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
         raise ApiError(
             403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header (GET /api/v1/session gives the token)"
         )
+    return await admin_access(request, session, ref)
+
+
+async def admin_access(request: web.Request, session: Session, ref: RepoRef) -> RepoAccess:
+    """Whether ``session``'s user is an admin of the repository, as GitHub says (by user id and
+    repository id); raises ApiError (404, 403, 429, 502, 503) otherwise. The API and the settings
+    page both ask here."""
     retry_after = request.app[OWNER_CHECKS].hit(session.sid)
     if retry_after is not None:
         log.warning("owner API: session over its access-check rate", extra={"github_user_id": session.user_id})
         raise ApiError(429, "rate_limited", f"too many owner API calls from this session; try again in "
                        f"{math.ceil(retry_after)} s")
     async with request.app[DB_POOL].acquire() as conn:
+        repo_id = ref.repo_id
+        if repo_id is None:
+            assert ref.full_name is not None
+            repo_id = await installations.repo_id_by_name(conn, ref.full_name)
+            if repo_id is None:
+                raise ApiError(404, "not_found", f"prgate knows no {ref.shown}")
         status = await installations.app_status(conn, repo_id)
     if not status.installed or status.installation_id is None or status.repo_full_name is None:
-        raise ApiError(404, "not_found", f"prgate is not installed on repository {repo_id}")
+        raise ApiError(404, "not_found", f"prgate is not installed on {ref.shown}")
     if status.installation_id not in session.installation_ids:
+        if ref.repo_id is None:
+            # Asked by name: a repository this user could not reach is answered as unknown, so that
+            # probing names tells a stranger nothing (by id the 403 says no more than the public status).
+            raise ApiError(404, "not_found", f"prgate knows no {ref.shown} that you can reach")
         # GitHub told us at sign-in which of our installations this user reaches; any other one's
         # token is never minted or spent on them (a stranger could otherwise make us burn a victim
         # installation's rate limit).
         raise ApiError(
-            403, "forbidden", f"@{session.login} is not an admin of repository {repo_id} (its installation is "
+            403, "forbidden", f"@{session.login} is not an admin of {ref.shown} (its installation is "
             "not one you could reach when you signed in; if it was installed since, sign in again)",
         )
     try:
@@ -98,7 +151,7 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
         raise ApiError(503, "github_app_not_configured", "the backend has no GitHub App credentials") from None
     except InstallationRefused as exc:
         if exc.status == 404:
-            raise ApiError(404, "not_found", f"prgate is not installed on repository {repo_id}") from None
+            raise ApiError(404, "not_found", f"prgate is not installed on {ref.shown}") from None
         raise ApiError(
             403, "forbidden", "GitHub refused prgate a token for this installation (is it suspended?), "
             "so admin rights cannot be checked",
@@ -108,8 +161,9 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
         raise ApiError(502, "github_unavailable", "prgate could not ask GitHub about your permission") from None
     if not is_admin(permission):
         raise ApiError(
-            # The repository by id only: its name is for its admins (a private name is a secret).
-            403, "forbidden", f"@{session.login} is not an admin of repository {repo_id} (GitHub says {permission})"
+            # By id the repository is named by id only: its name is for its admins (a private name is
+            # a secret); by name the caller gave the name.
+            403, "forbidden", f"@{session.login} is not an admin of {ref.shown} (GitHub says {permission})"
         )
     return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id, status)
 
@@ -123,7 +177,7 @@ def _page_query(request: web.Request) -> PageQuery:
         raise ApiError(422, "validation_error", "invalid query parameters", details) from None
 
 
-async def _settings_view(request: web.Request, access: RepoAccess) -> OwnerRepoSettings:
+async def settings_view(request: web.Request, access: RepoAccess) -> OwnerRepoSettings:
     async with request.app[DB_POOL].acquire() as conn:
         current, sources = await repo_settings.effective(conn, access.repo_id)
         answer_set = await repo_settings.answer_is_set(conn, access.repo_id)
@@ -181,7 +235,7 @@ async def owner_session(request: web.Request) -> web.Response:
 
 async def get_repo_settings(request: web.Request) -> web.Response:
     access = await _admin(request, write=False)
-    return json_response(await _settings_view(request, access))
+    return json_response(await settings_view(request, access))
 
 
 async def get_installation(request: web.Request) -> web.Response:
@@ -190,28 +244,51 @@ async def get_installation(request: web.Request) -> web.Response:
     return json_response(access.status)
 
 
+async def write_settings(
+    request: web.Request, access: RepoAccess, values: dict[str, Any], challenge_answer: str | None
+) -> OwnerRepoSettings:
+    """Store ``values`` (RepoSettings' fields; ``whitelist_user_ids`` is resolved here) and, unless
+    None, the answer; 422 before anything is written if they do not make valid settings."""
+    async with request.app[DB_POOL].acquire() as conn:
+        current = await repo_settings.get(conn, access.repo_id)
+    try:
+        checked = RepoSettings.model_validate({**values, "whitelist_user_ids": []})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+        raise ApiError(422, "validation_error", "the settings are not valid", details) from None
+    ids = await _whitelist_ids(request, access, checked.whitelist_logins, current)
+    new = checked.model_copy(update={"whitelist_user_ids": ids})
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        await repo_settings.put(conn, access.repo_id, new)
+        if challenge_answer is not None:
+            # Hashed exactly as the verification page checks it (challenges.verify); blank removes it.
+            stored = answer_hash(challenge_answer) if normalize_answer(challenge_answer) else None
+            await repo_settings.set_answer_hash(conn, access.repo_id, stored)
+    changed = sorted(k for k, v in new.model_dump().items() if getattr(current, k) != v)
+    log.info(
+        "repository settings changed",
+        extra={"repo_id": access.repo_id, "github_user_id": access.session.user_id, "fields": changed,
+               "answer_changed": challenge_answer is not None},
+    )
+    return await settings_view(request, access)
+
+
 async def put_repo_settings(request: web.Request) -> web.Response:
     access = await _admin(request, write=True)
     update = await read_model(request, RepoSettingsUpdate)
+    values = update.model_dump(exclude={"challenge_answer", "whitelist_user_ids"})
+    return json_response(await write_settings(request, access, values, update.challenge_answer))
+
+
+async def patch_repo_settings(request: web.Request) -> web.Response:
+    access = await _admin(request, write=True)
+    patch = await read_model(request, RepoSettingsPatch)
     async with request.app[DB_POOL].acquire() as conn:
         current = await repo_settings.get(conn, access.repo_id)
-    ids = await _whitelist_ids(request, access, update.whitelist_logins, current)
-    new = RepoSettings.model_validate(
-        {**update.model_dump(exclude={"challenge_answer"}), "whitelist_user_ids": ids}
-    )
-    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
-        await repo_settings.put(conn, access.repo_id, new)
-        if update.challenge_answer is not None:
-            # Hashed exactly as the verification page checks it (challenges.verify); blank removes it.
-            answer = update.challenge_answer
-            stored = answer_hash(answer) if normalize_answer(answer) else None
-            await repo_settings.set_answer_hash(conn, access.repo_id, stored)
-    log.info(
-        "repository settings changed",
-        extra={"repo_id": access.repo_id, "github_user_id": access.session.user_id,
-               "answer_changed": update.challenge_answer is not None},
-    )
-    return json_response(await _settings_view(request, access))
+    values = patch.apply(current)
+    values.pop("whitelist_user_ids", None)
+    return json_response(await write_settings(request, access, values, patch.challenge_answer))
 
 
 async def list_challenges(request: web.Request) -> web.Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -48,6 +48,7 @@ from shared_contracts.owner import (
     OwnerRepoSettings,
     OwnerSession,
     PublicAppStatus,
+    RepoSettingsPatch,
     RepoSettingsUpdate,
     SessionRevokeRequest,
     SessionRevokeResponse,
@@ -74,6 +75,8 @@ class Route:
     errors: tuple[int, ...]
     # Who may call it with a signed request (shared_contracts.keys.Caller); empty: not signed.
     callers: frozenset[Caller] = frozenset()
+    # The OpenAPI operationId, when one handler serves two paths (by id and by owner/repo).
+    operation_id: str | None = None
 
     @property
     def signed(self) -> bool:
@@ -161,8 +164,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/repos/{repo_id}/settings", owner.get_repo_settings,
           "Gate settings of a repository (admins)", None, OwnerRepoSettings, _OWNER_ERRORS),
     Route("PUT", "/api/v1/repos/{repo_id}/settings", owner.put_repo_settings,
-          "Replace the gate settings of a repository; challenge_answer is stored hashed (admins, X-CSRF-Token)",
+          "Replace the gate settings of a repository (fields left out take their defaults; an unknown field is "
+          "422); challenge_answer is stored hashed (admins, X-CSRF-Token)",
           RepoSettingsUpdate, OwnerRepoSettings, _OWNER_WRITE_ERRORS),
+    Route("PATCH", "/api/v1/repos/{repo_id}/settings", owner.patch_repo_settings,
+          "Change only the settings given (JSON merge patch: null sets a field back to its default; an unknown "
+          "field is 422) (admins, X-CSRF-Token)", RepoSettingsPatch, OwnerRepoSettings, _OWNER_WRITE_ERRORS),
     Route("GET", "/api/v1/repos/{repo_id}/challenges", owner.list_challenges,
           "Challenges of a repository, most recent first; ?limit= (1-200, default 50) &before=<challenge_id>",
           None, ChallengeList, _OWNER_ERRORS),
@@ -175,6 +182,30 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", handlers.healthz, "Process is up", None, Health, ()),
     Route("GET", "/readyz", handlers.readyz, "Database reachable", None, Health, (503,)),
 )
+
+_BY_ID = "/api/v1/repos/{repo_id}/"
+
+
+def _by_name(route: Route) -> Route:
+    """The owner route addressed by ``owner/repo`` instead of the numeric id (docs/owner-api.md)."""
+    return replace(
+        route, path=route.path.replace(_BY_ID, "/api/v1/repos/{owner}/{repo}/"),
+        summary=f"{route.summary}; the repository by its owner/repo name",
+        operation_id=f"{route.handler.__name__}_by_name",
+    )
+
+
+# Every owner route (an admin's, behind the session) also by name. Not the public install status: by
+# name it would tell anyone whether prgate runs on a private repository they can only guess the name of.
+ROUTES = ROUTES + tuple(
+    _by_name(r) for r in ROUTES if r.path.startswith(_BY_ID) and r.handler.__module__ == owner.__name__
+)
+
+# GitHub's rules for the two segments (http.owner checks them too: anything else is 404).
+_NAME_SCHEMAS: dict[str, dict[str, Any]] = {
+    "owner": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"},
+    "repo": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"},
+}
 
 
 def internal_scopes() -> dict[tuple[str, str], frozenset[Caller]]:
@@ -208,7 +239,7 @@ def openapi_document() -> dict[str, Any]:
     for route in ROUTES:
         op: dict[str, Any] = {
             "summary": route.summary,
-            "operationId": route.handler.__name__,
+            "operationId": route.operation_id or route.handler.__name__,
             "responses": {
                 "200": {"description": "OK", "content": {"application/json": {"schema": ref(route.response)}}},
                 **{
@@ -221,7 +252,8 @@ def openapi_document() -> dict[str, Any]:
         params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]
         if params:
             op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+                {"name": p, "in": "path", "required": True,
+                 "schema": _NAME_SCHEMAS.get(p, {"type": "integer", "minimum": 0})}
                 for p in params
             ]
         if route.request is not None:

@@ -123,6 +123,22 @@ async def remove_all_repositories(conn: Conn, installation_id: int) -> None:
     )
 
 
+async def repo_id_by_name(conn: Conn, full_name: str) -> int | None:
+    """The repository id a stored ``owner/repo`` name (GitHub's names ignore case) stands for; None if
+    no row holds it. A name can be held twice after a rename prgate missed and the old name's reuse:
+    the installed repository added last wins (the access check that follows is by id either way)."""
+    value = await conn.fetchval(
+        """SELECT r.repo_id
+           FROM github_installation_repositories r
+           JOIN github_installations i USING (installation_id)
+           WHERE lower(r.full_name) = lower($1)
+           ORDER BY (r.removed_at IS NULL AND i.status <> 'DELETED') DESC, r.added_at DESC, r.repo_id DESC
+           LIMIT 1""",
+        full_name,
+    )
+    return int(value) if value is not None else None
+
+
 async def app_status(conn: Conn, repo_id: int) -> GitHubAppStatus:
     """Install status of a repository, resolved only from membership rows (never from logins)."""
     row = await conn.fetchrow(

@@ -181,10 +181,12 @@ def render_installations(installs: Sequence[InstallationRow], links: t.Links) ->
             + _cell(r.pending_challenges, "num")
             + _cell(when(r.added_at))
             + _cell(when(r.removed_at) if r.removed_at else "")
+            # By id: exact even when a missed rename left a name held twice (web.settings; its admins only).
+            + _raw_cell(_link(f"/settings/{r.repo_id}", "settings"))
             for r in inst.repositories
         )
         parts.append(_table(
-            ("Repository", "Id", "Visibility", "Install status", "Pending challenges", "Added", "Removed"),
+            ("Repository", "Id", "Visibility", "Install status", "Pending challenges", "Added", "Removed", "Settings"),
             rows, "No repository recorded for this installation.",
         ))
     return "".join(parts)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from backend_api.web import auth, verify
 from backend_api.web.manifest import add_manifest_routes
+from backend_api.web.settings import add_settings_routes
 
 
 def add_web_routes(app: web.Application) -> None:
@@ -14,4 +15,5 @@ def add_web_routes(app: web.Application) -> None:
     app.router.add_get("/auth/github/login", auth.login)
     app.router.add_get("/auth/github/callback", auth.callback)
     app.router.add_post("/auth/logout", auth.logout)
+    add_settings_routes(app)  # /settings/{repo_id}, /settings/{owner}/{repo} (docs/owner-api.md)
     add_manifest_routes(app)  # /github-app/new, /github-app/callback (docs/github-app.md)

@@ -295,6 +295,127 @@ async def test_put_refuses_invalid_settings(owner: Owner, db: asyncpg.Pool) -> N
     assert await snapshot(db) == before
 
 
+def name_path(suffix: str, full_name: str = FULL_NAME) -> str:
+    return f"/api/v1/repos/{full_name}/{suffix}"
+
+
+async def test_put_refuses_unknown_fields_naming_them_and_writes_nothing(owner: Owner, db: asyncpg.Pool) -> None:
+    admin = await owner.user("carol", 3003, "admin")
+    await owner.call("PUT", repo_path("settings"), admin, json={"warn_only": True, "deadline_seconds": 3600})
+    before = await snapshot(db)
+    for method in ("PUT", "PATCH"):
+        body = await owner.call(method, repo_path("settings"), admin,
+                                json={"warn_onyl": False, "gate_draft": True}, expect=422)
+        assert body["error"] == "validation_error"
+        assert "unknown fields warn_onyl (did you mean warn_only?), gate_draft (did you mean gate_drafts?)" in (
+            body["message"])
+        assert sorted(d["loc"] for d in body["details"]) == [["gate_draft"], ["warn_onyl"]]
+        assert {d["type"] for d in body["details"]} == {"extra_forbidden"}
+    assert await snapshot(db) == before
+    current = await owner.call("GET", repo_path("settings"), admin, write=False)
+    assert (current["warn_only"], current["deadline_seconds"]) == (True, 3600)
+
+
+async def test_patch_changes_only_the_fields_given(owner: Owner, db: asyncpg.Pool) -> None:
+    admin = await owner.user("carol", 3003, "admin")
+    owner.sim.state.ensure_user("friend", 9103)
+    await owner.call("PUT", repo_path("settings"), admin, json={
+        "warn_only": True, "deadline_seconds": 3600, "whitelist_logins": ["friend"],
+        "challenge_question": "Which answer?", "challenge_answer": "forty-two", "challenge_text": "Read this.",
+    })
+    lookups = len(owner.sim.state.request_log)
+    patched = await owner.call("PATCH", repo_path("settings"), admin, json={"gate_drafts": True})
+    assert patched == {
+        **RepoSettings().model_dump(), "gate_drafts": True, "warn_only": True, "deadline_seconds": 3600,
+        "whitelist_logins": ["friend"], "whitelist_user_ids": [9103], "challenge_question": "Which answer?",
+        "challenge_text": "Read this.", "repo_id": REPO, "repo_full_name": FULL_NAME, "challenge_answer_set": True,
+    }
+    # A whitelist left alone is not looked up again (the permission check may be; no /users/ call).
+    assert not [r for r in list(owner.sim.state.request_log)[lookups:] if r.path.startswith("/users/")]
+    # null: back to the default; the answer's null keeps it, a blank removes it (as on PUT).
+    reset = await owner.call("PATCH", repo_path("settings"), admin,
+                             json={"deadline_seconds": None, "challenge_text": None, "challenge_answer": None})
+    assert (reset["deadline_seconds"], reset["challenge_text"], reset["challenge_answer_set"]) == (
+        RepoSettings().deadline_seconds, None, True)
+    cleared = await owner.call("PATCH", repo_path("settings"), admin, json={"challenge_answer": ""})
+    assert cleared["challenge_answer_set"] is False
+    assert cleared["warn_only"] is True
+    # An empty patch changes nothing; a bad value refuses the whole patch.
+    assert await owner.call("PATCH", repo_path("settings"), admin, json={}) == cleared
+    before = await snapshot(db)
+    body = await owner.call("PATCH", repo_path("settings"), admin, json={"gate_drafts": False, "deadline_seconds": 5},
+                            expect=422)
+    assert body["details"][0]["loc"] == ["deadline_seconds"]
+    assert await snapshot(db) == before
+    # GET's answer, edited, goes back as a PATCH (its read-only fields are accepted and dropped).
+    again = await owner.call("PATCH", repo_path("settings"), admin, json={**cleared, "exempt_bots": False})
+    assert again == {**cleared, "exempt_bots": False}
+
+
+async def test_patch_needs_the_csrf_token_and_an_admin(owner: Owner, db: asyncpg.Pool) -> None:
+    admin = await owner.user("carol", 3003, "admin")
+    dev = await owner.user("dev", 3001, "write")
+    before = await snapshot(db)
+    body = await owner.call("PATCH", repo_path("settings"), admin, json={"warn_only": True}, write=False, expect=403)
+    assert body["error"] == "csrf_failed"
+    body = await owner.call("PATCH", name_path("settings"), dev, json={"warn_only": True}, expect=403)
+    assert body["error"] == "forbidden"
+    assert await snapshot(db) == before
+
+
+async def test_every_owner_route_answers_by_owner_and_repo_name(owner: Owner) -> None:
+    admin = await owner.user("carol", 3003, "admin")
+    by_id = await owner.call("GET", repo_path("settings"), admin, write=False)
+    # GitHub's names ignore case; the answer is the stored repository's.
+    assert await owner.call("GET", name_path("settings", "Octo-Org/WIDGETS"), admin, write=False) == by_id
+    written = await owner.call("PATCH", name_path("settings"), admin, json={"deadline_seconds": 600})
+    assert written["deadline_seconds"] == 600
+    assert (await owner.call("GET", repo_path("settings"), admin, write=False))["deadline_seconds"] == 600
+    await owner.call("PUT", name_path("settings"), admin, json={"warn_only": True})
+    assert (await owner.call("GET", repo_path("settings"), admin, write=False))["deadline_seconds"] == 72 * 3600
+    assert (await owner.call("GET", name_path("installation"), admin, write=False))["repo_id"] == REPO
+    assert (await owner.call("GET", name_path("challenges"), admin, write=False))["items"][0]["pr_number"] == 7
+    assert (await owner.call("GET", name_path("actions"), admin, write=False))["items"]
+    exempted = await owner.call("POST", name_path("pulls/7/exempt"), admin)
+    assert (exempted["repo_id"], exempted["pr_number"]) == (REPO, 7)
+
+
+async def test_an_unknown_or_unreachable_name_is_404(owner: Owner, db: asyncpg.Pool) -> None:
+    admin = await owner.user("carol", 3003, "admin")
+    before = await snapshot(db)
+    for path in (name_path("settings", "octo-org/nothing"), name_path("settings", "nobody/widgets"),
+                 name_path("settings", "-bad/widgets"), name_path("challenges", "octo-org/w%20x")):
+        body = await owner.call("GET", path, admin, write=False, expect=404)
+        assert body["error"] == "not_found"
+        if path.endswith("/settings"):
+            await owner.call("PATCH", path, admin, json={"warn_only": True}, expect=404)
+    # Signed out, a name is not even looked up: 401 for known and unknown alike.
+    for name in (FULL_NAME, "octo-org/nothing"):
+        assert (await owner.call("GET", name_path("settings", name), None, expect=401))["error"] == "unauthorized"
+    # A user whose sign-in reached none of the repository's installations learns nothing from its name.
+    stranger = await owner.user("mallory", 6006, "admin", installations=(4242,))
+    body = await owner.call("GET", name_path("settings"), stranger, write=False, expect=404)
+    assert FULL_NAME in body["message"]
+    assert "reach" in body["message"]
+    assert await snapshot(db) == before
+    assert await permission_checks(owner.sim) == []
+
+
+async def test_a_name_held_twice_after_a_missed_rename_resolves_to_the_newer_repository(owner: Owner) -> None:
+    carol = await owner.user("carol", 3003, "admin")  # admin of 5001, which prgate will still call widgets
+    owner.sim.state.rename_repository(REPO, "octo-org/gadgets")
+    owner.sim.state.add_repository(1001, 5002, FULL_NAME)
+    await send_installation(owner.backend, "installation_repositories",
+                            installation_repositories_payload("added", repos=[(5002, FULL_NAME)]))
+    mallory = await owner.user("mallory", 6006, "admin")  # admin of 5002 only
+    body = await owner.call("GET", name_path("settings"), mallory, write=False)
+    assert body["repo_id"] == 5002
+    assert (await owner.call("GET", repo_path("settings"), carol, write=False))["repo_id"] == REPO
+    # By the reused name she reaches 5002, and GitHub says she is no admin there.
+    refused = await owner.call("GET", name_path("settings"), carol, write=False, expect=403)
+    assert refused["error"] == "forbidden"
+
+
 async def test_challenge_answer_is_stored_only_as_the_hash_the_verification_page_checks(
     owner: Owner, db: asyncpg.Pool
 ) -> None:
@@ -540,7 +661,23 @@ async def test_owner_routes_are_in_the_openapi_document(owner: Owner) -> None:
     put = paths["/api/v1/repos/{repo_id}/settings"]["put"]
     assert put["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/RepoSettingsUpdate")
     assert {"401", "403", "404", "422"} <= set(put["responses"])
-    assert set(paths["/api/v1/repos/{repo_id}/settings"]) == {"get", "put"}
+    assert set(paths["/api/v1/repos/{repo_id}/settings"]) == {"get", "put", "patch"}
+    patch = paths["/api/v1/repos/{repo_id}/settings"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/RepoSettingsPatch")
+    assert doc["components"]["schemas"]["RepoSettingsPatch"]["additionalProperties"] is False
+    assert doc["components"]["schemas"]["RepoSettingsUpdate"]["additionalProperties"] is False
+    # Every owner route by name too, with its own operationId and string segments.
+    by_id = {p.removeprefix("/api/v1/repos/{repo_id}/") for p in paths if p.startswith("/api/v1/repos/{repo_id}/")}
+    by_name = {p.removeprefix("/api/v1/repos/{owner}/{repo}/") for p in paths
+               if p.startswith("/api/v1/repos/{owner}/{repo}/")}
+    assert by_name == by_id - {"github-app-status"}
+    named = paths["/api/v1/repos/{owner}/{repo}/settings"]
+    assert set(named) == {"get", "put", "patch"}
+    assert [(p["name"], p["schema"]["type"]) for p in named["patch"]["parameters"]] == [
+        ("owner", "string"), ("repo", "string")]
+    ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    assert "patch_repo_settings_by_name" in ids
     for path in ("/api/v1/session", "/api/v1/repos/{repo_id}/challenges", "/api/v1/repos/{repo_id}/actions"):
         assert "get" in paths[path]
     exempt = paths["/api/v1/repos/{repo_id}/pulls/{number}/exempt"]["post"]
