@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from backend_api.challenges.config_file import ConfigFileError, Layer, extends_target, merge, parse
-from backend_api.store import deliveries, outbox, repo_config
+from backend_api.store import deliveries, installations, outbox, repo_config
 from shared_contracts.actions import ActionType, StatusPayload
 from shared_contracts.events import ConfigPushEvent, IngestResponse, IngestStatus
 from shared_contracts.repo_config import CONFIG_PATH, CONFIG_STATUS_CONTEXT, ORG_CONFIG_REPO
@@ -143,6 +143,22 @@ async def ingest_config_push(
     """Refresh the pushed repository; the answer and the repositories that inherit from its file
     (refreshed after, by the caller: they have no commit of their own to report on)."""
     repo = event.repository
+    async with pool.acquire() as conn:
+        known = await installations.is_active_member(conn, event.installation_id, repo.id)
+    if not known:
+        # Nothing to read with: no token for an installation prgate does not hold (or no longer), and
+        # a repository outside it is not ours to configure. Recorded, so a redelivery is a duplicate.
+        async with pool.acquire() as conn, conn.transaction():
+            if not await deliveries.begin(conn, event.delivery_id, event.event, "config", event.installation_id,
+                                          repo.id, event.body_sha256):
+                return IngestResponse(status=IngestStatus.DUPLICATE, delivery_id=event.delivery_id,
+                                      reason="delivery already processed"), []
+            reason = "repository is not in an active installation prgate knows"
+            await deliveries.finish(conn, event.delivery_id, event.event, deliveries.DeliveryRecord(
+                status=IngestStatus.IGNORED, decision=None, challenge_id=None, reason=reason))
+        log.info("config push ignored: %s", reason, extra={"delivery_id": event.delivery_id,
+                                                          "installation_id": event.installation_id})
+        return IngestResponse(status=IngestStatus.IGNORED, delivery_id=event.delivery_id, reason=reason), []
     result = await read(reader, event.installation_id, repo.id, repo.full_name)
     async with pool.acquire() as conn, conn.transaction():
         fresh = await deliveries.begin(conn, event.delivery_id, event.event, "config", event.installation_id,

@@ -228,6 +228,17 @@ class Membership:
     removed_at: datetime | None  # None: a member now
 
 
+async def is_active_member(conn: Conn, installation_id: int, repo_id: int) -> bool:
+    """The repository is a current member of an active installation (what may be read with its token)."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM github_installation_repositories r
+                          JOIN github_installations i USING (installation_id)
+                          WHERE r.installation_id = $1 AND r.repo_id = $2 AND r.removed_at IS NULL
+                            AND i.status = 'ACTIVE')""",
+        installation_id, repo_id,
+    ))
+
+
 async def memberships(conn: Conn, installation_id: int) -> list[Membership]:
     """Every repository ever recorded for the installation, current members and removed ones."""
     rows = await conn.fetch(

@@ -329,6 +329,9 @@ async def test_patch_changes_only_the_fields_given(owner: Owner, db: asyncpg.Poo
         **RepoSettings().model_dump(), "gate_drafts": True, "warn_only": True, "deadline_seconds": 3600,
         "whitelist_logins": ["friend"], "whitelist_user_ids": [9103], "challenge_question": "Which answer?",
         "challenge_text": "Read this.", "repo_id": REPO, "repo_full_name": FULL_NAME, "challenge_answer_set": True,
+        "sources": {**{k: "default" for k in FILE_KEYS}, **{k: "api" for k in (
+            "gate_drafts", "warn_only", "deadline_seconds", "whitelist_logins", "challenge_question",
+            "challenge_text")}},
     }
     # A whitelist left alone is not looked up again (the permission check may be; no /users/ call).
     assert not [r for r in list(owner.sim.state.request_log)[lookups:] if r.path.startswith("/users/")]
@@ -349,7 +352,7 @@ async def test_patch_changes_only_the_fields_given(owner: Owner, db: asyncpg.Poo
     assert await snapshot(db) == before
     # GET's answer, edited, goes back as a PATCH (its read-only fields are accepted and dropped).
     again = await owner.call("PATCH", repo_path("settings"), admin, json={**cleared, "exempt_bots": False})
-    assert again == {**cleared, "exempt_bots": False}
+    assert again == {**cleared, "exempt_bots": False, "sources": {**cleared["sources"], "exempt_bots": "api"}}
 
 
 async def test_patch_needs_the_csrf_token_and_an_admin(owner: Owner, db: asyncpg.Pool) -> None:
