@@ -135,3 +135,21 @@ def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_
     after = _prgate(["reconcile"], tmp_path, _fresh_env())
     assert after.returncode == 2
     assert "is not set" in after.stderr  # its generated keys went with it
+
+
+def test_a_component_without_url_never_joins_an_embedded_server_another_process_owns(tmp_path: Path) -> None:
+    """No stack runs, but another process owns the checkout's embedded Redis: a `prgate worker` without
+    REDIS_URL says which URL to set instead of joining it (and stopping it on exit)."""
+    from prgate.embedded import exclusive
+
+    data = tmp_path / ".data"
+    data.mkdir()
+    with exclusive(data / "redis.lock", "embedded Redis"):
+        result = _prgate(["worker"], tmp_path, _fresh_env(
+            PRGATE_WORKER_SECRETS="w" * 8 + "0123456789abcdef" * 2, WORKER_METRICS_PORT="0"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("prgate worker:")]
+    assert len(lines) == 1, result.stderr
+    assert "set REDIS_URL" in lines[0]
+    assert f"pid {os.getpid()}" in lines[0]
+    assert "Traceback" not in result.stderr
