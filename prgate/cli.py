@@ -240,13 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def use_running_stack_env(command: str) -> None:
     """In a checkout where `prgate up` runs, what it generated (its URLs, internal keys, the demo
-    App) fills the variables left unset, so `prgate reconcile` and friends reach that stack; a
-    variable set in the environment always wins. `up` itself never reads it (it writes it)."""
+    App) fills the variables absent from the environment, so `prgate reconcile` and friends reach
+    that stack; a variable in the environment always wins, even empty (set so on purpose). `up`
+    itself never reads it (it writes it)."""
     if command == "up":
         return
     for variable, value in running_stack_env(data_dir_path()).items():
-        if not os.environ.get(variable):
-            os.environ[variable] = value
+        os.environ.setdefault(variable, value)
 
 
 def _fail(command: str, message: str) -> int:
