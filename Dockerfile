@@ -10,7 +10,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml requirements.lock README.md ./
+COPY pyproject.toml requirements.lock README.md LICENSE ./
 COPY shared_contracts/ shared_contracts/
 COPY provider_clients/ provider_clients/
 COPY backend_api/ backend_api/

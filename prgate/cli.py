@@ -15,9 +15,32 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from prgate import gc_tuning
-from prgate.embedded import EmbeddedServiceError, data_dir, embedded_postgres, embedded_redis
+from prgate.embedded import (
+    ENV_FILE,
+    STACK_LOCK,
+    EmbeddedServiceError,
+    LockBusy,
+    data_dir,
+    data_dir_path,
+    embedded_postgres,
+    embedded_redis,
+    exclusive,
+    running_stack_env,
+)
 from prgate.logs import setup_logging
+from prgate.preflight import (
+    ConfigError,
+    bind_failure,
+    check_ports,
+    check_postgres,
+    check_private_key_path,
+    check_redis_url,
+    describe_invalid,
+    log_level,
+)
 from shared_contracts.keys import KEY_VARIABLES, Caller, InsecureSecret
 
 log = logging.getLogger("prgate")
@@ -61,6 +84,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from backend_api.store.migrate import apply_migrations
 
     with database_url() as url:
+        check_postgres(url)
         applied = asyncio.run(apply_migrations(url))
     log.info("migrations applied" if applied else "schema is up to date", extra={"migration": applied})
     return 0
@@ -76,8 +100,12 @@ def cmd_backend(_: argparse.Namespace) -> int:
         BackendSettings().check_secrets()  # before an embedded PostgreSQL is started for nothing
     except InsecureSecret as exc:
         return _refuse("backend", exc)
+    configured = BackendSettings()
+    check_ports([("BACKEND_PORT", configured.host, configured.port),
+                 ("BACKEND_INTERNAL_PORT", configured.host, configured.internal_port)])
     with database_url() as url:
-        settings = BackendSettings().model_copy(update={"database_url": url})
+        check_postgres(url)
+        settings = configured.model_copy(update={"database_url": url})
         app = create_app(settings)
         app.on_startup.append(_tune_gc(settings.gc_gen0_threshold))  # after the app's resources are open
         # BACKEND_INTERNAL_PORT: a second listener, the only one that serves /internal/*.
@@ -86,11 +114,13 @@ def cmd_backend(_: argparse.Namespace) -> int:
                                   family=socket.AF_INET6 if ":" in settings.host else socket.AF_INET)]
             if settings.internal_port else None
         )
-        log.info("backend listening", extra={
+        listening = {
             "path": f"http://{settings.host}:{settings.port}",
             **({"internal_port": settings.internal_port} if internal else {}),
-        })
-        web.run_app(app, host=settings.host, port=settings.port, sock=internal, print=None, access_log=None)
+        }
+        # run_app "prints" once the database pool is open and every listener is bound: only then is it true.
+        web.run_app(app, host=settings.host, port=settings.port, sock=internal, access_log=None,
+                    print=lambda _: log.info("backend listening", extra=listening))
     return 0
 
 
@@ -104,12 +134,16 @@ def cmd_bot(_: argparse.Namespace) -> int:
         BotSettings().signing_key(Caller.RECEIVER)
     except InsecureSecret as exc:
         return _refuse("bot", exc)
+    configured = BotSettings()
+    check_ports([("BOT_PORT", configured.host, configured.port)])
     with redis_url() as url:
-        settings = BotSettings().model_copy(update={"redis_url": url})
-        log.info("webhook receiver listening", extra={"path": f"http://{settings.host}:{settings.port}"})
+        check_redis_url(url)
+        settings = configured.model_copy(update={"redis_url": url})
         app = create_receiver_app(settings)
         app.on_startup.append(_tune_gc(settings.gc_gen0_threshold))
-        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+        listening = {"path": f"http://{settings.host}:{settings.port}"}
+        web.run_app(app, host=settings.host, port=settings.port, access_log=None,
+                    print=lambda _: log.info("webhook receiver listening", extra=listening))
     return 0
 
 
@@ -121,8 +155,11 @@ def cmd_worker(_: argparse.Namespace) -> int:
         BotSettings().signing_key(Caller.WORKER)
     except InsecureSecret as exc:
         return _refuse("worker", exc)
+    configured = BotSettings()
+    check_ports([("WORKER_METRICS_PORT", configured.host, configured.metrics_port)])
     with redis_url() as url:
-        settings = BotSettings().model_copy(update={"redis_url": url})
+        check_redis_url(url)
+        settings = configured.model_copy(update={"redis_url": url})
         gc_tuning.tune(settings.gc_gen0_threshold)
         asyncio.run(run_worker(settings))
     return 0
@@ -133,6 +170,7 @@ def cmd_simulator(_: argparse.Namespace) -> int:
     from prgate.simulator_env import simulator_settings
 
     env = simulator_settings()
+    check_ports([("SIMULATOR_PORT", env.host, env.port)])
     config = SimulatorConfig(
         app_id=env.app_id, app_public_key_pem=env.public_key_pem(), webhook_url=env.webhook_url,
         webhook_secret=env.webhook_secret.get_secret_value(), seed=env.seed,
@@ -145,10 +183,29 @@ def cmd_simulator(_: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from prgate.supervisor import run_stack
+    from backend_api.settings import BackendSettings
+    from bot_worker.settings import BotSettings
+    from prgate.supervisor import is_demo, planned_ports, run_stack
 
+    directory = data_dir()
+    env = dict(os.environ)
+    demo = is_demo(env)
+    ports = planned_ports(env, workers=args.workers, demo=demo)
     with ExitStack() as stack:
-        env = dict(os.environ)
+        # First, before anything is started or dropped: one stack per checkout.
+        try:
+            stack.enter_context(exclusive(directory / STACK_LOCK, "prgate up, " + ", ".join(
+                f"{variable} {port}" for variable, _, port in ports if port)))
+        except LockBusy as busy:
+            raise ConfigError(
+                f"a prgate stack is already running in this checkout ({busy.holder}; data in {directory}): "
+                "use it (`prgate reconcile` and the other subcommands find it through .data/env), stop it, "
+                "or start another with its own PRGATE_DATA_DIR and ports"
+            ) from None
+        (directory / ENV_FILE).unlink(missing_ok=True)  # a killed stack's: its servers are gone
+        BackendSettings()  # a wrong variable is said now, not by a child after the others started
+        BotSettings()
+        check_ports(ports)
         env["DATABASE_URL"] = stack.enter_context(database_url())
         env["REDIS_URL"] = stack.enter_context(redis_url())
         # The demo's own random keys: nothing published ever signs anything (docs/security.md).
@@ -156,7 +213,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if not env.get(variable):
                 env[variable] = secrets.token_hex(32)
                 log.info("%s is not set: generated one for this run", variable)
-        return run_stack(env, workers=args.workers, data_dir=data_dir())
+        return run_stack(env, workers=args.workers, data_dir=directory, demo=demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,16 +238,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_running_stack_env(command: str) -> None:
+    """In a checkout where `prgate up` runs, what it generated (its URLs, internal keys, the demo
+    App) fills the variables absent from the environment, so `prgate reconcile` and friends reach
+    that stack; a variable in the environment always wins, even empty (set so on purpose). `up`
+    itself never reads it (it writes it)."""
+    if command == "up":
+        return
+    for variable, value in running_stack_env(data_dir_path()).items():
+        os.environ.setdefault(variable, value)
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"prgate {command}: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(f"prgate-{args.command}", os.environ.get("LOG_LEVEL", "INFO"))
+    command: str = args.command
+    use_running_stack_env(command)
     try:
+        level = log_level(os.environ.get("LOG_LEVEL", "INFO"))
+    except ConfigError as exc:
+        return _fail(command, str(exc))
+    setup_logging(f"prgate-{command}", level)
+    # Configuration mistakes are one line and exit status 2 (prgate/preflight.py); bugs keep their traceback.
+    try:
+        check_private_key_path(os.environ.get("GITHUB_PRIVATE_KEY", ""), os.environ.get("GITHUB_PRIVATE_KEY_PATH", ""))
         result: int = args.func(args)
     except KeyboardInterrupt:
         return 130
-    except EmbeddedServiceError as exc:
-        print(f"prgate {args.command}: {exc}", file=sys.stderr)
-        return 2
+    except (ConfigError, EmbeddedServiceError, InsecureSecret) as exc:
+        return _fail(command, str(exc))
+    except ValidationError as exc:
+        return _fail(command, describe_invalid(exc))
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):  # argparse's and our own exit statuses pass through
+            raise
+        return _fail(command, exc.code)  # a component's own refusal to start: the same one line, status 2
+    except OSError as exc:
+        message = bind_failure(exc)
+        if message is None:
+            raise
+        return _fail(command, message)
     return result
 
 

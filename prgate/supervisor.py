@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+
+from prgate.embedded import ENV_FILE, write_env_file
 
 log = logging.getLogger("prgate.up")
 DEMO_OPERATOR = "demo-operator"
@@ -105,8 +109,44 @@ async def _play_demo(env: dict[str, str]) -> None:
         await Demo(session, simulator, backend, lambda line: print(f"[demo] {line}", flush=True)).run()
 
 
-def run_stack(env: dict[str, str], *, workers: int, data_dir: Path) -> int:
-    demo = not (env.get("GITHUB_APP_ID") and (env.get("GITHUB_PRIVATE_KEY") or env.get("GITHUB_PRIVATE_KEY_PATH")))
+def is_demo(env: dict[str, str]) -> bool:
+    """No GitHub App configured: the stack plays the demo against the simulator."""
+    return not (env.get("GITHUB_APP_ID") and (env.get("GITHUB_PRIVATE_KEY") or env.get("GITHUB_PRIVATE_KEY_PATH")))
+
+
+def _port(env: dict[str, str], variable: str, default: int) -> int:
+    value = env.get(variable) or str(default)
+    if not value.isdigit():
+        from prgate.preflight import ConfigError
+
+        raise ConfigError(f"{variable}={value!r} is not a port number: set it to a free port (1-65535)")
+    return int(value)
+
+
+def planned_ports(env: dict[str, str], *, workers: int, demo: bool) -> list[tuple[str, str, int]]:
+    """`(variable, host, port)` of every listener `prgate up` will start, as its children read them."""
+    bot_host = env.get("BOT_HOST") or "0.0.0.0"
+    ports = [
+        ("BACKEND_PORT", env.get("BACKEND_HOST") or "0.0.0.0", _port(env, "BACKEND_PORT", 8080)),
+        ("BACKEND_INTERNAL_PORT", env.get("BACKEND_HOST") or "0.0.0.0", _port(env, "BACKEND_INTERNAL_PORT", 0)),
+        ("BOT_PORT", bot_host, _port(env, "BOT_PORT", 8081)),
+    ]
+    if demo:
+        ports.append(("SIMULATOR_PORT", env.get("SIMULATOR_HOST") or "127.0.0.1", _port(env, "SIMULATOR_PORT", 8090)))
+    base = _port(env, "WORKER_METRICS_PORT", 9101)
+    if base:
+        ports += [(f"WORKER_METRICS_PORT (+{i}, worker-{i + 1})" if i else "WORKER_METRICS_PORT", bot_host, base + i)
+                  for i in range(workers)]
+    return ports
+
+
+def stack_env_file(env: Mapping[str, str], outer: Mapping[str, str]) -> dict[str, str]:
+    """What this stack set or generated that the shell it was started from does not know: enough
+    for any subcommand run in the checkout to reach it (`.data/env`)."""
+    return {key: value for key, value in sorted(env.items()) if outer.get(key) != value}
+
+
+def run_stack(env: dict[str, str], *, workers: int, data_dir: Path, demo: bool) -> int:
     if demo:
         log.info("no GitHub App configured: starting the GitHub simulator and a demo scenario "
                  "(on a fresh database %s)", DEMO_DATABASE)
@@ -119,12 +159,16 @@ def run_stack(env: dict[str, str], *, workers: int, data_dir: Path) -> int:
     if migrate.returncode != 0:
         log.error("migrations failed")
         return migrate.returncode
+    env_file = data_dir / ENV_FILE
+    # Before any child starts: from now on `prgate reconcile` in this checkout reaches this stack.
+    write_env_file(env_file, stack_env_file(env, os.environ))
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         return _supervise(env, children, workers=workers, demo=demo)
     finally:
         # Whatever happened, nothing this command started outlives it.
         _stop_children(children)
+        env_file.unlink(missing_ok=True)
         log.info("stopped")
 
 
@@ -172,6 +216,12 @@ def _supervise(
             log.error("demo scenario failed: %s", exc)
         finally:
             demo_running = False
+    exited = {name: proc.returncode for name, proc in children.items() if proc.poll() is not None}
+    if exited and not stopping:
+        # Never "up" with a component down: say which, and stop the rest.
+        log.error("not up: %s exited; stopping the stack",
+                  ", ".join(f"{name} (status {code})" for name, code in exited.items()))
+        return next(iter(exited.values())) or 1
     backend = f"http://127.0.0.1:{env.get('BACKEND_PORT', '8080')}"
     print(f"\nprgate is up: backend {backend}  webhooks http://127.0.0.1:{env.get('BOT_PORT', '8081')}"
           "/webhooks/github  (Ctrl-C stops everything)", flush=True)

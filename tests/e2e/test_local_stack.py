@@ -1,0 +1,159 @@
+"""`prgate up` in a checkout, as a new user runs it: real processes, embedded PostgreSQL and Redis.
+
+A second `prgate up` in the same checkout refuses in one line with exit status 2 and the first one
+survives; a stray component does not take the stack's embedded servers; `prgate reconcile` reaches
+the stack through `.data/env`, which only its owner can read and which goes when the stack stops.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prgate.embedded import read_env_file
+from tests.support.processes import free_port
+
+_OURS = ("PRGATE_", "SESSION_SECRET", "DATABASE_URL", "REDIS_URL", "GITHUB_", "BACKEND_", "BOT_", "WORKER_",
+         "SIMULATOR_", "LOG_LEVEL")
+UP_TIMEOUT = 240.0
+
+
+def _fresh_env(**extra: str) -> dict[str, str]:
+    """A shell with none of our variables: what `make run` sees on a fresh clone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
+    if os.geteuid() == 0:  # pgserver runs PostgreSQL through `useradd` as root (prgate/embedded.py)
+        env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
+    return {**env, **extra}
+
+
+def _prgate(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "prgate.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    ports = {"BACKEND_PORT": str(free_port()), "BOT_PORT": str(free_port()), "SIMULATOR_PORT": str(free_port()),
+             "WORKER_METRICS_PORT": "0"}
+    env = _fresh_env(**ports, LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([sys.executable, "-m", "prgate.cli", "up", "--workers", "1"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    # A thread drains the output (select() on a buffered pipe misses lines already read into the buffer).
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")) if proc.stdout else None,
+                              daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + UP_TIMEOUT
+        while not any(line.startswith("prgate is up") for line in list(seen)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("prgate up never came up:\n" + "".join(seen[-60:]))
+            time.sleep(0.5)
+        yield proc, ports
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_through_data_env(
+    stack: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
+) -> None:
+    first, ports = stack
+    backend = f"http://127.0.0.1:{ports['BACKEND_PORT']}"
+    assert _answers(f"{backend}/readyz")
+
+    # The same checkout, other ports even: refused before anything is started or dropped.
+    for second_ports in (ports, {k: str(free_port()) for k in ports}):
+        second = _prgate(["up", "--workers", "1"], tmp_path, _fresh_env(**second_ports))
+        assert second.returncode == 2, second.stderr[-3000:]
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1, second.stderr
+        assert lines[0].startswith("prgate up: a prgate stack is already running in this checkout"), lines[0]
+        assert f"pid {first.pid}" in lines[0]
+        assert "Traceback" not in second.stderr
+
+    # .data/env: what the stack generated, for its owner only.
+    env_file = tmp_path / ".data" / "env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    written = env_file.read_text()
+    for variable in ("REDIS_URL", "DATABASE_URL", "PRGATE_WORKER_SECRETS", "GITHUB_APP_ID", "BACKEND_URL"):
+        assert f"\n{variable}=" in written
+    redis_socket = Path(read_env_file(env_file)["REDIS_URL"].removeprefix("unix://"))
+    assert redis_socket.exists()
+
+    # `prgate reconcile`, as the dashboard says, from a fresh shell in the checkout: it reaches the demo.
+    reconcile = _prgate(["reconcile"], tmp_path, _fresh_env())
+    assert reconcile.returncode == 0, (reconcile.stdout, reconcile.stderr[-3000:])
+    assert "reconciliation run" in reconcile.stdout
+    assert "installation" in reconcile.stdout
+
+    # A stray component started by hand in the checkout uses the stack's Redis as a client; stopping
+    # it leaves the stack's embedded Redis running (it used to shut it down on exit).
+    stray_port = free_port()
+    stray = subprocess.Popen([sys.executable, "-m", "prgate.cli", "bot"], cwd=tmp_path, stderr=subprocess.PIPE,
+                             text=True, env=_fresh_env(BOT_PORT=str(stray_port), LOG_LEVEL="INFO"))
+    try:
+        assert stray.stderr is not None
+        for line in stray.stderr:
+            if "webhook receiver listening" in line:
+                break
+        else:
+            pytest.fail(f"the stray receiver exited with {stray.wait()}")
+        assert _answers(f"http://127.0.0.1:{stray_port}/readyz")  # it reached the stack's Redis and backend
+    finally:
+        stray.terminate()
+        assert stray.wait(30) == 0
+
+    assert first.poll() is None
+    assert _answers(f"{backend}/readyz")
+    assert _answers(f"http://127.0.0.1:{ports['BOT_PORT']}/readyz")
+
+    first.send_signal(signal.SIGINT)
+    first.wait(60)
+    assert not env_file.exists()  # stopped: nothing points at servers that are gone
+    assert not redis_socket.parent.exists()  # the embedded Redis's temporary directory goes with it
+    # Stopped, the checkout is free again: a subcommand no longer finds the stack.
+    after = _prgate(["reconcile"], tmp_path, _fresh_env())
+    assert after.returncode == 2
+    assert "is not set" in after.stderr  # its generated keys went with it
+
+
+def test_a_component_without_url_never_joins_an_embedded_server_another_process_owns(tmp_path: Path) -> None:
+    """No stack runs, but another process owns the checkout's embedded Redis: a `prgate worker` without
+    REDIS_URL says which URL to set instead of joining it (and stopping it on exit)."""
+    from prgate.embedded import exclusive
+
+    data = tmp_path / ".data"
+    data.mkdir()
+    with exclusive(data / "redis.lock", "embedded Redis"):
+        result = _prgate(["worker"], tmp_path, _fresh_env(
+            PRGATE_WORKER_SECRETS="w" * 8 + "0123456789abcdef" * 2, WORKER_METRICS_PORT="0"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("prgate worker:")]
+    assert len(lines) == 1, result.stderr
+    assert "set REDIS_URL" in lines[0]
+    assert f"pid {os.getpid()}" in lines[0]
+    assert "Traceback" not in result.stderr
