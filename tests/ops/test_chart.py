@@ -388,6 +388,7 @@ def test_plain_configuration_values() -> None:
     assert env["BACKEND_PUBLIC_URL"] == "https://prgate.example.com"
     assert env["PRGATE_OPERATORS"] == "alice:1001,bob:1002"
     assert env["LOG_LEVEL"] == "DEBUG"
+    assert env["LOG_FORMAT"] == "json"  # a cluster's collectors parse JSON, TTY or not
     assert env["SWEEP_INTERVAL_SECONDS"] == "2.5"
     for doc in by_component["worker"] + by_component["receiver"]:
         assert env_of(doc)["ARQ_QUEUE_NAME"]["value"] == "prgate:parked"
@@ -628,6 +629,7 @@ def test_values_schema_is_draft_07_and_accepts_the_shipped_values() -> None:
     ["--set", "receiver.replica=3"],
     ["--set", "image.pullPolicy=Sometimes"],
     ["--set", "config.logLevel=LOUD"],
+    ["--set", "config.logFormat=pretty"],
     ["--set", "secrets.databaseUrl.key="],
     ["--set", "secrets.sessionSecret.optional=true"],  # the backend refuses to start without it
     ["--set", "secrets.workerSecrets.optional=true"],

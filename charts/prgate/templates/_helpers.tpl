@@ -113,6 +113,8 @@ serves /internal/* (BACKEND_INTERNAL_PORT), reachable from their pods only (netw
 {{- define "prgate.env.common" -}}
 - name: LOG_LEVEL
   value: {{ .Values.config.logLevel | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.config.logFormat | quote }}
 - name: GC_GEN0_THRESHOLD
   value: {{ .Values.config.gcGen0Threshold | quote }}
 - name: PRGATE_DATA_DIR
