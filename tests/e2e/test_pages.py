@@ -336,3 +336,25 @@ async def test_a_warn_only_timeout_is_told_apart_from_a_close(
     await expect(warned).to_contain_text(messages.RESOLUTION_TIMED_OUT_WARNED)
     await shot(page, stack.shots, "timeouts")
     await context.close()
+
+
+async def test_api_reference_page_works_offline(stack: PagesStack, browser: Browser) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(stack.backend_url) else elsewhere.append(r.url))
+    response = await page.goto(f"{stack.backend_url}/api/docs")
+    assert response is not None
+    assert response.status == 200
+    await expect(page.get_by_role("heading", name="prgate API reference")).to_be_visible()
+    await page.get_by_role("link", name="PUT /api/v1/repos/{repo_id}/settings").click()
+    operation = page.locator("section.op", has_text="/api/v1/repos/{repo_id}/settings").filter(has_text="PUT")
+    await expect(operation).to_contain_text("X-CSRF-Token")
+    await operation.get_by_role("link", name="RepoSettingsUpdate").first.click()
+    schema = page.locator("#schema-RepoSettingsUpdate table")
+    await expect(schema.locator("tr", has_text="deadline_seconds")).to_contain_text("integer")
+    await expect(schema.locator("tr", has_text="warn_only")).to_be_visible()
+    assert "/internal/" not in await _main_text(page)
+    await shot(page, stack.shots, "api-docs")
+    assert elsewhere == []
+    await context.close()
