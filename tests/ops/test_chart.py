@@ -386,6 +386,7 @@ def test_plain_configuration_values() -> None:
     assert env["GITHUB_API_URL"] == "https://ghe.example.com/api/v3"
     assert env["GITHUB_WEB_URL"] == "https://ghe.example.com"
     assert env["BACKEND_PUBLIC_URL"] == "https://prgate.example.com"
+    assert env["BOT_PUBLIC_URL"] == "https://prgate.example.com"  # the ingress routes /webhooks/github there
     assert env["PRGATE_OPERATORS"] == "alice:1001,bob:1002"
     assert env["LOG_LEVEL"] == "DEBUG"
     assert env["LOG_FORMAT"] == "json"  # a cluster's collectors parse JSON, TTY or not

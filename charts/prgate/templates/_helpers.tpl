@@ -91,6 +91,17 @@ serves /internal/* (BACKEND_INTERNAL_PORT), reachable from their pods only (netw
 {{- end -}}
 {{- end -}}
 
+{{/* BOT_PUBLIC_URL: where GitHub reaches the receiver (the manifest's default webhook URL is under it). */}}
+{{- define "prgate.botPublicUrl" -}}
+{{- if .Values.config.botPublicUrl -}}
+{{- .Values.config.botPublicUrl -}}
+{{- else if and .Values.ingress.enabled .Values.ingress.hosts -}}
+{{- include "prgate.publicUrl" . -}}
+{{- else -}}
+{{- printf "http://%s-receiver:%v" (include "prgate.fullname" .) .Values.receiver.service.port -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Env. */}}
 
 {{/* One variable from an existing Secret: (dict "root" $ "env" "DATABASE_URL" "ref" .Values.secrets.databaseUrl). */}}
