@@ -52,8 +52,11 @@ def try_it_yourself() -> None:
     })
     until("gate comment on #4", lambda: any(
         "/verify/" in c["body"] for c in call("GET", f"{SIMULATOR}/_sim/repos/demo-org/widgets/pulls/4/comments")))
-    call("POST", f"{SIMULATOR}/_sim/repos/demo-org/widgets/pulls/4/comments",
-         {"body": "/prgate recheck", "user": {"login": "you", "id": 6001}, "webhook": True})
+    recheck = call("POST", f"{SIMULATOR}/_sim/repos/demo-org/widgets/pulls/4/comments",
+                   {"body": "/prgate recheck", "user": {"login": "you", "id": 6001}, "webhook": True})
+    [delivery] = recheck["deliveries"]
+    if delivery["status_code"] != 202:
+        raise RuntimeError(f"the receiver answered the /prgate recheck delivery with {delivery['status_code']}")
 
 
 async def screenshot(output: Path) -> None:
