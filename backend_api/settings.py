@@ -42,6 +42,10 @@ class BackendSettings(BaseSettings):
     # A client that stops sending mid-body (slow loris) gets a 408 and its connection closed after this.
     body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300, alias="BODY_READ_TIMEOUT_SECONDS")
     public_url: str = Field(default="http://127.0.0.1:8080", alias="BACKEND_PUBLIC_URL")
+    # Where GitHub reaches the webhook receiver (prgate bot), without the path: the App manifest's
+    # default webhook URL is this + /webhooks/github. Not BACKEND_PUBLIC_URL: the backend answers 404 there.
+    bot_public_url: str = Field(default="http://127.0.0.1:8081", pattern=r"^https?://[^/\s]+(/\S*)?$",
+                                alias="BOT_PUBLIC_URL")
     db_pool_min: int = Field(default=2, alias="DB_POOL_MIN")
     db_pool_max: int = Field(default=10, alias="DB_POOL_MAX")
     # pull_request deliveries that arrive together share a transaction (backend_api/gate/batcher.py):

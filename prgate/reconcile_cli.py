@@ -18,6 +18,7 @@ from typing import TextIO
 import aiohttp
 from redis.asyncio import Redis
 
+from backend_api.challenges.messages import plural
 from bot_worker.backend.client import BackendClient
 from bot_worker.jobs import reconcile as job
 from bot_worker.providers.github.auth import InstallationTokens
@@ -37,9 +38,10 @@ def format_report(report: ReconcileRunReport) -> str:
     scope = "every installation" if report.installation_id is None else f"installation {report.installation_id}"
     stats = report.stats
     lines = [
-        f"reconciliation run {report.run_id} ({scope}): {len(report.repairs)} repairs, {len(report.errors)} errors",
-        f"  looked at {stats.installations} installations, {stats.repositories} repositories, "
-        f"{stats.pull_requests} open pull requests",
+        f"reconciliation run {report.run_id} ({scope}): {plural(len(report.repairs), 'repair')}, "
+        f"{plural(len(report.errors), 'error')}",
+        f"  looked at {plural(stats.installations, 'installation')}, {plural(stats.repositories, 'repository')}, "
+        f"{plural(stats.pull_requests, 'open pull request')}",
     ]
     if report.repairs:
         lines.append("repairs:")

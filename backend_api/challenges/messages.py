@@ -102,4 +102,16 @@ STATUS_EXEMPT = "Author is exempt from verification"
 STATUS_VERIFIED = "Author verified"
 STATUS_EXEMPTED = "Exempted by a maintainer"
 STATUS_TIMED_OUT = "Verification deadline passed"
+# challenges.resolution of a timeout: what prgate did, fixed when it did it (warn-only may change later).
+RESOLUTION_TIMED_OUT_CLOSED = "deadline passed: pull request closed"
+RESOLUTION_TIMED_OUT_WARNED = "deadline passed: warn-only, left open"
 STATUS_REOPENED = "Reopened by a maintainer after the deadline"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 repository``, ``2 repositories``: the nouns prgate counts in pages, reasons and reports."""
+    if count == 1:
+        return f"{count} {noun}"
+    if nouns is None:
+        nouns = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+    return f"{count} {nouns}"

@@ -38,9 +38,16 @@ async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: 
                     sha=c.head_sha, state="success", description=messages.STATUS_VERIFIED))
         due = [c for c in locked if not c.author_verified]
         tokens = {c.challenge_id: new_token() for c in due}
-        await challenges.mark_timed_out(conn, [(cid, hash_token(t)) for cid, t in tokens.items()])
+        # The settings in force (the repository's config file over the owner API's), as the gate used them.
+        rules = {c.repo_id: (await repo_settings.effective(conn, c.repo_id))[0] for c in due}
+        await challenges.mark_timed_out(conn, [
+            (c.challenge_id, hash_token(tokens[c.challenge_id]),
+             messages.RESOLUTION_TIMED_OUT_WARNED if rules[c.repo_id].warn_only
+             else messages.RESOLUTION_TIMED_OUT_CLOSED)
+            for c in due
+        ])
         for c in due:
-            settings, _ = await repo_settings.effective(conn, c.repo_id)
+            settings = rules[c.repo_id]
             url = f"{public_url.rstrip('/')}/verify/{tokens[c.challenge_id]}"
             target = outbox.PrTarget(c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.challenge_id,
                                      max_attempts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from backend_api.challenges import messages
 from backend_api.gate.replay import replay_parked
 from backend_api.store import challenges, deliveries, installations, outbox
 from backend_api.store.db import Conn
@@ -46,7 +47,7 @@ async def apply_sync(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestSt
     if key == ("installation", "created"):
         await installations.upsert(conn, inst, reactivate=True)
         await installations.add_repositories(conn, inst.id, event.repositories_added)
-        return IngestStatus.ACCEPTED, f"installed on {len(event.repositories_added)} repositories"
+        return IngestStatus.ACCEPTED, f"installed on {messages.plural(len(event.repositories_added), 'repository')}"
     if key == ("installation", "deleted"):
         await installations.upsert(conn, inst, reactivate=False)
         await installations.set_status(conn, inst.id, InstallationStatus.DELETED)
@@ -67,12 +68,12 @@ async def apply_sync(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestSt
     if key == ("installation_repositories", "added"):
         await installations.upsert(conn, inst, reactivate=False)
         await installations.add_repositories(conn, inst.id, event.repositories_added)
-        return IngestStatus.ACCEPTED, f"{len(event.repositories_added)} repositories added"
+        return IngestStatus.ACCEPTED, f"{messages.plural(len(event.repositories_added), 'repository')} added"
     if key == ("installation_repositories", "removed"):
         await installations.upsert(conn, inst, reactivate=False)
         repo_ids = [r.id for r in event.repositories_removed]
         await installations.remove_repositories(conn, inst.id, repo_ids)
         await outbox.cancel_pending_for_repos(conn, inst.id, repo_ids, "repository removed from installation")
         await challenges.cancel_pending_for_repos(conn, inst.id, repo_ids, "repository removed")
-        return IngestStatus.ACCEPTED, f"{len(repo_ids)} repositories removed"
+        return IngestStatus.ACCEPTED, f"{messages.plural(len(repo_ids), 'repository')} removed"
     return IngestStatus.IGNORED, f"{event.event}.{event.action} does not change installation state"

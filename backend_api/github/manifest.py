@@ -47,7 +47,7 @@ MAX_NAME_LENGTH = 34  # GitHub's limit on an App's name
 
 def render_manifest(public_url: str, webhook_url: str, name: str = DEFAULT_NAME) -> dict[str, Any]:
     """The manifest for a deployment whose browser pages are at ``public_url`` and whose webhook
-    receiver is at ``webhook_url`` (usually ``{public_url}/webhooks/github``)."""
+    receiver is at ``webhook_url`` (by default ``{BOT_PUBLIC_URL}/webhooks/github``)."""
     base = public_url.rstrip("/")
     return {
         "name": name[:MAX_NAME_LENGTH],
@@ -63,8 +63,9 @@ def render_manifest(public_url: str, webhook_url: str, name: str = DEFAULT_NAME)
     }
 
 
-def default_webhook_url(public_url: str) -> str:
-    return f"{public_url.rstrip('/')}{WEBHOOK_PATH}"
+def default_webhook_url(bot_public_url: str) -> str:
+    """The receiver's webhook route under its public URL (BOT_PUBLIC_URL)."""
+    return f"{bot_public_url.rstrip('/')}{WEBHOOK_PATH}"
 
 
 class AppOwner(BaseModel):

@@ -1,9 +1,15 @@
-"""The route table, in one place: it registers the handlers and generates /openapi.json."""
+"""The route table, in one place: it registers the handlers and generates the OpenAPI documents.
+
+Two audiences, two documents: `/openapi.json` (and its rendered page, `/api/docs`) describes the
+public API — the owner API, the public status, health —; the signed `/internal/*` contract between
+our own services is `openapi_document("internal")`, generated from the same table but never served
+publicly (docs/contract.md).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -11,8 +17,10 @@ from pydantic.json_schema import models_json_schema
 
 from backend_api.github.manifest import GitHubAppCredentials, SetupClaimRequest, SetupClaimResponse
 from backend_api.http import handlers, owner, reconcile
+from backend_api.http.auth import INTERNAL_PREFIX
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
+from backend_api.web.api_docs import api_reference_page
 from backend_api.web.manifest import internal_latest_credentials, internal_register_claim
 from backend_api.web.revocation import internal_revoke
 from shared_contracts.actions import (
@@ -213,20 +221,29 @@ def internal_scopes() -> dict[tuple[str, str], frozenset[Caller]]:
     return {(route.method, route.path): route.callers for route in ROUTES if route.callers}
 
 
+Audience = Literal["public", "internal"]
+
+
+def routes_for(audience: Audience) -> tuple[Route, ...]:
+    return tuple(r for r in ROUTES if r.path.startswith(INTERNAL_PREFIX) == (audience == "internal"))
+
+
 def add_routes(app: web.Application) -> None:
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/openapi.json", openapi_handler)
+    app.router.add_get("/api/docs", api_docs_handler)  # the same document, rendered for people
     app.router.add_get("/metrics", metrics_handler)  # Prometheus text, not JSON: not in the OpenAPI document
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(audience: Audience = "public") -> dict[str, Any]:
+    routes = routes_for(audience)
     models: set[type[BaseModel]] = {ErrorBody}
-    for route in ROUTES:
+    for route in routes:
         models.add(route.response)
         if route.request is not None:
             models.add(route.request)
-    keyed = [(m, "validation" if m in {r.request for r in ROUTES} else "serialization") for m in models]
+    keyed = [(m, "validation" if m in {r.request for r in routes} else "serialization") for m in models]
     _, schema = models_json_schema(
         sorted(keyed, key=lambda kv: kv[0].__name__),  # type: ignore[arg-type]
         ref_template="#/components/schemas/{model}",
@@ -236,7 +253,7 @@ def openapi_document() -> dict[str, Any]:
         return {"$ref": f"#/components/schemas/{model.__name__}"}
 
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in routes:
         op: dict[str, Any] = {
             "summary": route.summary,
             "operationId": route.operation_id or route.handler.__name__,
@@ -263,22 +280,22 @@ def openapi_document() -> dict[str, Any]:
         if route.signed:
             op["security"] = [{"prgateSignature": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = op
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "prgate backend API", "version": "2"},
-        "paths": paths,
-        "components": {
-            "schemas": schema.get("$defs", {}),
-            "securitySchemes": {
-                "prgateSignature": {
-                    "type": "apiKey", "in": "header", "name": "X-Prgate-Signature",
-                    "description": "HMAC-SHA256 request signature with X-Prgate-Timestamp and X-Prgate-Nonce; "
-                    "see docs/contract.md",
-                }
-            },
-        },
-    }
+    components: dict[str, Any] = {"schemas": schema.get("$defs", {})}
+    if any(route.signed for route in routes):
+        components["securitySchemes"] = {
+            "prgateSignature": {
+                "type": "apiKey", "in": "header", "name": "X-Prgate-Signature",
+                "description": "HMAC-SHA256 request signature with X-Prgate-Timestamp and X-Prgate-Nonce; "
+                "see docs/contract.md",
+            }
+        }
+    title = "prgate API" if audience == "public" else "prgate internal API (between prgate's own services)"
+    return {"openapi": "3.1.0", "info": {"title": title, "version": "2"}, "paths": paths, "components": components}
 
 
 async def openapi_handler(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return web.json_response(openapi_document("public"))
+
+
+async def api_docs_handler(request: web.Request) -> web.Response:
+    return api_reference_page(openapi_document("public"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from backend_api.challenges import messages
 from backend_api.store.challenges import PendingChallenge
 from backend_api.store.installations import InstallationDetail, Membership
 from shared_contracts.events import InstallationInfo, Repository
@@ -71,7 +72,7 @@ def plan_installation(
         if known is not None and known.updated_at >= since:
             return InstallationPlan()  # deleted by a webhook during this run: GitHub's list is older
         what = "not known to prgate" if known is None else "deleted in prgate, still installed on GitHub"
-        listed = f"{len(repos)} repositories" if repos is not None else "repositories unknown (suspended)"
+        listed = messages.plural(len(repos), "repository") if repos is not None else "repositories unknown (suspended)"
         return InstallationPlan([Step(
             RepairKind.INSTALLATION_CREATED, ("installation", "created"),
             f"{what}: recorded as installed ({'suspended, ' if suspended else ''}{listed})",

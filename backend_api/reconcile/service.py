@@ -13,6 +13,7 @@ import logging
 
 import asyncpg
 
+from backend_api.challenges import messages
 from backend_api.challenges.decide import decide
 from backend_api.gate.installation import apply_sync
 from backend_api.gate.pull_request import evaluate
@@ -215,7 +216,8 @@ async def _delete_unlisted(conn: Conn, run: store.RunRow, listed: list[int]) -> 
         # An App with installations here but none on GitHub is far likelier to be misconfigured
         # (another GITHUB_APP_ID or key) than uninstalled everywhere at once: refuse to delete.
         return [ReconcileError(message=(
-            f"GitHub lists no installation of this App; {len(gone)} installations were not marked deleted "
+            "GitHub lists no installation of this App; "
+            f"{messages.plural(len(gone), 'installation was', 'installations were')} not marked deleted "
             "(check GITHUB_APP_ID and the private key)"
         ))]
     scratch: list[Repair] = []

@@ -158,11 +158,11 @@ async def mark_verified(conn: Conn, challenge_ids: list[int]) -> None:
     )
 
 
-async def mark_timed_out(conn: Conn, timed_out: list[tuple[int, str]]) -> None:
-    """(challenge id, new token hash) pairs. The link token is rotated because the timeout
+async def mark_timed_out(conn: Conn, timed_out: list[tuple[int, str, str]]) -> None:
+    """(challenge id, new token hash, resolution) triples. The link token is rotated because the timeout
     comment replaces the comment that held the old link."""
     await conn.executemany(
-        """UPDATE challenges SET status = 'TIMED_OUT', resolved_at = now(), resolution = 'deadline passed',
+        """UPDATE challenges SET status = 'TIMED_OUT', resolved_at = now(), resolution = $3,
                                  token_hash = $2
            WHERE challenge_id = $1 AND status = 'PENDING'""",
         timed_out,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from backend_api.auth.session import CSRF_SCOPE_LOGOUT, Session
+from backend_api.challenges import messages
 from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.owner.access import is_operator
 from backend_api.store import dashboard as store
@@ -156,6 +157,13 @@ def _status_cell(status: str) -> str:
     return _cell(status, _STATUS_CLASS.get(status, ""))
 
 
+def _challenge_status_cell(c: ChallengeRow) -> str:
+    """A warn-only timeout left the pull request open: not the same outcome as a close, so not the same cell."""
+    if c.status == "TIMED_OUT" and c.resolution == messages.RESOLUTION_TIMED_OUT_WARNED:
+        return _cell("TIMED_OUT (left open)", "warn")
+    return _status_cell(c.status)
+
+
 def render_installations(installs: Sequence[InstallationRow], links: t.Links) -> str:
     active = sum(i.status == "ACTIVE" for i in installs)
     repos = sum(r.removed_at is None for i in installs for r in i.repositories if i.status != "DELETED")
@@ -204,7 +212,7 @@ def _challenge_row(c: ChallengeRow, links: t.Links, now: datetime, *, pending: b
             + _cell(when(c.deadline_at)) + _cell(ago(c.created_at, now)) + _cell(c.challenge_id, "num")
         )
     return (
-        common + _status_cell(c.status) + _cell(c.resolution) + _cell(when(c.resolved_at))
+        common + _challenge_status_cell(c) + _cell(c.resolution) + _cell(when(c.resolved_at))
         + _cell(c.challenge_id, "num")
     )
 
@@ -306,8 +314,9 @@ def render_reconcile(runs: Sequence[RunRow], repairs: Sequence[Repair], now: dat
         f"<h2>Last run: {last.run_id} <span class=muted>({t.esc(last.trigger)}, {t.esc(_scope(last))}, "
         f"worker {t.esc(last.worker_id)})</span></h2>",
         f"<p>Started {t.esc(when(last.started_at))} ({t.esc(ago(last.started_at, now))}); {t.esc(finished)}. "
-        f"Looked at {last.stats.installations} installations, {last.stats.repositories} repositories, "
-        f"{last.stats.pull_requests} open pull requests.</p>",
+        f"Looked at {messages.plural(last.stats.installations, 'installation')}, "
+        f"{messages.plural(last.stats.repositories, 'repository')}, "
+        f"{messages.plural(last.stats.pull_requests, 'open pull request')}.</p>",
         "<div class=cards>", _card("repairs", len(repairs), "warn" if repairs else "good"),
         _card("errors", len(last.errors), "bad" if last.errors else "good"), "</div>",
         "<h2>Repairs</h2>",

@@ -152,7 +152,8 @@ async def _refused(request: web.Request) -> web.Response | None:
     if session is not None and is_operator(settings.operators, session.login, session.user_id):
         return None
     who = f"You are signed in as @{session.login}, which is not" if session else "You are not signed in as"
-    extra = "" if session else t.sign_in_button("/github-app/new")
+    # Back to this very URL after sign-in: its ?claim= is what ties the App to the waiting CLI.
+    extra = "" if session else t.sign_in_button(request.path_qs)
     return t.error_page(
         403, "Not allowed",
         f"This prgate already has a GitHub App (GITHUB_APP_ID is set). {who} one of its operators "
@@ -201,7 +202,7 @@ async def new_app(request: web.Request) -> web.StreamResponse:
         if not await app_credentials.claim_open(conn, claim):
             return _no_claim_page()
     raw_webhook = request.query.get("webhook_url", "")
-    webhook_url = http_url(raw_webhook) if raw_webhook else default_webhook_url(settings.public_url)
+    webhook_url = http_url(raw_webhook) if raw_webhook else default_webhook_url(settings.bot_public_url)
     if webhook_url is None:
         return t.error_page(400, "Bad webhook URL", "webhook_url must be an absolute http(s) URL.")
     name = request.query.get("name", "").strip() or "prgate"

@@ -80,6 +80,12 @@ def error_page(status: int, title: str, message: str, extra_html: str = "") -> w
     return page(title, f'<p class=error role=alert>{esc(message)}</p>{extra_html}', status)
 
 
+def notice_page(status: int, title: str, message: str, extra_html: str = "") -> web.Response:
+    """A page whose news is good (already verified, nothing to do): the green box, not the red one.
+    ``status`` may still be 4xx — a resubmitted form conflicts — but the person reads a success."""
+    return page(title, f'<p class=ok role=status>{esc(message)}</p>{extra_html}', status)
+
+
 def html_errors(handler: Handler) -> Handler:
     """Browser pages never answer JSON or a bare 500: unexpected failures become an HTML page."""
 
@@ -172,7 +178,8 @@ def challenge_summary(challenge: ChallengeInfo, rules: RepoRules, links: Links) 
     )
 
 
-def challenge_form(action_path: str, csrf: str, rules: RepoRules, answer: str = "") -> str:
+def challenge_form(action_path: str, csrf: str, rules: RepoRules, answer: str = "", accepted: bool = False) -> str:
+    """The form; after a refused submission it comes back as it was sent (the answer, the box ticked)."""
     question = ""
     if rules.question is not None:
         question = (
@@ -184,7 +191,8 @@ def challenge_form(action_path: str, csrf: str, rules: RepoRules, answer: str = 
         f'<form method=post action="{esc(action_path)}">'
         f'<input type=hidden name=csrf value="{esc(csrf)}">'
         f"<blockquote>{esc(rules.attestation)}</blockquote>"
-        "<label><input type=checkbox name=accept value=yes required> I have read and accept the above.</label>"
+        f"<label><input type=checkbox name=accept value=yes required{' checked' if accepted else ''}> "
+        "I have read and accept the above.</label>"
         f"{question}<p><button type=submit>Verify</button></p></form>"
     )
 

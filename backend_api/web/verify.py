@@ -80,6 +80,7 @@ def _respond(
     *,
     submitted: bool,
     answer: str = "",
+    accepted: bool = False,
 ) -> web.Response:
     """The page for this challenge as seen by ``session``, refused for ``refusal`` (or the form)."""
     codec = request.app[SESSIONS]
@@ -94,7 +95,7 @@ def _respond(
 
     if refusal is Refusal.ALREADY_VERIFIED:
         when = f" on {challenge.resolved_at:%Y-%m-%d %H:%M} UTC" if challenge.resolved_at else ""
-        return t.error_page(
+        return t.notice_page(
             409, "Already verified",
             f"@{author} has already verified{when}. This link cannot be used again; there is nothing more to do.",
             summary + who,
@@ -142,7 +143,7 @@ def _respond(
 
     assert session is not None
     form = t.challenge_form(
-        path, codec.csrf_token(session, csrf_scope_for_challenge(challenge.challenge_id)), rules, answer
+        path, codec.csrf_token(session, csrf_scope_for_challenge(challenge.challenge_id)), rules, answer, accepted
     )
     if refusal is None:
         return t.page("Verify your pull request", summary + form + who)
@@ -189,9 +190,9 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
         log.warning("verification refused: too many wrong answers",
                     extra={"challenge_id": challenge_id, "github_user_id": user.id, "session_id": session.sid})
         return _respond(request, token, found, session, Refusal.TOO_MANY_WRONG_ANSWERS, submitted=True)
+    accepted = (_field(form, "accept") or "") in ("yes", "on", "true", "1")
     result = await verification.verify(
-        request.app[DB_POOL], hash_token(token), user,
-        VerifyForm(accept=(_field(form, "accept") or "") in ("yes", "on", "true", "1"), answer=answer),
+        request.app[DB_POOL], hash_token(token), user, VerifyForm(accept=accepted, answer=answer),
         verify_url=f"{settings.public_url.rstrip('/')}/verify/{token}",
         max_attempts=settings.action_max_attempts,
     )
@@ -202,7 +203,8 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
             await wrong_answers.record(conn, challenge_id, session.sid, user.id, window)
     if isinstance(result, Refusal):
         current = await _find(request, token) or found  # show the status as it is now (e.g. just verified)
-        return _respond(request, token, current, session, result, submitted=True, answer=answer[:2000])
+        return _respond(request, token, current, session, result, submitted=True, answer=answer[:2000],
+                        accepted=accepted)
 
     plan = result.plan
     log.info(

@@ -203,7 +203,7 @@ def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[REDIS_SETTINGS] = redis_settings
-    app[METRICS] = Metrics(CollectorRegistry(auto_describe=True))
+    app[METRICS] = Metrics(CollectorRegistry(auto_describe=True), "receiver")
     app.cleanup_ctx.append(_resources)
     webhooks = GitHubWebhooks(
         secrets, app[METRICS], GITHUB,

@@ -205,7 +205,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
         running.add_signal_handler(sig, stop.set)
 
     worker_id = settings.worker_id or default_worker_id()
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), "worker")
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout_seconds)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,

@@ -114,6 +114,11 @@ async def test_worker_readyz_follows_the_backend(pair: Pair) -> None:
     assert (await get(f"{url}/healthz"))[0] == 200
     _, metrics = await get(f"{url}/metrics")
     assert sample(metrics, "claim_errors_total") >= 1
+    # The worker's own families and the forwarding it shares with the receiver, never the receiver's alone.
+    families = {f.name for f in text_string_to_metric_families(metrics)}
+    assert {"claim_errors", "actions_executed", "forward_queue", "reconcile_runs"} <= families
+    assert not families & {"webhooks_received", "webhook_signature_failures", "webhook_bodies_refused",
+                           "forward_latency_seconds", "forward_group_deliveries"}
 
     pair.start_backend()
     await wait_http_ok(f"{pair.backend_url}/readyz", pair.backend)

@@ -16,6 +16,11 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from backend_api.challenges import messages
+from backend_api.challenges.verify import answer_hash
+from backend_api.gate.deadlines import sweep_all
+from backend_api.store import repo_settings
+from shared_contracts.owner import RepoSettings
 from tests.conftest import INTERNAL_ENV, INTERNAL_SECRET
 from tests.support.browser import InternalApi, chromium, shot
 from tests.support.github_sim import APP_ID, Simulator, app_keys
@@ -244,4 +249,112 @@ async def test_a_signed_in_non_operator_sees_the_403_page(stack: PagesStack, bro
         assert response.status == 403
         assert "newcomer" not in await _main_text(page)
         assert "delivery-" not in await _main_text(page)
+    await context.close()
+
+
+# ---- the contributor's verification page and the challenges page's outcomes (issue 15 papercuts) ----------
+
+
+async def _link_token(db: asyncpg.Pool, pr_number: int) -> str:
+    """The verification token of `pr_number`'s newest gate comment, as the contributor reads it on GitHub."""
+    async with db.acquire() as conn:
+        body = await conn.fetchval(
+            """SELECT payload->>'body' FROM bot_actions WHERE pr_number = $1 AND payload ? 'body'
+               ORDER BY action_id DESC LIMIT 1""", pr_number)
+    return str(body).split("/verify/")[1].split()[0].rstrip(").")
+
+
+async def _sign_in_to_verify(page: Page, stack: PagesStack, token: str, login: str) -> None:
+    await page.goto(f"{stack.backend_url}/verify/{token}")
+    await page.get_by_role("link", name="Sign in with GitHub").click()
+    await page.get_by_label("Username").fill(login)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{stack.backend_url}/verify/{token}")
+
+
+async def test_a_wrong_answer_keeps_the_form_as_sent_and_already_verified_reads_as_success(
+    stack: PagesStack, browser: Browser, db: asyncpg.Pool
+) -> None:
+    async with db.acquire() as conn:
+        await repo_settings.put(conn, 5001, RepoSettings(challenge_question="Which license does this project use?"))
+        await conn.execute("UPDATE repo_settings SET challenge_answer_hash = $1 WHERE repo_id = 5001",
+                           answer_hash("MIT"))
+    token = await _link_token(db, 7)
+    context = await browser.new_context()
+    page = await context.new_page()
+    await _sign_in_to_verify(page, stack, token, "newcomer")
+    accept = page.get_by_label("I have read and accept the above.")
+    await accept.check()
+    await page.get_by_label("Which license does this project use?").fill("GPL")
+    await page.get_by_role("button", name="Verify").click()
+    await expect(page.get_by_role("alert")).to_contain_text("That answer is not right")
+    await expect(accept).to_be_checked()  # only the answer was wrong: the statement stays accepted
+    await expect(page.get_by_label("Which license does this project use?")).to_have_value("GPL")
+    await page.get_by_label("Which license does this project use?").fill("MIT")
+    await page.get_by_role("button", name="Verify").click()
+    await expect(page.get_by_role("heading", name="Verified")).to_be_visible()
+
+    # The link again: good news, in the green box, not an error.
+    await page.goto(f"{stack.backend_url}/verify/{token}")
+    await expect(page.get_by_role("heading", name="Already verified")).to_be_visible()
+    notice = page.get_by_role("status")
+    await expect(notice).to_contain_text("@newcomer has already verified")
+    await expect(notice).to_have_class("ok")
+    assert await page.get_by_role("alert").count() == 0
+    await shot(page, stack.shots, "already-verified")
+    await context.close()
+
+
+async def test_a_warn_only_timeout_is_told_apart_from_a_close(
+    stack: PagesStack, browser: Browser, db: asyncpg.Pool
+) -> None:
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE challenges SET deadline_at = now() - interval '1 second' WHERE pr_number = 7")
+    assert await sweep_all(db, public_url=stack.backend_url, max_attempts=8) == 1  # PR 7: closed
+    async with db.acquire() as conn:
+        await repo_settings.put(conn, 5001, RepoSettings(warn_only=True))
+    async with aiohttp.ClientSession() as session:
+        api = InternalApi(session, stack.backend_url, INTERNAL_SECRET)
+        gated = await api.pull_request("delivery-pr-11-opened", pull_request_payload(
+            "opened", number=11, author_login="quiet-one", author_id=9211,
+        ))
+        assert gated["decision"] == "GATE"
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE challenges SET deadline_at = now() - interval '1 second' WHERE pr_number = 11")
+    assert await sweep_all(db, public_url=stack.backend_url, max_attempts=8) == 1  # PR 11: warned, left open
+
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in(page, stack, OPERATOR)
+    await page.wait_for_url(f"{stack.backend_url}/dashboard")
+    await page.goto(f"{stack.backend_url}/dashboard/challenges")
+    closed = page.locator("tr", has_text="octo-org/widgets#7")
+    warned = page.locator("tr", has_text="octo-org/widgets#11")
+    await expect(closed.locator("td").nth(2)).to_have_text("TIMED_OUT")
+    await expect(closed).to_contain_text(messages.RESOLUTION_TIMED_OUT_CLOSED)
+    await expect(warned.locator("td").nth(2)).to_have_text("TIMED_OUT (left open)")
+    await expect(warned).to_contain_text(messages.RESOLUTION_TIMED_OUT_WARNED)
+    await shot(page, stack.shots, "timeouts")
+    await context.close()
+
+
+async def test_api_reference_page_works_offline(stack: PagesStack, browser: Browser) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(stack.backend_url) else elsewhere.append(r.url))
+    response = await page.goto(f"{stack.backend_url}/api/docs")
+    assert response is not None
+    assert response.status == 200
+    await expect(page.get_by_role("heading", name="prgate API reference")).to_be_visible()
+    await page.get_by_role("link", name="PUT /api/v1/repos/{repo_id}/settings").click()
+    operation = page.locator("section.op", has_text="/api/v1/repos/{repo_id}/settings").filter(has_text="PUT")
+    await expect(operation).to_contain_text("X-CSRF-Token")
+    await operation.get_by_role("link", name="RepoSettingsUpdate").first.click()
+    schema = page.locator("#schema-RepoSettingsUpdate table")
+    await expect(schema.locator("tr", has_text="deadline_seconds")).to_contain_text("integer")
+    await expect(schema.locator("tr", has_text="warn_only")).to_be_visible()
+    assert "/internal/" not in await _main_text(page)
+    await shot(page, stack.shots, "api-docs")
+    assert elsewhere == []
     await context.close()

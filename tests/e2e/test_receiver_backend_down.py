@@ -115,7 +115,7 @@ async def test_backend_down_while_100_deliveries_arrive_then_each_is_processed_o
     backend = TestServer(create_app(backend_settings(database_url)), port=port)
     await backend.start_server()
     try:
-        worker_metrics = Metrics(CollectorRegistry())
+        worker_metrics = Metrics(CollectorRegistry(), "worker")
         worker = await drain(queue, redis_url, backend_url, worker_metrics)
     finally:
         await backend.close()
@@ -181,7 +181,7 @@ async def test_hanging_backend_times_out_and_the_delivery_is_queued_then_process
     assert await queue.job_ids() == {f"forward:installation:{delivery_id}"}
 
     real = await aiohttp_server(create_app(backend_settings(database_url)))
-    worker = await drain(queue, redis_url, str(real.make_url("/")), Metrics(CollectorRegistry()))
+    worker = await drain(queue, redis_url, str(real.make_url("/")), Metrics(CollectorRegistry(), "worker"))
     assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
     [row] = await fetch(db, "SELECT delivery_id, event_name FROM webhook_deliveries")
     assert (row["delivery_id"], row["event_name"]) == (delivery_id, "installation")
@@ -262,7 +262,7 @@ async def test_a_pickled_job_in_redis_is_refused_unread_and_parked_deliveries_st
     backend = TestServer(create_app(backend_settings(database_url)), port=port)
     await backend.start_server()
     try:
-        worker_metrics = Metrics(CollectorRegistry())
+        worker_metrics = Metrics(CollectorRegistry(), "worker")
         await drain(queue, redis_url, backend_url, worker_metrics)
     finally:
         await backend.close()
@@ -283,7 +283,7 @@ def _queued_pr() -> tuple[str, str]:
 
 async def test_job_retries_with_exponential_backoff_while_backend_is_down() -> None:
     kind, body = _queued_pr()
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), "worker")
     with closed_port() as port:
         async with aiohttp.ClientSession() as session:
             backend = BackendClient(session, f"http://127.0.0.1:{port}", INTERNAL_SECRET)
@@ -347,7 +347,7 @@ async def test_a_backend_refusing_our_signature_gets_the_delivery_queued_and_rep
     job = await queue.redis.get(f"arq:job:forward:installation:{delivery_id}")
     assert job is not None
     kind, body = JobCodec().deserialize(job)["a"]  # as the worker decodes it
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), "worker")
     async with aiohttp.ClientSession() as session:
         ctx = JobContext(BackendClient(session, str(skewed.make_url("/")), INTERNAL_SECRET), metrics).arq_ctx(job_try=1)
         with pytest.raises(Retry):
@@ -357,7 +357,7 @@ async def test_a_backend_refusing_our_signature_gets_the_delivery_queued_and_rep
 
     # Keys agree again: the parked delivery arrives, once.
     fixed = await aiohttp_server(create_app(backend_settings(database_url)))
-    worker = await drain(queue, redis_url, str(fixed.make_url("/")), Metrics(CollectorRegistry()))
+    worker = await drain(queue, redis_url, str(fixed.make_url("/")), Metrics(CollectorRegistry(), "worker"))
     assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
     [row] = await fetch(db, "SELECT delivery_id, event_name FROM webhook_deliveries")
     assert (row["delivery_id"], row["event_name"]) == (delivery_id, "installation")

@@ -150,7 +150,7 @@ async def test_prgate_reconcile_prints_its_repairs_and_a_second_run_repairs_noth
 
         everything = await asyncio.to_thread(_cli, stack)
         assert everything.returncode == 0, everything.stdout + everything.stderr
-        assert "(every installation): 1 repairs, 0 errors" in everything.stdout
+        assert "(every installation): 1 repair, 0 errors" in everything.stdout
         assert re.search(r"installation_deleted +installation 93: piedpiper", everything.stdout), everything.stdout
 
         again = await asyncio.to_thread(_cli, stack)

@@ -1,4 +1,5 @@
-"""schemathesis against the backend's own /openapi.json (the document served by the running app).
+"""schemathesis against the backend's own OpenAPI documents: the public one it serves at /openapi.json
+and the internal one (the signed `/internal/*` contract, generated from the same route table, not served).
 
 The backend runs in a thread of its own (its own event loop, a real port, the real test
 database); schemathesis drives it with `requests`. `/internal/*` requests are signed by a
@@ -77,7 +78,7 @@ def backend_base_url(database_url: str) -> Iterator[str]:
 
 def test_served_document_is_the_generated_one(backend_base_url: str) -> None:
     served = requests.get(f"{backend_base_url}/openapi.json", timeout=10).json()
-    assert served == openapi_document()
+    assert served == openapi_document("public")
 
 
 # Phases: schemathesis' fuzzing phase (positive and negative data, `max_examples` per operation).
@@ -88,21 +89,34 @@ def test_served_document_is_the_generated_one(backend_base_url: str) -> None:
 # never finished. Newer schemathesis (4.32.5: ~15 s) needs hypothesis >= 6.130, which breaks
 # hypothesis-jsonschema 0.23.1 (test_webhook_schemas.py), hence the pins.
 CONFIG = SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}}})
-schema = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG)
+public_schema = schemathesis.openapi.from_dict(openapi_document("public"), config=CONFIG)
+internal_schema = schemathesis.openapi.from_dict(openapi_document("internal"), config=CONFIG)
 
 # `POST /internal/v2/bot-actions/claim` long-polls up to `wait_seconds` (<= 30) on an empty outbox;
 # the request timeout is shorter. Long-polling is not what this test is about.
 MAX_WAIT_SECONDS = 0.2
 
 
-@schema.parametrize()
-@settings(max_examples=examples(15), deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
-def test_api_conforms(case: Any, backend_base_url: str) -> None:
+def _conforms(case: Any, base_url: str) -> None:
     """Every operation, signed where it must be: no 5xx, documented status, JSON, body matches schema."""
     body = case.body
     if isinstance(body, dict) and type(body.get("wait_seconds")) in (int, float):
         body["wait_seconds"] = min(body["wait_seconds"], MAX_WAIT_SECONDS)
-    response = case.call(base_url=backend_base_url, auth=PrgateSignature(), timeout=10)
+    response = case.call(base_url=base_url, auth=PrgateSignature(), timeout=10)
     case.validate_response(response, checks=CHECKS)
+
+
+@public_schema.parametrize()
+@settings(max_examples=examples(15), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+def test_public_api_conforms(case: Any, backend_base_url: str) -> None:
+    _conforms(case, backend_base_url)
+
+
+@internal_schema.parametrize()
+@settings(max_examples=examples(15), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+def test_internal_api_conforms(case: Any, backend_base_url: str) -> None:
+    _conforms(case, backend_base_url)

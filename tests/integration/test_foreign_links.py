@@ -76,7 +76,7 @@ async def test_reconcile_stops_at_a_foreign_next_link_and_calls_the_listing_inco
         simulator.state.upsert_pull_request("octo-org/widgets", number, author_login=f"dev{number}",
                                             author_id=20_000 + number)
     settings = BotSettings.model_validate({**INTERNAL_ENV, "GITHUB_API_URL": simulator.url})
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), "worker")
     async with aiohttp.ClientSession() as session, Redis.from_url(redis_url) as redis:
         tokens = InstallationTokens(session, simulator.url, str(APP_ID), app_keys().private_pem)
         ctx = build_context(settings, session, redis, tokens, worker_id="test", metrics=metrics)
@@ -112,7 +112,7 @@ class AppAuth:
 async def test_redelivery_stops_at_a_foreign_next_link_and_keeps_its_watermark(
     simulator: Simulator, recorder: Recorder, redis_url: str
 ) -> None:
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), "worker")
     prefix = uuid.uuid4().hex
     async with aiohttp.ClientSession() as session, Redis.from_url(redis_url) as redis:
         for n in range(130):  # deliveries the receiver never got: more than one page of 100
@@ -146,7 +146,7 @@ async def test_the_comment_search_never_follows_a_foreign_next_link(
     reviewer = simulator.state.ensure_user("reviewer")
     for i in range(101):  # two pages of comments on octo-org/widgets#7
         simulator.state.add_comment("octo-org/widgets", 7, f"chatter {i}", user=reviewer)
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), "worker")
     async with aiohttp.ClientSession() as session:
         tokens = InstallationTokens(session, simulator.url, str(APP_ID), app_keys().private_pem)
         github = GitHubProvider(session, simulator.url, tokens,

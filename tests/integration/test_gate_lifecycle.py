@@ -56,7 +56,7 @@ async def test_timeout_closes_with_a_fresh_link_and_fails_the_status(installed: 
     await expire_deadlines(db)
     assert await sweep(db) == 1
     [challenge] = await rows(db, "SELECT * FROM challenges")
-    assert (challenge["status"], challenge["resolution"]) == ("TIMED_OUT", "deadline passed")
+    assert (challenge["status"], challenge["resolution"]) == ("TIMED_OUT", messages.RESOLUTION_TIMED_OUT_CLOSED)
     close, status = await actions_after(db, mark)
     assert close["action_type"] == "CLOSE_PR_WITH_COMMENT"
     body = close["payload"]["body"]
@@ -81,6 +81,8 @@ async def test_warn_only_comments_and_fails_status_but_never_closes(installed: S
     types = [a["action_type"] for a in await actions_after(db, mark)]
     assert types == ["UPSERT_PR_COMMENT", "SET_COMMIT_STATUS"]
     assert await rows(db, "SELECT 1 FROM bot_actions WHERE action_type = 'CLOSE_PR_WITH_COMMENT'") == []
+    [challenge] = await rows(db, "SELECT status, resolution FROM challenges")
+    assert (challenge["status"], challenge["resolution"]) == ("TIMED_OUT", messages.RESOLUTION_TIMED_OUT_WARNED)
 
 
 async def test_concurrent_sweepers_time_out_each_challenge_once(installed: SignedClient, db: asyncpg.Pool) -> None:

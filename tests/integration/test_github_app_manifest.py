@@ -38,12 +38,14 @@ from backend_api.github.manifest import DEFAULT_EVENTS, GitHubAppCredentials, re
 from backend_api.keys import SESSIONS
 from backend_api.web.manifest import MANIFEST_COOKIE
 from prgate import github_app_cli
+from prgate.simulator import SimulatorConfig
 from prgate.simulator.github.manifest import SIM_MANIFESTS
 from shared_contracts import signing
 from tests.conftest import ADMIN_SECRET, INTERNAL_SECRET, RECEIVER_SECRET, backend_settings
 from tests.support.github_sim import Simulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+HOOKS_URL = "https://hooks.prgate.example"  # BOT_PUBLIC_URL: the receiver, not the backend
 SETUP_CLAIMS = "/internal/v2/github-app/setup-claims"
 CREDENTIALS = "/internal/v2/github-app/credentials/latest"
 _FORM = re.compile(
@@ -111,8 +113,8 @@ async def make_env(
         base = f"http://127.0.0.1:{port}"
         settings = backend_settings(
             database_url,
-            **{"BACKEND_PUBLIC_URL": base, "GITHUB_WEB_URL": simulator.url, "GITHUB_API_URL": simulator.url,
-               **overrides},
+            **{"BACKEND_PUBLIC_URL": base, "BOT_PUBLIC_URL": HOOKS_URL, "GITHUB_WEB_URL": simulator.url,
+               "GITHUB_API_URL": simulator.url, **overrides},
         )
         client = await aiohttp_client(TestServer(create_app(settings), port=port))
         env = Env(base, client, simulator, db)
@@ -168,7 +170,9 @@ async def test_manifest_flow_creates_and_stores_the_app(env: Env, db: asyncpg.Po
     assert str(action.with_query(None)) == f"{env.simulator.url}/settings/apps/new"
     assert len(action.query["state"]) >= 32
     manifest = json.loads(manifest_json)
-    assert manifest == render_manifest(env.base, f"{env.base}/webhooks/github")
+    # The receiver's public URL by default: the backend answers 404 at {BACKEND_PUBLIC_URL}/webhooks/github.
+    assert manifest == render_manifest(env.base, f"{HOOKS_URL}/webhooks/github")
+    assert (await browser.get(f"{env.base}/webhooks/github")).status == 404
 
     back = await env.confirm_on_github(browser, action, manifest_json)
     assert str(back.with_query(None)) == f"{env.base}/github-app/callback"
@@ -501,3 +505,38 @@ async def test_cli_gives_up_after_its_timeout_and_on_a_wrong_secret(env: Env) ->
         )
         with pytest.raises(github_app_cli.CliError, match="within 3 s"):
             await poller.run()
+
+
+async def test_signing_in_first_keeps_the_claim(make_env: Callable[..., Awaitable[Env]]) -> None:
+    """An App is configured, so only an operator may register another: the browser signs in first, and
+    lands back on the very URL the CLI printed, claim included (it used to come back without it)."""
+    env = await make_env(GITHUB_APP_ID="424242", PRGATE_OPERATORS="boss",
+                         GITHUB_CLIENT_ID=SimulatorConfig.model_fields["oauth_client_id"].default,
+                         GITHUB_CLIENT_SECRET=SimulatorConfig.model_fields["oauth_client_secret"].default)
+    claim = await env.open_claim()
+    printed = github_app_cli.new_app_url(env.base, claim)
+    browser = env.browser()
+    refused = await browser.get(printed)
+    assert refused.status == 403
+    sign_in = re.search(r'href="(/auth/github/login\?next=[^"]+)"', await refused.text())
+    assert sign_in, await refused.text()
+    start = await browser.get(f"{env.base}{html.unescape(sign_in.group(1))}", allow_redirects=False)
+    authorize = URL(start.headers["Location"])
+    landed = await browser.get(authorize.update_query(login="boss"))
+    assert str(landed.url) == printed
+    assert landed.status == 200, await landed.text()
+    match = _FORM.search(await landed.text())
+    assert match
+    back = await env.confirm_on_github(browser, URL(html.unescape(match.group(1))), html.unescape(match.group(2)))
+    assert (await browser.get(back)).status == 200
+    resp = await env.signed_get(f"{CREDENTIALS}?claim={claim}")  # what the waiting CLI polls
+    assert resp.status == 200, await resp.text()
+
+
+async def test_cli_checks_the_public_url_before_printing_it(env: Env) -> None:
+    async with aiohttp.ClientSession() as session:
+        await github_app_cli.check_public_url(session, env.base)
+        with pytest.raises(github_app_cli.CliError, match="BACKEND_PUBLIC_URL"):
+            await github_app_cli.check_public_url(session, f"http://127.0.0.1:{unused_port()}")
+        with pytest.raises(github_app_cli.CliError, match="not prgate's API document"):
+            await github_app_cli.check_public_url(session, env.simulator.url)  # something else answers there

@@ -106,7 +106,7 @@ async def test_repositories_added_and_removed(backend: SignedClient, db: asyncpg
         backend, "installation_repositories",
         installation_repositories_payload("removed", repos=[(5002, "octo-org/gears")]),
     )
-    assert removed["status"] == "ACCEPTED"
+    assert (removed["status"], removed["reason"]) == ("ACCEPTED", "1 repository removed")
     assert set(await _members(db)) == {5001, 5003}
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT status FROM bot_actions WHERE repo_id = 5002") == "CANCELLED"

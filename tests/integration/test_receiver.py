@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from backend_api.app import create_app
@@ -428,3 +429,10 @@ async def test_during_a_rotation_both_secrets_verify_and_no_other(
     assert len(await fetch(db, "SELECT * FROM github_installations")) == 1
     assert len(await fetch(db, "SELECT * FROM webhook_deliveries WHERE event_name = 'pull_request'")) == 1
     assert await metric(client, "webhook_signature_failures_total") == 4
+
+
+async def test_receiver_metrics_leave_the_workers_families_out(installed: TestClient[Any, Any]) -> None:
+    families = {f.name for f in text_string_to_metric_families(await (await installed.get("/metrics")).text())}
+    assert {"webhooks_received", "webhooks_forwarded", "forward_latency_seconds", "forward_queue"} <= families
+    assert not families & {"actions_claimed", "actions_executed", "claim_errors", "claim_latency_seconds",
+                           "reconcile_runs", "redelivery_runs", "lease_extensions"}

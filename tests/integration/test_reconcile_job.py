@@ -47,7 +47,7 @@ async def job(backend: SignedClient, simulator: Simulator, redis_url: str) -> As
         tokens = InstallationTokens(session, simulator.url, str(APP_ID), app_keys().private_pem)
         reader = GitHubReader(session, simulator.url, tokens, reserve=0.2)
         ctx = ReconcileContext(reader=reader, redis=redis, key_prefix=uuid.uuid4().hex, worker_id="test",
-                               metrics=Metrics(CollectorRegistry()))
+                               metrics=Metrics(CollectorRegistry(), "worker"))
         yield Job(ctx, BackendClient(session, str(backend.client.make_url("")), INTERNAL_SECRET), simulator)
 
 

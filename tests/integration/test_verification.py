@@ -496,7 +496,8 @@ async def test_timed_out_challenge_can_still_be_verified(
     token = await env.gate()
     async with db.acquire() as conn:
         await conn.execute(
-            "UPDATE challenges SET status = 'TIMED_OUT', resolved_at = now(), resolution = 'deadline passed'"
+            "UPDATE challenges SET status = 'TIMED_OUT', resolved_at = now(), resolution = $1",
+            messages.RESOLUTION_TIMED_OUT_CLOSED,
         )
     browser, csrf = await signed_in_author(env, token)
     page = await (await browser.get(env.page_url(token))).text()

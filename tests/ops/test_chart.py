@@ -386,8 +386,10 @@ def test_plain_configuration_values() -> None:
     assert env["GITHUB_API_URL"] == "https://ghe.example.com/api/v3"
     assert env["GITHUB_WEB_URL"] == "https://ghe.example.com"
     assert env["BACKEND_PUBLIC_URL"] == "https://prgate.example.com"
+    assert env["BOT_PUBLIC_URL"] == "https://prgate.example.com"  # the ingress routes /webhooks/github there
     assert env["PRGATE_OPERATORS"] == "alice:1001,bob:1002"
     assert env["LOG_LEVEL"] == "DEBUG"
+    assert env["LOG_FORMAT"] == "json"  # a cluster's collectors parse JSON, TTY or not
     assert env["SWEEP_INTERVAL_SECONDS"] == "2.5"
     for doc in by_component["worker"] + by_component["receiver"]:
         assert env_of(doc)["ARQ_QUEUE_NAME"]["value"] == "prgate:parked"
@@ -577,7 +579,7 @@ def test_ingress_routes_only_public_paths() -> None:
             routes.setdefault(rule["host"], {})[path["path"]] = component(services[service["name"]])
     assert routes["prgate.example.com"] == {
         "/webhooks/github": "receiver", "/verify": "backend", "/auth": "backend", "/dashboard": "backend",
-        "/api/v1": "backend",
+        "/api/v1": "backend", "/openapi.json": "backend", "/api/docs": "backend",
     }
     assert routes["hooks.example.com"] == {"/webhooks/github": "receiver"}
     assert not any(p.startswith("/internal") for paths in routes.values() for p in paths)
@@ -628,6 +630,7 @@ def test_values_schema_is_draft_07_and_accepts_the_shipped_values() -> None:
     ["--set", "receiver.replica=3"],
     ["--set", "image.pullPolicy=Sometimes"],
     ["--set", "config.logLevel=LOUD"],
+    ["--set", "config.logFormat=pretty"],
     ["--set", "secrets.databaseUrl.key="],
     ["--set", "secrets.sessionSecret.optional=true"],  # the backend refuses to start without it
     ["--set", "secrets.workerSecrets.optional=true"],

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from backend_api.metrics import BackendMetrics
-from bot_worker.metrics import Metrics
+from bot_worker.metrics import COMPONENTS, Metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
@@ -59,7 +59,8 @@ def _collectors(owner: object) -> Iterator[MetricWrapperBase]:
 def exported() -> dict[str, set[str]]:
     """Every sample name the bot and the backend can export, with the labels it carries."""
     names: dict[str, set[str]] = {}
-    for owner in (Metrics(CollectorRegistry()), BackendMetrics(CollectorRegistry())):
+    owners = (*(Metrics(CollectorRegistry(), c) for c in COMPONENTS), BackendMetrics(CollectorRegistry()))
+    for owner in owners:
         for collector in _collectors(owner):
             [family] = collector.describe()
             labels = set(collector._labelnames)

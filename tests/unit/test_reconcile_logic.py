@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from backend_api.challenges.messages import plural
 from backend_api.reconcile.diff import installations_to_delete, plan_installation, plan_pull_requests
 from backend_api.store.challenges import PendingChallenge
 from backend_api.store.installations import InstallationDetail, Membership
@@ -313,10 +314,19 @@ def test_the_cli_report_lists_repairs_and_errors() -> None:
         stats=ReconcileStats(installations=2, repositories=3, pull_requests=4),
     )
     text = format_report(report)
-    assert text.splitlines()[0] == "reconciliation run 7 (every installation): 2 repairs, 1 errors"
+    assert text.splitlines()[0] == "reconciliation run 7 (every installation): 2 repairs, 1 error"
     assert "repository_added        installation 1 octo/r3: listed by GitHub" in text
     assert "pull_request_evaluated  installation 1 octo/r3#4: GATE" in text
     assert "installation 2: deferred" in text
     quiet = format_report(report.model_copy(update={"repairs": [], "errors": []}))
     assert "nothing to repair" in quiet
 
+
+
+@pytest.mark.parametrize(("count", "noun", "expected"), [
+    (0, "repository", "0 repositories"), (1, "repository", "1 repository"), (2, "repository", "2 repositories"),
+    (1, "error", "1 error"), (3, "error", "3 errors"), (2, "delay", "2 delays"),
+    (1, "installation was", "1 installation was"),
+])
+def test_counts_read_as_english(count: int, noun: str, expected: str) -> None:
+    assert plural(count, noun) == expected

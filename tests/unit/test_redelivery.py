@@ -201,7 +201,7 @@ async def test_job_redelivers_each_failed_unrecorded_delivery_once(
         assert await send("recorded") == 503  # the backend has it anyway
 
         backend = FakeBackend(known={"recorded", "ok-1"})
-        metrics = Metrics(CollectorRegistry())
+        metrics = Metrics(CollectorRegistry(), "worker")
         ctx = JobContext(
             backend, metrics,
             redelivery=RedeliveryContext(session, redis, AppAuth(), base, key_prefix=uuid.uuid4().hex),
@@ -239,7 +239,7 @@ async def test_job_redelivers_each_failed_unrecorded_delivery_once(
 
 async def test_job_skips_when_another_replica_holds_the_lock(redis: Redis) -> None:
     prefix = uuid.uuid4().hex
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), "worker")
     async with aiohttp.ClientSession() as session:
         ctx = JobContext(
             FakeBackend(set()), metrics,

@@ -91,6 +91,17 @@ serves /internal/* (BACKEND_INTERNAL_PORT), reachable from their pods only (netw
 {{- end -}}
 {{- end -}}
 
+{{/* BOT_PUBLIC_URL: where GitHub reaches the receiver (the manifest's default webhook URL is under it). */}}
+{{- define "prgate.botPublicUrl" -}}
+{{- if .Values.config.botPublicUrl -}}
+{{- .Values.config.botPublicUrl -}}
+{{- else if and .Values.ingress.enabled .Values.ingress.hosts -}}
+{{- include "prgate.publicUrl" . -}}
+{{- else -}}
+{{- printf "http://%s-receiver:%v" (include "prgate.fullname" .) .Values.receiver.service.port -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Env. */}}
 
 {{/* One variable from an existing Secret: (dict "root" $ "env" "DATABASE_URL" "ref" .Values.secrets.databaseUrl). */}}
@@ -113,6 +124,8 @@ serves /internal/* (BACKEND_INTERNAL_PORT), reachable from their pods only (netw
 {{- define "prgate.env.common" -}}
 - name: LOG_LEVEL
   value: {{ .Values.config.logLevel | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.config.logFormat | quote }}
 - name: GC_GEN0_THRESHOLD
   value: {{ .Values.config.gcGen0Threshold | quote }}
 - name: PRGATE_DATA_DIR

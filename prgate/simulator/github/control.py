@@ -302,7 +302,8 @@ async def sim_rename_user(request: web.Request) -> web.Response:
 async def sim_add_comment(request: web.Request) -> web.Response:
     """Post a comment on a PR as any author: a person, a foreign bot, or another App
     (``{"body", "user": {"login", "id", "type"}, "app": {"id", "slug", "name"}}``; an ``app`` without
-    ``user`` writes as that App's bot user ``<slug>[bot]``)."""
+    ``user`` writes as that App's bot user ``<slug>[bot]``). ``"webhook": true`` delivers the
+    ``issue_comment`` ``created`` event GitHub sends for it (e.g. a ``/prgate recheck``)."""
     body = await json_body(request)
     state = state_of(request)
     text = need(body, "body", str)
@@ -329,10 +330,12 @@ async def sim_add_comment(request: web.Request) -> web.Response:
         user = state.ensure_user(via_app.bot_login, via_app.id + 41_000_000, "Bot")
     else:
         raise SimulatorError(422, "'user' or 'app' is required")
-    comment = state.add_comment(
-        full_name_of(request), path_int(request, "pull_number"), text, user=user, via_app=via_app
-    )
-    return web.json_response(renderer_of(request).comment(comment), status=201)
+    full_name, number = full_name_of(request), path_int(request, "pull_number")
+    comment = state.add_comment(full_name, number, text, user=user, via_app=via_app)
+    render = renderer_of(request)
+    payload = events.issue_comment_event(render, state.get_pull_request(full_name, number), comment)
+    deliveries = await sim_send(request, body, "issue_comment", payload)
+    return web.json_response({**render.comment(comment), "deliveries": deliveries}, status=201)
 
 
 async def sim_commit_file(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from prgate.simulator.core.types import JsonDict
 from prgate.simulator.github.model import (
     Installation,
+    IssueComment,
     PullRequest,
     Repository,
     SimCommit,
@@ -42,6 +43,32 @@ def pull_request_event(renderer: Renderer, pr: PullRequest, action: str, sender:
         "organization": None,
         "installation": _installation_ref(repo.installation_id),
         "sender": renderer.user(sender or pr.user),
+    }
+
+
+def issue_comment_event(
+    renderer: Renderer, pr: PullRequest, comment: IssueComment, action: str = "created"
+) -> JsonDict:
+    """An ``issue_comment`` payload for a comment on a pull request: GitHub sends it with the PR as an
+    ``issue`` that carries a ``pull_request`` object (that is how a receiver tells a PR from an issue)."""
+    state = renderer.state
+    repo = state.repositories[pr.repo_id]
+    rendered = renderer.pull_request(pr, full=False)
+    issue: JsonDict = {
+        "id": pr.id, "node_id": node_id("Issue", pr.id), "number": pr.number, "title": rendered.get("title"),
+        "state": rendered.get("state"), "user": renderer.user(pr.user), "body": rendered.get("body"),
+        "html_url": rendered.get("html_url"), "url": f"{renderer.api}/repos/{repo.full_name}/issues/{pr.number}",
+        "author_association": rendered.get("author_association"), "labels": [], "comments": 0,
+        "pull_request": {"url": rendered.get("url"), "html_url": rendered.get("html_url")},
+    }
+    return {
+        "action": action,
+        "issue": issue,
+        "comment": renderer.comment(comment),
+        "repository": renderer.repository(repo),
+        "organization": None,
+        "installation": _installation_ref(repo.installation_id),
+        "sender": renderer.user(comment.user),
     }
 
 

@@ -181,3 +181,33 @@ async def test_run_simulator_serves_until_cancelled(app_key: rsa.RSAPrivateKey) 
         server.cancel()
         with pytest.raises(asyncio.CancelledError):
             await server
+
+
+async def test_a_comment_on_a_pull_request_delivers_issue_comment(
+    make_sim: Callable[..., Awaitable[Sim]], receiver: tuple[Receiver, str]
+) -> None:
+    """As on GitHub: the PR arrives as an `issue` with a `pull_request` object, the comment and its author."""
+    target, url = receiver
+    sim = await make_sim(webhook_url=url, webhook_secret="hook-secret")
+    pr = await (await sim.client.post("/_sim/pulls", json={"repo": "octo/repo", "author": {"login": "mallory"}})).json()
+    quiet = await sim.client.post(f"/_sim/repos/octo/repo/pulls/{pr['number']}/comments",
+                                  json={"body": "no webhook", "user": {"login": "mallory"}})
+    assert (await quiet.json())["deliveries"] == []
+    assert target.received == []
+    response = await sim.client.post(
+        f"/_sim/repos/octo/repo/pulls/{pr['number']}/comments",
+        json={"body": "/prgate recheck", "user": {"login": "mallory", "id": 66}, "webhook": True},
+    )
+    assert response.status == 201
+    body = await response.json()
+    assert body["deliveries"][0]["status_code"] == 202
+    headers, payload = target.received[-1]
+    assert headers["X-GitHub-Event"] == "issue_comment"
+    assert payload["action"] == "created"
+    assert payload["issue"]["number"] == pr["number"]
+    assert isinstance(payload["issue"]["pull_request"], dict)
+    assert payload["comment"]["id"] == body["id"]
+    assert payload["comment"]["body"] == "/prgate recheck"
+    assert payload["comment"]["user"]["login"] == payload["sender"]["login"] == "mallory"
+    assert payload["installation"]["id"] == 123
+    assert payload["repository"]["full_name"] == "octo/repo"
