@@ -262,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         level = log_level(os.environ.get("LOG_LEVEL", "INFO"))
     except ConfigError as exc:
         return _fail(command, str(exc))
-    setup_logging(f"prgate-{command}", level)
+    try:
+        setup_logging(f"prgate-{command}", level)
+    except ValueError as exc:  # LOG_FORMAT names no format
+        return _fail(command, str(exc))
     # Configuration mistakes are one line and exit status 2 (prgate/preflight.py); bugs keep their traceback.
     try:
         check_private_key_path(os.environ.get("GITHUB_PRIVATE_KEY", ""), os.environ.get("GITHUB_PRIVATE_KEY_PATH", ""))

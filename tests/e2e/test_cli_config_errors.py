@@ -18,7 +18,7 @@ from tests.support.processes import free_port
 
 # A variable of ours in the test runner's environment would hide the mistake under test.
 _OURS = ("PRGATE_", "SESSION_SECRET", "DATABASE_URL", "REDIS_URL", "GITHUB_", "BACKEND_", "BOT_", "WORKER_",
-         "SIMULATOR_", "INGEST_", "DB_POOL_", "LOG_LEVEL")
+         "SIMULATOR_", "INGEST_", "DB_POOL_", "LOG_LEVEL", "LOG_FORMAT")
 
 
 @pytest.fixture
@@ -54,6 +54,7 @@ MISTAKES: list[tuple[tuple[str, ...], dict[str, str], tuple[str, ...]]] = [
     (("bot", "up"), {"BOT_PORT": "abc"}, ("BOT_PORT", "abc")),
     (("backend", "bot", "worker", "migrate", "simulator", "reconcile", "up"), {"LOG_LEVEL": "verbose"},
      ("LOG_LEVEL", "verbose", "INFO")),
+    (("backend", "migrate", "up"), {"LOG_FORMAT": "verbose"}, ("LOG_FORMAT", "verbose", "json")),
     (("backend", "up"), {"INGEST_LANES": "20"}, ("INGEST_LANES", "DB_POOL_MAX")),
     (("worker",), {"WORKER_CONCURRENCY": "0"}, ("WORKER_CONCURRENCY",)),
     (("migrate", "backend"), {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/prgate"},
