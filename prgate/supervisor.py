@@ -191,6 +191,13 @@ def _supervise(
         children["simulator"] = _spawn("simulator", ["simulator"], env)
     children["backend"] = _spawn("backend", ["backend"], env)
     children["bot"] = _spawn("bot", ["bot"], env)
+    # Workers claim from the backend at once: started before it answers, each would first log
+    # "claim failed (cannot connect)" lines that read like a fault. A backend that never answers is
+    # reported below, with whichever component exited.
+    try:
+        asyncio.run(_wait_ready([f"http://127.0.0.1:{env.get('BACKEND_PORT', '8080')}/readyz"]))
+    except TimeoutError as exc:
+        log.error("%s; starting the workers anyway", exc)
     base_metrics = int(env.get("WORKER_METRICS_PORT", "9101"))
     for i in range(workers):
         worker_env = {**env, "WORKER_ID": f"worker-{i + 1}", "WORKER_METRICS_PORT": str(base_metrics + i)}

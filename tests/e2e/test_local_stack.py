@@ -50,7 +50,7 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], list[str]]]:
     ports = {"BACKEND_PORT": str(free_port()), "BOT_PORT": str(free_port()), "SIMULATOR_PORT": str(free_port()),
              "WORKER_METRICS_PORT": "0"}
     env = _fresh_env(**ports, LOG_LEVEL="WARNING")
@@ -67,7 +67,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("prgate up never came up:\n" + "".join(seen[-60:]))
             time.sleep(0.5)
-        yield proc, ports
+        yield proc, ports, seen
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -79,9 +79,11 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str
 
 
 def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_through_data_env(
-    stack: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
+    stack: tuple[subprocess.Popen[str], dict[str, str], list[str]], tmp_path: Path
 ) -> None:
-    first, ports = stack
+    first, ports, seen = stack
+    # The workers start once the backend answers: none of their first claims failed to connect.
+    assert not [line for line in seen if "claim failed" in line], "".join(seen[-40:])
     backend = f"http://127.0.0.1:{ports['BACKEND_PORT']}"
     assert _answers(f"{backend}/readyz")
 
