@@ -168,40 +168,28 @@ class GitHubApp:
 
     async def _fetch_permission(self, installation_id: int, repo_id: int, login: str) -> tuple[str, int | None]:
         url = f"{self._api}{_repo_path(repo_id)}/collaborators/{quote(login, safe='')}/permission"
-        for attempt in (1, 2):
-            token = await self.installation_token(installation_id)
-            status, body = await self._call("GET", url, api_headers(token))
-            if status == 401 and attempt == 1:  # revoked or expired early: mint a new one, once
-                self.invalidate_token(installation_id, token)
-                continue
-            if status == 404:
-                return "none", None
-            permission = body.get("permission") if isinstance(body, dict) else None
-            if status != 200 or permission not in _PERMISSIONS:
-                raise GitHubUnavailable(f"permission check answered {status}")
-            user = body.get("user")
-            answered = user.get("id") if isinstance(user, dict) else None
-            return str(permission), answered if isinstance(answered, int) and not isinstance(answered, bool) else None
-        raise GitHubUnavailable("permission check: GitHub refused a fresh installation token")
+        status, body = await self._get_as_installation(installation_id, url, "permission check")
+        if status == 404:
+            return "none", None
+        permission = body.get("permission") if isinstance(body, dict) else None
+        if status != 200 or permission not in _PERMISSIONS:
+            raise GitHubUnavailable(f"permission check answered {status}")
+        user = body.get("user")
+        answered = user.get("id") if isinstance(user, dict) else None
+        return str(permission), answered if isinstance(answered, int) and not isinstance(answered, bool) else None
 
     # ---- users (issue 13, item 7) -----------------------------------------------------------------
 
     async def user_id(self, installation_id: int, login: str) -> int | None:
         """The id of whoever holds ``login`` on GitHub now (``GET /users/{login}``); None: nobody."""
         url = f"{self._api}/users/{quote(login, safe='')}"
-        for attempt in (1, 2):
-            token = await self.installation_token(installation_id)
-            status, body = await self._call("GET", url, api_headers(token))
-            if status == 401 and attempt == 1:
-                self.invalidate_token(installation_id, token)
-                continue
-            if status == 404:
-                return None
-            found = body.get("id") if isinstance(body, dict) else None
-            if status != 200 or not isinstance(found, int) or isinstance(found, bool):
-                raise GitHubUnavailable(f"user lookup answered {status}")
-            return found
-        raise GitHubUnavailable("user lookup: GitHub refused a fresh installation token")
+        status, body = await self._get_as_installation(installation_id, url, "user lookup")
+        if status == 404:
+            return None
+        found = body.get("id") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(found, int) or isinstance(found, bool):
+            raise GitHubUnavailable(f"user lookup answered {status}")
+        return found
 
     # ---- repository files (the config file, docs/configuration.md) ----------------------------------
 
@@ -216,23 +204,30 @@ class GitHubApp:
         url = f"{self._api}{where}/contents/{quote(path, safe='/')}"
         if ref:
             url += f"?ref={quote(ref, safe='')}"
+        status, body = await self._get_as_installation(installation_id, url, "contents read")
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(body, dict):
+            raise GitHubUnavailable(f"contents read answered {status}")
+        if body.get("type") != "file" or body.get("encoding") != "base64":
+            return None  # a directory or a submodule by that name is not a config file
+        try:
+            return FileBlob(str(body["sha"]), base64.b64decode(str(body.get("content", "")), validate=False))
+        except (KeyError, ValueError):
+            raise GitHubUnavailable("contents answer has no sha or content") from None
+
+    async def _get_as_installation(self, installation_id: int, url: str, what: str) -> tuple[int, Any]:
+        """GET with the installation's token; a 401 (revoked or expired early) mints a new one, once."""
         for attempt in (1, 2):
             token = await self.installation_token(installation_id)
             status, body = await self._call("GET", url, api_headers(token))
             if status == 401 and attempt == 1:
                 self.invalidate_token(installation_id, token)
                 continue
-            if status == 404:
-                return None
-            if status != 200 or not isinstance(body, dict):
-                raise GitHubUnavailable(f"contents read answered {status}")
-            if body.get("type") != "file" or body.get("encoding") != "base64":
-                return None  # a directory or a submodule by that name is not a config file
-            try:
-                return FileBlob(str(body["sha"]), base64.b64decode(str(body.get("content", "")), validate=False))
-            except (KeyError, ValueError):
-                raise GitHubUnavailable("contents answer has no sha or content") from None
-        raise GitHubUnavailable("contents read: GitHub refused a fresh installation token")
+            if status == 401:
+                raise GitHubUnavailable(f"{what}: GitHub refused a fresh installation token")
+            return status, body
+        raise AssertionError("unreachable")
 
     async def _call(self, method: str, url: str, headers: dict[str, str]) -> tuple[int, Any]:
         try:
