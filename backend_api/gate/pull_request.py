@@ -42,28 +42,30 @@ async def ingest_pull_requests(
     now: datetime | None = None,
     parking: ParkingLimits | None = None,
     provider: Provider = Provider.GITHUB,
+    event_name: str = EVENT_NAME,
 ) -> list[tuple[IngestResponse, list[ActionType]]]:
     """Dedup, decide and write several deliveries in one transaction: one answer (and the types of the
     actions it enqueued) per event, in order. The deliveries must have distinct ids and be about
     distinct pull requests (`IngestBatcher` forms such batches); a failure rolls all of them back.
     Deliveries for an installation not known yet are parked (`gate/parking.py`)."""
     async with pool.acquire() as conn, conn.transaction():
-        fresh_ids = await deliveries.begin_many(conn, EVENT_NAME, [
+        fresh_ids = await deliveries.begin_many(conn, event_name, [
             deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id, e.body_sha256)
             for e in events
         ], provider)
         begun = [e for e in events if e.delivery_id in fresh_ids]
         unknown = await parked.unknown_installations(conn, [e.installation_id for e in begun])
         parked_answers = await park_events(
+            # Only GitHub's events can arrive before their tenant: a Bitbucket workspace is connected first.
             conn, [e for e in begun if e.installation_id in unknown], EVENT_NAME, parking or ParkingLimits()
         )
         fresh = [e for e in begun if e.installation_id not in unknown]
         evaluated = await evaluate_many(
-            conn, fresh, decide, public_url=public_url, max_attempts=max_attempts, now=now, outcome_event=EVENT_NAME,
+            conn, fresh, decide, public_url=public_url, max_attempts=max_attempts, now=now, outcome_event=event_name,
             provider=provider,
         )
         seen = [e.delivery_id for e in events if e.delivery_id not in fresh_ids]
-        prior = await deliveries.get_many(conn, EVENT_NAME, seen, provider) if seen else {}
+        prior = await deliveries.get_many(conn, event_name, seen, provider) if seen else {}
     by_id = {e.delivery_id: ev for e, ev in zip(fresh, evaluated, strict=True)}
     out: list[tuple[IngestResponse, list[ActionType]]] = []
     for e in events:
@@ -162,6 +164,7 @@ async def _decide_one(
         now=now,
         verify_url=f"{public_url.rstrip('/')}/verify/{token}",
         latest_challenge_status=facts.latest_challenge_status,
+        pending_head_sha=facts.pending_head_sha,
     )
     plan = planner(event, ctx)
     new = challenges.NewChallenge(
