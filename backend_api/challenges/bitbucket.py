@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared_contracts.bitbucket import BitbucketAccount, BitbucketPullRequestEvent
+from shared_contracts.bitbucket import BitbucketAccount, BitbucketPullRequest, BitbucketPullRequestEvent
 from shared_contracts.events import (
     Account,
     CollaboratorPermission,
@@ -45,10 +45,22 @@ def account(who: BitbucketAccount, user_id: int) -> Account:
     return Account(id=user_id, login=who.nickname or who.display_name or who.uuid, type=kind)
 
 
+def as_pull_request(
+    pr: BitbucketPullRequest, ids: Identities, author_permission: CollaboratorPermission | None
+) -> PullRequest:
+    return PullRequest(
+        id=pr.id, number=pr.id, title=pr.title,
+        state="open" if pr.state == "OPEN" else "closed",
+        draft=pr.draft, merged=pr.state == "MERGED",
+        head_sha=pr.source_commit, html_url=pr.html_url,
+        author=account(pr.author, ids.author_id),
+        author_permission=author_permission,
+    )
+
+
 def as_pull_request_event(
     event: BitbucketPullRequestEvent, ids: Identities, author_permission: CollaboratorPermission | None
 ) -> PullRequestEvent:
-    pr = event.pull_request
     return PullRequestEvent(
         delivery_id=event.delivery_id,
         body_sha256=event.body_sha256,
@@ -56,14 +68,7 @@ def as_pull_request_event(
         installation_id=ids.tenant_id,
         repository=Repository(id=ids.repo_id, full_name=event.repository.full_name,
                               private=event.repository.private),
-        pull_request=PullRequest(
-            id=pr.id, number=pr.id, title=pr.title,
-            state="open" if pr.state == "OPEN" else "closed",
-            draft=pr.draft, merged=pr.state == "MERGED",
-            head_sha=pr.source_commit, html_url=pr.html_url,
-            author=account(pr.author, ids.author_id),
-            author_permission=author_permission,
-        ),
+        pull_request=as_pull_request(event.pull_request, ids, author_permission),
         sender=account(event.actor, ids.actor_id),
     )
 

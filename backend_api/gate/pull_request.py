@@ -87,9 +87,11 @@ async def evaluate(
     public_url: str,
     max_attempts: int,
     now: datetime | None = None,
+    provider: Provider = Provider.GITHUB,
 ) -> tuple[Plan, int | None, list[int]]:
     """Decide about one PR and write the plan, inside the caller's transaction."""
-    [done] = await evaluate_many(conn, [event], planner, public_url=public_url, max_attempts=max_attempts, now=now)
+    [done] = await evaluate_many(conn, [event], planner, public_url=public_url, max_attempts=max_attempts, now=now,
+                                 provider=provider)
     return done.plan, done.challenge_id, done.action_ids
 
 
@@ -217,11 +219,14 @@ async def _decide_one(
     )
 
 
-async def finish(conn: Conn, delivery_id: str, event_name: str, plan: Plan, challenge_id: int | None) -> None:
+async def finish(
+    conn: Conn, delivery_id: str, event_name: str, plan: Plan, challenge_id: int | None,
+    provider: Provider = Provider.GITHUB,
+) -> None:
     record = deliveries.DeliveryRecord(
         status=plan.status, decision=plan.decision, challenge_id=challenge_id, reason=plan.reason
     )
-    await deliveries.finish(conn, delivery_id, event_name, record)
+    await deliveries.finish(conn, delivery_id, event_name, record, provider)
 
 
 def response(delivery_id: str, plan: Plan, challenge_id: int | None, action_ids: list[int]) -> IngestResponse:
@@ -231,8 +236,10 @@ def response(delivery_id: str, plan: Plan, challenge_id: int | None, action_ids:
     )
 
 
-async def duplicate(conn: Conn, delivery_id: str, event_name: str) -> IngestResponse:
-    return duplicate_response(delivery_id, await deliveries.get(conn, delivery_id, event_name))
+async def duplicate(
+    conn: Conn, delivery_id: str, event_name: str, provider: Provider = Provider.GITHUB
+) -> IngestResponse:
+    return duplicate_response(delivery_id, await deliveries.get(conn, delivery_id, event_name, provider))
 
 
 def duplicate_response(delivery_id: str, prior: deliveries.DeliveryRecord | None) -> IngestResponse:
