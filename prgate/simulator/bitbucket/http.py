@@ -15,11 +15,13 @@ from prgate.simulator.bitbucket.model import Repository, Token, Workspace
 from prgate.simulator.bitbucket.render import Renderer
 from prgate.simulator.bitbucket.state import BitbucketState
 from prgate.simulator.core.app import SIM_SESSION, spawn
+from prgate.simulator.core.control import Handler
 from prgate.simulator.core.types import JsonDict
 
 BB_STATE = web.AppKey("prgate_sim_bitbucket_state", BitbucketState)
 BB_PREFIX = web.AppKey("prgate_sim_bitbucket_prefix", str)
-BB_ROUTE_AUTH: web.AppKey[dict[tuple[str, str], str]] = web.AppKey("prgate_sim_bitbucket_route_auth")
+# (method, handler) -> the credential the route needs: "workspace", "user" or "any".
+BB_ROUTE_AUTH: web.AppKey[dict[tuple[str, Handler], str]] = web.AppKey("prgate_sim_bitbucket_route_auth")
 TOKEN = web.RequestKey("prgate_sim_bitbucket_token", Token)
 
 
