@@ -17,7 +17,6 @@ from prgate.simulator.core.types import Clock
 from prgate.simulator.github.app import create_github_app
 from prgate.simulator.github.config import SimulatorConfig
 
-
 # The mounted Bitbucket application (its state: `root[BITBUCKET_APP][BB_STATE]`), for in-process seeding.
 BITBUCKET_APP = web.AppKey("prgate_sim_bitbucket_app", web.Application)
 

@@ -111,6 +111,12 @@ def page(request: web.Request, items: list[Any]) -> web.Response:
     body: JsonDict = {"pagelen": pagelen, "size": len(items), "page": number,
                       "values": items[start:start + pagelen]}
     url = URL(f"{request.scheme}://{request.host}{request.path}").with_query(request.query)
+    moved = state_of(request).faults.config.link_origin
+    if moved is not None:
+        # The `link_origin` fault: `next` on another origin, as a poisoned answer could say; a client
+        # must not follow it with its token.
+        other = URL(moved)
+        url = url.with_scheme(other.scheme).with_host(other.host or "").with_port(other.port)
     if start + pagelen < len(items):
         body["next"] = str(url.update_query(page=number + 1))
     if number > 1:

@@ -86,10 +86,14 @@ class Receiver:
     server: TestServer | None = None
     received: list[Delivery] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append(Delivery(request.match_info["name"], dict(request.headers), await request.read()))
+        body = await request.read()
+        if self.delays:
+            await asyncio.sleep(self.delays.pop(0))
+        self.received.append(Delivery(request.match_info["name"], dict(request.headers), body))
         self.event.set()
         status = self.statuses.pop(0) if self.statuses else 200
         return web.json_response({"ok": status < 400}, status=status)

@@ -25,7 +25,8 @@ async def test_workspace_and_repositories_with_mainbranch(bb: BB) -> None:
     assert [(r.full_name, r.mainbranch.name if r.mainbranch else None) for r in repos] == [
         ("acme/widgets", "main"), ("acme/gadgets", "master")]
     repo = await client.repository("acme", "gadgets")
-    assert repo.uuid.startswith("{") and repo.uuid.endswith("}")
+    assert repo.uuid.startswith("{")
+    assert repo.uuid.endswith("}")
 
 
 async def test_paging_shape_and_next_is_absolute_on_the_simulators_origin(bb: BB) -> None:
@@ -37,16 +38,21 @@ async def test_paging_shape_and_next_is_absolute_on_the_simulators_origin(bb: BB
     nxt = URL(first["next"])
     assert (nxt.scheme, nxt.host, nxt.port) == ("http", bb.server.host, bb.server.port)
     status, last, _ = await bb.api("GET", "/2.0/repositories/acme?pagelen=10&page=3", bb.tokens["acme"])
-    assert len(last["values"]) == 5 and "next" not in last and "previous" in last
+    assert len(last["values"]) == 5
+    assert "next" not in last
+    assert "previous" in last
     status, capped, _ = await bb.api("GET", "/2.0/repositories/acme?pagelen=500", bb.tokens["acme"])
-    assert capped["pagelen"] == 100 and len(capped["values"]) == 25
+    assert capped["pagelen"] == 100
+    assert len(capped["values"]) == 25
     status, bad, _ = await bb.api("GET", "/2.0/repositories/acme?pagelen=0", bb.tokens["acme"])
-    assert status == 400 and bad["type"] == "error"
+    assert status == 400
+    assert bad["type"] == "error"
 
     counter = RequestCounter()
     client = bb.client("acme", counter=counter)
     seen = [item["slug"] async for item in client.paginate("/2.0/repositories/acme", {"pagelen": 7})]
-    assert len(seen) == 25 and len(set(seen)) == 25
+    assert len(seen) == 25
+    assert len(set(seen)) == 25
     assert counter.total == 4  # 7 + 7 + 7 + 4
 
 
@@ -63,7 +69,8 @@ async def test_pull_request_list_by_state_get_and_abbreviated_hashes_in_webhooks
     pr = await client.pull_request("acme", "widgets", 1)
     assert (pr.state, pr.author.account_id, pr.source.branch.name, pr.destination.branch.name) == (
         "OPEN", ALICE, "fix/frob", "main")
-    assert pr.source.commit is not None and len(pr.source.commit.hash) == 40
+    assert pr.source.commit is not None
+    assert len(pr.source.commit.hash) == 40
     await bb.sim("POST", "/repositories/acme/widgets/pullrequests",
                  {"author": ALICE, "title": "Second", "source_branch": "two"}, 201)
     await bb.sim("POST", "/repositories/acme/widgets/pullrequests/2/decline", {"user": MAINTAINER})
@@ -83,7 +90,8 @@ async def test_comments_create_list_update_and_only_the_author_edits(bb: BB) -> 
     mine = await client.create_comment("acme", "widgets", 1, "hello\n\n[//]: # (prgate:gate)")
     other = await bb.sim("POST", "/repositories/acme/widgets/pullrequests/1/comments",
                          {"user": ALICE, "raw": "thanks"}, 201)
-    assert mine.user is not None and mine.user.type == "app_user"
+    assert mine.user is not None
+    assert mine.user.type == "app_user"
     listed = [c async for c in client.list_comments("acme", "widgets", 1)]
     assert [c.id for c in listed] == [mine.id, other["id"]]
     edited = await client.update_comment("acme", "widgets", 1, mine.id, "edited")
@@ -102,7 +110,9 @@ async def test_decline_and_an_already_declined_pr_is_success_for_the_client(bb: 
     assert declined.state == "DECLINED"
     status, body, _ = await bb.api("POST", "/2.0/repositories/acme/widgets/pullrequests/1/decline",
                                    bb.tokens["acme"], json={})
-    assert status == 400 and body["type"] == "error" and "declined" in body["error"]["message"]
+    assert status == 400
+    assert body["type"] == "error"
+    assert "declined" in body["error"]["message"]
     again = await client.decline("acme", "widgets", 1)
     assert again.state == "DECLINED"
     await bb.sim("POST", "/repositories/acme/widgets/pullrequests",
@@ -131,7 +141,8 @@ async def test_build_status_by_abbreviated_hash_and_the_same_key_updates(bb: BB)
         await client.set_build_status("acme", "widgets", full[:6], key="prgate", state="FAILED", url="u")
     status, body, _ = await bb.api("POST", f"/2.0/repositories/acme/widgets/commit/{full}/statuses/build",
                                    bb.tokens["acme"], json={"key": "prgate", "state": "PENDING", "url": "u"})
-    assert status == 400 and body["type"] == "error"
+    assert status == 400
+    assert body["type"] == "error"
 
 
 async def test_permission_is_the_effective_level_or_none(bb: BB) -> None:
@@ -160,7 +171,8 @@ async def test_oauth_flow_then_current_user_and_a_workspace_token_cannot_ask_for
     config = bb.state.config
     start = URL(authorize_url(bb.base, config.oauth_client_id, "st4te", "http://prgate.test/cb"))
     async with bb.session.get(start) as page:  # the picker page lists registered users
-        assert page.status == 200 and "Alice" in await page.text()
+        assert page.status == 200
+        assert "Alice" in await page.text()
     async with bb.session.get(start.update_query(user="alice"), allow_redirects=False) as redirect:
         assert redirect.status == 302
         location = URL(redirect.headers["Location"])
@@ -168,7 +180,9 @@ async def test_oauth_flow_then_current_user_and_a_workspace_token_cannot_ask_for
     token = await oauth_exchange(bb.session, bb.base, client_id=config.oauth_client_id,
                                  client_secret=config.oauth_client_secret, code=location.query["code"],
                                  redirect_uri="http://prgate.test/cb")
-    assert token.token_type == "bearer" and token.expires_in > 0 and token.refresh_token
+    assert token.token_type == "bearer"
+    assert token.expires_in > 0
+    assert token.refresh_token
     me = await bb.client("acme").current_user(token.access_token)
     assert (me.account_id, me.nickname) == (ALICE, "alice")
     with pytest.raises(BadRequest, match="invalid_grant"):  # codes are single-use
@@ -180,11 +194,13 @@ async def test_oauth_flow_then_current_user_and_a_workspace_token_cannot_ask_for
     with pytest.raises(AuthFailed):  # an access token is not a user
         await bb.client("acme").current_user()
     status, listing, _ = await bb.api("GET", "/2.0/user/workspaces", token.access_token)
-    assert status == 200 and listing["values"] == []
+    assert status == 200
+    assert listing["values"] == []
 
 
 async def test_pull_request_html_page(bb: BB) -> None:
     async with bb.session.get(f"{bb.base}/acme/widgets/pull-requests/1") as page:
-        assert page.status == 200 and "Fix the frobnicator" in await page.text()
+        assert page.status == 200
+        assert "Fix the frobnicator" in await page.text()
     async with bb.session.get(f"{bb.base}/acme/widgets/pull-requests/9") as missing:
         assert missing.status == 404
