@@ -189,16 +189,17 @@ async def admin_access(request: web.Request, session: Session, ref: RepoRef) -> 
     return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id, status)
 
 
-async def read_grant(request: web.Request) -> Grant | None:
-    """Who reads: a bearer token's grant (401 when the token is bad), an operator's session (every
-    tenant), None for another signed-in user (the repository admin check decides); 401 signed out."""
+async def reader(request: web.Request) -> Grant | Session:
+    """Who reads: a bearer token's grant (401 when the token is bad, even beside a session), an
+    operator's session (every tenant: the operator grant), or another signed-in user's session
+    (the repository admin check decides); 401 signed out."""
     grant = await bearer_grant(request)
     if grant is not None:
         return grant
     session = await _session(request)
     if is_operator(request.app[SETTINGS].operators, session.login, session.user_id):
         return OPERATOR
-    return None
+    return session
 
 
 async def read_access(request: web.Request) -> ReadAccess:
@@ -206,9 +207,9 @@ async def read_access(request: web.Request) -> ReadAccess:
     operator sees the repositories of its grant (:func:`can_read`), anything else is 404 whether
     the repository exists or not; another signed-in user must be its admin (``admin_access``)."""
     ref = repo_ref(request)
-    grant = await read_grant(request)
-    if grant is None:
-        admin = await admin_access(request, await _session(request), ref)
+    grant = await reader(request)
+    if isinstance(grant, Session):
+        admin = await admin_access(request, grant, ref)
         return ReadAccess(admin.repo_id, admin.repo_full_name, admin.installation_id, admin.status)
     hidden = ApiError(404, "not_found", f"no {ref.shown} that you can read")
     async with request.app[DB_POOL].acquire() as conn:
@@ -393,8 +394,8 @@ async def list_repositories(request: web.Request) -> web.Response:
     """Every monitored repository the caller may read, any provider: a token's grant or an
     operator's session; another signed-in user is refused (a list of an installation's repositories
     would name private ones its admin rights do not cover)."""
-    grant = await read_grant(request)
-    if grant is None:
+    grant = await reader(request)
+    if isinstance(grant, Session):
         raise ApiError(403, "forbidden", "the repository list is for operators and API tokens")
     async with request.app[DB_POOL].acquire() as conn:
         rows = await repositories.monitored(conn)

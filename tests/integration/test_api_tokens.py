@@ -106,7 +106,8 @@ async def stack(db: asyncpg.Pool, database_url: str, aiohttp_client: Any, tmp_pa
             uuid.uuid4(), WORKSPACE_SLUG,
         )
         bb_repo = await conn.fetchval(
-            "INSERT INTO bitbucket_repositories (tenant_id, repo_uuid, full_name) VALUES ($1, $2, $3) RETURNING repo_id",
+            """INSERT INTO bitbucket_repositories (tenant_id, repo_uuid, full_name) VALUES ($1, $2, $3)
+               RETURNING repo_id""",
             workspace_id, uuid.uuid4(), BITBUCKET_REPO,
         )
     return Stack(client, backend, SessionCodec.from_settings(settings), tmp_path, workspace_id, bb_repo, [])
@@ -118,7 +119,8 @@ async def test_a_token_made_by_the_cli_reads_and_is_refused_once_revoked(
     caplog.set_level(logging.DEBUG)
     installation_id, repo_id, full_name = GITHUB_A
     token = await stack.create("ci-reader", "--installation", str(installation_id))
-    assert token.startswith("prgate_") and len(token) == len("prgate_") + 43
+    assert token.startswith("prgate_")
+    assert len(token) == len("prgate_") + 43
 
     for path in read_paths(repo_id, full_name):
         status, body = await stack.get(path, bearer(token))
@@ -127,13 +129,15 @@ async def test_a_token_made_by_the_cli_reads_and_is_refused_once_revoked(
     assert [c["pr_number"] for c in challenges["items"]] == [3]
     # Reads only: a write with a token and no session is still signed out.
     resp = await stack.client.put(f"/api/v1/repos/{repo_id}/settings", json={}, headers=bearer(token))
-    assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+    assert resp.status == 401
+    assert (await resp.json())["error"] == "unauthorized"
 
     listed = await stack.cli("list")
     line = next(row for row in listed.splitlines() if "ci-reader" in row)
     assert f"installation {installation_id}" in line
     last_used = line.split("  ")[-2:]  # LAST USED and REVOKED columns
-    assert last_used[-1].strip() == "-" and last_used[0].strip() not in ("", "-"), line
+    assert last_used[-1].strip() == "-", line
+    assert last_used[0].strip() not in ("", "-"), line
 
     # Only the hash is stored.
     async with db.acquire() as conn:
@@ -144,7 +148,7 @@ async def test_a_token_made_by_the_cli_reads_and_is_refused_once_revoked(
     assert "revoked" in revoked
     for path in [*read_paths(repo_id, full_name), "/api/v1/repositories"]:
         status, body = await stack.get(path, bearer(token))
-        assert status == 401 and body["error"] == "unauthorized", (path, body)
+        assert (status, body["error"]) == (401, "unauthorized"), (path, body)
     again = await stack.cli("revoke", str(row["token_id"]))
     assert "already revoked" in again
     assert "ci-reader" in await stack.cli("list")
@@ -194,7 +198,8 @@ async def test_tenant_tokens_never_read_another_tenants_repositories(stack: Stac
     assert bb == {"id": stack.bitbucket_repo_id, "provider": "bitbucket", "full_name": BITBUCKET_REPO,
                   "tenant_id": stack.workspace_id, "tenant": WORKSPACE_SLUG}
     listed = await stack.cli("list")
-    assert "jira-site https://acme.atlassian.net" in listed and f"workspace {WORKSPACE_SLUG}" in listed
+    assert "jira-site https://acme.atlassian.net" in listed
+    assert f"workspace {WORKSPACE_SLUG}" in listed
     for token, _ in tokens.values():
         assert token not in listed
     metrics = await (await stack.client.get("/metrics")).text()
@@ -242,7 +247,8 @@ async def test_create_refuses_unknown_tenants_and_taken_names(stack: Stack, db: 
     assert "422" in err
     await stack.create("dup", "--operator")
     err = await stack.cli("create", "--name", "DUP", "--operator", expect=1)
-    assert "409" in err and "already named" in err
+    assert "409" in err
+    assert "already named" in err
     err = await stack.cli("revoke", "nothing-by-that-name", expect=1)
     assert "404" in err
     async with db.acquire() as conn:
@@ -284,4 +290,5 @@ async def test_the_cli_without_an_admin_key_or_with_a_wrong_one_says_so(stack: S
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         _, err = await proc.communicate()
-        assert proc.returncode == 2 and message in err.decode(), err.decode()
+        assert proc.returncode == 2, err.decode()
+        assert message in err.decode()

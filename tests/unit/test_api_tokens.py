@@ -36,7 +36,8 @@ def test_new_tokens_are_prefixed_random_and_hash_to_32_bytes() -> None:
 ])
 def test_malformed_headers_are_told_apart_from_no_header(header: str | None, problem: BearerProblem | None) -> None:
     parsed = parse_authorization(header)
-    assert parsed.token is None and parsed.problem is problem
+    assert parsed.token is None
+    assert parsed.problem is problem
 
 
 def test_the_scheme_ignores_case() -> None:
@@ -81,7 +82,7 @@ def test_jira_sites_are_normalized(given: str, stored: str) -> None:
     "https://u:p@acme.atlassian.net", "https://acme.atlassian.net?x=1", "https://", "https://acme.atlassian.net:x",
 ])
 def test_what_is_not_a_site_base_url_is_refused(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Jira site"):
         normalize_jira_site(bad)
 
 
