@@ -194,6 +194,11 @@ async def test_tenant_tokens_never_read_another_tenants_repositories(stack: Stac
                     assert body["message"].replace(str(repo_id), "X").replace(full_name, "X") == \
                         unknown_body["message"].replace("999999", "X").replace("nobody/nothing", "X")
     assert cross_tenant_reads == 0
+    # The per-repository owner routes are GitHub's on this branch: a Bitbucket id is unknown there
+    # for every caller, its own workspace's token included (docs/api-tokens.md).
+    for token, _ in (tokens["workspace"], tokens["operator"]):
+        for path in read_paths(stack.bitbucket_repo_id, BITBUCKET_REPO):
+            assert (await stack.get(path, bearer(token)))[0] == 404, path
     bb = next(i for i in (await stack.get("/api/v1/repositories", bearer(tokens["workspace"][0])))[1]["items"])
     assert bb == {"id": stack.bitbucket_repo_id, "provider": "bitbucket", "full_name": BITBUCKET_REPO,
                   "tenant_id": stack.workspace_id, "tenant": WORKSPACE_SLUG}
