@@ -72,7 +72,10 @@ async def bearer_grant(request: web.Request) -> Grant | None:
         count_api_token(request, problem.value)
         extra = {"outcome": problem.value, **({"token_id": stored.token_id} if stored is not None else {})}
         log.info("read API: bearer token refused", extra=extra)
-        raise ApiError(401, "unauthorized", _REFUSALS[problem])
+        # RFC 6750 §3: the scheme and, for a token that is well-formed but not valid, invalid_token.
+        challenge = 'Bearer realm="prgate"' + (', error="invalid_token"' if problem is not BearerProblem.MALFORMED
+                                               else ', error="invalid_request"')
+        raise ApiError(401, "unauthorized", _REFUSALS[problem], headers={"WWW-Authenticate": challenge})
     count_api_token(request, "ok")
     request[API_TOKEN_ID] = stored.token_id
     return stored.grant

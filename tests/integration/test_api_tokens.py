@@ -237,8 +237,11 @@ async def test_a_wrong_or_malformed_authorization_header_is_401_json(stack: Stac
     _, cookie = stack.codec.issue(OPERATOR_ID, OPERATOR_LOGIN, time.time(), ())
     for path in [*read_paths(*GITHUB_A[1:]), "/api/v1/repositories"]:
         for extra in ({}, {"Cookie": f"{SESSION_COOKIE}={cookie}"}):
-            status, body = await stack.get(path, {"Authorization": header, **extra})
-            assert (status, body["error"]) == (401, "unauthorized"), (path, header, body)
+            resp = await stack.client.get(path, headers={"Authorization": header, **extra})
+            assert resp.content_type == "application/json"
+            body = await resp.json()
+            assert (resp.status, body["error"]) == (401, "unauthorized"), (path, header, body)
+            assert resp.headers["WWW-Authenticate"].startswith('Bearer realm="prgate", error="invalid_')
 
 
 async def test_create_refuses_unknown_tenants_and_taken_names(stack: Stack, db: asyncpg.Pool) -> None:
