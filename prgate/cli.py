@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     from prgate.reconcile_cli import add_subcommand as add_reconcile
 
     add_reconcile(sub)  # prgate reconcile [--installation ID] (docs/reconcile.md)
+    from prgate.api_token_cli import add_subcommand as add_api_token
+
+    add_api_token(sub)  # prgate api-token create|list|revoke (docs/api-tokens.md)
     return parser
 
 
