@@ -221,9 +221,11 @@ class BitbucketClient:
         path = f"/2.0/workspaces/{_segment(ws)}"
         return _parse(Workspace, await self.get(path, call="workspace"), "GET", path)
 
-    async def repositories(self, ws: str) -> AsyncIterator[Repository]:
+    async def repositories(self, ws: str, *, role: str | None = None) -> AsyncIterator[Repository]:
+        """Every repository of the workspace; with a user's token and ``role`` (member, contributor,
+        admin) only those where the user holds at least that role."""
         path = f"/2.0/repositories/{_segment(ws)}"
-        async for item in self.paginate(path, call="repositories"):
+        async for item in self.paginate(path, {"role": role} if role else None, call="repositories"):
             yield _parse(Repository, item, "GET", path)
 
     async def repository(self, ws: str, slug: str) -> Repository:
