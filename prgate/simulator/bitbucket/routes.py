@@ -62,7 +62,9 @@ SIM_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", SIM_PR + "/decline", control.sim_decline),
     ("POST", SIM_REPO + "/files", control.sim_commit_file),
     ("GET", SIM_REPO + "/commit/{ref}/statuses", control.sim_list_statuses),
+    ("DELETE", SIM_REPO, control.sim_delete_repository),
     ("GET", "/_sim/deliveries", control.sim_list_deliveries),
+    ("POST", "/_sim/deliveries/{request_uuid}/resend", control.sim_resend_delivery),
     ("DELETE", "/_sim/deliveries", control.sim_clear_deliveries),
     *control_core.CONTROL_ROUTES,
 )
