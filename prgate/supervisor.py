@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from prgate.embedded import ENV_FILE, write_env_file
+from prgate.lifeline import child_env
 
 log = logging.getLogger("prgate.up")
 DEMO_OPERATOR = "demo-operator"
@@ -24,7 +25,10 @@ DEMO_OPERATOR = "demo-operator"
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     log.info("starting %s", name)
-    return subprocess.Popen([sys.executable, "-m", "prgate.cli", *args], env=env)
+    # Its own session: a terminal's Ctrl-C reaches only this supervisor, which stops the children in
+    # order (they printed tracebacks when interrupted together); prgate/lifeline.py makes each exit
+    # when this process dies, SIGKILL included.
+    return subprocess.Popen([sys.executable, "-m", "prgate.cli", *args], env=child_env(env), start_new_session=True)
 
 
 def demo_app_key(data_dir: Path) -> Path:
@@ -155,7 +159,8 @@ def run_stack(env: dict[str, str], *, workers: int, data_dir: Path, demo: bool) 
     backend_port = env.get("BACKEND_PORT", "8080")
     env.setdefault("BACKEND_URL", f"http://127.0.0.1:{backend_port}")
     env.setdefault("BACKEND_PUBLIC_URL", f"http://127.0.0.1:{backend_port}")
-    migrate = subprocess.run([sys.executable, "-m", "prgate.cli", "migrate"], env=env, check=False)
+    migrate = subprocess.run([sys.executable, "-m", "prgate.cli", "migrate"], env=child_env(env), check=False,
+                             start_new_session=True)
     if migrate.returncode != 0:
         log.error("migrations failed")
         return migrate.returncode
