@@ -62,4 +62,5 @@ def test_a_subcommand_help_lists_exactly_the_variables_its_settings_read(
 
 def test_github_app_create_lists_what_it_reads_outside_a_settings_model() -> None:
     epilog = _prgate("github-app", "create", "--help").stdout.partition("environment variables read:")[2]
-    assert "PRGATE_ADMIN_SECRETS" in epilog and "BACKEND_PUBLIC_URL" in epilog
+    assert "PRGATE_ADMIN_SECRETS" in epilog
+    assert "BACKEND_PUBLIC_URL" in epilog
