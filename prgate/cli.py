@@ -216,7 +216,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             if not env.get(variable):
                 env[variable] = secrets.token_hex(32)
                 log.info("%s is not set: generated one for this run", variable)
-        return run_stack(env, workers=args.workers, data_dir=directory, demo=demo)
+        if args.reset and not demo:
+            raise ConfigError("--reset drops the demo's data, and this stack is not the demo (a GitHub App is "
+                              "configured): leave --reset out")
+        return run_stack(env, workers=args.workers, data_dir=directory, demo=demo, reset=args.reset)
 
 
 def _package_version() -> str:
