@@ -178,6 +178,8 @@ def cmd_simulator(_: argparse.Namespace) -> int:
         app_id=env.app_id, app_public_key_pem=env.public_key_pem(), webhook_url=env.webhook_url,
         webhook_secret=env.webhook_secret.get_secret_value(), seed=env.seed,
         secondary_limit_per_minute=env.secondary_limit_per_minute, rate_limit_per_hour=env.rate_limit_per_hour,
+        # The html_url of what it renders: its own pages (prgate/simulator/github/pages.py), not github.com's.
+        html_base_url=f"http://{'127.0.0.1' if env.host in ('', '0.0.0.0', '::') else env.host}:{env.port}",
     )
     log.info("GitHub simulator listening", extra={"path": f"http://{env.host}:{env.port}"})
     with contextlib.suppress(KeyboardInterrupt):
