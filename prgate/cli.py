@@ -195,6 +195,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     directory = data_dir()
     env = dict(os.environ)
     demo = is_demo(env)
+    if args.reset and not demo:  # before anything is locked, started or dropped
+        raise ConfigError("--reset drops the demo's data, and this stack is not the demo (a GitHub App is "
+                          "configured): leave --reset out")
     ports = planned_ports(env, workers=args.workers, demo=demo)
     with ExitStack() as stack:
         # First, before anything is started or dropped: one stack per checkout.
@@ -218,9 +221,6 @@ def cmd_up(args: argparse.Namespace) -> int:
             if not env.get(variable):
                 env[variable] = secrets.token_hex(32)
                 log.info("%s is not set: generated one for this run", variable)
-        if args.reset and not demo:
-            raise ConfigError("--reset drops the demo's data, and this stack is not the demo (a GitHub App is "
-                              "configured): leave --reset out")
         return run_stack(env, workers=args.workers, data_dir=directory, demo=demo, reset=args.reset)
 
 

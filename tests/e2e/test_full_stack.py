@@ -110,7 +110,19 @@ async def test_a_replay_on_kept_data_opens_the_next_pull_requests_with_new_contr
         comments = await (await session.get(
             f"{full_stack.simulator_url}/_sim/repos/demo-org/widgets/pulls/4/comments"
         )).json()
+        # The page the demo's last line points at, as a browser gets it from the `prgate simulator` process.
+        async with session.get(f"{full_stack.simulator_url}/demo-org/widgets/pull/6") as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
+            page = await resp.text()
+        async with session.get(f"{full_stack.simulator_url}/demo-org") as resp:
+            org_page = await resp.text()
     assert [c["body"] for c in comments] == [messages.verified_comment("first-timer-2")]
+    assert '<span class="state closed">closed</span>' in page
+    assert '<a href="/slow-poke-2">slow-poke-2</a>' in page
+    assert page.count("<div class=comment id=issuecomment-") == 1  # prgate's one comment, edited in place
+    assert "</td><td>prgate</td>" in page  # the gate's commit status on the head commit
+    assert '<a href="/demo-org/widgets">demo-org/widgets</a>' in org_page
     assert any("#4-#6" in line for line in lines), lines
     async with db.acquire() as conn:
         challenges = [tuple(r) for r in await conn.fetch(
