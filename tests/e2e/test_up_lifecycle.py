@@ -2,7 +2,8 @@
 
 Ctrl-C (SIGINT to the terminal's whole process group) stops the stack without a traceback; the
 demo's data is kept, so a second run replays the scenario on the next pull requests; a SIGKILLed
-supervisor takes its children with it (prgate/lifeline.py); `--reset` plays the demo as new.
+supervisor takes its children with it (prgate/lifeline.py); `--reset` plays the demo as new, and
+Ctrl-C twice in the middle of it still prints no traceback.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Up:
         return "".join(self.stdout) + "".join(self.stderr)
 
 
-def _start(checkout: Path, env: dict[str, str], *extra: str) -> Up:
+def _start(checkout: Path, env: dict[str, str], *extra: str, until: str = "prgate is up") -> Up:
     # A session of its own, as a shell's foreground job has a process group of its own: killpg() below
     # is what a terminal's Ctrl-C does.
     proc = subprocess.Popen([sys.executable, "-m", "prgate.cli", "up", "--workers", "1", *extra], cwd=checkout,
@@ -45,7 +46,7 @@ def _start(checkout: Path, env: dict[str, str], *extra: str) -> Up:
         assert stream is not None
         threading.Thread(target=lambda s=stream, out=lines: out.extend(iter(s.readline, "")), daemon=True).start()
     deadline = time.monotonic() + UP_TIMEOUT
-    while not any(line.startswith("prgate is up") for line in list(up.stdout)):
+    while not any(line.startswith(until) for line in list(up.stdout)):
         if proc.poll() is not None or time.monotonic() > deadline:
             _stop(up)
             pytest.fail("prgate up never came up:\n" + up.text()[-6000:])
@@ -125,11 +126,20 @@ def _play_three_runs(tmp_path: Path, env: dict[str, str]) -> None:
     left = _gone_within(children, 10)
     assert not left, f"children outlived the SIGKILLed supervisor: {left}"
 
-    third = _start(tmp_path, env, "--reset")
+    # --reset, and Ctrl-C twice in the middle of the scenario: still no traceback, nothing left running.
+    third = _start(tmp_path, env, "--reset", until="[demo] 3.")
     try:
         out = "".join(third.stdout)
         assert "played" not in out, out
         assert "[demo] 2. GitHub: first-timer (no association) opens pull request #1\n" in out, out
         assert (tmp_path / ".data" / "demo-plays").read_text().strip() == "1"
+        children = children_of(third.proc.pid)
+        os.killpg(third.proc.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(third.proc.pid, signal.SIGINT)
+        assert third.proc.wait(60) in (0, 130)
+        time.sleep(0.5)
+        assert "Traceback" not in third.text(), third.text()[-6000:]
+        assert not _gone_within(children, 10)
     finally:
         _stop(third)
