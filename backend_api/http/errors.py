@@ -54,7 +54,8 @@ body_deadline_passed = http_body.body_deadline_passed
 def refused_multipart(content_type: str, has_body: bool) -> bool:
     """No route takes multipart: every form of ours (sign-out, verification) is urlencoded, and the
     JSON API is JSON. Refused unread, since a pre-read would starve aiohttp's multipart reader and
-    skipping the pre-read let a multipart body trickle in for as long as its sender liked (item 10)."""
+    skipping the pre-read let a multipart body trickle in for as long as its sender liked (docs/security.md,
+    "Multipart bodies skipped the backend's slow-body deadline")."""
     return has_body and content_type.startswith("multipart/")
 
 
