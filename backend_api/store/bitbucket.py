@@ -167,6 +167,15 @@ async def count_active(conn: Conn) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM bitbucket_workspaces WHERE status = 'ACTIVE'"))
 
 
+async def one_active_ciphertext(conn: Conn) -> bytes | None:
+    """Any ACTIVE workspace's token ciphertext: the start-up check that PRGATE_ENCRYPTION_KEY opens it."""
+    value = await conn.fetchval(
+        """SELECT token_ciphertext FROM bitbucket_workspaces
+           WHERE status = 'ACTIVE' AND token_ciphertext IS NOT NULL ORDER BY updated_at DESC LIMIT 1"""
+    )
+    return bytes(value) if value is not None else None
+
+
 async def repository_counts(conn: Conn) -> dict[int, int]:
     """tenant_id → repositories not removed."""
     records = await conn.fetch(
