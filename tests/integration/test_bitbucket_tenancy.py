@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 from backend_api.app import create_app
+from bot_worker.backend.client import BackendClient
+from bot_worker.jobs import bitbucket_discovery as discovery
+from bot_worker.jobs.context import DiscoveryContext
+from bot_worker.jobs.lock import fleet_lock
+from bot_worker.metrics import Metrics
 from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
 from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
@@ -272,3 +281,24 @@ async def test_the_token_is_in_no_answer_and_no_log_line(
     logged = [json.dumps(r.__dict__, default=str) + r.getMessage() for r in caplog.records]
     assert logged
     assert all(token not in line for line in logged)
+
+
+async def test_the_workers_job_rediscovers_under_the_fleet_lock_and_counts(
+    operator: Operator, bb_sim: Sim, redis_url: str
+) -> None:
+    await operator.connect("acme", _workspace(bb_sim, "acme", repos=1))
+    bb_sim.state.add_repository("acme", "fresh")
+    metrics = Metrics(CollectorRegistry(), "worker")
+    async with aiohttp.ClientSession() as session, Redis.from_url(redis_url) as redis:
+        ctx = DiscoveryContext(redis, uuid.uuid4().hex)
+        backend = BackendClient(session, str(operator.signed.client.make_url("")), INTERNAL_SECRET)
+        async with fleet_lock(redis, discovery.lock_key(ctx.key_prefix), 60_000) as held:
+            assert held is not None
+            assert await discovery.rediscover(ctx, backend, metrics) is None  # another replica runs it
+        report = await discovery.rediscover(ctx, backend, metrics)
+    assert report is not None
+    assert [(w.slug, w.added, w.removed) for w in report.workspaces] == [("acme", ["acme/fresh"], [])]
+    sample = metrics.registry.get_sample_value
+    assert sample("bitbucket_discovery_total", {"outcome": "skipped"}) == 1
+    assert sample("bitbucket_discovery_total", {"outcome": "listed"}) == 1
+    assert sample("bitbucket_repositories_changed_total", {"change": "added"}) == 1
