@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from backend_api.app import create_app
+from backend_api.auth.session import SESSION_COOKIE, SessionCodec
 from bot_worker.backend.client import BackendClient
 from bot_worker.jobs import bitbucket_discovery as discovery
 from bot_worker.jobs.context import DiscoveryContext
@@ -78,6 +80,7 @@ class Operator:
         return resp.status, json.loads(text) if text else None, dict(resp.headers)
 
     texts: list[str]
+    codec: SessionCodec
 
     async def connect(self, workspace: str, token: str, expect: int = 200) -> Any:
         status, body, _ = await self.request("POST", WORKSPACES, {"workspace": workspace, "token": token})
@@ -94,10 +97,11 @@ class Operator:
 async def operator(db: asyncpg.Pool, database_url: str, aiohttp_client: Any, bb_sim: Sim) -> Operator:
     settings = backend_settings(
         database_url, PRGATE_ENCRYPTION_KEY=KEY, BITBUCKET_API_URL=bb_sim.api_url, BITBUCKET_WEBHOOK_SECRET=MASTER,
-        BOT_PUBLIC_URL=BOT_URL,
+        BOT_PUBLIC_URL=BOT_URL, PRGATE_OPERATORS="boss:42",
     )
     op = Operator(SignedClient(await aiohttp_client(create_app(settings)), INTERNAL_SECRET))
     op.texts = []
+    op.codec = SessionCodec.from_settings(settings)
     return op
 
 
@@ -302,3 +306,23 @@ async def test_the_workers_job_rediscovers_under_the_fleet_lock_and_counts(
     assert sample("bitbucket_discovery_total", {"outcome": "skipped"}) == 1
     assert sample("bitbucket_discovery_total", {"outcome": "listed"}) == 1
     assert sample("bitbucket_repositories_changed_total", {"change": "added"}) == 1
+
+
+async def test_a_signed_in_operator_manages_workspaces_with_the_csrf_token(operator: Operator, bb_sim: Sim) -> None:
+    token = _workspace(bb_sim, "acme")
+    client = operator.signed.client
+    boss, boss_cookie = operator.codec.issue(42, "boss", time.time())
+    _, other_cookie = operator.codec.issue(7, "someone", time.time())
+    as_boss = {"Cookie": f"{SESSION_COOKIE}={boss_cookie}"}
+    resp = await client.get(WORKSPACES, headers={"Cookie": f"{SESSION_COOKIE}={other_cookie}"})
+    assert resp.status == 403
+    assert (await client.get(WORKSPACES, headers=as_boss)).status == 200
+    resp = await client.post(WORKSPACES, json={"workspace": "acme", "token": token}, headers=as_boss)
+    assert resp.status == 403
+    assert (await resp.json())["error"] == "csrf_failed"
+    csrf = {**as_boss, "X-CSRF-Token": operator.codec.csrf_token(boss, "owner-api")}
+    resp = await client.post(WORKSPACES, json={"workspace": "acme", "token": token}, headers=csrf)
+    assert resp.status == 200, await resp.text()
+    assert (await client.delete(f"{WORKSPACES}/acme", headers=as_boss)).status == 403
+    assert (await client.delete(f"{WORKSPACES}/acme", headers=csrf)).status == 200
+    assert bb_sim.state.hooks_of("acme") == []
