@@ -118,6 +118,12 @@ async def upsert_workspace(
     return row
 
 
+async def lock_slug(conn: Conn, slug: str) -> None:
+    """Until the transaction ends, one connect or disconnect of this workspace at a time: two at once
+    would both find no hook and both create one."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('bitbucket-workspace:' || lower($1), 0))", slug)
+
+
 async def set_hook(conn: Conn, tenant_id: int, hook_uuid: str | None) -> None:
     await conn.execute(
         "UPDATE bitbucket_workspaces SET hook_uuid = $2::uuid, updated_at = now() WHERE tenant_id = $1",

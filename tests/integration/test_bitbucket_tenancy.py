@@ -3,6 +3,7 @@ connect, connect again, refusals, disconnect, re-discovery; the token never in a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -31,7 +32,7 @@ from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
 from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
 from prgate.simulator.core.app import mount
-from prgate.simulator.core.faults import FaultRule
+from prgate.simulator.core.faults import FaultConfig, FaultProfile, FaultRule
 from provider_clients.bitbucket.hook_secret import bare_uuid, derive
 from shared_contracts import signing
 from tests.conftest import ADMIN_SECRET, INTERNAL_SECRET, backend_settings
@@ -326,3 +327,12 @@ async def test_a_signed_in_operator_manages_workspaces_with_the_csrf_token(opera
     assert (await client.delete(f"{WORKSPACES}/acme", headers=as_boss)).status == 403
     assert (await client.delete(f"{WORKSPACES}/acme", headers=csrf)).status == 200
     assert bb_sim.state.hooks_of("acme") == []
+
+
+async def test_two_connects_at_once_leave_one_hook(operator: Operator, bb_sim: Sim) -> None:
+    token = _workspace(bb_sim, "acme")
+    # Slow answers, so the three interleave: without the slug's lock each would find no hook.
+    bb_sim.state.faults.configure(FaultConfig(default=FaultProfile(latency_ms=50)))
+    answers = await asyncio.gather(*(operator.connect("acme", token) for _ in range(3)))
+    assert sorted(a["hook"] for a in answers) == ["created", "updated", "updated"]
+    assert len(bb_sim.state.hooks_of("acme")) == 1
