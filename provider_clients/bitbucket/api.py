@@ -54,6 +54,7 @@ DEFAULT_WEB_URL: Final = "https://bitbucket.org"
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 DEFAULT_MAX_PAGES: Final = 100
 PAGELEN: Final = 100  # Bitbucket's maximum page size for most collections
+PERMISSION_LEVELS: Final[tuple[PermissionLevel, ...]] = ("read", "write", "admin")
 
 # The webhook events prgate subscribes a workspace hook to (docs/bitbucket.md "Webhooks in").
 HOOK_EVENTS: Final = (
@@ -82,8 +83,8 @@ class RequestCounter:
 
 
 def _segment(value: str | int) -> str:
-    """One path segment, escaped whole (braced UUIDs, slashes in names)."""
-    return quote(str(value), safe="{}")
+    """One path segment, escaped whole (braced UUIDs as `%7B…%7D`, as Bitbucket's own links write them)."""
+    return quote(str(value), safe="")
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -221,9 +222,11 @@ class BitbucketClient:
         path = f"/2.0/workspaces/{_segment(ws)}"
         return _parse(Workspace, await self.get(path, call="workspace"), "GET", path)
 
-    async def repositories(self, ws: str) -> AsyncIterator[Repository]:
+    async def repositories(self, ws: str, *, role: str | None = None) -> AsyncIterator[Repository]:
+        """Every repository of the workspace; with a user's token and ``role`` (member, contributor,
+        admin) only those where the user holds at least that role."""
         path = f"/2.0/repositories/{_segment(ws)}"
-        async for item in self.paginate(path, call="repositories"):
+        async for item in self.paginate(path, {"role": role} if role else None, call="repositories"):
             yield _parse(Repository, item, "GET", path)
 
     async def repository(self, ws: str, slug: str) -> Repository:
@@ -323,8 +326,9 @@ class BitbucketClient:
                 user = item.get("user")
                 if isinstance(user, dict) and user.get("account_id") == account_id:
                     level = item.get("permission")
-                    if level in ("read", "write", "admin"):
-                        return level  # type: ignore[no-any-return]
+                    for known in PERMISSION_LEVELS:
+                        if level == known:
+                            return known
                     raise BadRequest(f"unknown permission {level!r}", method="GET", path=path)
         return None
 
@@ -375,8 +379,8 @@ async def oauth_exchange(session: aiohttp.ClientSession, web_url: str, *, client
         counter.add("oauth_exchange")
     try:
         async with session.post(web_url.rstrip("/") + path, data=data,
-                                auth=aiohttp.BasicAuth(client_id, client_secret),
-                                headers={"Accept": "application/json", "User-Agent": "prgate"},
+                                headers={"Authorization": aiohttp.encode_basic_auth(client_id, client_secret),
+                                         "Accept": "application/json", "User-Agent": "prgate"},
                                 timeout=aiohttp.ClientTimeout(total=timeout_seconds),
                                 allow_redirects=False) as resp:
             raw = await resp.text()
