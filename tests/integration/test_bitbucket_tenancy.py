@@ -252,7 +252,7 @@ async def test_rediscovery_picks_up_new_and_deleted_repositories_and_records_fai
     await operator.connect("acme", _workspace(bb_sim, "acme", repos=2))
     await operator.connect("other", _workspace(bb_sim, "other", repos=1))
     bb_sim.state.add_repository("acme", "fresh")
-    del bb_sim.state.repositories[("acme", "repo-000")]  # deleted on Bitbucket
+    bb_sim.state.remove_repository("acme", "repo-000")  # deleted on Bitbucket
     for token in [t for t, v in bb_sim.state.tokens.items() if v.workspace == "other"]:
         del bb_sim.state.tokens[token]  # the operator revoked other's token
     resp = await operator.signed.post("/internal/v2/bitbucket/rediscover", {})
