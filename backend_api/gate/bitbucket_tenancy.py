@@ -22,7 +22,6 @@ from backend_api.store import challenges, outbox
 from backend_api.store.bitbucket import DiscoveredRepository, WorkspaceRow, WorkspaceStatus
 from provider_clients.bitbucket.errors import (
     AuthFailed,
-    BadRequest,
     BitbucketError,
     NotFound,
     RateLimited,
@@ -109,7 +108,6 @@ def _refusal(exc: BitbucketError, workspace: str) -> TenancyRefused:
     if isinstance(exc, Unavailable):
         return TenancyRefused("unavailable", f"Bitbucket did not answer ({exc.reason}); nothing was changed, try "
                               "again later", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
-    assert isinstance(exc, BadRequest | BitbucketError)
     return TenancyRefused("bad_answer", f"Bitbucket refused the call: {exc}")
 
 
@@ -254,7 +252,12 @@ async def rediscover(pool: asyncpg.Pool, api_for: ApiFactory, vault: Vault | Non
         async with pool.acquire() as conn, conn.transaction():
             current = await store.get_by_id(conn, row.tenant_id)
             if current is None or current.status is not WorkspaceStatus.ACTIVE:
-                continue  # disconnected meanwhile: its repositories stay as they were
+                # Disconnected while Bitbucket was asked: its repositories stay as they were.
+                log.info("bitbucket: re-discovery skipped a workspace disconnected meanwhile",
+                         extra={"workspace": row.slug})
+                items.append(BitbucketRediscoveryItem(tenant_id=row.tenant_id, slug=row.slug,
+                                                      error="disconnected during re-discovery"))
+                continue
             diff = await store.apply_discovery(conn, row.tenant_id, repos)
         if diff.added or diff.removed:
             log.info("bitbucket: re-discovery changed repositories", extra={

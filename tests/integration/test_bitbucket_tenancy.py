@@ -94,16 +94,20 @@ class Operator:
         return resp.status, json.loads(text)
 
 
-@pytest.fixture
-async def operator(db: asyncpg.Pool, database_url: str, aiohttp_client: Any, bb_sim: Sim) -> Operator:
+async def _operator(database_url: str, aiohttp_client: Any, sim: Sim, keys: str = KEY) -> Operator:
     settings = backend_settings(
-        database_url, PRGATE_ENCRYPTION_KEY=KEY, BITBUCKET_API_URL=bb_sim.api_url, BITBUCKET_WEBHOOK_SECRET=MASTER,
+        database_url, PRGATE_ENCRYPTION_KEY=keys, BITBUCKET_API_URL=sim.api_url, BITBUCKET_WEBHOOK_SECRET=MASTER,
         BOT_PUBLIC_URL=BOT_URL, PRGATE_OPERATORS="boss:42",
     )
     op = Operator(SignedClient(await aiohttp_client(create_app(settings)), INTERNAL_SECRET))
     op.texts = []
     op.codec = SessionCodec.from_settings(settings)
     return op
+
+
+@pytest.fixture
+async def operator(db: asyncpg.Pool, database_url: str, aiohttp_client: Any, bb_sim: Sim) -> Operator:
+    return await _operator(database_url, aiohttp_client, bb_sim)
 
 
 def _workspace(sim: Sim, slug: str, repos: int = 3) -> str:
@@ -336,3 +340,22 @@ async def test_two_connects_at_once_leave_one_hook(operator: Operator, bb_sim: S
     answers = await asyncio.gather(*(operator.connect("acme", token) for _ in range(3)))
     assert sorted(a["hook"] for a in answers) == ["created", "updated", "updated"]
     assert len(bb_sim.state.hooks_of("acme")) == 1
+
+
+async def test_the_encryption_key_rotates_without_losing_a_token(
+    operator: Operator, bb_sim: Sim, database_url: str, aiohttp_client: Any, db: asyncpg.Pool
+) -> None:
+    token = _workspace(bb_sim, "acme")
+    tenant = (await operator.connect("acme", token))["tenant_id"]
+    new_key = Fernet.generate_key().decode()
+    # 1. the new key first, the old one still listed: the stored token reads; a reconnect re-encrypts
+    rotating = await _operator(database_url, aiohttp_client, bb_sim, keys=f"{new_key},{KEY}")
+    assert (await rotating.token(tenant))[1]["token"] == token
+    await rotating.connect("acme", token)
+    # 2. the old key dropped: still readable, since the reconnect wrote it under the new one
+    rotated = await _operator(database_url, aiohttp_client, bb_sim, keys=new_key)
+    assert (await rotated.token(tenant))[1]["token"] == token
+    # and the old key alone no longer opens it
+    status, body = await operator.token(tenant)
+    assert status == 503
+    assert token not in json.dumps(body)
