@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     from prgate.bitbucket_cli import add_subcommand as add_bitbucket
 
     add_bitbucket(sub)  # prgate bitbucket connect|disconnect|list (docs/bitbucket.md)
+    from prgate.api_token_cli import add_subcommand as add_api_token
+
+    add_api_token(sub)  # prgate api-token create|list|revoke (docs/api-tokens.md)
     return parser
 
 
