@@ -359,3 +359,28 @@ async def test_the_encryption_key_rotates_without_losing_a_token(
     status, body = await operator.token(tenant)
     assert status == 503
     assert token not in json.dumps(body)
+
+
+async def test_an_operator_api_token_manages_workspaces_and_a_tenant_token_does_not(
+    operator: Operator, bb_sim: Sim
+) -> None:
+    token = _workspace(bb_sim, "acme")
+    await operator.connect("acme", token)
+
+    async def mint(body: dict[str, Any]) -> str:
+        resp = await operator.signed.post("/internal/v2/api-tokens", body, sign_with=ADMIN_SECRET)
+        assert resp.status == 200, await resp.text()
+        return str((await resp.json())["token"])
+
+    as_operator = {"Authorization": f"Bearer {await mint({'name': 'ops', 'scope': 'operator'})}"}
+    as_tenant = {"Authorization": f"Bearer {await mint({'name': 'acme', 'scope': 'workspace', 'workspace': 'acme'})}"}
+    client = operator.signed.client
+    resp = await client.get(WORKSPACES, headers=as_operator)
+    assert resp.status == 200
+    assert [i["slug"] for i in (await resp.json())["items"]] == ["acme"]
+    assert (await client.get(WORKSPACES, headers=as_tenant)).status == 403
+    assert (await client.delete(f"{WORKSPACES}/acme", headers=as_tenant)).status == 403
+    assert (await client.get(WORKSPACES, headers={"Authorization": "Bearer prgate_nope"})).status == 401
+    resp = await client.post(WORKSPACES, json={"workspace": "acme", "token": token}, headers=as_operator)
+    assert resp.status == 200, await resp.text()
+    assert (await client.delete(f"{WORKSPACES}/acme", headers=as_operator)).status == 200
