@@ -37,6 +37,7 @@ from prgate.logs import setup_logging
 from prgate.preflight import (
     ConfigError,
     bind_failure,
+    check_encryption_key,
     check_ports,
     check_postgres,
     check_private_key_path,
@@ -108,6 +109,7 @@ def cmd_backend(_: argparse.Namespace) -> int:
                  ("BACKEND_INTERNAL_PORT", configured.host, configured.internal_port)])
     with database_url() as url:
         check_postgres(url)
+        check_encryption_key(url, configured.encryption_keys)
         settings = configured.model_copy(update={"database_url": url})
         app = create_app(settings)
         app.on_startup.append(_tune_gc(settings.gc_gen0_threshold))  # after the app's resources are open
@@ -277,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     from prgate.reconcile_cli import add_subcommand as add_reconcile
 
     add_reconcile(sub)  # prgate reconcile [--installation ID] (docs/reconcile.md)
+    from prgate.bitbucket_cli import add_subcommand as add_bitbucket
+
+    add_bitbucket(sub)  # prgate bitbucket connect|disconnect|list (docs/bitbucket.md)
     from prgate.api_token_cli import add_subcommand as add_api_token
 
     add_api_token(sub)  # prgate api-token create|list|revoke (docs/api-tokens.md)
