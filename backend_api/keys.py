@@ -11,7 +11,7 @@ from aiohttp import web
 from backend_api.auth.nonces import NonceLedger
 from backend_api.auth.scopes import InternalScopes
 from backend_api.auth.session import SessionCodec
-from backend_api.facts import Claimed, Enqueued, Ingested, Reported
+from backend_api.facts import Claimed, ConfigRead, Enqueued, Ingested, Reported
 from backend_api.gate.batcher import IngestBatcher
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
@@ -29,6 +29,7 @@ INGESTED = web.RequestKey("ingested", Ingested)
 CLAIMED = web.RequestKey("claimed", Claimed)
 REPORTED = web.RequestKey("reported", Reported)
 ENQUEUED = web.RequestKey("enqueued", Enqueued)
+CONFIG_READ = web.RequestKey("config_read", ConfigRead)
 RNG = web.AppKey("rng", random.Random)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)

@@ -75,3 +75,26 @@ class RepoConfigFile(WireModel):
 def config_json_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             **RepoConfigFile.model_json_schema(by_alias=True)}
+
+
+# ---- the config-refresh job's call (POST /internal/v2/github/config/refresh, docs/contract.md) ----
+
+RefreshResult = Literal["valid", "invalid", "absent", "unavailable", "skipped"]
+
+
+class ConfigRefreshRequest(WireModel):
+    """Read up to ``max_repositories`` of the repositories marked stale (oldest mark first)."""
+
+    max_repositories: int = Field(default=20, ge=1, le=100)
+
+
+class ConfigRefreshItem(WireModel):
+    repo_id: int
+    result: RefreshResult
+
+
+class ConfigRefreshResponse(WireModel):
+    """What this call read, and how many repositories are still marked (due now or backing off)."""
+
+    refreshed: list[ConfigRefreshItem]
+    remaining: int
