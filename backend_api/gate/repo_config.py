@@ -19,7 +19,7 @@ from backend_api.challenges.config_file import ConfigFileError, Layer, extends_t
 from backend_api.store import deliveries, installations, outbox, repo_config
 from shared_contracts.actions import ActionType, StatusPayload
 from shared_contracts.events import ConfigPushEvent, IngestResponse, IngestStatus
-from shared_contracts.repo_config import CONFIG_PATH, CONFIG_STATUS_CONTEXT, ORG_CONFIG_REPO
+from shared_contracts.repo_config import CONFIG_PATH, CONFIG_STATUS_CONTEXT, ORG_CONFIG_REPO, RefreshResult
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class RefreshOutcome:
     active installation: nothing to read with, the mark is dropped)."""
 
     repo_id: int
-    result: str
+    result: RefreshResult
 
 
 def retry_delay(attempts: int, *, base: float = 30.0, cap: float = 3600.0) -> float:
@@ -197,7 +197,7 @@ def retry_delay(attempts: int, *, base: float = 30.0, cap: float = 3600.0) -> fl
     return float(min(cap, base * 2 ** min(attempts, 20)))
 
 
-def outcome_of(result: ReadResult) -> str:
+def outcome_of(result: ReadResult) -> RefreshResult:
     return "invalid" if result.error is not None else "absent" if result.config is None else "valid"
 
 

@@ -29,9 +29,9 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs import config_refresh, redelivery
 from bot_worker.jobs import reconcile as reconcile_job
-from bot_worker.jobs import redelivery
-from bot_worker.jobs.context import JobContext, RedeliveryContext
+from bot_worker.jobs.context import ConfigRefreshContext, JobContext, RedeliveryContext
 from bot_worker.jobs.forward import forward_worker
 from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
@@ -247,6 +247,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             reconcile=reconcile_job.build_context(
                 settings, session, redis, tokens, worker_id=worker_id, metrics=metrics,
             ),
+            config_refresh=ConfigRefreshContext(redis, settings.queue_name, batch_size=settings.config_refresh_batch),
         ).arq_ctx()
         jobs = forward_worker(
             RedisSettings.from_dsn(settings.redis_url), settings.queue_name, ctx, metrics,
@@ -261,6 +262,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
                 for name, run, interval in (
                     ("redelivery", redelivery.redeliver_failed, settings.redelivery_interval_seconds),
                     ("reconcile", reconcile_job.scheduled, settings.reconcile_interval_seconds),
+                    ("config-refresh", config_refresh.scheduled, settings.config_refresh_interval_seconds),
                 )
                 if interval > 0  # 0 disables a job
             ]

@@ -55,6 +55,7 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
         "WORKER_CLAIM_WAIT_SECONDS": "5", "FORWARD_TIMEOUT_SECONDS": "1", "SWEEP_INTERVAL_SECONDS": "0.5",
         "REDELIVERY_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_redelivery.py starts workers with it on
         "RECONCILE_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_reconcile.py turns it on or runs the CLI
+        "CONFIG_REFRESH_INTERVAL_SECONDS": "1",  # installed and inheriting repositories read without a wait
     }
     simulator = fleet.start("simulator", "simulator", env)
     backend = fleet.start("backend", "backend", env)
