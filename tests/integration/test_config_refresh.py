@@ -69,9 +69,11 @@ async def test_an_installation_created_with_files_present_is_read_without_any_pu
         rows = {r["repo_id"]: r for r in await conn.fetch("SELECT * FROM repo_config_files")}
         assert await conn.fetchval("SELECT count(*) FROM repo_config_stale") == 0
     assert rows[5001]["config"] == {"warn_only": True, "deadline_seconds": 600}
-    assert rows[5002]["config"] is None and "warn_onyl: unknown key" in rows[5002]["last_error"]
+    assert rows[5002]["config"] is None
+    assert "warn_onyl: unknown key" in rows[5002]["last_error"]
     counted = await reads(backend)
-    assert counted[("refresh", "valid")] == 1 and counted[("refresh", "invalid")] == 1
+    assert counted[("refresh", "valid")] == 1
+    assert counted[("refresh", "invalid")] == 1
     # No commit of its own: no prgate/config status was enqueued for a refresh.
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM bot_actions WHERE action_type = 'SET_COMMIT_STATUS'") == 0
@@ -98,7 +100,9 @@ async def test_repositories_added_are_marked_and_github_away_backs_off_and_is_co
         row = await conn.fetchrow("SELECT attempts, last_error, next_attempt_at > now() AS later "
                                   "FROM repo_config_stale WHERE repo_id = 5003")
         assert await conn.fetchval("SELECT count(*) FROM repo_config_files") == 0  # nothing written
-    assert row["attempts"] == 1 and row["later"] and row["last_error"]
+    assert row["attempts"] == 1
+    assert row["later"]
+    assert row["last_error"]
     assert (await reads(backend))[("refresh", "unavailable")] == 1
     # Backing off: not due, so not read again now.
     assert await refresh(backend) == {"refreshed": [], "remaining": 1}
@@ -134,10 +138,12 @@ async def test_a_pushed_org_file_marks_its_inheritors_and_a_removed_repository_i
         "removed", repos=[(5011, "octo-org/gone")]))
 
     answer = await refresh(backend, 1)  # bounded: one per call
-    assert answer["remaining"] == 1 and len(answer["refreshed"]) == 1
+    assert answer["remaining"] == 1
+    assert len(answer["refreshed"]) == 1
     answer2 = await refresh(backend, 1)
     results = {i["repo_id"]: i["result"] for i in answer["refreshed"] + answer2["refreshed"]}
-    assert results == {5001: "valid", 5011: "skipped"} and answer2["remaining"] == 0
+    assert results == {5001: "valid", 5011: "skipped"}
+    assert answer2["remaining"] == 0
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT config FROM repo_config_files WHERE repo_id = 5001") == {"warn_only": True}
         assert await conn.fetchval("SELECT config FROM repo_config_files WHERE repo_id = 5011") is None
