@@ -188,8 +188,9 @@ def render_file_banner(file: FileState) -> str:
 def file_state(row: repo_config.ConfigRow | None) -> FileState:
     if row is None:
         return NO_FILE
-    page_fields = {spec.name for spec in FIELDS}
-    sets = {k: v for k, v in row.key_sources.items() if k in page_fields and row.config is not None}
+    # In the page's order, whatever order the file wrote them in.
+    sets = {spec.name: row.key_sources[spec.name] for spec in FIELDS
+            if spec.name in row.key_sources and row.config is not None}
     return FileState(sets=sets, error=row.last_error)
 
 
