@@ -6,7 +6,7 @@ a file it inherits from (`_extends`, the organization's `.github`) is pushed. Th
 marks, the reads (with its own installation tokens) and the backoff of reads GitHub could not
 answer; this job only paces them: under the fleet lock (one replica at a time), up to
 `max_batches` calls of `batch_size` repositories each (`POST /internal/v2/github/config/refresh`),
-stopping early once no mark is due. A run is bounded; the next one continues.
+stopping early once no mark is left or due. A run is bounded; the next one continues.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ class RefreshSummary:
     remaining: int = 0
 
 
-def keep_going(read: int, asked: int, unavailable: int) -> bool:
-    """Another call only if this one was full (more may be due) and GitHub answered at least one
-    read: when GitHub is away every read backs off, and asking again now would only spin."""
-    return read >= asked and unavailable < read
+def keep_going(read: int, asked: int, unavailable: int, remaining: int) -> bool:
+    """Another call only if this one was full and marks are left (more may be due), and GitHub
+    answered at least one read: when GitHub is away every read backs off, and asking again now
+    would only spin."""
+    return read >= asked and remaining > 0 and unavailable < read
 
 
 async def refresh_configs(ctx: ConfigRefreshContext, backend: BackendClient, metrics: Metrics | None = None
@@ -63,7 +64,7 @@ async def refresh_configs(ctx: ConfigRefreshContext, backend: BackendClient, met
                     for result, n in batch.items():
                         metrics.config_refresh_repositories.labels(result).inc(n)
                 await held.extend()
-                if not keep_going(len(answer.refreshed), ctx.batch_size, batch["unavailable"]):
+                if not keep_going(len(answer.refreshed), ctx.batch_size, batch["unavailable"], remaining):
                     break
         except BaseException:
             if metrics is not None:

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 from backend_api.app import create_app
+from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.config_refresh import refresh_configs
+from bot_worker.jobs.context import ConfigRefreshContext
+from bot_worker.metrics import Metrics
 from prgate.simulator.core.faults import FaultRule
 from tests.conftest import INTERNAL_SECRET, RECEIVER_SECRET
 from tests.integration.test_owner_api import owner_settings
@@ -168,3 +176,63 @@ async def test_only_workers_may_refresh(backend: SignedClient, db: asyncpg.Pool)
     assert resp.status == 403, await resp.text()
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM repo_config_stale") == 1
+
+
+# ---- the worker's job (bot_worker/jobs/config_refresh.py) against this backend and a real Redis ----
+
+
+@pytest.fixture
+async def job_parts(backend: SignedClient, redis_url: str) -> AsyncIterator[tuple[ConfigRefreshContext, BackendClient,
+                                                                                 Metrics]]:
+    async with aiohttp.ClientSession() as session, Redis.from_url(redis_url) as redis:
+        ctx = ConfigRefreshContext(redis, uuid.uuid4().hex, batch_size=1, max_batches=2)
+        yield ctx, BackendClient(session, str(backend.client.make_url("")), INTERNAL_SECRET), Metrics(
+            CollectorRegistry(), "worker")
+
+
+async def _install_three(backend: SignedClient, simulator: Simulator) -> None:
+    for repo_id, name in ((5021, "octo-org/a"), (5022, "octo-org/b"), (5023, "octo-org/c")):
+        simulator.state.add_repository(1001, repo_id, name)
+        commit(simulator, name, "warn_only: true\n")
+    await send_installation(backend, "installation", installation_payload(
+        "created", repos=[(5021, "octo-org/a"), (5022, "octo-org/b"), (5023, "octo-org/c")]))
+
+
+async def test_a_job_run_is_bounded_and_the_next_one_continues(
+    backend: SignedClient, db: asyncpg.Pool, simulator: Simulator,
+    job_parts: tuple[ConfigRefreshContext, BackendClient, Metrics],
+) -> None:
+    ctx, client, metrics = job_parts
+    await _install_three(backend, simulator)
+    first = await refresh_configs(ctx, client, metrics)
+    assert (first.ran, first.calls, first.results, first.remaining) == (True, 2, {"valid": 2}, 1)
+    second = await refresh_configs(ctx, client, metrics)
+    assert (second.calls, second.results, second.remaining) == (1, {"valid": 1}, 0)
+    third = await refresh_configs(ctx, client, metrics)  # nothing left: one empty call, then it stops
+    assert (third.calls, third.results) == (1, {})
+    async with db.acquire() as conn:
+        configs = [r["config"] for r in await conn.fetch("SELECT config FROM repo_config_files ORDER BY repo_id")]
+    assert configs == [{"warn_only": True}] * 3
+    assert metrics.registry.get_sample_value("config_refresh_repositories_total", {"result": "valid"}) == 3
+    assert metrics.registry.get_sample_value("config_refresh_runs_total", {"result": "ok"}) == 3
+
+
+async def test_a_job_run_skips_while_another_replica_holds_the_lock_and_stops_when_github_is_away(
+    backend: SignedClient, db: asyncpg.Pool, simulator: Simulator,
+    job_parts: tuple[ConfigRefreshContext, BackendClient, Metrics],
+) -> None:
+    ctx, client, metrics = job_parts
+    await _install_three(backend, simulator)
+    await ctx.redis.set(f"{ctx.key_prefix}:config-refresh:lock", "another-replica", px=60_000)
+    skipped = await refresh_configs(ctx, client, metrics)
+    assert skipped.ran is False
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM repo_config_stale WHERE attempts = 0") == 3
+    assert metrics.registry.get_sample_value("config_refresh_runs_total", {"result": "skipped"}) == 1
+    await ctx.redis.delete(f"{ctx.key_prefix}:config-refresh:lock")
+
+    simulator.state.faults.add_rule(FaultRule(path_regex="/contents/", status=502, count=100))
+    away = await refresh_configs(ctx, client, metrics)
+    # The call was full but GitHub answered none of it: no second call now (the backend backs off).
+    assert (away.calls, away.results, away.remaining) == (1, {"unavailable": 1}, 3)
+    assert metrics.registry.get_sample_value("config_refresh_runs_total", {"result": "errors"}) == 1
