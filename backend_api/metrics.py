@@ -88,6 +88,15 @@ class BackendMetrics:
             "Requests to /internal/ refused with 401, by reason", ["reason"], registry=registry,
         )
 
+        self.api_token_auth = Counter(
+            "backend_api_token_auth_total",
+            "Read-API requests with an Authorization header, by outcome: ok, malformed, unknown, revoked, "
+            "out_of_scope (answered 404 like an unknown repository)",
+            ["outcome"], registry=registry,
+        )
+        for outcome in ("ok", "malformed", "unknown", "revoked", "out_of_scope"):
+            self.api_token_auth.labels(outcome)
+
         # Ingest and outbox.
         self.webhook_ingests = Counter(
             "backend_webhook_ingests_total", "Deliveries ingested (answered 200), by event, status and decision",
@@ -192,6 +201,10 @@ BACKEND_METRICS = web.AppKey("backend_metrics", BackendMetrics)
 
 def count_signature_failure(request: web.Request, message: str) -> None:
     request.app[BACKEND_METRICS].signature_failure(message)
+
+
+def count_api_token(request: web.Request, outcome: str) -> None:
+    request.app[BACKEND_METRICS].api_token_auth.labels(outcome).inc()
 
 
 # ---- /metrics ---------------------------------------------------------------------------------------

@@ -32,9 +32,11 @@ def json_error(
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None):
+    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.error, self.message, self.details = status, error, message, details
+        self.headers = headers or {}
 
 
 _REASONS = {
@@ -110,7 +112,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return await answer_and_close(request, response)
         return await handler(request)
     except ApiError as exc:
-        return json_error(exc.status, exc.error, exc.message, exc.details)
+        response = json_error(exc.status, exc.error, exc.message, exc.details)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
