@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from backend_api.http.errors import Handler
-from backend_api.keys import CLAIMED, DB_POOL, ENQUEUED, INGESTED, REPORTED, TENANCY
+from backend_api.keys import CLAIMED, CONFIG_READ, DB_POOL, ENQUEUED, INGESTED, REPORTED, TENANCY
 from backend_api.store import metrics as store
 from backend_api.store.db import DATABASE_UNAVAILABLE
 from shared_contracts.actions import ActionType
@@ -150,6 +150,18 @@ class BackendMetrics:
             "backend_outbox_oldest_pending_age_seconds", "Age of the oldest PENDING action (0 when none), at scrape",
             registry=registry,
         )
+
+        # The repository config file (docs/configuration.md).
+        self.config_file_reads = Counter(
+            "backend_config_file_reads_total",
+            "Reads of a repository's .github/prgate.yml, by trigger (push, refresh) and result: valid, invalid "
+            "(the last valid configuration stays in force), absent (no file applies), unavailable (GitHub "
+            "could not be asked; read again later), skipped (no longer installed)",
+            ["trigger", "result"], registry=registry,
+        )
+        for trigger in ("push", "refresh"):
+            for result in ("valid", "invalid", "absent", "unavailable"):
+                self.config_file_reads.labels(trigger, result)
 
         # Challenges and maintenance.
         self.challenges_timed_out = Counter(
@@ -306,6 +318,19 @@ async def _tenancy(request: web.Request, status: int, metrics: BackendMetrics) -
         metrics.bitbucket_tenancy.labels(fact.operation, outcome).inc()
 
 
+async def _config_read(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    fact = request.get(CONFIG_READ)
+    if fact is None:
+        return
+    for result in fact.results:
+        metrics.config_file_reads.labels(fact.trigger, result).inc()
+
+
+async def _config_push(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    await _ingest(request, status, metrics)
+    await _config_read(request, status, metrics)
+
+
 def route_name(request: web.Request) -> str:
     """The matched route's name: its handler's name, which is its ``operationId`` in /openapi.json."""
     handler = request.match_info.handler
@@ -318,6 +343,8 @@ OBSERVERS: dict[str, Observer] = {
     "pull_request_events": _ingest,
     "installation_sync_event": _ingest,
     "command_event": _ingest,
+    "config_push_event": _config_push,
+    "config_refresh": _config_read,
     "claim": _claim,
     "result": _results,
     "results": _results,

@@ -88,6 +88,11 @@ class BotSettings(BaseSettings):
     reconcile_max_pr_pages: int = Field(default=10, ge=1, le=20, alias="RECONCILE_MAX_PR_PAGES")
     reconcile_rate_limit_reserve: float = Field(default=0.2, ge=0, lt=1, alias="RECONCILE_RATE_LIMIT_RESERVE")
 
+    # Reading the config files of repositories marked stale (bot_worker/jobs/config_refresh.py,
+    # docs/configuration.md): installed ones, and those inheriting from a pushed file.
+    config_refresh_interval_seconds: float = Field(default=30.0, ge=0, alias="CONFIG_REFRESH_INTERVAL_SECONDS")
+    config_refresh_batch: int = Field(default=20, ge=1, le=100, alias="CONFIG_REFRESH_BATCH")
+
     _split_secrets = field_validator(
         "receiver_secrets", "worker_secrets", "github_webhook_secrets", mode="before"
     )(comma_list)

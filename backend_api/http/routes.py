@@ -87,6 +87,7 @@ from shared_contracts.reconcile import (
     ReconcileRunStarted,
     RepairsResponse,
 )
+from shared_contracts.repo_config import ConfigRefreshRequest, ConfigRefreshResponse
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,10 @@ ROUTES: tuple[Route, ...] = (
           "Ingest a push to the default branch that touched .github/prgate.yml: the backend reads the file "
           "again (docs/configuration.md); 503 when GitHub cannot be asked", ConfigPushEvent, IngestResponse,
           (*_INTERNAL_ERRORS, 503), callers=_INGEST),
+    Route("POST", "/internal/v2/github/config/refresh", handlers.config_refresh,
+          "Read up to max_repositories of the repositories marked stale (added to an installation, or "
+          "inheriting from a pushed file): the config-refresh job (docs/configuration.md)",
+          ConfigRefreshRequest, ConfigRefreshResponse, _INTERNAL_ERRORS, callers=_WORKER),
     Route("POST", "/internal/v2/github/events/pr-command", handlers.command_event,
           "Ingest a `/prgate` command comment, enriched by the receiver", CommandEvent, IngestResponse,
           _INTERNAL_ERRORS, callers=_INGEST),

@@ -42,6 +42,7 @@ from shared_contracts.reconcile import (
     ReconcileRunStarted,
     RepairsResponse,
 )
+from shared_contracts.repo_config import ConfigRefreshRequest, ConfigRefreshResponse
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,6 +52,7 @@ INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
 REPOSITORY_RENAMED_PATH = "/internal/v2/github/events/repository-renamed"
 COMMAND_PATH = "/internal/v2/github/events/pr-command"
 CONFIG_PUSH_PATH = "/internal/v2/github/events/config-push"
+CONFIG_REFRESH_PATH = "/internal/v2/github/config/refresh"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
 RESULTS_PATH = "/internal/v2/bot-actions/results"
 KNOWN_DELIVERIES_PATH = "/internal/v2/github/deliveries/known"
@@ -112,6 +114,10 @@ class BackendClient:
 
     async def ingest_config_push(self, event: ConfigPushEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(CONFIG_PUSH_PATH, event, IngestResponse, timeout)
+
+    async def refresh_configs(self, req: ConfigRefreshRequest) -> ConfigRefreshResponse:
+        """Each repository is one or a few GitHub reads by the backend: allow a batch its time."""
+        return await self._post(CONFIG_REFRESH_PATH, req, ConfigRefreshResponse, timeout=120)
 
     async def ingest_command(self, event: CommandEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(COMMAND_PATH, event, IngestResponse, timeout)
