@@ -71,3 +71,7 @@ async def account_ids(conn: Conn, accounts: Sequence[BitbucketAccount]) -> dict[
         [a.display_name for a in unique.values()], [a.type for a in unique.values()],
     )
     return {str(r["uuid"]): int(r["user_id"]) for r in rows}
+
+
+async def active_workspace_count(conn: Conn) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM bitbucket_workspaces WHERE status = 'ACTIVE'"))
