@@ -214,8 +214,8 @@ async def _callback(request: web.Request, flow: SignInFlow) -> web.StreamRespons
     if next_path is not None:
         response = web.Response(status=302, headers={"Location": next_path, **t.SECURITY_HEADERS})
     else:
-        response = t.page("Signed in", f"<p>You are signed in with {t.esc(flow.name)} as "
-                                       f"<strong>@{t.esc(who.login)}</strong>. "
+        response = t.page("Signed in", f"<p>You are signed in as <strong>@{t.esc(who.login)}</strong> "
+                                       f"({t.esc(flow.name)}). "
                                        "Go back to the verification link in your pull request.</p>")
     codec.set_session_cookie(response, cookie)
     codec.clear_oauth_cookie(response, flow.provider)

@@ -1,8 +1,7 @@
 """'Sign in with Bitbucket' on a Bitbucket challenge's page: the real backend app, the simulator server
 (Bitbucket under /bitbucket: its OAuth consumer and ``GET /2.0/user``) and a browser with a cookie jar.
 
-The challenge is made by the Bitbucket gate use case (``gate.bitbucket.ingest_pull_request``), the
-one the Bitbucket ingest route calls, so its row, ids and gate comment are the real ones.
+The challenges come from the Bitbucket gate use case (``tests/support/bitbucket_gate.py``).
 """
 
 from __future__ import annotations
@@ -11,9 +10,7 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -21,19 +18,9 @@ import pytest
 from yarl import URL
 
 from backend_api.auth.session import OAUTH_COOKIE, SESSION_COOKIE, SessionCodec, csrf_scope_for_challenge
-from backend_api.gate.bitbucket import ingest_pull_request
 from backend_api.keys import SESSIONS
-from prgate.simulator.bitbucket.config import BitbucketConfig
-from prgate.simulator.bitbucket.http import BB_STATE
-from prgate.simulator.bitbucket.state import BitbucketState
-from prgate.simulator.server import BITBUCKET_APP
-from shared_contracts.bitbucket import (
-    BitbucketAccount,
-    BitbucketPullRequest,
-    BitbucketPullRequestEvent,
-    BitbucketRepository,
-)
-from shared_contracts.events import CollaboratorPermission, IngestResponse
+from shared_contracts.bitbucket import BitbucketAccount
+from shared_contracts.events import IngestResponse
 from tests.integration.test_verification import (  # the GitHub page tests' environment, reused
     Env,
     actions_after,
@@ -44,69 +31,27 @@ from tests.integration.test_verification import (  # the GitHub page tests' envi
     rows,
     signed_in_author,
 )
+from tests.support import bitbucket_gate as bb
+from tests.support.bitbucket_gate import (
+    AUTHOR,
+    BB_CLIENT_ID,
+    HEAD,
+    MALLORY,
+    add_users,
+    bb_settings,
+    bitbucket,
+    connect_workspace,
+)
 from tests.support.github_sim import Simulator
 
 __all__ = ["make_env"]  # a fixture this module uses
 
-BB_CLIENT_ID = BitbucketConfig.model_fields["oauth_client_id"].default
-BB_CLIENT_SECRET = BitbucketConfig.model_fields["oauth_client_secret"].default
-WORKSPACE_UUID = "6f1c7e0a-3b7d-4c55-9d2e-0a1b2c3d4e5f"
-REPO_UUID = "0b9e1f2a-7c3d-4e5f-8a9b-1c2d3e4f5a6b"
-AUTHOR = BitbucketAccount(uuid="11111111-2222-4333-8444-555555555555", account_id="557058:author",
-                          nickname="newcomer", display_name="New Comer")
-MALLORY = BitbucketAccount(uuid="99999999-8888-4777-8666-555555555555", account_id="557058:mallory",
-                           nickname="mallory", display_name="Mallory")
-HEAD = "abcdef012345"  # Bitbucket's payloads carry 12-character hashes
-
-
-def bitbucket(simulator: Simulator) -> BitbucketState:
-    state: BitbucketState = simulator.server.app[BITBUCKET_APP][BB_STATE]
-    return state
-
-
-def bb_settings(simulator: Simulator, **overrides: str) -> dict[str, str]:
-    return {
-        "BITBUCKET_WEB_URL": f"{simulator.url}/bitbucket", "BITBUCKET_API_URL": f"{simulator.url}/bitbucket",
-        "BITBUCKET_OAUTH_CLIENT_ID": BB_CLIENT_ID, "BITBUCKET_OAUTH_CLIENT_SECRET": BB_CLIENT_SECRET, **overrides,
-    }
-
-
-async def connect_workspace(db: asyncpg.Pool) -> int:
-    # Connecting (token check, discovery, hook) is the tenancy branch's route; the row it writes is this.
-    async with db.acquire() as conn:
-        return int(await conn.fetchval(
-            "INSERT INTO bitbucket_workspaces (workspace_uuid, slug) VALUES ($1::uuid, 'acme') RETURNING tenant_id",
-            WORKSPACE_UUID,
-        ))
-
-
-async def no_permission(*_: Any) -> CollaboratorPermission | None:
-    return None
-
-
 async def open_bitbucket_pr(env: Env, author: BitbucketAccount = AUTHOR, pr_id: int = 4) -> IngestResponse:
-    event = BitbucketPullRequestEvent(
-        delivery_id=str(uuid.uuid4()), event_key="pullrequest:created", workspace_uuid=WORKSPACE_UUID,
-        workspace_slug="acme", repository=BitbucketRepository(uuid=REPO_UUID, full_name="acme/widgets"),
-        pull_request=BitbucketPullRequest(id=pr_id, title="Fix", state="OPEN", source_commit=HEAD, author=author),
-        actor=author,
-    )
-    answer, _ = await ingest_pull_request(env.db, event, permissions=no_permission, public_url=env.base,
-                                          max_attempts=env.settings.action_max_attempts)
-    return answer
+    return await bb.open_bitbucket_pr(env.db, env.base, author, pr_id)
 
 
 async def gate_bitbucket_pr(env: Env, author: BitbucketAccount = AUTHOR, pr_id: int = 4) -> str:
-    """A first-time contributor's Bitbucket PR through the real gate; the link token from its comment."""
-    answer = await open_bitbucket_pr(env, author, pr_id)
-    assert answer.decision is not None
-    assert answer.decision.value == "GATE", answer
-    [body] = [r["payload"] for r in await rows(
-        env.db, "SELECT payload->>'body' AS payload FROM bot_actions WHERE challenge_id = $1 "
-        "AND action_type = 'UPSERT_PR_COMMENT'", answer.challenge_id,
-    )]
-    token: str = body.split(f"{env.base}/verify/")[1].split()[0].rstrip(").")
-    return token
+    return await bb.gate_bitbucket_pr(env.db, env.base, author, pr_id)
 
 
 async def bitbucket_sign_in(env: Env, browser: aiohttp.ClientSession, who: str, next_path: str | None,
@@ -126,9 +71,7 @@ async def bitbucket_sign_in(env: Env, browser: aiohttp.ClientSession, who: str, 
 @pytest.fixture
 async def bb_env(make_env: Callable[..., Awaitable[Env]], simulator: Simulator, db: asyncpg.Pool) -> Env:
     await connect_workspace(db)
-    for account in (AUTHOR, MALLORY):
-        bitbucket(simulator).add_user(account.account_id or "", uuid=account.uuid, nickname=account.nickname,
-                                      display_name=account.display_name)
+    add_users(simulator, AUTHOR, MALLORY)
     return await make_env(**bb_settings(simulator))
 
 
