@@ -104,7 +104,7 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
         # Still honoured (refusing would lock existing operators out), but a login can be renamed
         # and re-registered by someone else: `login:id` is matched by the id only.
         log.warning("PRGATE_OPERATORS lists bare logins, matched by login: %s; write them as login:id "
-                    "(docs/security.md, item 7)", ", ".join(bare))
+                    "(docs/security.md, 'Rights keyed by login, not user id')", ", ".join(bare))
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[metrics_middleware, error_middleware, internal_auth_middleware]
     )

@@ -33,7 +33,8 @@ RNG = web.AppKey("rng", random.Random)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SESSIONS = web.AppKey("sessions", SessionCodec)
-# Owner API access checks per session and minute (item 13).
+# Owner API access checks per session and minute (docs/security.md, "A signed-in stranger makes prgate mint and spend
+# a victim installation's token").
 OWNER_CHECKS = web.AppKey("owner_checks", SlidingWindow)
 # Which caller's key opens which internal route (backend_api.http.routes.internal_scopes).
 SCOPES = web.AppKey("internal_scopes", InternalScopes)

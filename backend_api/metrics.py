@@ -88,6 +88,15 @@ class BackendMetrics:
             "Requests to /internal/ refused with 401, by reason", ["reason"], registry=registry,
         )
 
+        self.api_token_auth = Counter(
+            "backend_api_token_auth_total",
+            "Read-API requests with an Authorization header, by outcome: ok, malformed, unknown, revoked, "
+            "out_of_scope (answered 404 like an unknown repository)",
+            ["outcome"], registry=registry,
+        )
+        for outcome in ("ok", "malformed", "unknown", "revoked", "out_of_scope"):
+            self.api_token_auth.labels(outcome)
+
         # Ingest and outbox.
         self.webhook_ingests = Counter(
             "backend_webhook_ingests_total", "Deliveries ingested (answered 200), by event, status and decision",
@@ -199,6 +208,10 @@ def count_sign_in(request: web.Request, provider: Provider, outcome: str) -> Non
 
 def count_ignored_session(request: web.Request, provider: Provider) -> None:
     request.app[BACKEND_METRICS].sessions_ignored.labels(provider.value).inc()
+
+
+def count_api_token(request: web.Request, outcome: str) -> None:
+    request.app[BACKEND_METRICS].api_token_auth.labels(outcome).inc()
 
 
 # ---- /metrics ---------------------------------------------------------------------------------------

@@ -63,7 +63,8 @@ class BotSettings(BaseSettings):
     claim_wait_seconds: float = Field(default=20.0, ge=0, le=30, alias="WORKER_CLAIM_WAIT_SECONDS")
     provider_timeout_seconds: float = Field(default=10.0, gt=0, alias="PROVIDER_TIMEOUT_SECONDS")
     # Kept free at the end of a lease to report the result; a write starts only when the provider
-    # timeout plus this margin fits in what is left of the lease (docs/security.md, item 8).
+    # timeout plus this margin fits in what is left of the lease (docs/security.md, "A run that outlives its lease
+    # keeps writing").
     report_margin_seconds: float = Field(default=15.0, ge=0, le=600, alias="WORKER_REPORT_MARGIN_SECONDS")
     writes_per_minute: int = Field(default=80, ge=1, alias="GITHUB_WRITES_PER_MINUTE")
     metrics_port: int = Field(default=9101, alias="WORKER_METRICS_PORT")

@@ -214,7 +214,7 @@ class OwnerSession(WireModel):
     expires_at: datetime
 
 
-# ---- session revocation (admin key; docs/security.md, item 14) -------------------------------------------
+# ---- session revocation (admin key; docs/security.md, "Reopen after timeout, session revocation, …") -----------------
 
 
 class SessionRevokeRequest(WireModel):

@@ -46,7 +46,7 @@ TABLES = (
     "parked_pull_request_events",
     "revoked_sessions", "revoked_user_sessions", "verify_wrong_answers",
     "pr_comments", "repo_config_files",
-    "bitbucket_repositories", "bitbucket_accounts", "bitbucket_workspaces",
+    "bitbucket_repositories", "bitbucket_accounts", "bitbucket_workspaces", "api_tokens",
 )
 
 

@@ -62,7 +62,8 @@ class Session:
     login: str
     expires_at: int
     # This App's installations the user could reach at sign-in: the owner API checks a repository's
-    # installation is among them before it spends that installation's token on the user (item 13).
+    # installation is among them before it spends that installation's token on the user (docs/security.md, "A
+    # signed-in stranger makes prgate mint and spend a victim installation's token").
     installation_ids: tuple[int, ...] = ()
     # Unix seconds, sub-second: an operator's revocation of a user refuses sessions issued before it,
     # and a sign-in in the same second after it must still work.
@@ -154,7 +155,7 @@ class SessionCodec:
             return None
         if not isinstance(uid, int) or isinstance(uid, bool):
             return None
-        inst = data.get("inst", [])  # a cookie from before item 13: no installations (sign in again)
+        inst = data.get("inst", [])  # a cookie from before sessions carried installations: none (sign in again)
         if not isinstance(inst, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in inst):
             return None
         exp = int(data["exp"])

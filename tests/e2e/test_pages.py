@@ -254,7 +254,7 @@ async def test_a_signed_in_non_operator_sees_the_403_page(stack: PagesStack, bro
     await context.close()
 
 
-# ---- the contributor's verification page and the challenges page's outcomes (issue 15 papercuts) ----------
+# ---- the contributor's verification page and the challenges page's outcomes (adoption papercuts) ----------
 
 
 async def _link_token(db: asyncpg.Pool, pr_number: int) -> str:

@@ -663,7 +663,7 @@ async def test_secure_cookies_when_public_url_is_https(make_env: Callable[..., A
     assert URL(resp.headers["Location"]).query["redirect_uri"] == "https://prgate.example/auth/github/callback"
 
 
-# ---- item 14: wrong answers are rate-limited, across replicas ---------------------------------------------
+# ---- wrong answers are rate-limited, across replicas (docs/security.md, "Reopen after timeout, …") -------------------
 
 
 async def test_wrong_answers_are_limited_per_challenge_across_replicas(
