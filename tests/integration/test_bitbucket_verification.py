@@ -135,6 +135,14 @@ async def test_the_author_signs_in_with_bitbucket_and_verifies(bb_env: Env, db: 
     assert status["target_url"] == env.page_url(token)
     assert {a["repo_full_name"] for a in actions} == {"acme/widgets"}
 
+    # Signing out of a Bitbucket session works as for GitHub's: the page reads signed out again.
+    logout_csrf = re.search(r'action="/auth/logout"><input type=hidden name=csrf value="([^"]+)"', form_page)
+    assert logout_csrf is not None
+    out = await browser.post(f"{env.base}/auth/logout", data={"csrf": logout_csrf.group(1), "next": "/"},
+                             allow_redirects=False)
+    assert out.status == 303
+    assert [c for c in browser.cookie_jar if c.key == SESSION_COOKIE and c.value] == []
+
 
 async def test_a_verified_author_is_remembered_for_the_workspace(bb_env: Env, db: asyncpg.Pool) -> None:
     env = bb_env
