@@ -80,15 +80,6 @@ class BackendSettings(BaseSettings):
     github_client_secret: SecretStr = Field(default=SecretStr(""), alias="GITHUB_CLIENT_SECRET")
     # Required (create_app refuses to start without it); `prgate up` generates one for the demo.
     session_secret: SecretStr = Field(default=SecretStr(""), alias="SESSION_SECRET")
-    # "Sign in with Bitbucket" on a Bitbucket challenge's page (an OAuth 2.0 consumer of the workspace
-    # owner's; docs/verification.md): authorize and token on BITBUCKET_WEB_URL, `GET /2.0/user` on
-    # BITBUCKET_API_URL. Unset client: the page says Bitbucket sign-in is not configured.
-    bitbucket_api_url: str = Field(default="https://api.bitbucket.org", pattern=r"^https?://[^/\s]+(/\S*)?$",
-                                   alias="BITBUCKET_API_URL")
-    bitbucket_web_url: str = Field(default="https://bitbucket.org", pattern=r"^https?://[^/\s]+(/\S*)?$",
-                                   alias="BITBUCKET_WEB_URL")
-    bitbucket_oauth_client_id: str = Field(default="", alias="BITBUCKET_OAUTH_CLIENT_ID")
-    bitbucket_oauth_client_secret: SecretStr = Field(default=SecretStr(""), alias="BITBUCKET_OAUTH_CLIENT_SECRET")
 
     # Owner API: the App's credentials, to ask GitHub (with an installation token) who administers a
     # repository (backend_api.github.app). GITHUB_PRIVATE_KEY wins over GITHUB_PRIVATE_KEY_PATH.
@@ -101,6 +92,16 @@ class BackendSettings(BaseSettings):
     # Owner API calls one session may make per minute past the sign-in check (each may cost GitHub a
     # permission check); beyond: 429 (docs/owner-api.md).
     owner_api_checks_per_minute: int = Field(default=60, ge=1, le=10_000, alias="OWNER_API_CHECKS_PER_MINUTE")
+
+    # "Sign in with Bitbucket" on a Bitbucket challenge's page (an OAuth 2.0 consumer,
+    # docs/verification.md): authorize and token on BITBUCKET_WEB_URL, `GET /2.0/user` on
+    # BITBUCKET_API_URL. Unset client: the page says Bitbucket sign-in is not configured.
+    bitbucket_api_url: str = Field(default="https://api.bitbucket.org", pattern=r"^https?://[^/\s]+(/\S*)?$",
+                                   alias="BITBUCKET_API_URL")
+    bitbucket_web_url: str = Field(default="https://bitbucket.org", pattern=r"^https?://[^/\s]+(/\S*)?$",
+                                   alias="BITBUCKET_WEB_URL")
+    bitbucket_oauth_client_id: str = Field(default="", alias="BITBUCKET_OAUTH_CLIENT_ID")
+    bitbucket_oauth_client_secret: SecretStr = Field(default=SecretStr(""), alias="BITBUCKET_OAUTH_CLIENT_SECRET")
 
     _split_secrets = field_validator(
         "receiver_secrets", "worker_secrets", "admin_secrets", mode="before"
