@@ -32,7 +32,7 @@ from backend_api.http.errors import Handler
 from backend_api.keys import CLAIMED, CONFIG_READ, DB_POOL, ENQUEUED, INGESTED, REPORTED, TENANCY
 from backend_api.store import metrics as store
 from backend_api.store.db import DATABASE_UNAVAILABLE
-from shared_contracts.actions import ActionType
+from shared_contracts.actions import ActionType, Provider
 from shared_contracts.events import IngestStatus
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,17 @@ class BackendMetrics:
         self.verifications = Counter(
             "backend_verifications_total", "Successful submissions of the verification form", registry=registry,
         )
+        self.sign_ins = Counter(
+            "backend_sign_ins_total",
+            "Sign-in attempts by provider and outcome (signed_in, not_configured, cancelled, bad_state, no_code, "
+            "refused, unavailable); not_configured also counts verification pages that could not offer it",
+            ["provider", "outcome"], registry=registry,
+        )
+        self.sessions_ignored = Counter(
+            "backend_sessions_ignored_total",
+            "Valid sessions read as signed out because the page serves another provider's users",
+            ["provider"], registry=registry,
+        )
         self.lease_expiry_failures = Counter(
             "backend_lease_expiry_failures_total",
             "Actions made FAILED by maintenance because their lease expired on the final attempt",
@@ -206,6 +217,14 @@ BACKEND_METRICS = web.AppKey("backend_metrics", BackendMetrics)
 
 def count_signature_failure(request: web.Request, message: str) -> None:
     request.app[BACKEND_METRICS].signature_failure(message)
+
+
+def count_sign_in(request: web.Request, provider: Provider, outcome: str) -> None:
+    request.app[BACKEND_METRICS].sign_ins.labels(provider.value, outcome).inc()
+
+
+def count_ignored_session(request: web.Request, provider: Provider) -> None:
+    request.app[BACKEND_METRICS].sessions_ignored.labels(provider.value).inc()
 
 
 def count_api_token(request: web.Request, outcome: str) -> None:

@@ -60,6 +60,11 @@ def configure_demo(env: dict[str, str], data_dir: Path) -> None:
     env["GITHUB_WEB_URL"] = env["GITHUB_API_URL"]
     env["GITHUB_CLIENT_ID"] = "prgate-sim-oauth-client"
     env["GITHUB_CLIENT_SECRET"] = "prgate-sim-oauth-secret"
+    # "Sign in with Bitbucket" through the simulator's OAuth consumer (served under /bitbucket); the
+    # simulator reads the same two names, so both sides agree on the consumer.
+    env["BITBUCKET_API_URL"] = env["BITBUCKET_WEB_URL"] = f"{env['GITHUB_API_URL']}/bitbucket"
+    env.setdefault("BITBUCKET_OAUTH_CLIENT_ID", "prgate-sim-bitbucket-key")
+    env.setdefault("BITBUCKET_OAUTH_CLIENT_SECRET", "prgate-sim-bitbucket-secret")
     # The dashboard is operator-only: in the demo, whoever signs in as demo-operator.
     env.setdefault("PRGATE_OPERATORS", DEMO_OPERATOR)
 

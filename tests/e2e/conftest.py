@@ -81,8 +81,8 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
 
 
 
-def page_backend_env(database_url: str, simulator: Simulator, port: int, key_path: Path, operators: str
-                     ) -> dict[str, str]:
+def page_backend_env(database_url: str, simulator: Simulator, port: int, key_path: Path, operators: str,
+                     extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """A backend process serving the pages, GitHub (OAuth and API) the in-process simulator: the
     environment the page tests (dashboard, settings) share."""
     backend_url = f"http://127.0.0.1:{port}"
@@ -93,20 +93,21 @@ def page_backend_env(database_url: str, simulator: Simulator, port: int, key_pat
         "GITHUB_CLIENT_ID": simulator.state.config.oauth_client_id,
         "GITHUB_CLIENT_SECRET": simulator.state.config.oauth_client_secret,
         "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY_PATH": str(key_path),
-        "PRGATE_OPERATORS": operators, "SWEEP_INTERVAL_SECONDS": "3600",
+        "PRGATE_OPERATORS": operators, "SWEEP_INTERVAL_SECONDS": "3600", **(extra_env or {}),
     }
 
 
 @asynccontextmanager
-async def page_backend(database_url: str, simulator: Simulator, tmp_path: Path, *, operators: str
-                       ) -> AsyncIterator[str]:
+async def page_backend(database_url: str, simulator: Simulator, tmp_path: Path, *, operators: str,
+                       extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
     """The backend as a real process (`page_backend_env`), ready; its URL. Its logs are printed when
     the block fails, and it is stopped after."""
     fleet = Fleet()
     port = free_port()
     key_path = tmp_path / "app.pem"
     key_path.write_text(app_keys().private_pem)
-    backend = fleet.start("backend", "backend", page_backend_env(database_url, simulator, port, key_path, operators))
+    backend = fleet.start("backend", "backend", page_backend_env(database_url, simulator, port, key_path, operators,
+                                                                     extra_env))
     try:
         await wait_http_ok(f"http://127.0.0.1:{port}/readyz", backend)
         yield f"http://127.0.0.1:{port}"

@@ -23,6 +23,7 @@ from backend_api.store import repo_settings
 from shared_contracts.owner import RepoSettings
 from tests.conftest import INTERNAL_SECRET
 from tests.e2e.conftest import page_backend
+from tests.support.bitbucket_gate import AUTHOR, add_users, bb_settings, connect_workspace, gate_bitbucket_pr
 from tests.support.browser import InternalApi, chromium, shot
 from tests.support.github_sim import Simulator
 from tests.support.payloads import installation_payload, pull_request_payload
@@ -45,7 +46,8 @@ async def stack(
     db: asyncpg.Pool, database_url: str, simulator: Simulator, tmp_path: Path
 ) -> AsyncIterator[PagesStack]:
     async with page_backend(database_url, simulator, tmp_path,
-                            operators=f"someone-else, {OPERATOR.upper()}") as backend_url:
+                            operators=f"someone-else, {OPERATOR.upper()}",
+                            extra_env=bb_settings(simulator)) as backend_url:
         await _seed(backend_url, db, simulator)
         yield PagesStack(backend_url, simulator, tmp_path)
 
@@ -335,6 +337,29 @@ async def test_a_warn_only_timeout_is_told_apart_from_a_close(
     await expect(warned.locator("td").nth(2)).to_have_text("TIMED_OUT (left open)")
     await expect(warned).to_contain_text(messages.RESOLUTION_TIMED_OUT_WARNED)
     await shot(page, stack.shots, "timeouts")
+    await context.close()
+
+
+async def test_a_bitbucket_author_verifies_with_sign_in_with_bitbucket(
+    stack: PagesStack, browser: Browser, db: asyncpg.Pool
+) -> None:
+    await connect_workspace(db)
+    add_users(stack.simulator, AUTHOR)
+    token = await gate_bitbucket_pr(db, stack.backend_url)
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{stack.backend_url}/verify/{token}")
+    await expect(page.get_by_role("link", name="Sign in with GitHub")).to_have_count(0)
+    await page.get_by_role("link", name="Sign in with Bitbucket").click()
+    await page.wait_for_url(re.compile(re.escape(stack.simulator.url) + r"/bitbucket/site/oauth2/authorize"))
+    await page.get_by_role("button", name="New Comer (newcomer)").click()  # the simulator's account picker
+    await page.wait_for_url(f"{stack.backend_url}/verify/{token}")
+    await expect(page.get_by_text("Signed in as @newcomer")).to_be_visible()
+    await page.get_by_label("I have read and accept the above.").check()
+    await page.get_by_role("button", name="Verify").click()
+    await expect(page.get_by_role("heading", name="Verified")).to_be_visible()
+    await expect(page.get_by_role("status")).to_contain_text("You are verified")
+    await shot(page, stack.shots, "bitbucket-verified")
     await context.close()
 
 
