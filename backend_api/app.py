@@ -19,12 +19,14 @@ from backend_api.auth.scopes import InternalScopes
 from backend_api.auth.session import SessionCodec
 from backend_api.bitbucket import oauth as bitbucket_oauth
 from backend_api.gate.batcher import IngestBatcher
+from backend_api.gate.bitbucket import CachedPermissions
 from backend_api.gate.pull_request import ingest_pull_requests
 from backend_api.github.app import github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import CLIENT_HANGUPS, MAX_BODY_BYTES, error_middleware
 from backend_api.http.routes import add_routes, internal_scopes
 from backend_api.keys import (
+    BITBUCKET_PERMISSIONS,
     CLAIM_FLOOR,
     DB_POOL,
     HTTP_CLIENT,
@@ -49,6 +51,7 @@ from backend_api.store.db import create_pool
 from backend_api.web.dashboard import add_dashboard_routes
 from backend_api.web.revocation import SESSION_GUARD, SessionGuard
 from backend_api.web.routes import add_web_routes
+from provider_clients.bitbucket.api import BitbucketClient
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -95,6 +98,21 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[HTTP_CLIENT].close()
 
+
+# A permission lookup happens inside a webhook's 10 s: Bitbucket gets a few of them.
+_PERMISSION_TIMEOUT_SECONDS = 4.0
+
+
+async def _bitbucket_permissions(app: web.Application) -> AsyncIterator[None]:
+    session, api_url = app[HTTP_CLIENT], app[SETTINGS].bitbucket_api_url
+    counter = app[BACKEND_METRICS].bitbucket_permissions
+    app[BITBUCKET_PERMISSIONS] = CachedPermissions(
+        app[DB_POOL], app.get(VAULT),
+        lambda token: BitbucketClient(session, api_url, token, timeout_seconds=_PERMISSION_TIMEOUT_SECONDS),
+        on_outcome=lambda outcome: counter.labels(outcome).inc(),
+    )
+    yield
+
 log = logging.getLogger(__name__)
 
 
@@ -124,6 +142,7 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
     app[SESSION_GUARD] = SessionGuard()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_bitbucket_permissions)  # after _database and _http_client: it uses both
     app.cleanup_ctx.append(github_app_ctx)  # after _http_client: it shares that session
     add_routes(app)
     add_web_routes(app)

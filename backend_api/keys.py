@@ -14,6 +14,7 @@ from backend_api.auth.session import SessionCodec
 from backend_api.crypto import Vault
 from backend_api.facts import Claimed, ConfigRead, Enqueued, Ingested, Reported, Tenancy
 from backend_api.gate.batcher import IngestBatcher
+from backend_api.gate.bitbucket import CachedPermissions
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.owner.ratelimit import SlidingWindow
@@ -35,6 +36,8 @@ CONFIG_READ = web.RequestKey("config_read", ConfigRead)
 RNG = web.AppKey("rng", random.Random)
 # PRGATE_ENCRYPTION_KEY's vault; absent when the variable is not set (no Bitbucket tenant can be stored).
 VAULT = web.AppKey("vault", Vault)
+# Asks Bitbucket for an author's permission with the workspace's token, cached (gate.bitbucket).
+BITBUCKET_PERMISSIONS = web.AppKey("bitbucket_permissions", CachedPermissions)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SESSIONS = web.AppKey("sessions", SessionCodec)

@@ -77,6 +77,11 @@ class BackendMetrics:
             "backend_http_request_duration_seconds", "Time to answer an HTTP request (claims include the long-poll)",
             ["route", "method"], buckets=_HTTP_BUCKETS, registry=registry,
         )
+        self.bitbucket_permissions = Counter(
+            "backend_bitbucket_permission_lookups_total", "Authors' and commenters' permissions asked of Bitbucket, "
+            "by outcome: read, write, admin, none, cached; no_account_id, no_token, refused (not known: never an "
+            "exemption)", ["outcome"], registry=registry,
+        )
         self.bitbucket_tenancy = Counter(
             "backend_bitbucket_tenancy_total", "Bitbucket tenancy calls by operation (connect, disconnect, token, "
             "rediscover) and outcome (one per workspace for rediscover; refusals by their error)",
@@ -362,6 +367,8 @@ OBSERVERS: dict[str, Observer] = {
     "pull_request_events": _ingest,
     "installation_sync_event": _ingest,
     "command_event": _ingest,
+    "bitbucket_pull_request_event": _ingest,
+    "bitbucket_command_event": _ingest,
     "config_push_event": _config_push,
     "config_refresh": _config_read,
     "claim": _claim,

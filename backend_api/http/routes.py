@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from backend_api.github.manifest import GitHubAppCredentials, SetupClaimRequest, SetupClaimResponse
-from backend_api.http import api_tokens, bitbucket, handlers, owner, reconcile
+from backend_api.http import api_tokens, bitbucket, bitbucket_events, handlers, owner, reconcile
 from backend_api.http.auth import INTERNAL_PREFIX
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
@@ -42,9 +42,11 @@ from shared_contracts.api_tokens import (
     RepositoryList,
 )
 from shared_contracts.bitbucket import (
+    BitbucketCommandEvent,
     BitbucketConnectRequest,
     BitbucketConnectResponse,
     BitbucketDisconnectResponse,
+    BitbucketPullRequestEvent,
     BitbucketRediscoverRequest,
     BitbucketRediscoveryReport,
     BitbucketTokenResponse,
@@ -224,6 +226,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/repos/{repo_id}/pulls/{number}/exempt", owner.exempt_pull,
           "Exempt a pull request, as `/prgate exempt` does (admins, X-CSRF-Token)", None, ExemptResponse,
           (*_OWNER_ERRORS, 409)),
+    # Bitbucket events (docs/bitbucket.md "The gate"), normalized by the receiver.
+    Route("POST", "/internal/v2/bitbucket/events/pull-request", bitbucket_events.bitbucket_pull_request_event,
+          "Ingest a normalized Bitbucket pullrequest:created/updated/fulfilled/rejected; 503 when Bitbucket "
+          "cannot be asked for the author's permission", BitbucketPullRequestEvent, IngestResponse,
+          (*_INTERNAL_ERRORS, 503), callers=_INGEST),
+    Route("POST", "/internal/v2/bitbucket/events/command", bitbucket_events.bitbucket_command_event,
+          "Ingest a `/prgate` command from a Bitbucket pull-request comment; 503 when Bitbucket cannot be asked "
+          "for the commenter's permission", BitbucketCommandEvent, IngestResponse,
+          (*_INTERNAL_ERRORS, 503), callers=_INGEST),
     # Bitbucket tenancy (docs/bitbucket.md "Tenancy"): the workers' token and re-discovery, the operator's API.
     Route("POST", "/internal/v2/bitbucket/tenants/{tenant_id}/token", bitbucket.workspace_token,
           "A connected workspace's access token, for a worker about to act on it (404: unknown or disconnected)",

@@ -1,0 +1,55 @@
+"""Thin handlers of the receiver's Bitbucket events (docs/bitbucket.md, "The gate"): read the wire
+model, run the use case, answer. Bitbucket out of reach while its answer is needed (the author's
+permission): 503 with Retry-After, nothing written, and the receiver parks the delivery."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from aiohttp import web
+
+from backend_api.facts import Ingested
+from backend_api.gate import bitbucket as gate
+from backend_api.http.errors import ApiError, json_response, read_model
+from backend_api.keys import BITBUCKET_PERMISSIONS, DB_POOL, INGESTED, SETTINGS
+from provider_clients.bitbucket.errors import RateLimited, Unavailable
+from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent
+
+log = logging.getLogger(__name__)
+
+
+def _unavailable(exc: Unavailable | RateLimited, delivery_id: str) -> ApiError:
+    log.warning("bitbucket event not decided, Bitbucket could not be asked: %s", exc,
+                extra={"delivery_id": delivery_id})
+    retry_after = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 30.0
+    return ApiError(503, "unavailable", "Bitbucket could not be asked for a permission; send it again",
+                    headers={"Retry-After": str(math.ceil(retry_after))})
+
+
+async def bitbucket_pull_request_event(request: web.Request) -> web.Response:
+    event = await read_model(request, BitbucketPullRequestEvent)
+    settings = request.app[SETTINGS]
+    try:
+        answer, enqueued = await gate.ingest_pull_request(
+            request.app[DB_POOL], event, permissions=request.app[BITBUCKET_PERMISSIONS],
+            public_url=settings.public_url, max_attempts=settings.action_max_attempts,
+        )
+    except (Unavailable, RateLimited) as exc:
+        raise _unavailable(exc, event.delivery_id) from None
+    request[INGESTED] = Ingested(event.event_key, (answer,), tuple(enqueued))
+    return json_response(answer)
+
+
+async def bitbucket_command_event(request: web.Request) -> web.Response:
+    event = await read_model(request, BitbucketCommandEvent)
+    settings = request.app[SETTINGS]
+    try:
+        answer = await gate.ingest_command(
+            request.app[DB_POOL], event, permissions=request.app[BITBUCKET_PERMISSIONS],
+            public_url=settings.public_url, max_attempts=settings.action_max_attempts,
+        )
+    except (Unavailable, RateLimited) as exc:
+        raise _unavailable(exc, event.delivery_id) from None
+    request[INGESTED] = Ingested(event.event, (answer,))
+    return json_response(answer)
