@@ -130,7 +130,8 @@ def test_a_prgate_comment_is_a_command() -> None:
     assert (model.command, model.comment_id, model.pull_request.id) == ("recheck", 555, 1)
     assert model.workspace_uuid == NFALCO
     bare = normalize("pullrequest:comment_created", "r", comment_payload("/prgate"))
-    assert isinstance(bare, BitbucketCommandEvent) and bare.command == "help"
+    assert isinstance(bare, BitbucketCommandEvent)
+    assert bare.command == "help"
 
 
 @pytest.mark.parametrize("text", ["looks good", "please /prgate recheck", "/prgatex", ""])
