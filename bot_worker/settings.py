@@ -61,6 +61,9 @@ class BotSettings(BaseSettings):
     github_private_key: SecretStr = Field(default=SecretStr(""), alias="GITHUB_PRIVATE_KEY")
     github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
 
+    # Bitbucket Cloud (docs/bitbucket.md): the REST API the worker's Bitbucket actions go to.
+    bitbucket_api_url: str = Field(default="https://api.bitbucket.org", alias="BITBUCKET_API_URL")
+
     # Worker
     worker_id: str = Field(default="", alias="WORKER_ID")
     worker_concurrency: int = Field(default=16, ge=1, le=100, alias="WORKER_CONCURRENCY")

@@ -52,7 +52,8 @@ StatusState = Literal["pending", "success", "failure", "error"]
 class StatusPayload(WireModel):
     """A commit status on the PR head: context `prgate`, so branch protection can require it."""
 
-    sha: str = Field(pattern=r"^[0-9a-f]{40}$")
+    # 40 hex on GitHub; Bitbucket's webhooks carry abbreviated hashes (12), which its API accepts.
+    sha: str = Field(pattern=r"^[0-9a-f]{7,40}$")
     state: StatusState
     context: str = Field(default="prgate", min_length=1, max_length=255)
     description: str = Field(default="", max_length=140)

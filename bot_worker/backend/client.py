@@ -136,11 +136,16 @@ class BackendClient:
     async def ingest_bitbucket_push(self, event: BitbucketPushEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(BITBUCKET_PUSH_PATH, event, IngestResponse, timeout)
 
-    async def bitbucket_token(self, tenant_id: int, timeout: float | None = 10) -> BitbucketTokenResponse:
-        """The workspace's access token for a worker about to act on it (404: the workspace is not
-        connected). Signed with an empty body, like every internal POST."""
+    async def bitbucket_token(self, tenant_id: int, timeout: float | None = 10) -> BitbucketTokenResponse | None:
+        """The workspace's access token for a worker about to act on it; None when the backend answers
+        404 (the workspace is not connected). Any other error raises BackendError."""
         path = f"/internal/v2/bitbucket/tenants/{int(tenant_id)}/token"
-        return await self._post_bytes(path, b"{}", BitbucketTokenResponse, timeout)
+        try:
+            return await self._post_bytes(path, b"{}", BitbucketTokenResponse, timeout)
+        except BackendError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     async def claim(self, req: ClaimRequest) -> ClaimResponse:
         # Long-poll: allow the backend its wait plus a margin.
