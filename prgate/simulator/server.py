@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from prgate.simulator.core.app import serve
+from prgate.simulator.bitbucket.app import PREFIX as BITBUCKET_PREFIX
+from prgate.simulator.bitbucket.app import create_bitbucket_app
+from prgate.simulator.bitbucket.config import BitbucketConfig
+from prgate.simulator.core.app import mount, serve
 from prgate.simulator.core.types import Clock
 from prgate.simulator.github.app import create_github_app
 from prgate.simulator.github.config import SimulatorConfig
 
 
-def create_simulator_app(config: SimulatorConfig, *, clock: Clock | None = None) -> web.Application:
-    """The simulator app; ``clock`` (unix seconds) defaults to ``time.time``."""
-    return create_github_app(config, clock=clock)
+def create_simulator_app(config: SimulatorConfig, *, clock: Clock | None = None,
+                         bitbucket: BitbucketConfig | None = None) -> web.Application:
+    """The simulator app; ``clock`` (unix seconds) defaults to ``time.time``. Bitbucket is served
+    under ``/bitbucket`` (``bitbucket`` configures it; Bitbucket's defaults otherwise)."""
+    root = create_github_app(config, clock=clock)
+    mount(root, BITBUCKET_PREFIX, create_bitbucket_app(bitbucket, clock=clock, prefix=BITBUCKET_PREFIX))
+    return root
 
 
 async def run_simulator(host: str, port: int, config: SimulatorConfig) -> None:

@@ -1,0 +1,1 @@
+"""The Bitbucket Cloud simulator, mounted under ``/bitbucket`` of the simulator (docs/bitbucket.md)."""

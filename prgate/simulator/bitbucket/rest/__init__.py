@@ -1,0 +1,1 @@
+"""Bitbucket REST 2.0 handlers, one module per resource."""
