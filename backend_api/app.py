@@ -35,6 +35,7 @@ from backend_api.keys import (
     SCOPES,
     SESSIONS,
     SETTINGS,
+    VAULT,
 )
 from backend_api.metrics import BACKEND_METRICS, BackendMetrics, metrics_middleware
 from backend_api.outbox.floor import ClaimFloor
@@ -95,6 +96,9 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
         client_max_size=MAX_BODY_BYTES, middlewares=[metrics_middleware, error_middleware, internal_auth_middleware]
     )
     app[SETTINGS] = settings
+    vault = settings.vault()
+    if vault is not None:
+        app[VAULT] = vault
     app[SCOPES] = InternalScopes(internal_scopes())
     app[BACKEND_METRICS] = BackendMetrics(CollectorRegistry())
     app[CLIENT_HANGUPS] = app[BACKEND_METRICS].client_hangups

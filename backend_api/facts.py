@@ -38,6 +38,14 @@ class Reported:
 
 
 @dataclass(frozen=True, slots=True)
+class Tenancy:
+    """A Bitbucket tenancy call (connect, disconnect, token, rediscover) and its outcome(s): one per workspace."""
+
+    operation: str
+    outcomes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Enqueued:
     """Actions an owner-API call enqueued (their types are asked of the store)."""
 

@@ -11,7 +11,8 @@ from aiohttp import web
 from backend_api.auth.nonces import NonceLedger
 from backend_api.auth.scopes import InternalScopes
 from backend_api.auth.session import SessionCodec
-from backend_api.facts import Claimed, Enqueued, Ingested, Reported
+from backend_api.crypto import Vault
+from backend_api.facts import Claimed, Enqueued, Ingested, Reported, Tenancy
 from backend_api.gate.batcher import IngestBatcher
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
@@ -29,7 +30,10 @@ INGESTED = web.RequestKey("ingested", Ingested)
 CLAIMED = web.RequestKey("claimed", Claimed)
 REPORTED = web.RequestKey("reported", Reported)
 ENQUEUED = web.RequestKey("enqueued", Enqueued)
+TENANCY = web.RequestKey("tenancy", Tenancy)
 RNG = web.AppKey("rng", random.Random)
+# PRGATE_ENCRYPTION_KEY's vault; absent when the variable is not set (no Bitbucket tenant can be stored).
+VAULT = web.AppKey("vault", Vault)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SESSIONS = web.AppKey("sessions", SessionCodec)

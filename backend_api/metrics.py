@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from backend_api.http.errors import Handler
-from backend_api.keys import CLAIMED, DB_POOL, ENQUEUED, INGESTED, REPORTED
+from backend_api.keys import CLAIMED, DB_POOL, ENQUEUED, INGESTED, REPORTED, TENANCY
 from backend_api.store import metrics as store
 from backend_api.store.db import DATABASE_UNAVAILABLE
 from shared_contracts.actions import ActionType
@@ -76,6 +76,11 @@ class BackendMetrics:
         self.http_latency = Histogram(
             "backend_http_request_duration_seconds", "Time to answer an HTTP request (claims include the long-poll)",
             ["route", "method"], buckets=_HTTP_BUCKETS, registry=registry,
+        )
+        self.bitbucket_tenancy = Counter(
+            "backend_bitbucket_tenancy_total", "Bitbucket tenancy calls by operation (connect, disconnect, token, "
+            "rediscover) and outcome (one per workspace for rediscover; refusals by their error)",
+            ["operation", "outcome"], registry=registry,
         )
         self.client_hangups = Counter(
             "backend_client_hangups_total",
@@ -280,6 +285,14 @@ async def _verify_submit(request: web.Request, status: int, metrics: BackendMetr
         metrics.verifications.inc()
 
 
+async def _tenancy(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    fact = request.get(TENANCY)
+    if fact is None:
+        return
+    for outcome in fact.outcomes:
+        metrics.bitbucket_tenancy.labels(fact.operation, outcome).inc()
+
+
 def route_name(request: web.Request) -> str:
     """The matched route's name: its handler's name, which is its ``operationId`` in /openapi.json."""
     handler = request.match_info.handler
@@ -297,6 +310,10 @@ OBSERVERS: dict[str, Observer] = {
     "results": _results,
     "exempt_pull": _exempt,
     "verify_submit": _verify_submit,
+    "connect_workspace": _tenancy,
+    "disconnect_workspace": _tenancy,
+    "workspace_token": _tenancy,
+    "rediscover": _tenancy,
 }
 
 

@@ -6,6 +6,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from backend_api.crypto import Vault
+from backend_api.crypto import check_keys as check_encryption_keys
 from backend_api.gate.parking import ParkingLimits
 from backend_api.owner.access import parse_operator
 from shared_contracts.common import comma_list
@@ -93,9 +95,31 @@ class BackendSettings(BaseSettings):
     # permission check); beyond: 429 (docs/owner-api.md).
     owner_api_checks_per_minute: int = Field(default=60, ge=1, le=10_000, alias="OWNER_API_CHECKS_PER_MINUTE")
 
+    # Bitbucket Cloud (docs/bitbucket.md). Credentials at rest: comma-separated Fernet keys, the first
+    # encrypts, all decrypt (backend_api/crypto.py). Required once a workspace is connected.
+    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="PRGATE_ENCRYPTION_KEY")
+    bitbucket_api_url: str = Field(default="https://api.bitbucket.org", pattern=r"^https?://[^/\s]+(/\S*)?$",
+                                   alias="BITBUCKET_API_URL")
+    bitbucket_web_url: str = Field(default="https://bitbucket.org", pattern=r"^https?://[^/\s]+(/\S*)?$",
+                                   alias="BITBUCKET_WEB_URL")
+    # Master of the per-workspace hook secrets (provider_clients.bitbucket.hook_secret): the first
+    # derives the secret a hook is registered with; the receiver verifies with each.
+    bitbucket_webhook_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="BITBUCKET_WEBHOOK_SECRET"
+    )
+    # How long a worker may keep a workspace's token in memory (the token route's ttl_seconds).
+    bitbucket_token_ttl_seconds: int = Field(default=300, ge=1, le=3600, alias="BITBUCKET_TOKEN_TTL_SECONDS")
+
     _split_secrets = field_validator(
-        "receiver_secrets", "worker_secrets", "admin_secrets", mode="before"
+        "receiver_secrets", "worker_secrets", "admin_secrets", "encryption_keys", "bitbucket_webhook_secrets",
+        mode="before",
     )(comma_list)
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys_parse(cls, value: list[str]) -> list[str]:
+        check_encryption_keys(value)
+        return value
     _split_operators = field_validator("operators", mode="before")(comma_list)
 
     @field_validator("operators")
@@ -117,6 +141,13 @@ class BackendSettings(BaseSettings):
         if self.internal_port and self.internal_port == self.port:
             raise ValueError("BACKEND_INTERNAL_PORT must differ from BACKEND_PORT (or be 0 to share it)")
         return self
+
+    def vault(self) -> Vault | None:
+        """The credential vault; None when PRGATE_ENCRYPTION_KEY is not set (no Bitbucket then)."""
+        return Vault(self.encryption_keys) if self.encryption_keys else None
+
+    def bitbucket_hook_master(self) -> bytes | None:
+        return self.bitbucket_webhook_secrets[0].encode() if self.bitbucket_webhook_secrets else None
 
     def parking_limits(self) -> ParkingLimits:
         return ParkingLimits(

@@ -34,6 +34,7 @@ from prgate.logs import setup_logging
 from prgate.preflight import (
     ConfigError,
     bind_failure,
+    check_encryption_key,
     check_ports,
     check_postgres,
     check_private_key_path,
@@ -105,6 +106,7 @@ def cmd_backend(_: argparse.Namespace) -> int:
                  ("BACKEND_INTERNAL_PORT", configured.host, configured.internal_port)])
     with database_url() as url:
         check_postgres(url)
+        check_encryption_key(url, configured.encryption_keys)
         settings = configured.model_copy(update={"database_url": url})
         app = create_app(settings)
         app.on_startup.append(_tune_gc(settings.gc_gen0_threshold))  # after the app's resources are open

@@ -44,7 +44,7 @@ CORRELATION_FIELDS = (
 # A key containing any of these (case-insensitive) carries a secret: its value is never written.
 SECRET_KEY_PARTS = (
     "token", "secret", "private_key", "privatekey", "authorization", "password", "passwd", "api_key", "apikey",
-    "cookie", "signature", "credential",
+    "cookie", "signature", "credential", "encryption_key",
 )
 REDACTED = "[redacted]"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")

@@ -113,3 +113,38 @@ def check_redis_url(url: str) -> None:
             f"REDIS_URL={mask_url_passwords(url)!r} is not a Redis URL: {exc} "
             "(redis://host:6379/0, rediss://… or unix:///path/to/redis.sock)"
         ) from None
+
+
+def check_encryption_key(url: str, keys: list[str]) -> None:
+    """PRGATE_ENCRYPTION_KEY must open the stored Bitbucket tokens once a workspace is connected: unset,
+    or without the key a token was stored with, every Bitbucket action would fail at run time."""
+    import asyncpg
+
+    from backend_api.crypto import CannotDecrypt, Vault
+    from backend_api.store import bitbucket
+
+    async def probe() -> tuple[int, bytes | None]:
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+        try:
+            return await bitbucket.count_active(conn), await bitbucket.one_active_ciphertext(conn)
+        except asyncpg.UndefinedTableError:  # not migrated yet: nothing is connected
+            return 0, None
+        finally:
+            await conn.close()
+
+    connected, ciphertext = asyncio.run(probe())
+    if not connected:
+        return
+    if not keys:
+        raise ConfigError(
+            f"PRGATE_ENCRYPTION_KEY is not set, but {connected} Bitbucket workspace(s) are connected and their "
+            "tokens are stored encrypted: set it to the key(s) they were connected with (README, Configuration)"
+        )
+    if ciphertext is not None:
+        try:
+            Vault(keys).decrypt(ciphertext)
+        except CannotDecrypt:
+            raise ConfigError(
+                "PRGATE_ENCRYPTION_KEY does not open the stored Bitbucket tokens: keep the key they were "
+                "connected with in the list (after the new first one) until every workspace is reconnected"
+            ) from None

@@ -7,9 +7,10 @@ account ids and puts the pull request through the same decision as GitHub's (`ch
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, SecretStr
 
 from shared_contracts.common import WireModel
 from shared_contracts.events import BodySha256, DeliveryId
@@ -106,3 +107,77 @@ class BitbucketTokenResponse(WireModel):
     workspace_slug: str
     token: str = Field(min_length=1)
     ttl_seconds: int = Field(default=300, ge=1)
+
+
+# ---- tenancy: the operator's connect / list / disconnect, and the workers' re-discovery ----------
+
+# Bitbucket's workspace ids ("slugs"): letters, digits, '-', '_', '.', up to 62 characters.
+_WORKSPACE_SLUG = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,61}$"
+
+
+class BitbucketConnectRequest(WireModel):
+    """`POST /api/v1/bitbucket/workspaces` (operator): connect, or connect again with a new token."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workspace: str = Field(pattern=_WORKSPACE_SLUG)
+    # A workspace or repository access token (Bearer). Never echoed, logged or returned.
+    token: SecretStr = Field(min_length=1, max_length=4096)
+
+
+BitbucketWorkspaceStatus = Literal["ACTIVE", "DISCONNECTED"]
+
+
+class BitbucketWorkspaceView(WireModel):
+    """A connected (or disconnected) workspace as the operator sees it: never its token."""
+
+    tenant_id: int
+    workspace_uuid: Uuid
+    slug: str
+    name: str
+    status: BitbucketWorkspaceStatus
+    hook_registered: bool
+    repositories: int
+    connected_at: datetime
+    disconnected_at: datetime | None = None
+    last_discovered_at: datetime | None = None
+    last_error: str | None = None
+
+
+class BitbucketConnectResponse(BitbucketWorkspaceView):
+    # What this connect changed on Bitbucket: "created" a hook, "updated" the one found by its URL.
+    hook: Literal["created", "updated"]
+    added_repositories: list[str]
+    removed_repositories: list[str]
+
+
+class BitbucketWorkspaceList(WireModel):
+    items: list[BitbucketWorkspaceView]
+
+
+class BitbucketDisconnectResponse(WireModel):
+    tenant_id: int
+    slug: str
+    status: BitbucketWorkspaceStatus
+    # False: the hook could not be deleted (token already revoked); delete it in Bitbucket's settings.
+    hook_deleted: bool
+    cancelled_challenges: int
+    cancelled_actions: int
+    purged: bool
+
+
+class BitbucketRediscoverRequest(WireModel):
+    """`POST /internal/v2/bitbucket/rediscover` (the workers' periodic job): every ACTIVE workspace."""
+
+
+class BitbucketRediscoveryItem(WireModel):
+    tenant_id: int
+    slug: str
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    # Why this workspace's listing failed (also stored as its last_error); None: it worked.
+    error: str | None = None
+
+
+class BitbucketRediscoveryReport(WireModel):
+    workspaces: list[BitbucketRediscoveryItem]

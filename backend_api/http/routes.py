@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from backend_api.github.manifest import GitHubAppCredentials, SetupClaimRequest, SetupClaimResponse
-from backend_api.http import handlers, owner, reconcile
+from backend_api.http import bitbucket, handlers, owner, reconcile
 from backend_api.http.auth import INTERNAL_PREFIX
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
@@ -32,6 +32,15 @@ from shared_contracts.actions import (
     LeaseResponse,
     ResultRequest,
     ResultResponse,
+)
+from shared_contracts.bitbucket import (
+    BitbucketConnectRequest,
+    BitbucketConnectResponse,
+    BitbucketDisconnectResponse,
+    BitbucketRediscoverRequest,
+    BitbucketRediscoveryReport,
+    BitbucketTokenResponse,
+    BitbucketWorkspaceList,
 )
 from shared_contracts.common import ErrorBody
 from shared_contracts.events import (
@@ -187,6 +196,24 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/repos/{repo_id}/pulls/{number}/exempt", owner.exempt_pull,
           "Exempt a pull request, as `/prgate exempt` does (admins, X-CSRF-Token)", None, ExemptResponse,
           (*_OWNER_ERRORS, 409)),
+    # Bitbucket tenancy (docs/bitbucket.md "Tenancy"): the workers' token and re-discovery, the operator's API.
+    Route("POST", "/internal/v2/bitbucket/tenants/{tenant_id}/token", bitbucket.workspace_token,
+          "A connected workspace's access token, for a worker about to act on it (404: unknown or disconnected)",
+          None, BitbucketTokenResponse, (401, 403, 404, 503), callers=_WORKER),
+    Route("POST", "/internal/v2/bitbucket/rediscover", bitbucket.rediscover,
+          "List every ACTIVE workspace's repositories again: new ones added, vanished ones marked removed",
+          BitbucketRediscoverRequest, BitbucketRediscoveryReport, _INTERNAL_ERRORS, callers=_WORKER),
+    Route("POST", "/api/v1/bitbucket/workspaces", bitbucket.connect_workspace,
+          "Connect a Bitbucket workspace (or again, with a new token): check the token, discover the repositories, "
+          "register the hook (operators, X-CSRF-Token; or signed with the admin key)",
+          BitbucketConnectRequest, BitbucketConnectResponse, (400, 401, 403, 413, 415, 422, 502, 503)),
+    Route("GET", "/api/v1/bitbucket/workspaces", bitbucket.list_workspaces,
+          "Every Bitbucket workspace prgate knows, connected or not; never a token (operators)",
+          None, BitbucketWorkspaceList, (401, 403)),
+    Route("DELETE", "/api/v1/bitbucket/workspaces/{workspace}", bitbucket.disconnect_workspace,
+          "Disconnect a workspace: delete its hook, cancel its pending challenges and untaken actions; ?purge=true "
+          "deletes its data too (operators, X-CSRF-Token; or signed with the admin key)",
+          None, BitbucketDisconnectResponse, (400, 401, 403, 404, 502, 503)),
     Route("GET", "/healthz", handlers.healthz, "Process is up", None, Health, ()),
     Route("GET", "/readyz", handlers.readyz, "Database reachable", None, Health, (503,)),
 )
@@ -213,6 +240,7 @@ ROUTES = ROUTES + tuple(
 _NAME_SCHEMAS: dict[str, dict[str, Any]] = {
     "owner": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"},
     "repo": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"},
+    "workspace": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,61}$"},
 }
 
 

@@ -300,6 +300,18 @@ async def cancel_pending_for_installation(
     return int(result.split()[-1])
 
 
+async def cancel_open_for_tenant(conn: Conn, installation_id: int, reason: str) -> int:
+    """A disconnected tenant's PENDING and CLAIMED actions, live leases too: its token is gone, so a
+    worker mid-attempt cannot act for it any more, and its late result is refused as stale."""
+    result: str = await conn.execute(
+        """UPDATE bot_actions SET status = 'CANCELLED', last_error = $2, completed_at = now(), updated_at = now(),
+                                  lease_owner = NULL, lease_expires_at = NULL
+           WHERE installation_id = $1 AND status IN ('PENDING', 'CLAIMED')""",
+        installation_id, reason,
+    )
+    return int(result.split()[-1])
+
+
 async def cancel_pending_for_challenge(
     conn: Conn, repo_id: int, pr_number: int, challenge_id: int, reason: str, provider: Provider = Provider.GITHUB
 ) -> int:

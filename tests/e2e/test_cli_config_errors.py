@@ -3,15 +3,21 @@ it, exit status 2, no traceback (prgate/preflight.py). Real `prgate` processes."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 
+from backend_api.crypto import Vault
+from backend_api.store import bitbucket
 from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.processes import free_port
@@ -72,6 +78,7 @@ MISTAKES: list[tuple[tuple[str, ...], dict[str, str], tuple[str, ...]]] = [
     (("worker", "bot", "backend"), {"GITHUB_PRIVATE_KEY_PATH": "/nonexistent/app.pem"},
      ("GITHUB_PRIVATE_KEY_PATH", "/nonexistent/app.pem")),
     (("worker",), {"GITHUB_APP_ID": ""}, ("GITHUB_APP_ID",)),
+    (("backend",), {"PRGATE_ENCRYPTION_KEY": "not-a-fernet-key"}, ("PRGATE_ENCRYPTION_KEY", "Fernet")),
 ]
 CASES = [
     pytest.param(command, change, says, id=f"{command}-{'-'.join(f'{k}={v}' for k, v in change.items())}")
@@ -116,3 +123,21 @@ def test_the_backend_says_listening_only_once_bound(good_env: dict[str, str], tm
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+async def test_a_connected_workspace_needs_the_key_its_token_was_stored_with(
+    db: asyncpg.Pool, good_env: dict[str, str], tmp_path: Path
+) -> None:
+    """PRGATE_ENCRYPTION_KEY unset, or a list without the key a stored token needs: one line, exit 2."""
+    stored_with = Fernet.generate_key().decode()
+    async with db.acquire() as conn:
+        await bitbucket.upsert_workspace(conn, workspace_uuid=str(uuid.uuid4()), slug="acme", name="",
+                                         token_ciphertext=Vault([stored_with]).encrypt("t"))
+    for keys, says in (("", "is not set"), (Fernet.generate_key().decode(), "does not open")):
+        result = await asyncio.to_thread(_run, ["backend"], {**good_env, "PRGATE_ENCRYPTION_KEY": keys}, tmp_path)
+        assert result.returncode == 2, result.stderr[-2000:]
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("prgate backend: PRGATE_ENCRYPTION_KEY"), lines[0]
+        assert says in lines[0]
+        assert stored_with not in result.stderr
