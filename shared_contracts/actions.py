@@ -48,12 +48,15 @@ class CommentPayload(WireModel):
 
 StatusState = Literal["pending", "success", "failure", "error"]
 
+# A commit a status can go on: GitHub's payloads carry 40 hex digits, Bitbucket's webhooks abbreviated
+# hashes (12), which its API accepts wherever a commit goes (docs/bitbucket.md).
+COMMIT_SHA_PATTERN = r"^[0-9a-f]{7,40}$"
+
 
 class StatusPayload(WireModel):
     """A commit status on the PR head: context `prgate`, so branch protection can require it."""
 
-    # 40 hex on GitHub; Bitbucket's webhooks carry abbreviated hashes (12), which its API accepts.
-    sha: str = Field(pattern=r"^[0-9a-f]{7,40}$")
+    sha: str = Field(pattern=COMMIT_SHA_PATTERN)
     state: StatusState
     context: str = Field(default="prgate", min_length=1, max_length=255)
     description: str = Field(default="", max_length=140)

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from backend_api.challenges import messages
-from shared_contracts.actions import StatusState
+from shared_contracts.actions import COMMIT_SHA_PATTERN, StatusState
 from shared_contracts.events import Decision, IngestStatus, PullRequestEvent
 from shared_contracts.owner import InstallationStatus, RepoSettings
 
 # Actions that (re-)evaluate whether the PR must be gated. "recheck" is the `/prgate recheck` command.
 EVALUATING_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize", "recheck"})
-_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SHA = re.compile(COMMIT_SHA_PATTERN)
 
 ChallengeStatus = Literal["PENDING", "VERIFIED", "TIMED_OUT", "CANCELLED", "EXEMPTED"]
 

@@ -21,11 +21,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from backend_api.challenges import messages
-from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
+from shared_contracts.actions import COMMIT_SHA_PATTERN, ActionType, CommentPayload, Provider, StatusPayload
 from shared_contracts.owner import RepoSettings
 
 MAX_ANSWER_CHARS = 2000
-_SHA = re.compile(r"[0-9a-f]{40}")
+_SHA = re.compile(COMMIT_SHA_PATTERN)
 
 
 class ChallengeStatus(StrEnum):
@@ -90,6 +90,7 @@ class ChallengeInfo:
     deadline_at: datetime
     resolved_at: datetime | None = None
     resolution: str | None = None
+    provider: Provider = Provider.GITHUB
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ class PlannedAction:
     pr_number: int
     action_type: ActionType
     payload: CommentPayload | StatusPayload
+    provider: Provider = Provider.GITHUB
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,5 +269,5 @@ def _action(
     return PlannedAction(
         challenge_id=challenge.challenge_id, installation_id=challenge.installation_id, repo_id=challenge.repo_id,
         repo_full_name=challenge.repo_full_name, pr_number=challenge.pr_number, action_type=action_type,
-        payload=payload,
+        payload=payload, provider=challenge.provider,
     )

@@ -14,9 +14,9 @@ import asyncpg
 from backend_api.challenges import messages
 from backend_api.challenges.tokens import hash_token, new_token
 from backend_api.store import challenges, outbox, repo_settings
-from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
+from shared_contracts.actions import COMMIT_SHA_PATTERN, ActionType, CommentPayload, StatusPayload
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SHA = re.compile(COMMIT_SHA_PATTERN)
 
 
 async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: int, batch: int = 200) -> int:
@@ -30,7 +30,7 @@ async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: 
         await challenges.mark_verified(conn, [c.challenge_id for c in verified])
         for c in verified:
             target = outbox.PrTarget(c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.challenge_id,
-                                     max_attempts)
+                                     max_attempts, c.provider)
             await target.enqueue(conn, ActionType.UPSERT_PR_COMMENT, CommentPayload(
                 marker=messages.PR_COMMENT_MARKER, body=messages.verified_comment(c.author_login)))
             if _SHA.match(c.head_sha):
@@ -50,7 +50,7 @@ async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: 
             settings = rules[c.repo_id]
             url = f"{public_url.rstrip('/')}/verify/{tokens[c.challenge_id]}"
             target = outbox.PrTarget(c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.challenge_id,
-                                     max_attempts)
+                                     max_attempts, c.provider)
             body = messages.timed_out_comment(c.author_login, url, settings.warn_only)
             action = ActionType.UPSERT_PR_COMMENT if settings.warn_only else ActionType.CLOSE_PR_WITH_COMMENT
             await target.enqueue(conn, action, CommentPayload(marker=messages.PR_COMMENT_MARKER, body=body))

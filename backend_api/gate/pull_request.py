@@ -15,7 +15,7 @@ from backend_api.challenges.tokens import hash_token, new_token
 from backend_api.gate.parking import ParkingLimits, park_events
 from backend_api.store import challenges, deliveries, installations, outbox, parked, pr_context, pr_decisions
 from backend_api.store.db import Conn
-from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
+from shared_contracts.actions import ActionType, CommentPayload, Provider, StatusPayload
 from shared_contracts.events import IngestResponse, IngestStatus, PullRequestEvent
 from shared_contracts.owner import InstallationStatus
 
@@ -41,6 +41,7 @@ async def ingest_pull_requests(
     max_attempts: int,
     now: datetime | None = None,
     parking: ParkingLimits | None = None,
+    provider: Provider = Provider.GITHUB,
 ) -> list[tuple[IngestResponse, list[ActionType]]]:
     """Dedup, decide and write several deliveries in one transaction: one answer (and the types of the
     actions it enqueued) per event, in order. The deliveries must have distinct ids and be about
@@ -50,7 +51,7 @@ async def ingest_pull_requests(
         fresh_ids = await deliveries.begin_many(conn, EVENT_NAME, [
             deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id, e.body_sha256)
             for e in events
-        ])
+        ], provider)
         begun = [e for e in events if e.delivery_id in fresh_ids]
         unknown = await parked.unknown_installations(conn, [e.installation_id for e in begun])
         parked_answers = await park_events(
@@ -58,10 +59,11 @@ async def ingest_pull_requests(
         )
         fresh = [e for e in begun if e.installation_id not in unknown]
         evaluated = await evaluate_many(
-            conn, fresh, decide, public_url=public_url, max_attempts=max_attempts, now=now, outcome_event=EVENT_NAME
+            conn, fresh, decide, public_url=public_url, max_attempts=max_attempts, now=now, outcome_event=EVENT_NAME,
+            provider=provider,
         )
         seen = [e.delivery_id for e in events if e.delivery_id not in fresh_ids]
-        prior = await deliveries.get_many(conn, EVENT_NAME, seen) if seen else {}
+        prior = await deliveries.get_many(conn, EVENT_NAME, seen, provider) if seen else {}
     by_id = {e.delivery_id: ev for e, ev in zip(fresh, evaluated, strict=True)}
     out: list[tuple[IngestResponse, list[ActionType]]] = []
     for e in events:
@@ -98,6 +100,7 @@ async def evaluate_many(
     max_attempts: int,
     now: datetime | None = None,
     outcome_event: str | None = None,
+    provider: Provider = Provider.GITHUB,
 ) -> list[Evaluated]:
     """Decide about several distinct PRs and write the plans, inside the caller's transaction.
 
@@ -116,10 +119,12 @@ async def evaluate_many(
     plans: list[Plan] = []
     writes: list[pr_decisions.DecisionWrite] = []
     for event, fact in zip(events, facts, strict=True):
-        plan, write = await _decide_one(conn, event, fact, planner, public_url, at, outcome_event is not None)
+        plan, write = await _decide_one(conn, event, fact, planner, public_url, at, outcome_event is not None, provider)
         plans.append(plan)
         writes.append(write)
-    written = await pr_decisions.write(conn, writes, max_attempts=max_attempts, outcome_event=outcome_event or "")
+    written = await pr_decisions.write(
+        conn, writes, max_attempts=max_attempts, outcome_event=outcome_event or "", provider=provider
+    )
     return [
         Evaluated(plan, w.challenge_id, w.action_ids, [t for t, _ in write.actions])
         for plan, write, w in zip(plans, writes, written, strict=True)
@@ -134,6 +139,7 @@ async def _decide_one(
     public_url: str,
     now: datetime,
     record_outcome: bool,
+    provider: Provider,
 ) -> tuple[Plan, pr_decisions.DecisionWrite]:
     """Plan one event and run the plan's rarer steps; the common writes are returned for the batch."""
     repo = event.repository
@@ -162,14 +168,14 @@ async def _decide_one(
         installation_id=event.installation_id, repo_id=repo.id, repo_full_name=repo.full_name,
         pr_number=pr.number, pr_id=pr.id, head_sha=pr.head_sha, author_id=pr.author.id,
         author_login=pr.author.login, deadline_at=ctx.now, token_hash=hash_token(token),
-        delivery_id=event.delivery_id,
+        delivery_id=event.delivery_id, provider=provider,
     )
     challenge_id = ctx.pending_challenge_id
     if plan.cancel_pending:
         challenge_id = await challenges.cancel_pending_for_pr(conn, repo.id, pr.number, "pull request closed")
         if challenge_id is not None:  # its comment and status would only land on a closed pull request
             await outbox.cancel_pending_for_challenge(conn, repo.id, pr.number, challenge_id,
-                                                      "pull request closed")
+                                                      "pull request closed", provider)
     if plan.resolve_pending is not None:
         challenge_id = await challenges.resolve_pending_for_pr(
             conn, repo.id, pr.number, plan.resolve_pending, plan.reason or plan.resolve_pending.lower()

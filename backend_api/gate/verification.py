@@ -66,7 +66,7 @@ async def _verify(
     for action in plan.actions:
         target_pr = outbox.PrTarget(
             action.installation_id, action.repo_id, action.repo_full_name, action.pr_number, action.challenge_id,
-            max_attempts,
+            max_attempts, action.provider,
         )
         action_ids.append(await target_pr.enqueue(conn, action.action_type, action.payload))
     return Verified(plan=plan, action_ids=tuple(action_ids))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from backend_api.store.db import Conn
+from shared_contracts.actions import Provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class NewChallenge:
     deadline_at: datetime
     token_hash: str
     delivery_id: str
+    provider: Provider = Provider.GITHUB
 
 
 async def lock_pull_request(conn: Conn, repo_id: int, pr_number: int) -> None:
@@ -109,11 +111,12 @@ async def record_exemption(conn: Conn, new: NewChallenge, resolution: str) -> in
     """A PR-level exemption decided by a maintainer, kept as an already-resolved challenge row."""
     value = await conn.fetchval(
         """INSERT INTO challenges (installation_id, repo_id, repo_full_name, pr_number, pr_id, head_sha,
-                                   author_id, author_login, status, deadline_at, delivery_id, resolved_at, resolution)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'EXEMPTED', now(), $9, now(), $10)
+                                   author_id, author_login, status, deadline_at, delivery_id, resolved_at, resolution,
+                                   provider)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'EXEMPTED', now(), $9, now(), $10, $11)
            RETURNING challenge_id""",
         new.installation_id, new.repo_id, new.repo_full_name, new.pr_number, new.pr_id, new.head_sha,
-        new.author_id, new.author_login, new.delivery_id, resolution,
+        new.author_id, new.author_login, new.delivery_id, resolution, new.provider.value,
     )
     return int(value)
 
@@ -132,13 +135,14 @@ class DueChallenge:
     head_sha: str
     author_login: str
     author_verified: bool
+    provider: Provider
 
 
 async def lock_due(conn: Conn, limit: int) -> list[DueChallenge]:
     """Lock up to `limit` PENDING challenges past their deadline (SKIP LOCKED: replicas share the work)."""
     rows = await conn.fetch(
         """SELECT c.challenge_id, c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.head_sha,
-                  c.author_login, v.github_user_id IS NOT NULL AS author_verified
+                  c.author_login, v.github_user_id IS NOT NULL AS author_verified, c.provider
            FROM challenges c
            LEFT JOIN contributors v ON v.installation_id = c.installation_id AND v.github_user_id = c.author_id
            WHERE c.status = 'PENDING' AND c.deadline_at <= now()
@@ -147,7 +151,7 @@ async def lock_due(conn: Conn, limit: int) -> list[DueChallenge]:
            FOR UPDATE OF c SKIP LOCKED""",
         limit,
     )
-    return [DueChallenge(**dict(r)) for r in rows]
+    return [DueChallenge(**{**dict(r), "provider": Provider(r["provider"])}) for r in rows]
 
 
 async def mark_verified(conn: Conn, challenge_ids: list[int]) -> None:

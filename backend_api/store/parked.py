@@ -55,9 +55,10 @@ async def unknown_installations(conn: Conn, installation_ids: Sequence[int]) -> 
 
 async def _missing(conn: Conn, ids: Sequence[int]) -> set[int]:
     found = await conn.fetch(
-        "SELECT installation_id FROM github_installations WHERE installation_id = ANY($1::bigint[])", list(ids)
+        # Any provider's tenant (a Bitbucket workspace is known before its events are decided).
+        "SELECT tenant_id FROM gate_tenants WHERE tenant_id = ANY($1::bigint[])", list(ids)
     )
-    return set(ids) - {int(r["installation_id"]) for r in found}
+    return set(ids) - {int(r["tenant_id"]) for r in found}
 
 
 async def lock_and_count(conn: Conn, installation_ids: Sequence[int]) -> tuple[dict[int, int], int]:

@@ -1,5 +1,8 @@
 """What decisions about pull requests need to know, read for a whole batch in one round trip.
 
+The tenant and its repositories come through the provider-neutral views `gate_tenants` and
+`gate_tenant_repositories` (a GitHub installation or a Bitbucket workspace; migration 0022).
+
 It reads across aggregates (installation, membership, settings, contributors, challenges) on
 purpose: the ingest path is round-trip bound (docs/benchmarks.md, ingest profile), and these six
 facts were six statements per delivery. Call it after `challenges.lock_pull_requests`, in the same
@@ -24,9 +27,9 @@ from shared_contracts.owner import InstallationStatus, RepoSettings
 _STATUSES: frozenset[str] = frozenset(get_args(ChallengeStatus))
 
 _FACTS = f"""
-SELECT i.installation_id, i.account_login, i.status, i.repository_selection,
-       EXISTS (SELECT 1 FROM github_installation_repositories r
-               WHERE r.installation_id = k.installation_id AND r.repo_id = k.repo_id
+SELECT i.tenant_id AS installation_id, i.account_login, i.status, i.repository_selection,
+       EXISTS (SELECT 1 FROM gate_tenant_repositories r
+               WHERE r.tenant_id = k.installation_id AND r.repo_id = k.repo_id
                  AND r.removed_at IS NULL) AS member,
        s.repo_id IS NOT NULL AS has_settings,
        {", ".join(f"s.{c}" for c in repo_settings.COLUMNS)}, f.config AS file_config,
@@ -39,7 +42,7 @@ SELECT i.installation_id, i.account_login, i.status, i.repository_selection,
         WHERE repo_id = k.repo_id AND pr_number = k.pr_number ORDER BY challenge_id DESC LIMIT 1) AS latest_status
 FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[]) WITH ORDINALITY
      AS k(installation_id, repo_id, pr_number, author_id, n)
-LEFT JOIN github_installations i ON i.installation_id = k.installation_id
+LEFT JOIN gate_tenants i ON i.tenant_id = k.installation_id
 LEFT JOIN repo_settings s ON s.repo_id = k.repo_id
 LEFT JOIN repo_config_files f ON f.repo_id = k.repo_id
 ORDER BY k.n

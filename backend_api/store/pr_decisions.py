@@ -29,9 +29,9 @@ WITH new_ids AS MATERIALIZED (
 ),
 created AS (
     INSERT INTO challenges (challenge_id, installation_id, repo_id, repo_full_name, pr_number, pr_id, head_sha,
-                            author_id, author_login, status, deadline_at, token_hash, delivery_id)
+                            author_id, author_login, status, deadline_at, token_hash, delivery_id, provider)
     SELECT i.challenge_id, c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.pr_id, c.head_sha,
-           c.author_id, c.author_login, 'PENDING', c.deadline_at, c.token_hash, c.delivery_id
+           c.author_id, c.author_login, 'PENDING', c.deadline_at, c.token_hash, c.delivery_id, $32
     FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::text[],
                 $8::bigint[], $9::text[], $10::timestamptz[], $11::text[], $12::text[])
          AS c(n, installation_id, repo_id, repo_full_name, pr_number, pr_id, head_sha, author_id, author_login,

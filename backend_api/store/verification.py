@@ -15,10 +15,11 @@ from backend_api.challenges.verify import (
 )
 from backend_api.store import repo_settings
 from backend_api.store.db import Conn
+from shared_contracts.actions import Provider
 
 _COLUMNS = (
     "challenge_id, installation_id, repo_id, repo_full_name, pr_number, head_sha, author_id, author_login, "
-    "status, deadline_at, resolved_at, resolution"
+    "status, deadline_at, resolved_at, resolution, provider"
 )
 
 
@@ -36,6 +37,7 @@ def _info(row: asyncpg.Record) -> ChallengeInfo:
         repo_full_name=row["repo_full_name"], pr_number=row["pr_number"], head_sha=row["head_sha"],
         author_id=row["author_id"], author_login=row["author_login"], status=ChallengeStatus(row["status"]),
         deadline_at=row["deadline_at"], resolved_at=row["resolved_at"], resolution=row["resolution"],
+        provider=Provider(row["provider"]),
     )
 
 
