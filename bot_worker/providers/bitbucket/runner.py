@@ -164,33 +164,51 @@ class BitbucketRunner:
     ) -> tuple[CommentResult, int]:
         """Edit our comment or create it; never a second one. The comment's id comes back."""
 
-        async def write_over(comment: Comment) -> tuple[CommentResult, int]:
+        async def write_over(comment: Comment) -> tuple[CommentResult, int] | None:
+            """Ours edited (or left as it is); None when Bitbucket says it is not this token's to edit."""
             if comment.content.raw == p.body:
                 return CommentResult.UNCHANGED, comment.id
-            await self._call(budget, "PUT", bb.update_comment(workspace, slug, pr_id, comment.id, p.body))
+            try:
+                await self._call(budget, "PUT", bb.update_comment(workspace, slug, pr_id, comment.id, p.body))
+            except AuthFailed as exc:
+                if exc.status != 403:
+                    raise
+                # Another app_user wrote it: the bot of an earlier token of this workspace (each access
+                # token has its own bot) or another integration. Passed over like a foreign comment.
+                self._foreign(comment, tenant, "written by another bot: not ours to edit")
+                return None
             return CommentResult.EDITED, comment.id
 
         if comment_id is not None:
             stored = await self._stored_comment(bb, budget, workspace, slug, pr_id, comment_id)
             if stored is not None and owns_comment(stored, p.marker):
-                return await write_over(stored)
-            log.warning("stored comment is gone or not ours; searching the PR",
-                        extra={"installation_id": tenant, "comment_id": comment_id})
-            if self._on_stored_comment_lost is not None:
-                self._on_stored_comment_lost()
+                written = await write_over(stored)
+                if written is not None:
+                    return written
+            else:
+                log.warning("stored comment is gone or not ours; searching the PR",
+                            extra={"installation_id": tenant, "comment_id": comment_id})
+                if self._on_stored_comment_lost is not None:
+                    self._on_stored_comment_lost()
         budget.timeout_for("GET")
         async for comment in bb.list_comments(workspace, slug, pr_id):
-            if comment.deleted or p.marker not in comment.content.raw:
+            if comment.deleted or p.marker not in comment.content.raw or comment.id == comment_id:
                 continue
             if owns_comment(comment, p.marker):
-                return await write_over(comment)
-            log.warning("ignoring a comment with our marker that prgate did not write",
-                        extra={"installation_id": tenant, "comment_id": comment.id,
-                               "author_type": comment.user.type if comment.user else None})
-            if self._on_foreign_comment is not None:
-                self._on_foreign_comment()
+                written = await write_over(comment)
+                if written is not None:
+                    return written
+                continue
+            self._foreign(comment, tenant, "prgate did not write it")
         created = await self._call(budget, "POST", bb.create_comment(workspace, slug, pr_id, p.body))
         return CommentResult.CREATED, created.id
+
+    def _foreign(self, comment: Comment, tenant: int, why: str) -> None:
+        log.warning("ignoring a comment with our marker: %s", why,
+                    extra={"installation_id": tenant, "comment_id": comment.id,
+                           "author_type": comment.user.type if comment.user else None})
+        if self._on_foreign_comment is not None:
+            self._on_foreign_comment()
 
     async def _stored_comment(self, bb: BitbucketClient, budget: RequestBudget, workspace: str, slug: str,
                               pr_id: int, comment_id: int) -> Comment | None:
