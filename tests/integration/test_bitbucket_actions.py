@@ -6,6 +6,7 @@ real PostgreSQL); the write throttle is the real one on real Redis.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -83,6 +84,7 @@ class Worker:
     tokens: WorkspaceTokens
     metrics: Metrics
     fetches: list[int]
+    fetch: Any
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ async def worker(world: World, database_url: str, redis_url: str, aiohttp_server
                                  on_stored_comment_lost=metrics.stored_comments_lost.inc)
         throttle = WriteThrottle(redis, 50, prefix=f"prgate-test-{uuid.uuid4().hex}")
         yield Worker(Executor(ProviderRegistry([runner]), throttle, provider_timeout=3, report_margin=1),
-                     tokens, metrics, fetches)
+                     tokens, metrics, fetches, fetch)
 
 
 def action(world: World, action_type: ActionType = ActionType.UPSERT_PR_COMMENT, *, body: str = "please verify",
@@ -268,3 +270,17 @@ async def test_the_write_throttle_holds_per_workspace(world: World, worker: Work
         other = await executor.run(action(world, tenant_id=world.tenant_id + 1), lease())
         assert other.rate_limit is None
     assert comments(world) == [f"{MARKER}\nplease verify"]
+
+
+async def test_the_token_is_kept_for_its_ttl_and_asked_once_at_a_time(world: World, worker: Worker) -> None:
+    now = [1000.0]
+    tokens = WorkspaceTokens(worker.fetch, clock=lambda: now[0])
+    got = await asyncio.gather(*(tokens.get(world.tenant_id) for _ in range(5)))
+    assert len(set(got)) == 1
+    assert worker.fetches == [world.tenant_id]
+    now[0] += 299  # the backend's default TTL is 300 s
+    await tokens.get(world.tenant_id)
+    assert len(worker.fetches) == 1
+    now[0] += 2
+    await tokens.get(world.tenant_id)
+    assert len(worker.fetches) == 2
