@@ -17,13 +17,17 @@ from prgate.simulator.core.types import Clock
 from prgate.simulator.github.app import create_github_app
 from prgate.simulator.github.config import SimulatorConfig
 
+# The mounted Bitbucket application (its state: `root[BITBUCKET_APP][BB_STATE]`), for in-process seeding.
+BITBUCKET_APP = web.AppKey("prgate_sim_bitbucket_app", web.Application)
+
 
 def create_simulator_app(config: SimulatorConfig, *, clock: Clock | None = None,
                          bitbucket: BitbucketConfig | None = None) -> web.Application:
     """The simulator app; ``clock`` (unix seconds) defaults to ``time.time``. Bitbucket is served
     under ``/bitbucket`` (``bitbucket`` configures it; Bitbucket's defaults otherwise)."""
     root = create_github_app(config, clock=clock)
-    mount(root, BITBUCKET_PREFIX, create_bitbucket_app(bitbucket, clock=clock, prefix=BITBUCKET_PREFIX))
+    root[BITBUCKET_APP] = create_bitbucket_app(bitbucket, clock=clock, prefix=BITBUCKET_PREFIX)
+    mount(root, BITBUCKET_PREFIX, root[BITBUCKET_APP])
     return root
 
 

@@ -82,8 +82,8 @@ class RequestCounter:
 
 
 def _segment(value: str | int) -> str:
-    """One path segment, escaped whole (braced UUIDs, slashes in names)."""
-    return quote(str(value), safe="{}")
+    """One path segment, escaped whole (braced UUIDs as `%7B…%7D`, as Bitbucket's own links write them)."""
+    return quote(str(value), safe="")
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -375,8 +375,8 @@ async def oauth_exchange(session: aiohttp.ClientSession, web_url: str, *, client
         counter.add("oauth_exchange")
     try:
         async with session.post(web_url.rstrip("/") + path, data=data,
-                                auth=aiohttp.BasicAuth(client_id, client_secret),
-                                headers={"Accept": "application/json", "User-Agent": "prgate"},
+                                headers={"Authorization": aiohttp.encode_basic_auth(client_id, client_secret),
+                                         "Accept": "application/json", "User-Agent": "prgate"},
                                 timeout=aiohttp.ClientTimeout(total=timeout_seconds),
                                 allow_redirects=False) as resp:
             raw = await resp.text()

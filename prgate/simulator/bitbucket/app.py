@@ -15,7 +15,7 @@ from prgate.simulator.bitbucket.middleware import bitbucket_middleware
 from prgate.simulator.bitbucket.routes import API_ROUTES, PAGE_ROUTES, SIM_ROUTES
 from prgate.simulator.bitbucket.state import BitbucketState
 from prgate.simulator.core.app import setup_background
-from prgate.simulator.core.control import SIM_CONTROLLED
+from prgate.simulator.core.control import SIM_CONTROLLED, Handler
 from prgate.simulator.core.types import Clock
 
 PREFIX = "/bitbucket"
@@ -31,10 +31,10 @@ def create_bitbucket_app(config: BitbucketConfig | None = None, *, clock: Clock 
     app[SIM_CONTROLLED] = state
     app[BB_PREFIX] = prefix
     setup_background(app)
-    route_auth: dict[tuple[str, str], str] = {}
+    route_auth: dict[tuple[str, Handler], str] = {}
     for method, path, handler, auth in API_ROUTES:
         app.router.add_route(method, path, handler)
-        route_auth[(method, path)] = auth
+        route_auth[(method, handler)] = auth
     for method, path, handler in SIM_ROUTES:
         app.router.add_route(method, path, handler)
     oauth.setup(app, state)

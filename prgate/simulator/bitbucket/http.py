@@ -15,11 +15,13 @@ from prgate.simulator.bitbucket.model import Repository, Token, Workspace
 from prgate.simulator.bitbucket.render import Renderer
 from prgate.simulator.bitbucket.state import BitbucketState
 from prgate.simulator.core.app import SIM_SESSION, spawn
+from prgate.simulator.core.control import Handler
 from prgate.simulator.core.types import JsonDict
 
 BB_STATE = web.AppKey("prgate_sim_bitbucket_state", BitbucketState)
 BB_PREFIX = web.AppKey("prgate_sim_bitbucket_prefix", str)
-BB_ROUTE_AUTH: web.AppKey[dict[tuple[str, str], str]] = web.AppKey("prgate_sim_bitbucket_route_auth")
+# (method, handler) -> the credential the route needs: "workspace", "user" or "any".
+BB_ROUTE_AUTH: web.AppKey[dict[tuple[str, Handler], str]] = web.AppKey("prgate_sim_bitbucket_route_auth")
 TOKEN = web.RequestKey("prgate_sim_bitbucket_token", Token)
 
 
@@ -109,6 +111,12 @@ def page(request: web.Request, items: list[Any]) -> web.Response:
     body: JsonDict = {"pagelen": pagelen, "size": len(items), "page": number,
                       "values": items[start:start + pagelen]}
     url = URL(f"{request.scheme}://{request.host}{request.path}").with_query(request.query)
+    moved = state_of(request).faults.config.link_origin
+    if moved is not None:
+        # The `link_origin` fault: `next` on another origin, as a poisoned answer could say; a client
+        # must not follow it with its token.
+        other = URL(moved)
+        url = url.with_scheme(other.scheme).with_host(other.host or "").with_port(other.port)
     if start + pagelen < len(items):
         body["next"] = str(url.update_query(page=number + 1))
     if number > 1:

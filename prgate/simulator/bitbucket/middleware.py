@@ -74,9 +74,7 @@ async def bitbucket_middleware(request: web.Request, handler: Handler) -> web.St
         _record(state, request, response)
         return response
     route = request.match_info.route
-    # A mounted sub-app's resources carry the prefix; the route table does not.
-    canonical = route.resource.canonical[len(request.app[BB_PREFIX]):] if route.resource else ""
-    kind = request.app[BB_ROUTE_AUTH].get((route.method, canonical), "any")
+    kind = request.app[BB_ROUTE_AUTH].get((route.method, route.handler), "any")
     try:
         token = _authenticate(request, state, kind)
     except SimulatorError as error:

@@ -1,0 +1,1 @@
+"""Tests of the simulated providers served beside GitHub."""

@@ -1,0 +1,1 @@
+"""The Bitbucket Cloud simulator and the Bitbucket REST client against it."""
