@@ -17,13 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse, ClientSession, web
+from aiohttp.test_utils import TestClient, TestServer
 
 from bot_worker.jobs.codec import JobCodec
 from bot_worker.jobs.forward import KIND_BITBUCKET_COMMAND, KIND_BITBUCKET_PULL_REQUEST, KIND_BITBUCKET_PUSH, decode
 from bot_worker.providers.bitbucket.webhook import MAX_BODY_BYTES
 from bot_worker.webhooks.app import create_receiver_app
+from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
+from prgate.simulator.bitbucket.config import BitbucketConfig
+from prgate.simulator.bitbucket.http import BB_STATE
+from prgate.simulator.core.app import mount
 from provider_clients.bitbucket.hook_secret import derive
 from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent, BitbucketPushEvent
 from tests.support.webhooks import BITBUCKET_MASTER, TestQueue, bot_settings, closed_port, fresh_queue, metric
@@ -315,3 +319,42 @@ async def test_url_without_a_workspace_uuid_is_404(receiver: TestClient[Any, Any
                       secret=secret_of(WORKSPACE))
     assert resp.status == 404
     assert (await resp.json())["error"] == "not_found"
+
+
+# ---- deliveries as the simulator sends them -------------------------------------------------------
+
+
+async def test_the_simulators_signed_delivery_verifies_and_another_workspaces_does_not(
+    receiver: TestClient[Any, Any], queue: TestQueue
+) -> None:
+    """The simulator signs as Bitbucket does, with the secret its hook was registered with."""
+    root, bitbucket = web.Application(), create_bitbucket_app(BitbucketConfig(delivery_retries=0))
+    mount(root, PREFIX, bitbucket)
+    server = TestServer(root)
+    await server.start_server()
+    try:
+        sim = bitbucket[BB_STATE]
+        ws = sim.add_workspace("nfalco79", uuid=WORKSPACE)
+        sim.add_repository("nfalco79", "test-repos")
+        sim.add_user("557058:alice", nickname="alice")
+        url = str(receiver.make_url(f"/webhooks/bitbucket/{WORKSPACE}"))
+        sim.create_hook("nfalco79", url=url, description="prgate", active=True, secret=secret_of(WORKSPACE),
+                        events=["pullrequest:created"])
+        # A second hook whose secret is another workspace's: the receiver must refuse what it sends.
+        sim.create_hook("nfalco79", url=url, description="forged", active=True, secret=secret_of(OTHER),
+                        events=["pullrequest:created"])
+        async with ClientSession() as session, session.post(
+            str(server.make_url(f"{PREFIX}/_sim/repositories/nfalco79/test-repos/pullrequests")),
+            json={"author": "557058:alice", "title": "New", "source_branch": "new"},
+        ) as resp:
+            answer = await resp.json()
+            assert resp.status == 201, answer
+        assert sorted(d["status"] for d in answer["deliveries"]) == [202, 401]
+        [job_id] = await queue.job_ids()
+        kind, body = await queued_job(queue, job_id)
+        event = decode(kind, body)
+        assert isinstance(event, BitbucketPullRequestEvent)
+        assert (event.workspace_uuid, event.repository.full_name) == (ws.uuid.strip("{}"), "nfalco79/test-repos")
+        assert event.repository.main_branch == "main"  # the simulator sends `mainbranch`
+    finally:
+        await server.close()
