@@ -8,16 +8,14 @@ answer, so the backend is a closed port: what reaches it is parked on Redis, as 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, ClientSession, web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot_worker.jobs.codec import JobCodec
@@ -28,48 +26,9 @@ from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
 from prgate.simulator.bitbucket.config import BitbucketConfig
 from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.core.app import mount
-from provider_clients.bitbucket.hook_secret import derive
 from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent, BitbucketPushEvent
+from tests.support.bitbucket import OTHER, WORKSPACE, load, post, secret_of
 from tests.support.webhooks import BITBUCKET_MASTER, TestQueue, bot_settings, closed_port, fresh_queue, metric
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bitbucket" / "webhooks"
-# The workspace of the cloud__* payloads (nfalco79) and another one.
-WORKSPACE = "7d3a178a-a087-4756-b2da-2f9eadf50ba8"
-OTHER = "2f053ac1-4c69-4188-8014-43c976bf1c7c"
-
-
-def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
-    return data
-
-
-def secret_of(workspace: str, master: str = BITBUCKET_MASTER) -> str:
-    return derive(master.encode(), workspace)
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-async def post(
-    client: TestClient[Any, Any], event_key: str, payload: Any, *, workspace: str = WORKSPACE,
-    secret: str | None = None, raw: bytes | None = None, request_uuid: str | None = None,
-    drop: tuple[str, ...] = (), replace: dict[str, str] | None = None,
-) -> ClientResponse:
-    """Sign and POST one delivery with Bitbucket's headers, to `workspace`'s URL."""
-    body = raw if raw is not None else json.dumps(payload).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Event-Key": event_key,
-        "X-Request-UUID": request_uuid or str(uuid.uuid4()),
-        "X-Attempt-Number": "1",
-        "X-Hub-Signature": sign(secret if secret is not None else secret_of(workspace), body),
-        "User-Agent": "Bitbucket-Webhooks/2.0",
-    }
-    for name in drop:
-        headers.pop(name)
-    headers.update(replace or {})
-    return await client.post(f"/webhooks/bitbucket/{workspace}", data=body, headers=headers)
 
 
 @pytest.fixture
