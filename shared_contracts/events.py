@@ -61,6 +61,10 @@ class PullRequest(WireModel):
     html_url: str = Field(default="", max_length=2048)
     author: Account
     author_association: str = Field(default="NONE", max_length=64)
+    # The author's permission on the repository when the provider does not say how the author relates
+    # to it (Bitbucket: asked through its API, docs/bitbucket.md). None: not asked (GitHub's
+    # `author_association` says it).
+    author_permission: CollaboratorPermission | None = None
 
 
 PullRequestAction = Literal[

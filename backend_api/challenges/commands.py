@@ -9,11 +9,22 @@
 
 from __future__ import annotations
 
+import re
+
 from backend_api.challenges import messages
-from backend_api.challenges.decide import Comment, Plan, PrContext, Status, decide, installation_refusal
+from backend_api.challenges.decide import (
+    WRITE_PERMISSIONS,
+    Comment,
+    Plan,
+    PrContext,
+    Status,
+    decide,
+    installation_refusal,
+)
+from shared_contracts.actions import COMMIT_SHA_PATTERN
 from shared_contracts.events import CommandEvent, Decision, IngestStatus, PullRequestEvent
 
-WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+_SHA = re.compile(COMMIT_SHA_PATTERN)
 
 
 def as_recheck(cmd: CommandEvent) -> PullRequestEvent:
@@ -44,7 +55,7 @@ def decide_command(cmd: CommandEvent, event: PullRequestEvent, ctx: PrContext) -
     reason = f"exempted by {sender}"
     pending = ctx.pending_challenge_id is not None
     statuses = ([Status("success", messages.STATUS_EXEMPTED)]
-                if cmd.pull_request.head_sha and len(cmd.pull_request.head_sha) == 40 else [])
+                if _SHA.match(cmd.pull_request.head_sha) else [])
     return Plan(
         status=IngestStatus.ACCEPTED, decision=Decision.EXEMPT, reason=reason,
         resolve_pending="EXEMPTED" if pending else None,

@@ -34,6 +34,8 @@ class PrContext:
     verify_url: str
     # Status of the PR's most recent challenge, whatever it is (None: prgate never gated it).
     latest_challenge_status: ChallengeStatus | None = None
+    # The head commit the pending challenge's status is on (None: no pending challenge).
+    pending_head_sha: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +128,11 @@ def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
 
     # By user id, never by login: a whitelisted login can be renamed and registered by someone else.
     whitelisted = author.id in settings.whitelist_user_ids
-    if whitelisted or pr.author_association in settings.exempt_associations:
+    can_write = pr.author_permission in WRITE_PERMISSIONS
+    if whitelisted or can_write or pr.author_association in settings.exempt_associations:
         why = "whitelisted login" if whitelisted else (
-            f"author association {pr.author_association}"
+            f"author has {pr.author_permission} permission" if can_write
+            else f"author association {pr.author_association}"
         )
         announce = settings.exempt_comment and (event.action == "opened" or pending)
         return Plan(
@@ -162,6 +166,10 @@ def decide(event: PullRequestEvent, ctx: PrContext) -> Plan:
     if pr.draft and not settings.gate_drafts:
         return Plan(status=IngestStatus.ACCEPTED, decision=Decision.DRAFT_DEFERRED,
                     reason="drafts are gated when marked ready for review")
+    if pending and event.action == "synchronize" and ctx.pending_head_sha == pr.head_sha:
+        # Bitbucket's `pullrequest:updated` also fires for a title or reviewer change: the gate's status
+        # is already on this head.
+        return _ignored("the pull request's head did not change")
     if pending:
         return Plan(status=IngestStatus.ACCEPTED, decision=Decision.GATE, reason="challenge already pending",
                     move_head=True, statuses=_status(event, "pending", messages.STATUS_PENDING))

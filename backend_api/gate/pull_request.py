@@ -42,28 +42,30 @@ async def ingest_pull_requests(
     now: datetime | None = None,
     parking: ParkingLimits | None = None,
     provider: Provider = Provider.GITHUB,
+    event_name: str = EVENT_NAME,
 ) -> list[tuple[IngestResponse, list[ActionType]]]:
     """Dedup, decide and write several deliveries in one transaction: one answer (and the types of the
     actions it enqueued) per event, in order. The deliveries must have distinct ids and be about
     distinct pull requests (`IngestBatcher` forms such batches); a failure rolls all of them back.
     Deliveries for an installation not known yet are parked (`gate/parking.py`)."""
     async with pool.acquire() as conn, conn.transaction():
-        fresh_ids = await deliveries.begin_many(conn, EVENT_NAME, [
+        fresh_ids = await deliveries.begin_many(conn, event_name, [
             deliveries.NewDelivery(e.delivery_id, e.action, e.installation_id, e.repository.id, e.body_sha256)
             for e in events
         ], provider)
         begun = [e for e in events if e.delivery_id in fresh_ids]
         unknown = await parked.unknown_installations(conn, [e.installation_id for e in begun])
         parked_answers = await park_events(
+            # Only GitHub's events can arrive before their tenant: a Bitbucket workspace is connected first.
             conn, [e for e in begun if e.installation_id in unknown], EVENT_NAME, parking or ParkingLimits()
         )
         fresh = [e for e in begun if e.installation_id not in unknown]
         evaluated = await evaluate_many(
-            conn, fresh, decide, public_url=public_url, max_attempts=max_attempts, now=now, outcome_event=EVENT_NAME,
+            conn, fresh, decide, public_url=public_url, max_attempts=max_attempts, now=now, outcome_event=event_name,
             provider=provider,
         )
         seen = [e.delivery_id for e in events if e.delivery_id not in fresh_ids]
-        prior = await deliveries.get_many(conn, EVENT_NAME, seen, provider) if seen else {}
+        prior = await deliveries.get_many(conn, event_name, seen, provider) if seen else {}
     by_id = {e.delivery_id: ev for e, ev in zip(fresh, evaluated, strict=True)}
     out: list[tuple[IngestResponse, list[ActionType]]] = []
     for e in events:
@@ -85,9 +87,11 @@ async def evaluate(
     public_url: str,
     max_attempts: int,
     now: datetime | None = None,
+    provider: Provider = Provider.GITHUB,
 ) -> tuple[Plan, int | None, list[int]]:
     """Decide about one PR and write the plan, inside the caller's transaction."""
-    [done] = await evaluate_many(conn, [event], planner, public_url=public_url, max_attempts=max_attempts, now=now)
+    [done] = await evaluate_many(conn, [event], planner, public_url=public_url, max_attempts=max_attempts, now=now,
+                                 provider=provider)
     return done.plan, done.challenge_id, done.action_ids
 
 
@@ -162,6 +166,7 @@ async def _decide_one(
         now=now,
         verify_url=f"{public_url.rstrip('/')}/verify/{token}",
         latest_challenge_status=facts.latest_challenge_status,
+        pending_head_sha=facts.pending_head_sha,
     )
     plan = planner(event, ctx)
     new = challenges.NewChallenge(
@@ -214,11 +219,14 @@ async def _decide_one(
     )
 
 
-async def finish(conn: Conn, delivery_id: str, event_name: str, plan: Plan, challenge_id: int | None) -> None:
+async def finish(
+    conn: Conn, delivery_id: str, event_name: str, plan: Plan, challenge_id: int | None,
+    provider: Provider = Provider.GITHUB,
+) -> None:
     record = deliveries.DeliveryRecord(
         status=plan.status, decision=plan.decision, challenge_id=challenge_id, reason=plan.reason
     )
-    await deliveries.finish(conn, delivery_id, event_name, record)
+    await deliveries.finish(conn, delivery_id, event_name, record, provider)
 
 
 def response(delivery_id: str, plan: Plan, challenge_id: int | None, action_ids: list[int]) -> IngestResponse:
@@ -228,8 +236,10 @@ def response(delivery_id: str, plan: Plan, challenge_id: int | None, action_ids:
     )
 
 
-async def duplicate(conn: Conn, delivery_id: str, event_name: str) -> IngestResponse:
-    return duplicate_response(delivery_id, await deliveries.get(conn, delivery_id, event_name))
+async def duplicate(
+    conn: Conn, delivery_id: str, event_name: str, provider: Provider = Provider.GITHUB
+) -> IngestResponse:
+    return duplicate_response(delivery_id, await deliveries.get(conn, delivery_id, event_name, provider))
 
 
 def duplicate_response(delivery_id: str, prior: deliveries.DeliveryRecord | None) -> IngestResponse:

@@ -38,6 +38,9 @@ SELECT i.tenant_id AS installation_id, i.account_login, i.status, i.repository_s
        (SELECT challenge_id FROM challenges
         WHERE repo_id = k.repo_id AND pr_number = k.pr_number AND status = 'PENDING'
         ORDER BY challenge_id DESC LIMIT 1) AS pending_challenge_id,
+       (SELECT head_sha FROM challenges
+        WHERE repo_id = k.repo_id AND pr_number = k.pr_number AND status = 'PENDING'
+        ORDER BY challenge_id DESC LIMIT 1) AS pending_head_sha,
        (SELECT status FROM challenges
         WHERE repo_id = k.repo_id AND pr_number = k.pr_number ORDER BY challenge_id DESC LIMIT 1) AS latest_status
 FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[]) WITH ORDINALITY
@@ -57,6 +60,7 @@ class PrFacts:
     author_verified: bool
     pending_challenge_id: int | None
     latest_challenge_status: ChallengeStatus | None
+    pending_head_sha: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,4 +100,5 @@ def _facts(row: asyncpg.Record) -> PrFacts:
         author_verified=bool(row["author_verified"]),
         pending_challenge_id=row["pending_challenge_id"],
         latest_challenge_status=latest,
+        pending_head_sha=row["pending_head_sha"],
     )
