@@ -169,6 +169,14 @@ class Metrics:
         self.redelivery_errors = Counter(
             "redelivery_errors_total", "Redelivery requests GitHub refused or that did not reach it", registry=worker,
         )
+        self.bitbucket_discovery = Counter(
+            "bitbucket_discovery_total", "Bitbucket re-discovery, per workspace listed (listed) or refused (error), "
+            "and runs skipped because another replica held the lock (skipped)", ["outcome"], registry=worker,
+        )
+        self.bitbucket_repositories_changed = Counter(
+            "bitbucket_repositories_changed_total", "Repositories re-discovery found added or removed",
+            ["change"], registry=worker,
+        )
         self.reconcile_runs = Counter(
             "reconcile_runs_total", "Reconciliation runs, by result", ["result"], registry=worker,
         )

@@ -84,6 +84,11 @@ class BotSettings(BaseSettings):
     redelivery_interval_seconds: float = Field(default=300.0, ge=0, alias="REDELIVERY_INTERVAL_SECONDS")
     redelivery_lookback_hours: float = Field(default=72.0, gt=0, le=72, alias="REDELIVERY_LOOKBACK_HOURS")
 
+    # Bitbucket workspaces' repositories listed again (bot_worker/jobs/bitbucket_discovery.py); 0 disables.
+    bitbucket_discovery_interval_seconds: float = Field(
+        default=3600.0, ge=0, alias="BITBUCKET_DISCOVERY_INTERVAL_SECONDS"
+    )
+
     # Reconciliation with GitHub (bot_worker/reconcile/, docs/reconcile.md)
     reconcile_interval_seconds: float = Field(default=3600.0, ge=0, alias="RECONCILE_INTERVAL_SECONDS")
     reconcile_max_repositories: int = Field(default=200, ge=1, alias="RECONCILE_MAX_REPOSITORIES")

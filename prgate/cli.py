@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     from prgate.reconcile_cli import add_subcommand as add_reconcile
 
     add_reconcile(sub)  # prgate reconcile [--installation ID] (docs/reconcile.md)
+    from prgate.bitbucket_cli import add_subcommand as add_bitbucket
+
+    add_bitbucket(sub)  # prgate bitbucket connect|disconnect|list (docs/bitbucket.md)
     return parser
 
 

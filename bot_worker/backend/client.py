@@ -25,6 +25,8 @@ from shared_contracts.bitbucket import (
     BitbucketCommandEvent,
     BitbucketPullRequestEvent,
     BitbucketPushEvent,
+    BitbucketRediscoverRequest,
+    BitbucketRediscoveryReport,
     BitbucketTokenResponse,
 )
 from shared_contracts.events import (
@@ -64,6 +66,7 @@ RESULTS_PATH = "/internal/v2/bot-actions/results"
 KNOWN_DELIVERIES_PATH = "/internal/v2/github/deliveries/known"
 KNOWN_DELIVERIES_MAX = 100  # ids per call
 RECONCILE_PATH = "/internal/v2/github/reconcile"
+BITBUCKET_REDISCOVER_PATH = "/internal/v2/bitbucket/rediscover"
 
 
 class BackendError(Exception):
@@ -179,6 +182,10 @@ class BackendClient:
 
     async def reconcile_pull_requests(self, snap: PullRequestSnapshot) -> RepairsResponse:
         return await self._post(f"{RECONCILE_PATH}/pull-requests", snap, RepairsResponse, timeout=120)
+
+    async def bitbucket_rediscover(self, timeout: float = 600) -> BitbucketRediscoveryReport:
+        return await self._post(BITBUCKET_REDISCOVER_PATH, BitbucketRediscoverRequest(), BitbucketRediscoveryReport,
+                                timeout=timeout)
 
     async def reconcile_finish(self, run_id: int, req: ReconcileRunFinish) -> ReconcileRunReport:
         return await self._post(f"{RECONCILE_PATH}/runs/{run_id}/finish", req, ReconcileRunReport, timeout=60)

@@ -53,6 +53,14 @@ class ReconcileContext:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryContext:
+    """What the Bitbucket re-discovery job (`bitbucket_discovery.py`) needs: the fleet lock's Redis."""
+
+    redis: Redis
+    key_prefix: str
+
+
+@dataclass(frozen=True, slots=True)
 class JobContext:
     """What the jobs need; a job whose part is None refuses to run (TypeError)."""
 
@@ -60,6 +68,7 @@ class JobContext:
     metrics: Metrics | None = None
     redelivery: RedeliveryContext | None = None
     reconcile: ReconcileContext | None = None
+    bitbucket_discovery: DiscoveryContext | None = None
 
     def arq_ctx(self, **extra: Any) -> dict[str, Any]:
         """arq's `ctx` for a worker (or a direct call in a tool): this context under its key."""

@@ -29,9 +29,9 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
+from bot_worker.jobs import bitbucket_discovery, redelivery
 from bot_worker.jobs import reconcile as reconcile_job
-from bot_worker.jobs import redelivery
-from bot_worker.jobs.context import JobContext, RedeliveryContext
+from bot_worker.jobs.context import DiscoveryContext, JobContext, RedeliveryContext
 from bot_worker.jobs.forward import forward_worker
 from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
@@ -256,6 +256,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
             reconcile=reconcile_job.build_context(
                 settings, session, redis, tokens, worker_id=worker_id, metrics=metrics,
             ),
+            bitbucket_discovery=DiscoveryContext(redis, settings.queue_name),
         ).arq_ctx()
         jobs = forward_worker(
             RedisSettings.from_dsn(settings.redis_url), settings.queue_name, ctx, metrics,
@@ -270,6 +271,8 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
                 for name, run, interval in (
                     ("redelivery", redelivery.redeliver_failed, settings.redelivery_interval_seconds),
                     ("reconcile", reconcile_job.scheduled, settings.reconcile_interval_seconds),
+                    ("bitbucket-discovery", bitbucket_discovery.scheduled,
+                     settings.bitbucket_discovery_interval_seconds),
                 )
                 if interval > 0  # 0 disables a job
             ]

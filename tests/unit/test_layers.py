@@ -85,6 +85,8 @@ RULES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("backend_api.gate", ("aiohttp", "backend_api.http", "backend_api.web"), ()),
     # The backend's GitHub calls know nothing of pages, handlers or tables.
     ("backend_api.github", ("backend_api.http", "backend_api.web", "backend_api.store"), ()),
+    # The same for its Bitbucket calls (tenancy: token check, discovery, the workspace hook).
+    ("backend_api.bitbucket", ("backend_api.http", "backend_api.web", "backend_api.store", "backend_api.gate"), ()),
     # Metrics are told facts; they do not reach into the handlers that produce them.
     ("backend_api.metrics", ("backend_api.http.handlers", "backend_api.http.owner", "backend_api.web"), ()),
     # The simulator's core serves any provider and knows none.
