@@ -7,6 +7,7 @@ real PostgreSQL); the write throttle is the real one on real Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from bot_worker.metrics import Metrics
 from bot_worker.providers.bitbucket.runner import BitbucketRunner
 from bot_worker.providers.bitbucket.tokens import WorkspaceTokens
 from bot_worker.providers.registry import ProviderRegistry
+from bot_worker.worker.claim_loop import ClaimLoop
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.throttle import WriteThrottle
 from prgate.simulator import FaultRule
@@ -85,6 +87,7 @@ class Worker:
     metrics: Metrics
     fetches: list[int]
     fetch: Any
+    backend: BackendClient
 
 
 @pytest.fixture
@@ -104,7 +107,7 @@ async def worker(world: World, database_url: str, redis_url: str, aiohttp_server
                                  on_stored_comment_lost=metrics.stored_comments_lost.inc)
         throttle = WriteThrottle(redis, 50, prefix=f"prgate-test-{uuid.uuid4().hex}")
         yield Worker(Executor(ProviderRegistry([runner]), throttle, provider_timeout=3, report_margin=1),
-                     tokens, metrics, fetches, fetch)
+                     tokens, metrics, fetches, fetch, client)
 
 
 def action(world: World, action_type: ActionType = ActionType.UPSERT_PR_COMMENT, *, body: str = "please verify",
@@ -284,3 +287,58 @@ async def test_the_token_is_kept_for_its_ttl_and_asked_once_at_a_time(world: Wor
     now[0] += 2
     await tokens.get(world.tenant_id)
     assert len(worker.fetches) == 2
+
+
+async def _outbox_action(db: asyncpg.Pool, world: World, body: str) -> int:
+    """A Bitbucket action as the gate writes it (provider, tenant id, workspace/slug, PR id)."""
+    async with db.acquire() as conn:
+        action_id: int = await conn.fetchval(
+            """INSERT INTO bot_actions (provider, action_type, installation_id, repo_id, repo_full_name, pr_number,
+                                        payload, max_attempts)
+               VALUES ('bitbucket', 'UPSERT_PR_COMMENT', $1, $2, 'acme/widgets', $3,
+                       jsonb_build_object('marker', $4::text, 'body', $5::text), 3)
+               RETURNING action_id""",
+            world.tenant_id, 10**15 + 7, world.pr_id, MARKER, f"{MARKER}\n{body}",
+        )
+    return action_id
+
+
+async def _until_done(db: asyncpg.Pool, action_id: int) -> asyncpg.Record:
+    for _ in range(100):
+        async with db.acquire() as conn:
+            row = await conn.fetchrow("SELECT status, last_error FROM bot_actions WHERE action_id = $1", action_id)
+        assert row is not None
+        if row["status"] not in ("PENDING", "CLAIMED"):
+            return row
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"action {action_id} still {row['status']}")
+
+
+async def test_the_claim_loop_carries_out_outbox_actions_and_the_backend_remembers_the_comment(
+    world: World, worker: Worker
+) -> None:
+    loop = ClaimLoop(worker.backend, worker.executor, worker_id="w-bb", concurrency=1, lease_seconds=60,
+                     wait_seconds=0.5)
+    task = asyncio.create_task(loop.run())
+    try:
+        first = await _outbox_action(world.db, world, "please verify")
+        assert dict(await _until_done(world.db, first)) == {"status": "DONE", "last_error": None}
+        async with world.db.acquire() as conn:
+            remembered = await conn.fetchval(
+                "SELECT comment_id FROM pr_comments WHERE provider = 'bitbucket' AND pr_number = $1", world.pr_id)
+        [stored] = world.sim.comments_of("acme", "widgets", world.pr_id)
+        assert remembered == stored.id
+        world.sim.request_log.clear()
+        second = await _outbox_action(world.db, world, "verified")
+        assert (await _until_done(world.db, second))["status"] == "DONE"
+        assert comments(world) == [f"{MARKER}\nverified"]
+        # The claim carried the remembered id: read and edited directly, the PR's comments never listed.
+        comments_path = f"/bitbucket/2.0/repositories/acme/widgets/pullrequests/{world.pr_id}/comments"
+        assert [(r.method, r.path) for r in world.sim.request_log] == [
+            ("GET", f"{comments_path}/{stored.id}"), ("PUT", f"{comments_path}/{stored.id}"),
+        ]
+    finally:
+        await loop.stop(grace=1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
