@@ -58,7 +58,8 @@ class Metrics:
 
         # Receiver
         self.webhooks_received = Counter(
-            "webhooks_received_total", "Webhook deliveries with a valid signature, by GitHub event",
+            "webhooks_received_total",
+            "Webhook deliveries with a valid signature, by GitHub event or Bitbucket event key",
             ["event"], registry=receiver,
         )
         self.webhooks_forwarded = Counter(
