@@ -28,7 +28,15 @@ from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.core.app import mount
 from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent, BitbucketPushEvent
 from tests.support.bitbucket import OTHER, WORKSPACE, load, post, secret_of
-from tests.support.webhooks import BITBUCKET_MASTER, TestQueue, bot_settings, closed_port, fresh_queue, metric
+from tests.support.webhooks import (
+    BITBUCKET_MASTER,
+    TestQueue,
+    bot_settings,
+    closed_port,
+    fresh_queue,
+    metric,
+    stub_backend,
+)
 
 
 @pytest.fixture
@@ -108,6 +116,32 @@ async def test_command_and_push_are_parked_with_their_own_kinds(
     assert kind == KIND_BITBUCKET_PUSH
     assert isinstance(push, BitbucketPushEvent)
     assert push.head_commit == "d7f300a32270053bdfd97a6d64113f58202c33e7"
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_backend_5xx_or_429_parks_the_delivery(
+    redis_url: str, queue: TestQueue, aiohttp_client: Any, aiohttp_server: Any, status: int
+) -> None:
+    backend = await aiohttp_server(stub_backend(status, {"error": "unavailable", "message": "down"}))
+    client = await aiohttp_client(create_receiver_app(bot_settings(str(backend.make_url("/")), redis_url,
+                                                                   queue.name)))
+    resp = await post(client, "pullrequest:created", load("cloud__pullrequest_created.json"), workspace=OTHER,
+                      request_uuid="r-5xx")
+    assert resp.status == 202, await resp.text()
+    assert await queue.job_ids() == {"forward:pullrequest:r-5xx"}
+
+
+async def test_a_backend_4xx_is_passed_through_and_not_parked(
+    redis_url: str, queue: TestQueue, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    refusal = {"error": "conflict", "message": "the backend refuses this one"}
+    backend = await aiohttp_server(stub_backend(409, refusal))
+    client = await aiohttp_client(create_receiver_app(bot_settings(str(backend.make_url("/")), redis_url,
+                                                                   queue.name)))
+    resp = await post(client, "repo:push", load("cloud__signed_payload.json"))
+    assert resp.status == 409
+    assert await resp.json() == refusal
+    assert await queue.job_ids() == set()
 
 
 # ---- answered here, not forwarded ----------------------------------------------------------------

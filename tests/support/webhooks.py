@@ -88,6 +88,7 @@ def stub_backend(status: int, body: dict[str, Any]) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/internal/v2/github/events/{kind}", answer)
+    app.router.add_post("/internal/v2/bitbucket/events/{kind}", answer)
     return app
 
 
