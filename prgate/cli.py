@@ -169,6 +169,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
 def cmd_simulator(_: argparse.Namespace) -> int:
     from prgate.simulator import SimulatorConfig, run_simulator
+    from prgate.simulator.bitbucket.config import BitbucketConfig
     from prgate.simulator_env import simulator_settings
 
     env = simulator_settings()
@@ -178,9 +179,14 @@ def cmd_simulator(_: argparse.Namespace) -> int:
         webhook_secret=env.webhook_secret.get_secret_value(), seed=env.seed,
         secondary_limit_per_minute=env.secondary_limit_per_minute, rate_limit_per_hour=env.rate_limit_per_hour,
     )
-    log.info("GitHub simulator listening", extra={"path": f"http://{env.host}:{env.port}"})
+    bitbucket = BitbucketConfig(
+        seed=env.seed, rate_limit_per_hour=env.bitbucket_rate_limit_per_hour,
+        oauth_client_id=env.bitbucket_oauth_client_id,
+        oauth_client_secret=env.bitbucket_oauth_client_secret.get_secret_value(),
+    )
+    log.info("GitHub simulator listening (Bitbucket under /bitbucket)", extra={"path": f"http://{env.host}:{env.port}"})
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_simulator(env.host, env.port, config))
+        asyncio.run(run_simulator(env.host, env.port, config, bitbucket=bitbucket))
     return 0
 
 

@@ -22,6 +22,13 @@ class SimulatorSettings(BaseSettings):
     seed: int | None = Field(default=None, alias="SIMULATOR_SEED")
     secondary_limit_per_minute: int = Field(default=80, alias="SIMULATOR_SECONDARY_LIMIT_PER_MINUTE")
     rate_limit_per_hour: int = Field(default=5000, alias="SIMULATOR_RATE_LIMIT_PER_HOUR")
+    # Bitbucket (served under /bitbucket): its rolling-hour budget per access token, and the OAuth
+    # consumer the backend signs users in with (the same names the backend reads).
+    bitbucket_rate_limit_per_hour: int = Field(default=1000, ge=1, alias="SIMULATOR_BITBUCKET_RATE_LIMIT_PER_HOUR")
+    bitbucket_oauth_client_id: str = Field(default="prgate-sim-bitbucket-key", alias="BITBUCKET_OAUTH_CLIENT_ID")
+    bitbucket_oauth_client_secret: SecretStr = Field(
+        default=SecretStr("prgate-sim-bitbucket-secret"), alias="BITBUCKET_OAUTH_CLIENT_SECRET"
+    )
 
     def public_key_pem(self) -> str:
         """The App's public key, derived from the same private key the workers sign with."""

@@ -10,6 +10,9 @@ Typical use in a test::
     state.upsert_pull_request("octo/repo", 17, author_login="alice")
 """
 
+from prgate.simulator.bitbucket.config import BitbucketConfig
+from prgate.simulator.bitbucket.http import BB_STATE
+from prgate.simulator.bitbucket.state import BitbucketState
 from prgate.simulator.core.errors import SimulatorError
 from prgate.simulator.core.faults import FaultConfig, FaultInjector, FaultProfile, FaultRule
 from prgate.simulator.github.config import SimulatorConfig
@@ -18,11 +21,15 @@ from prgate.simulator.github.oauth import SIM_OAUTH, OAuthStore
 from prgate.simulator.github.render import Renderer
 from prgate.simulator.github.state import SimulatorState
 from prgate.simulator.github.webhooks import deliver, send_webhook, signature_256
-from prgate.simulator.server import create_simulator_app, run_simulator
+from prgate.simulator.server import BITBUCKET_APP, create_simulator_app, run_simulator
 
 __all__ = [
+    "BB_STATE",
+    "BITBUCKET_APP",
     "SIM_OAUTH",
     "SIM_STATE",
+    "BitbucketConfig",
+    "BitbucketState",
     "FaultConfig",
     "FaultInjector",
     "FaultProfile",

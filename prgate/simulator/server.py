@@ -31,6 +31,7 @@ def create_simulator_app(config: SimulatorConfig, *, clock: Clock | None = None,
     return root
 
 
-async def run_simulator(host: str, port: int, config: SimulatorConfig) -> None:
+async def run_simulator(host: str, port: int, config: SimulatorConfig, *,
+                        bitbucket: BitbucketConfig | None = None) -> None:
     """Serve the simulator on ``host:port`` until cancelled."""
-    await serve(create_simulator_app(config), host, port)
+    await serve(create_simulator_app(config, bitbucket=bitbucket), host, port)

@@ -54,6 +54,7 @@ DEFAULT_WEB_URL: Final = "https://bitbucket.org"
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 DEFAULT_MAX_PAGES: Final = 100
 PAGELEN: Final = 100  # Bitbucket's maximum page size for most collections
+PERMISSION_LEVELS: Final[tuple[PermissionLevel, ...]] = ("read", "write", "admin")
 
 # The webhook events prgate subscribes a workspace hook to (docs/bitbucket.md "Webhooks in").
 HOOK_EVENTS: Final = (
@@ -221,9 +222,11 @@ class BitbucketClient:
         path = f"/2.0/workspaces/{_segment(ws)}"
         return _parse(Workspace, await self.get(path, call="workspace"), "GET", path)
 
-    async def repositories(self, ws: str) -> AsyncIterator[Repository]:
+    async def repositories(self, ws: str, *, role: str | None = None) -> AsyncIterator[Repository]:
+        """Every repository of the workspace; with a user's token and ``role`` (member, contributor,
+        admin) only those where the user holds at least that role."""
         path = f"/2.0/repositories/{_segment(ws)}"
-        async for item in self.paginate(path, call="repositories"):
+        async for item in self.paginate(path, {"role": role} if role else None, call="repositories"):
             yield _parse(Repository, item, "GET", path)
 
     async def repository(self, ws: str, slug: str) -> Repository:
@@ -323,8 +326,9 @@ class BitbucketClient:
                 user = item.get("user")
                 if isinstance(user, dict) and user.get("account_id") == account_id:
                     level = item.get("permission")
-                    if level in ("read", "write", "admin"):
-                        return level  # type: ignore[no-any-return]
+                    for known in PERMISSION_LEVELS:
+                        if level == known:
+                            return known
                     raise BadRequest(f"unknown permission {level!r}", method="GET", path=path)
         return None
 

@@ -213,8 +213,20 @@ async def sim_list_deliveries(request: web.Request) -> web.Response:
     return web.json_response({"deliveries": [webhooks.attempt_json(a) for a in attempts]})
 
 
+async def sim_resend_delivery(request: web.Request) -> web.Response:
+    attempt = await webhooks.resend(state_of(request), request.app[SIM_SESSION], request.match_info["request_uuid"])
+    return web.json_response(webhooks.attempt_json(attempt), status=201)
+
+
+async def sim_delete_repository(request: web.Request) -> web.Response:
+    workspace, slug = _repo_args(request)
+    repo = state_of(request).remove_repository(workspace, slug)
+    return web.json_response({"deleted": repo.full_name})
+
+
 async def sim_clear_deliveries(request: web.Request) -> web.Response:
     state_of(request).deliveries.clear()
+    state_of(request).delivery_bodies.clear()
     return web.json_response({"ok": True})
 
 

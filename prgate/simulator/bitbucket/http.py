@@ -56,6 +56,8 @@ def scoped_workspace(request: web.Request) -> Workspace:
     """The path's workspace, if the caller's workspace token is for it (else 403, as Bitbucket)."""
     ws = state_of(request).workspace(request.match_info["workspace"])
     token = token_of(request)
+    if token.kind == "user":
+        return ws  # what a user may see inside it is the handler's (their permissions)
     if token.kind == "workspace" and token.workspace != ws.slug:
         raise ApiError(403, "Your credentials lack one or more required privilege scopes.",
                        detail="This access token is scoped to another workspace.")
@@ -73,7 +75,10 @@ def scoped_repo(request: web.Request) -> Repository:
         raise state_not_found() from None
     if token.kind == "workspace" and token.workspace != ws.slug:
         raise state_not_found()
-    return state.repository(ws.slug, request.match_info["repo_slug"])
+    repo = state.repository(ws.slug, request.match_info["repo_slug"])
+    if token.kind == "user" and (repo.workspace, repo.slug, token.account_id) not in state.permissions:
+        raise state_not_found()  # a user sees only the repositories they hold a permission on
+    return repo
 
 
 def state_not_found() -> ApiError:

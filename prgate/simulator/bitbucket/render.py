@@ -89,8 +89,20 @@ class Renderer:
 
     def repository(self, repo: Repository) -> JsonDict:
         ws = self.state.workspace(repo.workspace)
+        ref = self.repository_ref(repo)
+        api = f"{self.api}/repositories/{repo.full_name}"
+        links = {
+            **ref["links"],
+            **{name: _href(f"{api}/{name}") for name in (
+                "pullrequests", "commits", "forks", "watchers", "downloads", "hooks")},
+            "branches": _href(f"{api}/refs/branches"),
+            "tags": _href(f"{api}/refs/tags"),
+            "source": _href(f"{api}/src"),
+            "clone": [{"name": "https", "href": f"{self.web}/{repo.full_name}.git"}],
+        }
         return {
-            **self.repository_ref(repo),
+            **ref,
+            "links": links,
             "slug": repo.slug,
             "is_private": repo.is_private,
             "scm": "git",
@@ -105,14 +117,19 @@ class Renderer:
             "created_on": ts(repo.created_on),
             "updated_on": ts(repo.created_on),
             "mainbranch": {"type": "branch", "name": repo.mainbranch},
-            "owner": {"display_name": ws.name, "type": "team", "username": ws.slug, "uuid": ws.uuid,
-                      "links": {"self": _href(f"{self.api}/workspaces/{quote(ws.uuid, safe='')}")}},
+            "owner": {"display_name": ws.name, "type": "team", "username": ws.slug, "uuid": ws.uuid, "account_id": None,
+                      "links": {"self": _href(f"{self.api}/workspaces/{quote(ws.uuid, safe='')}"),
+                                "html": _href(f"{self.web}/{quote(ws.uuid, safe='')}/"),
+                                "avatar": _href(f"{self.web}/account/{ws.slug}/avatar/")}},
             "workspace": {"type": "workspace", "uuid": ws.uuid, "name": ws.name, "slug": ws.slug,
                           "links": {"self": _href(f"{self.api}/workspaces/{ws.slug}"),
-                                    "html": _href(f"{self.web}/{ws.slug}/")}},
+                                    "html": _href(f"{self.web}/{ws.slug}/"),
+                                    "avatar": _href(f"{self.web}/workspaces/{ws.slug}/avatar/")}},
             "project": {"type": "project", "key": "PROJ", "name": "Project",
                         "uuid": "{00000000-0000-4000-8000-000000000001}",
-                        "links": {"self": _href(f"{self.api}/workspaces/{ws.slug}/projects/PROJ")}},
+                        "links": {"self": _href(f"{self.api}/workspaces/{ws.slug}/projects/PROJ"),
+                                  "html": _href(f"{self.web}/{ws.slug}/workspace/projects/PROJ"),
+                                  "avatar": _href(f"{self.web}/account/user/{ws.slug}/projects/PROJ/avatar/32")}},
         }
 
     def commit_ref(self, repo: Repository, full_hash: str, short: bool) -> JsonDict:
@@ -137,12 +154,14 @@ class Renderer:
             "title": pr.title,
             "description": pr.description,
             "summary": {"type": "rendered", "raw": pr.description, "markup": "markdown", "html": ""},
-            "rendered": {"title": {"type": "rendered", "raw": pr.title, "markup": "markdown", "html": ""}},
+            "rendered": {"title": {"type": "rendered", "raw": pr.title, "markup": "markdown", "html": ""},
+                         "description": {"type": "rendered", "raw": pr.description, "markup": "markdown",
+                                         "html": ""}},
             "state": pr.state,
             "draft": pr.draft,
             "author": self.account(pr.author),
             "source": {
-                "branch": {"name": pr.source_branch},
+                "branch": {"name": pr.source_branch, "links": {}, "sync_strategies": ["merge_commit", "rebase"]},
                 "commit": self.commit_ref(repo, pr.source_hash, short),
                 "repository": self.repository_ref(repo),
             },
@@ -172,6 +191,8 @@ class Renderer:
                 "merge": _href(base + "/merge"),
                 "decline": _href(base + "/decline"),
                 "statuses": _href(base + "/statuses"),
+                "diffstat": _href(f"{self.api}/repositories/{repo.full_name}/diffstat/{pr.source_hash[:12]}"),
+                "request-changes": _href(base + "/request-changes"),
             },
         }
 

@@ -62,6 +62,7 @@ class BitbucketState:
         self.statuses: dict[tuple[str, str, str, str], BuildStatus] = {}
         self.hooks: dict[str, Hook] = {}
         self.deliveries: list[DeliveryAttempt] = []
+        self.delivery_bodies: dict[str, bytes] = {}  # body sha256 -> body, for "Resend request"
         self._next_comment = 100_000
         self._next_commit = 0
 
@@ -377,5 +378,23 @@ class BitbucketState:
     def subscribed(self, workspace: str, event_key: str) -> list[Hook]:
         return [h for h in self.hooks_of(workspace) if h.active and event_key in h.events]
 
-    def record_delivery(self, attempt: DeliveryAttempt) -> None:
+    def record_delivery(self, attempt: DeliveryAttempt, body: bytes) -> None:
         self.deliveries.append(attempt)
+        self.delivery_bodies[attempt.body_sha256] = body
+
+    def delivery(self, request_uuid: str) -> DeliveryAttempt:
+        found = next((a for a in self.deliveries if a.request_uuid == request_uuid), None)
+        if found is None:
+            raise not_found(f"No delivery {request_uuid}")
+        return found
+
+    def remove_repository(self, workspace: str, slug: str) -> Repository:
+        """Delete a repository with its PRs, comments, statuses and permissions."""
+        repo = self.repository(workspace, slug)
+        key = (repo.workspace, repo.slug)
+        del self.repositories[key]
+        self.pulls = {k: v for k, v in self.pulls.items() if k[:2] != key}
+        self.comments = {k: v for k, v in self.comments.items() if (v.workspace, v.repo) != key}
+        self.statuses = {k: v for k, v in self.statuses.items() if k[:2] != key}
+        self.permissions = {k: v for k, v in self.permissions.items() if k[:2] != key}
+        return repo

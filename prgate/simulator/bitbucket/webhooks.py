@@ -39,12 +39,24 @@ def delivery_headers(hook: Hook, event_key: str, body: bytes, request_uuid: str,
     return headers
 
 
+async def send_webhook(session: aiohttp.ClientSession, url: str, secret: str | None, event_key: str,
+                       body: bytes, *, hook_uuid: str = "{00000000-0000-4000-8000-000000000000}",
+                       request_uuid: str | None = None, attempt: int = 1,
+                       timeout_seconds: float = 10.0) -> int:
+    """One signed POST, usable on its own (a test posting a mutated fixture to the receiver)."""
+    hook = Hook(uuid=hook_uuid, workspace="", url=url, description="", active=True, secret=secret, events=[],
+                created_at=0.0)
+    headers = delivery_headers(hook, event_key, body, request_uuid or str(uuid.uuid4()), attempt)
+    return await post_signed(session, url, body, headers, timeout_seconds)
+
+
 async def deliver_to_hook(state: BitbucketState, session: aiohttp.ClientSession, hook: Hook, event_key: str,
-                          body: bytes) -> list[DeliveryAttempt]:
+                          body: bytes, *, retries: int | None = None) -> list[DeliveryAttempt]:
     config = state.config
+    retries = config.delivery_retries if retries is None else retries
     digest = hashlib.sha256(body).hexdigest()
     attempts: list[DeliveryAttempt] = []
-    for number in range(1, config.delivery_retries + 2):
+    for number in range(1, retries + 2):
         request_uuid = str(uuid.uuid4())
         status: int | None = None
         error: str | None = None
@@ -59,13 +71,22 @@ async def deliver_to_hook(state: BitbucketState, session: aiohttp.ClientSession,
         attempt = DeliveryAttempt(request_uuid=request_uuid, hook_uuid=hook.uuid, workspace=hook.workspace,
                                   event_key=event_key, url=hook.url, attempt=number, status=status, error=error,
                                   at=state.now(), body_sha256=digest)
-        state.record_delivery(attempt)
+        state.record_delivery(attempt, body)
         attempts.append(attempt)
         retryable = error == "Timed out" or (status is not None and status >= 500)
-        if not retryable or number > config.delivery_retries:
+        if not retryable or number > retries:
             break
         await asyncio.sleep(config.delivery_retry_delay_seconds)
     return attempts
+
+
+async def resend(state: BitbucketState, session: aiohttp.ClientSession, request_uuid: str) -> DeliveryAttempt:
+    """Bitbucket's "Resend request": the same body to the same hook, once, as a new request."""
+    past = state.delivery(request_uuid)
+    hook = state.hook(past.workspace, past.hook_uuid)
+    attempts = await deliver_to_hook(state, session, hook, past.event_key, state.delivery_bodies[past.body_sha256],
+                                     retries=0)
+    return attempts[0]
 
 
 async def deliver(state: BitbucketState, session: aiohttp.ClientSession, workspace: str, event_key: str,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from provider_clients.bitbucket.api import AuthFailed, BitbucketClient, NotFound
-from tests.simulator.bitbucket.support import BB, GLOBEX_UUID
+from provider_clients.bitbucket.api import AuthFailed, BadRequest, BitbucketClient, NotFound
+from tests.simulator.bitbucket.support import ALICE, BB, GLOBEX_UUID, MAINTAINER
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token"])
@@ -59,15 +59,32 @@ async def test_one_workspaces_token_never_reaches_another_workspace(bb: BB) -> N
     assert (await bb.client("globex").pull_request("globex", "secret-sauce", 1)).state == "OPEN"
 
 
-async def test_a_workspace_token_cannot_act_as_a_user_and_a_user_token_cannot_read_repositories(bb: BB) -> None:
+async def test_a_workspace_token_cannot_act_as_a_user_and_a_user_token_expires(bb: BB) -> None:
     status, body, _ = await bb.api("GET", "/2.0/user", bb.tokens["acme"])
     assert status == 403
     assert body["type"] == "error"
-    user_token = bb.state.user_token(next(iter(u for u in bb.state.users.values() if u.type == "user")).account_id)
-    status, _, _ = await bb.api("GET", "/2.0/repositories/acme", user_token.value)
-    assert status == 403
+    user_token = bb.state.user_token(ALICE)
     status, _, _ = await bb.api("GET", "/2.0/user", user_token.value)
     assert status == 200
+    status, _, _ = await bb.api("GET", "/2.0/workspaces/acme/hooks", user_token.value)
+    assert status == 403  # hooks need the workspace's access token
     bb.clock.advance(bb.state.config.token_ttl_seconds + 1)
     status, _, _ = await bb.api("GET", "/2.0/user", user_token.value)
     assert status == 401  # expired
+
+
+async def test_a_user_token_sees_only_repositories_it_holds_a_permission_on_filtered_by_role(bb: BB) -> None:
+    await bb.sim("PUT", f"/repositories/acme/gadgets/permissions/{MAINTAINER}", {"permission": "admin"})
+    user = BitbucketClient(bb.session, bb.base, bb.state.user_token(MAINTAINER).value)
+    assert [r.slug async for r in user.repositories("acme")] == ["widgets", "gadgets"]
+    assert [r.slug async for r in user.repositories("acme", role="contributor")] == ["widgets", "gadgets"]
+    assert [r.slug async for r in user.repositories("acme", role="admin")] == ["gadgets"]
+    assert [r.slug async for r in user.repositories("globex")] == []
+    assert (await user.repository("acme", "widgets")).slug == "widgets"
+    with pytest.raises(NotFound):
+        await user.repository("globex", "secret-sauce")
+    stranger = BitbucketClient(bb.session, bb.base, bb.state.user_token(ALICE).value)
+    with pytest.raises(NotFound):
+        await stranger.repository("acme", "widgets")
+    with pytest.raises(BadRequest):
+        _ = [r async for r in user.repositories("acme", role="owner")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from provider_clients.bitbucket.api import HOOK_EVENTS, BadRequest, NotFound
 from tests.simulator.bitbucket.support import ACME_UUID, ALICE, BB, GLOBEX_UUID, MAINTAINER, Receiver
 
 MASTER = b"master-secret-for-tests"
+FIXTURE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "bitbucket" / "webhooks"
 
 
 async def _register(bb: BB, receiver: Receiver, workspace: str, uuid: str, *,
@@ -157,3 +159,25 @@ async def test_a_timeout_is_retried(make_bb: Callable[..., Awaitable[BB]], recei
     answer = await bb.sim("POST", "/repositories/acme/widgets/pullrequests/1/commits", {})
     assert [(d["attempt"], d["status"], d["error"]) for d in answer["deliveries"]] == [
         (1, None, "Timed out"), (2, 200, None)]
+
+
+async def test_resend_is_the_same_body_as_a_new_request(bb: BB, receiver: Receiver) -> None:
+    await _register(bb, receiver, "acme", ACME_UUID)
+    first = (await bb.sim("POST", "/repositories/acme/widgets/pullrequests/1/commits", {}))["deliveries"][0]
+    again = await bb.sim("POST", f"/deliveries/{first['request_uuid']}/resend", {}, 201)
+    assert again["request_uuid"] != first["request_uuid"]
+    assert again["body_sha256"] == first["body_sha256"]
+    assert receiver.received[0].body == receiver.received[1].body
+    assert await bb.sim("POST", "/deliveries/nope/resend", {}) == {
+        "type": "error", "error": {"message": "No delivery nope"}}
+
+
+async def test_send_webhook_on_its_own_signs_what_it_sends(bb: BB, receiver: Receiver) -> None:
+    from prgate.simulator.bitbucket.webhooks import send_webhook
+
+    body = (FIXTURE_DIR / "cloud__pullrequest_created.json").read_bytes()
+    status = await send_webhook(bb.session, receiver.url("raw"), "k", "pullrequest:created", body)
+    assert status == 200
+    got = receiver.received[0]
+    assert got.body == body
+    assert hook_secret.signature_matches("k", body, got.headers["X-Hub-Signature"])

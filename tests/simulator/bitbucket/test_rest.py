@@ -204,3 +204,11 @@ async def test_pull_request_html_page(bb: BB) -> None:
         assert "Fix the frobnicator" in await page.text()
     async with bb.session.get(f"{bb.base}/acme/widgets/pull-requests/9") as missing:
         assert missing.status == 404
+
+
+async def test_a_deleted_repository_is_gone_from_discovery_with_its_pull_requests(bb: BB) -> None:
+    client = bb.client("acme")
+    await bb.sim("DELETE", "/repositories/acme/widgets", expect=200)
+    assert [r.slug async for r in client.repositories("acme")] == ["gadgets"]
+    with pytest.raises(NotFound):
+        await client.pull_request("acme", "widgets", 1)

@@ -87,6 +87,7 @@ async def update_comment(request: web.Request) -> web.Response:
 
 async def decline(request: web.Request) -> web.Response:
     repo = scoped_repo(request)
+    await json_object(request)  # Bitbucket takes `{}` (no message on Cloud); a body that is not JSON is a 400
     state = state_of(request)
     pr = state.decline(repo.workspace, repo.slug, path_int(request, "pr_id"), token_of(request).account_id)
     render = renderer_of(request)

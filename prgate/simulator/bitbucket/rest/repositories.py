@@ -14,15 +14,30 @@ from prgate.simulator.bitbucket.http import (
     scoped_repo,
     scoped_workspace,
     state_of,
+    token_of,
 )
 from prgate.simulator.bitbucket.model import BUILD_STATES, BuildState
 
+# `?role=` as Bitbucket filters for the caller: member (read), contributor (write), admin.
+ROLES = {"member": 0, "contributor": 1, "admin": 2}
+LEVELS = {"read": 0, "write": 1, "admin": 2}
+
 
 async def list_repositories(request: web.Request) -> web.Response:
+    """An access token sees its workspace's repositories; a user's OAuth token those they hold a
+    permission on, at least ``role`` (Atlassian's suggested check for non-admins after CHANGE-2770)."""
     ws = scoped_workspace(request)
     state = state_of(request)
     render = renderer_of(request)
+    token = token_of(request)
+    role = request.query.get("role")
+    if role is not None and role not in ROLES:
+        raise ApiError(400, f"Invalid role: {role}")
     repos = sorted((r for r in state.repositories.values() if r.workspace == ws.slug), key=lambda r: r.created_on)
+    if token.kind == "user":
+        wanted = ROLES[role or "member"]
+        repos = [r for r in repos
+                 if LEVELS.get(state.permissions.get((r.workspace, r.slug, token.account_id or ""), ""), -1) >= wanted]
     return page(request, [render.repository(r) for r in repos])
 
 
