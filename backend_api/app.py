@@ -17,6 +17,7 @@ from backend_api import maintenance
 from backend_api.auth.nonces import NonceLedger
 from backend_api.auth.scopes import InternalScopes
 from backend_api.auth.session import SessionCodec
+from backend_api.bitbucket import oauth as bitbucket_oauth
 from backend_api.gate.batcher import IngestBatcher
 from backend_api.gate.pull_request import ingest_pull_requests
 from backend_api.github.app import github_app_ctx
@@ -43,6 +44,7 @@ from backend_api.outbox.notifier import ActionNotifier
 from backend_api.owner.access import bare_operator_logins
 from backend_api.owner.ratelimit import SlidingWindow
 from backend_api.settings import BackendSettings
+from backend_api.store import bitbucket as bitbucket_store
 from backend_api.store.db import create_pool
 from backend_api.web.dashboard import add_dashboard_routes
 from backend_api.web.revocation import SESSION_GUARD, SessionGuard
@@ -56,6 +58,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await notifier.start(settings.database_url)
     app[DB_POOL] = pool
     app[NONCES] = NonceLedger(pool)
+    await _warn_if_bitbucket_sign_in_missing(app)
     app[INGEST] = IngestBatcher(
         functools.partial(ingest_pull_requests, pool, public_url=settings.public_url,
                           max_attempts=settings.action_max_attempts, parking=settings.parking_limits()),
@@ -76,6 +79,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def _warn_if_bitbucket_sign_in_missing(app: web.Application) -> None:
+    """Once at start: Bitbucket authors cannot verify while the OAuth consumer is missing."""
+    if bitbucket_oauth.configured(app[SETTINGS]):
+        return
+    async with app[DB_POOL].acquire() as conn:
+        connected = await bitbucket_store.count_active(conn)
+    if connected:
+        log.warning("%d Bitbucket workspace(s) connected but BITBUCKET_OAUTH_CLIENT_ID/SECRET are not set: their "
+                    "authors cannot sign in to verify (docs/verification.md)", connected)
+
+
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
     app[HTTP_CLIENT] = aiohttp.ClientSession()
     yield
@@ -91,7 +105,7 @@ def create_app(settings: BackendSettings, *, rng: random.Random | None = None) -
         # Still honoured (refusing would lock existing operators out), but a login can be renamed
         # and re-registered by someone else: `login:id` is matched by the id only.
         log.warning("PRGATE_OPERATORS lists bare logins, matched by login: %s; write them as login:id "
-                    "(docs/security.md, item 7)", ", ".join(bare))
+                    "(docs/security.md, 'Rights keyed by login, not user id')", ", ".join(bare))
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[metrics_middleware, error_middleware, internal_auth_middleware]
     )

@@ -50,3 +50,12 @@ class Enqueued:
     """Actions an owner-API call enqueued (their types are asked of the store)."""
 
     action_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRead:
+    """Config file reads a call made: ``trigger`` push | refresh, one result each (valid, invalid,
+    absent, unavailable: GitHub could not be asked; skipped: not read)."""
+
+    trigger: str
+    results: tuple[str, ...]

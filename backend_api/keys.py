@@ -12,7 +12,7 @@ from backend_api.auth.nonces import NonceLedger
 from backend_api.auth.scopes import InternalScopes
 from backend_api.auth.session import SessionCodec
 from backend_api.crypto import Vault
-from backend_api.facts import Claimed, Enqueued, Ingested, Reported, Tenancy
+from backend_api.facts import Claimed, ConfigRead, Enqueued, Ingested, Reported, Tenancy
 from backend_api.gate.batcher import IngestBatcher
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
@@ -31,13 +31,15 @@ CLAIMED = web.RequestKey("claimed", Claimed)
 REPORTED = web.RequestKey("reported", Reported)
 ENQUEUED = web.RequestKey("enqueued", Enqueued)
 TENANCY = web.RequestKey("tenancy", Tenancy)
+CONFIG_READ = web.RequestKey("config_read", ConfigRead)
 RNG = web.AppKey("rng", random.Random)
 # PRGATE_ENCRYPTION_KEY's vault; absent when the variable is not set (no Bitbucket tenant can be stored).
 VAULT = web.AppKey("vault", Vault)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SESSIONS = web.AppKey("sessions", SessionCodec)
-# Owner API access checks per session and minute (item 13).
+# Owner API access checks per session and minute (docs/security.md, "A signed-in stranger makes prgate mint and spend
+# a victim installation's token").
 OWNER_CHECKS = web.AppKey("owner_checks", SlidingWindow)
 # Which caller's key opens which internal route (backend_api.http.routes.internal_scopes).
 SCOPES = web.AppKey("internal_scopes", InternalScopes)

@@ -29,10 +29,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from backend_api.http.errors import Handler
-from backend_api.keys import CLAIMED, DB_POOL, ENQUEUED, INGESTED, REPORTED, TENANCY
+from backend_api.keys import CLAIMED, CONFIG_READ, DB_POOL, ENQUEUED, INGESTED, REPORTED, TENANCY
 from backend_api.store import metrics as store
 from backend_api.store.db import DATABASE_UNAVAILABLE
-from shared_contracts.actions import ActionType
+from shared_contracts.actions import ActionType, Provider
 from shared_contracts.events import IngestStatus
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,15 @@ class BackendMetrics:
             "Requests to /internal/ refused with 401, by reason", ["reason"], registry=registry,
         )
 
+        self.api_token_auth = Counter(
+            "backend_api_token_auth_total",
+            "Read-API requests with an Authorization header, by outcome: ok, malformed, unknown, revoked, "
+            "out_of_scope (answered 404 like an unknown repository)",
+            ["outcome"], registry=registry,
+        )
+        for outcome in ("ok", "malformed", "unknown", "revoked", "out_of_scope"):
+            self.api_token_auth.labels(outcome)
+
         # Ingest and outbox.
         self.webhook_ingests = Counter(
             "backend_webhook_ingests_total", "Deliveries ingested (answered 200), by event, status and decision",
@@ -142,6 +151,18 @@ class BackendMetrics:
             registry=registry,
         )
 
+        # The repository config file (docs/configuration.md).
+        self.config_file_reads = Counter(
+            "backend_config_file_reads_total",
+            "Reads of a repository's .github/prgate.yml, by trigger (push, refresh) and result: valid, invalid "
+            "(the last valid configuration stays in force), absent (no file applies), unavailable (GitHub "
+            "could not be asked; read again later), skipped (no longer installed)",
+            ["trigger", "result"], registry=registry,
+        )
+        for trigger in ("push", "refresh"):
+            for result in ("valid", "invalid", "absent", "unavailable"):
+                self.config_file_reads.labels(trigger, result)
+
         # Challenges and maintenance.
         self.challenges_timed_out = Counter(
             "backend_challenges_timed_out_total", "Challenges resolved by the deadline sweeper of this replica",
@@ -149,6 +170,17 @@ class BackendMetrics:
         )
         self.verifications = Counter(
             "backend_verifications_total", "Successful submissions of the verification form", registry=registry,
+        )
+        self.sign_ins = Counter(
+            "backend_sign_ins_total",
+            "Sign-in attempts by provider and outcome (signed_in, not_configured, cancelled, bad_state, no_code, "
+            "refused, unavailable); not_configured also counts verification pages that could not offer it",
+            ["provider", "outcome"], registry=registry,
+        )
+        self.sessions_ignored = Counter(
+            "backend_sessions_ignored_total",
+            "Valid sessions read as signed out because the page serves another provider's users",
+            ["provider"], registry=registry,
         )
         self.lease_expiry_failures = Counter(
             "backend_lease_expiry_failures_total",
@@ -185,6 +217,18 @@ BACKEND_METRICS = web.AppKey("backend_metrics", BackendMetrics)
 
 def count_signature_failure(request: web.Request, message: str) -> None:
     request.app[BACKEND_METRICS].signature_failure(message)
+
+
+def count_sign_in(request: web.Request, provider: Provider, outcome: str) -> None:
+    request.app[BACKEND_METRICS].sign_ins.labels(provider.value, outcome).inc()
+
+
+def count_ignored_session(request: web.Request, provider: Provider) -> None:
+    request.app[BACKEND_METRICS].sessions_ignored.labels(provider.value).inc()
+
+
+def count_api_token(request: web.Request, outcome: str) -> None:
+    request.app[BACKEND_METRICS].api_token_auth.labels(outcome).inc()
 
 
 # ---- /metrics ---------------------------------------------------------------------------------------
@@ -293,6 +337,19 @@ async def _tenancy(request: web.Request, status: int, metrics: BackendMetrics) -
         metrics.bitbucket_tenancy.labels(fact.operation, outcome).inc()
 
 
+async def _config_read(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    fact = request.get(CONFIG_READ)
+    if fact is None:
+        return
+    for result in fact.results:
+        metrics.config_file_reads.labels(fact.trigger, result).inc()
+
+
+async def _config_push(request: web.Request, status: int, metrics: BackendMetrics) -> None:
+    await _ingest(request, status, metrics)
+    await _config_read(request, status, metrics)
+
+
 def route_name(request: web.Request) -> str:
     """The matched route's name: its handler's name, which is its ``operationId`` in /openapi.json."""
     handler = request.match_info.handler
@@ -305,6 +362,8 @@ OBSERVERS: dict[str, Observer] = {
     "pull_request_events": _ingest,
     "installation_sync_event": _ingest,
     "command_event": _ingest,
+    "config_push_event": _config_push,
+    "config_refresh": _config_read,
     "claim": _claim,
     "result": _results,
     "results": _results,

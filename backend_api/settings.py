@@ -109,6 +109,11 @@ class BackendSettings(BaseSettings):
     )
     # How long a worker may keep a workspace's token in memory (the token route's ttl_seconds).
     bitbucket_token_ttl_seconds: int = Field(default=300, ge=1, le=3600, alias="BITBUCKET_TOKEN_TTL_SECONDS")
+    # "Sign in with Bitbucket" on a Bitbucket challenge's page (an OAuth 2.0 consumer,
+    # docs/verification.md): authorize and token on BITBUCKET_WEB_URL, `GET /2.0/user` on
+    # BITBUCKET_API_URL. Unset client: the page says Bitbucket sign-in is not configured.
+    bitbucket_oauth_client_id: str = Field(default="", alias="BITBUCKET_OAUTH_CLIENT_ID")
+    bitbucket_oauth_client_secret: SecretStr = Field(default=SecretStr(""), alias="BITBUCKET_OAUTH_CLIENT_SECRET")
 
     _split_secrets = field_validator(
         "receiver_secrets", "worker_secrets", "admin_secrets", "encryption_keys", "bitbucket_webhook_secrets",

@@ -189,6 +189,14 @@ class Metrics:
             "GitHub `Link: rel=next` URLs off GITHUB_API_URL's origin, not followed (the listing stopped)",
             ["job"], registry=worker,
         )
+        self.config_refresh_runs = Counter(
+            "config_refresh_runs_total", "Config-refresh job runs, by result", ["result"], registry=worker,
+        )
+        self.config_refresh_repositories = Counter(
+            "config_refresh_repositories_total",
+            "Repositories the config-refresh job had the backend read, by result (valid, invalid, absent, "
+            "unavailable: GitHub could not be asked, skipped: no longer installed)", ["result"], registry=worker,
+        )
         self.reconcile_errors = Counter(
             "reconcile_errors_total",
             "Errors recorded by reconciliation runs (GitHub or backend refusals, parts deferred to keep the "

@@ -71,7 +71,8 @@ class BotSettings(BaseSettings):
     claim_wait_seconds: float = Field(default=20.0, ge=0, le=30, alias="WORKER_CLAIM_WAIT_SECONDS")
     provider_timeout_seconds: float = Field(default=10.0, gt=0, alias="PROVIDER_TIMEOUT_SECONDS")
     # Kept free at the end of a lease to report the result; a write starts only when the provider
-    # timeout plus this margin fits in what is left of the lease (docs/security.md, item 8).
+    # timeout plus this margin fits in what is left of the lease (docs/security.md, "A run that outlives its lease
+    # keeps writing").
     report_margin_seconds: float = Field(default=15.0, ge=0, le=600, alias="WORKER_REPORT_MARGIN_SECONDS")
     writes_per_minute: int = Field(default=80, ge=1, alias="GITHUB_WRITES_PER_MINUTE")
     metrics_port: int = Field(default=9101, alias="WORKER_METRICS_PORT")
@@ -94,6 +95,11 @@ class BotSettings(BaseSettings):
     reconcile_max_repositories: int = Field(default=200, ge=1, alias="RECONCILE_MAX_REPOSITORIES")
     reconcile_max_pr_pages: int = Field(default=10, ge=1, le=20, alias="RECONCILE_MAX_PR_PAGES")
     reconcile_rate_limit_reserve: float = Field(default=0.2, ge=0, lt=1, alias="RECONCILE_RATE_LIMIT_RESERVE")
+
+    # Reading the config files of repositories marked stale (bot_worker/jobs/config_refresh.py,
+    # docs/configuration.md): installed ones, and those inheriting from a pushed file.
+    config_refresh_interval_seconds: float = Field(default=30.0, ge=0, alias="CONFIG_REFRESH_INTERVAL_SECONDS")
+    config_refresh_batch: int = Field(default=20, ge=1, le=100, alias="CONFIG_REFRESH_BATCH")
 
     _split_secrets = field_validator(
         "receiver_secrets", "worker_secrets", "github_webhook_secrets", "bitbucket_webhook_secret", mode="before"

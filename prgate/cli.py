@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import secrets
@@ -18,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from prgate import gc_tuning
+from prgate.cli_env import epilog, settings_variables
 from prgate.embedded import (
     ENV_FILE,
     STACK_LOCK,
@@ -30,6 +32,7 @@ from prgate.embedded import (
     exclusive,
     running_stack_env,
 )
+from prgate.lifeline import SupervisorGone, die_with_supervisor
 from prgate.logs import setup_logging
 from prgate.preflight import (
     ConfigError,
@@ -178,6 +181,8 @@ def cmd_simulator(_: argparse.Namespace) -> int:
         app_id=env.app_id, app_public_key_pem=env.public_key_pem(), webhook_url=env.webhook_url,
         webhook_secret=env.webhook_secret.get_secret_value(), seed=env.seed,
         secondary_limit_per_minute=env.secondary_limit_per_minute, rate_limit_per_hour=env.rate_limit_per_hour,
+        # The html_url of what it renders: its own pages (prgate/simulator/github/pages.py), not github.com's.
+        html_base_url=f"http://{'127.0.0.1' if env.host in ('', '0.0.0.0', '::') else env.host}:{env.port}",
     )
     bitbucket = BitbucketConfig(
         seed=env.seed, rate_limit_per_hour=env.bitbucket_rate_limit_per_hour,
@@ -198,6 +203,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     directory = data_dir()
     env = dict(os.environ)
     demo = is_demo(env)
+    if args.reset and not demo:  # before anything is locked, started or dropped
+        raise ConfigError("--reset drops the demo's data, and this stack is not the demo (a GitHub App is "
+                          "configured): leave --reset out")
     ports = planned_ports(env, workers=args.workers, demo=demo)
     with ExitStack() as stack:
         # First, before anything is started or dropped: one stack per checkout.
@@ -221,21 +229,49 @@ def cmd_up(args: argparse.Namespace) -> int:
             if not env.get(variable):
                 env[variable] = secrets.token_hex(32)
                 log.info("%s is not set: generated one for this run", variable)
-        return run_stack(env, workers=args.workers, data_dir=directory, demo=demo)
+        return run_stack(env, workers=args.workers, data_dir=directory, demo=demo, reset=args.reset)
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("prgate")
+    except importlib.metadata.PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown (not installed: pip install -e .)"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from backend_api.settings import BackendSettings
+    from bot_worker.settings import BotSettings
+    from prgate.simulator_env import SimulatorSettings
+
     parser = argparse.ArgumentParser(
         prog="prgate", description="prgate: gate pull requests from unverified contributors"
     )
+    parser.add_argument("--version", action="version", version=f"prgate {_package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply backend_api/migrations/ in order").set_defaults(func=cmd_migrate)
-    sub.add_parser("backend", help="serve the backend API on BACKEND_PORT").set_defaults(func=cmd_backend)
-    sub.add_parser("bot", help="serve the webhook receiver on BOT_PORT").set_defaults(func=cmd_bot)
-    sub.add_parser("worker", help="run one worker replica").set_defaults(func=cmd_worker)
-    sub.add_parser("simulator", help="serve the GitHub simulator on SIMULATOR_PORT").set_defaults(func=cmd_simulator)
-    up = sub.add_parser("up", help="run the whole stack on this machine")
+
+    def command(name: str, description: str, variables: list[str], **kwargs: Any) -> argparse.ArgumentParser:
+        # help= is the line in `prgate --help`; description= and the epilog are `prgate NAME --help`.
+        return sub.add_parser(name, help=description, description=description,
+                              epilog=epilog(variables, **kwargs), formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    command("migrate", "apply backend_api/migrations/ in order (an embedded PostgreSQL without DATABASE_URL)",
+            ["DATABASE_URL"]).set_defaults(func=cmd_migrate)
+    command("backend", "serve the backend API on BACKEND_PORT (the sole owner of PostgreSQL)",
+            settings_variables(BackendSettings)).set_defaults(func=cmd_backend)
+    command("bot", "serve the webhook receiver on BOT_PORT",
+            settings_variables(BotSettings)).set_defaults(func=cmd_bot)
+    command("worker", "run one worker replica: claim actions from the backend and write them to GitHub",
+            settings_variables(BotSettings)).set_defaults(func=cmd_worker)
+    command("simulator", "serve the GitHub simulator (REST API, OAuth and HTML pages) on SIMULATOR_PORT",
+            settings_variables(SimulatorSettings)).set_defaults(func=cmd_simulator)
+    up = command("up", "run the whole stack on this machine; without a GitHub App, the simulator and the demo",
+                 settings_variables(BackendSettings, BotSettings, SimulatorSettings), stack_env=False,
+                 note="Unset secrets and service URLs are generated or embedded for the run and written to "
+                      ".data/env (0600) for the other subcommands.")
     up.add_argument("--workers", type=int, default=2, help="worker replicas to start")
+    up.add_argument("--reset", action="store_true",
+                    help="drop the demo's data (database and played-demo record) and play the demo from scratch")
     up.set_defaults(func=cmd_up)
     from prgate.github_app_cli import add_subcommand as add_github_app
 
@@ -246,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     from prgate.bitbucket_cli import add_subcommand as add_bitbucket
 
     add_bitbucket(sub)  # prgate bitbucket connect|disconnect|list (docs/bitbucket.md)
+    from prgate.api_token_cli import add_subcommand as add_api_token
+
+    add_api_token(sub)  # prgate api-token create|list|revoke (docs/api-tokens.md)
     return parser
 
 
@@ -268,6 +307,10 @@ def _fail(command: str, message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: str = args.command
+    try:
+        die_with_supervisor(os.environ)  # a child of `prgate up`: gone when it is
+    except SupervisorGone as exc:
+        return _fail(command, str(exc))
     use_running_stack_env(command)
     try:
         level = log_level(os.environ.get("LOG_LEVEL", "INFO"))

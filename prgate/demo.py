@@ -20,13 +20,30 @@ import aiohttp
 PR_MARKER = "<!-- prgate:pr-comment -->"
 
 
+PRS_PER_PLAY = 3
+
+
 class Demo:
+    """`play` counts the earlier plays on the same data (0 the first time): the backend remembers
+    those pull requests and contributors, so a replay opens the next numbers, with contributors
+    who are new to it, and puts back the deadline the last play shortened."""
+
     def __init__(self, session: aiohttp.ClientSession, simulator_url: str, backend_url: str,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], *, play: int = 0) -> None:
         self._s = session
         self._sim = simulator_url.rstrip("/")
         self._backend = backend_url.rstrip("/")
         self._say = say
+        self._play = play
+
+    def _pr(self, step: int) -> int:
+        return self._play * PRS_PER_PLAY + step
+
+    def _contributor(self, login: str, user_id: int) -> dict[str, Any]:
+        # The first play's logins and ids; a replay's are new to the backend (never verified, never gated).
+        if self._play == 0:
+            return {"login": login, "id": user_id, "type": "User"}
+        return {"login": f"{login}-{self._play + 1}", "id": user_id + 100 * self._play, "type": "User"}
 
     async def _sim_post(self, path: str, body: dict[str, Any]) -> Any:
         async with self._s.post(f"{self._sim}{path}", json=body) as resp:
@@ -66,28 +83,36 @@ class Demo:
         # The public status says only whether prgate is installed (the details are for the repo's admins).
         say(f"   backend: demo-org/widgets installed={status['installed']}")
 
-        say("2. GitHub: first-timer (no association) opens pull request #1")
+        if self._play:
+            say(f"   (played {self._play} time(s) on this data before: this play opens #{self._pr(1)}-#{self._pr(3)} "
+                "with new contributors; `prgate up --reset` starts from scratch)")
+            await self.patch_settings_as_admin("demo-org", 1001, {"deadline_seconds": None})
+            say("   demo-org/widgets' deadline is back to its default (the last play shortened it)")
+
+        first_timer = self._contributor("first-timer", 5001)
+        one, two, three = self._pr(1), self._pr(2), self._pr(3)
+        say(f"2. GitHub: {first_timer['login']} (no association) opens pull request #{one}")
         await self._sim_post("/_sim/pulls", {
-            "repo": "demo-org/widgets", "number": 1, "title": "Fix typo",
-            "author": {"login": "first-timer", "id": 5001, "type": "User"}, "author_association": "NONE",
+            "repo": "demo-org/widgets", "number": one, "title": "Fix typo",
+            "author": first_timer, "author_association": "NONE",
             "webhook": "opened",
         })
-        body = await self._until("gate comment", lambda: self._our_comment("demo-org/widgets", 1))
+        body = await self._until("gate comment", lambda: self._our_comment("demo-org/widgets", one))
         link = next((w for w in body.split() if "/verify/" in w), "?")
-        say(f"   prgate commented on #1 asking to verify: {link}")
+        say(f"   prgate commented on #{one} asking to verify: {link}")
 
-        say("3. first-timer opens the link, signs in with GitHub and accepts the statement")
-        await self.verify_as(link, "first-timer")
-        body = await self._until("verified comment", self._comment_says("demo-org/widgets", 1, "has verified"))
+        say(f"3. {first_timer['login']} opens the link, signs in with GitHub and accepts the statement")
+        await self.verify_as(link, first_timer["login"])
+        body = await self._until("verified comment", self._comment_says("demo-org/widgets", one, "has verified"))
         say("   prgate: " + body.replace(PR_MARKER, "").strip().splitlines()[0])
 
-        say("4. GitHub: maintainer (MEMBER) opens pull request #2")
+        say(f"4. GitHub: maintainer (MEMBER) opens pull request #{two}")
         await self._sim_post("/_sim/pulls", {
-            "repo": "demo-org/widgets", "number": 2, "title": "Release prep",
+            "repo": "demo-org/widgets", "number": two, "title": "Release prep",
             "author": {"login": "maintainer", "id": 5002, "type": "User"}, "author_association": "MEMBER",
             "webhook": "opened",
         })
-        body = await self._until("exempt comment", lambda: self._our_comment("demo-org/widgets", 2))
+        body = await self._until("exempt comment", lambda: self._our_comment("demo-org/widgets", two))
         say("   prgate: " + body.replace(PR_MARKER, "").strip().splitlines()[0])
 
         say("5. GitHub: demo-org adds repository demo-org/gears to the installation, then removes it")
@@ -101,22 +126,26 @@ class Demo:
         status = await self._until("repository removed", self._installed(1002, False))
         say(f"   backend: demo-org/gears installed={status['installed']}")
 
+        slow_poke = self._contributor("slow-poke", 5003)
         say("6. demo-org (admin) signs in and shortens demo-org/widgets' deadline to 10 s with the owner API;")
-        say("   slow-poke opens pull request #3 and never verifies")
-        await self.set_deadline_as_admin("demo-org", 1001, 10)
+        say(f"   {slow_poke['login']} opens pull request #{three} and never verifies")
+        await self.patch_settings_as_admin("demo-org", 1001, {"deadline_seconds": 10})
         await self._sim_post("/_sim/pulls", {
-            "repo": "demo-org/widgets", "number": 3, "title": "Drive-by change",
-            "author": {"login": "slow-poke", "id": 5003, "type": "User"}, "author_association": "NONE",
+            "repo": "demo-org/widgets", "number": three, "title": "Drive-by change",
+            "author": slow_poke, "author_association": "NONE",
             "webhook": "opened",
         })
-        await self._until("gate comment on #3", lambda: self._our_comment("demo-org/widgets", 3))
-        say("   prgate gated #3; waiting for its deadline ...")
+        await self._until(f"gate comment on #{three}", lambda: self._our_comment("demo-org/widgets", three))
+        say(f"   prgate gated #{three}; waiting for its deadline ...")
 
         async def closed() -> bool:
-            return await self._pr_state("demo-org/widgets", 3) == "closed"
+            return await self._pr_state("demo-org/widgets", three) == "closed"
 
         await self._until("timeout close", closed, timeout=60)
-        say("   the deadline passed: prgate closed #3 with a comment (slow-poke can still verify to reopen it)")
+        say(f"   the deadline passed: prgate closed #{three} with a comment "
+            f"({slow_poke['login']} can still verify to reopen it)")
+        say(f"   see it as GitHub shows it: {self._sim}/demo-org/widgets/pull/{three} "
+            f"(and {self._sim}/demo-org/widgets, {self._sim}/demo-org)")
 
     @staticmethod
     async def _sign_in(browser: aiohttp.ClientSession, login_url: str, login: str) -> str:
@@ -144,13 +173,14 @@ class Demo:
                 if resp.status != 200:
                     raise RuntimeError(f"verification refused with {resp.status}")
 
-    async def set_deadline_as_admin(self, login: str, repo_id: int, seconds: int) -> None:
-        """The owner API, signed in with GitHub as a repository admin."""
+    async def patch_settings_as_admin(self, login: str, repo_id: int, changes: dict[str, Any]) -> None:
+        """The owner API, signed in with GitHub as a repository admin (a JSON merge patch: null is
+        the default)."""
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
             page = await self._sign_in(browser, f"{self._backend}/auth/github/login?next=/api/v1/session", login)
             csrf = json.loads(page)["csrf_token"]
             url = f"{self._backend}/api/v1/repos/{repo_id}/settings"
-            async with browser.put(url, json={"deadline_seconds": seconds}, headers={"X-CSRF-Token": csrf}) as resp:
+            async with browser.patch(url, json=changes, headers={"X-CSRF-Token": csrf}) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"settings refused with {resp.status}: {await resp.text()}")
 

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 CREDENTIALS_PATH = "/internal/v2/github-app/credentials/latest"
 SETUP_CLAIMS_PATH = "/internal/v2/github-app/setup-claims"
 ADMIN_KEYS_VARIABLE = "PRGATE_ADMIN_SECRETS"
+# What _create reads from the environment (it has no settings model): its `--help` lists them.
+READS = (ADMIN_KEYS_VARIABLE, "BACKEND_URL", "BACKEND_PUBLIC_URL")
 DEFAULT_BACKEND_URL = "http://127.0.0.1:8080"
 DEFAULT_OUTPUT = ".env.github-app"
 KEY_FILE_NAME = "github-app.pem"
@@ -254,9 +256,14 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``prgate github-app create …``"""
-    group = sub.add_parser("github-app", help="register prgate's GitHub App from its manifest")
+    from prgate.cli_env import epilog
+
+    about = "register prgate's GitHub App from its manifest"
+    group = sub.add_parser("github-app", help=about, description=about)
     actions = group.add_subparsers(dest="github_app_command", required=True)
-    create = actions.add_parser("create", help="create the App through a running backend and write its env file")
+    create_about = "create the App through a running backend and write its env file"
+    create = actions.add_parser("create", help=create_about, description=create_about,
+                                epilog=epilog(READS), formatter_class=argparse.RawDescriptionHelpFormatter)
     create.add_argument("--org", help="register the App under this organization (default: your account)")
     create.add_argument("--public-url", help="where a browser reaches the backend (default: BACKEND_PUBLIC_URL, "
                                              "else the backend URL)")

@@ -101,6 +101,10 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``prgate reconcile [--installation ID]``"""
-    parser = sub.add_parser("reconcile", help="compare GitHub with prgate now, repair drift, print the repairs")
+    from prgate.cli_env import epilog, settings_variables
+
+    about = "compare GitHub with prgate now, repair drift, print the repairs"
+    parser = sub.add_parser("reconcile", help=about, description=about, epilog=epilog(settings_variables(BotSettings)),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--installation", type=int, metavar="ID", help="only this installation (default: all)")
     parser.set_defaults(func=cmd_reconcile)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from prgate.embedded import ENV_FILE, write_env_file
+from prgate.lifeline import child_env
 
 log = logging.getLogger("prgate.up")
 DEMO_OPERATOR = "demo-operator"
@@ -24,7 +25,10 @@ DEMO_OPERATOR = "demo-operator"
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     log.info("starting %s", name)
-    return subprocess.Popen([sys.executable, "-m", "prgate.cli", *args], env=env)
+    # Its own session: a terminal's Ctrl-C reaches only this supervisor, which stops the children in
+    # order (they printed tracebacks when interrupted together); prgate/lifeline.py makes each exit
+    # when this process dies, SIGKILL included.
+    return subprocess.Popen([sys.executable, "-m", "prgate.cli", *args], env=child_env(env), start_new_session=True)
 
 
 def demo_app_key(data_dir: Path) -> Path:
@@ -56,30 +60,58 @@ def configure_demo(env: dict[str, str], data_dir: Path) -> None:
     env["GITHUB_WEB_URL"] = env["GITHUB_API_URL"]
     env["GITHUB_CLIENT_ID"] = "prgate-sim-oauth-client"
     env["GITHUB_CLIENT_SECRET"] = "prgate-sim-oauth-secret"
+    # "Sign in with Bitbucket" through the simulator's OAuth consumer (served under /bitbucket); the
+    # simulator reads the same two names, so both sides agree on the consumer.
+    env["BITBUCKET_API_URL"] = env["BITBUCKET_WEB_URL"] = f"{env['GITHUB_API_URL']}/bitbucket"
+    env.setdefault("BITBUCKET_OAUTH_CLIENT_ID", "prgate-sim-bitbucket-key")
+    env.setdefault("BITBUCKET_OAUTH_CLIENT_SECRET", "prgate-sim-bitbucket-secret")
     # The dashboard is operator-only: in the demo, whoever signs in as demo-operator.
     env.setdefault("PRGATE_OPERATORS", DEMO_OPERATOR)
 
 
 DEMO_DATABASE = "prgate_demo"
+DEMO_PLAYS = "demo-plays"  # in the data dir: how many times the scripted demo started on this data
 
 
-def fresh_demo_database(url: str) -> str:
-    """The demo's data is made up: give every run a database of its own, so it replays the same way."""
+def demo_database(url: str, *, reset: bool) -> str:
+    """The demo's own database on the server at `url`, created the first time and kept across runs
+    (what you tried yourself survives a restart); `reset` drops it first."""
     import asyncpg
 
     parts = urlsplit(url)
     demo_url = urlunsplit((parts.scheme, parts.netloc, f"/{DEMO_DATABASE}", parts.query, parts.fragment))
 
-    async def recreate() -> None:
+    async def ensure() -> None:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+            if reset:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DEMO_DATABASE):
+                await conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
         finally:
             await conn.close()
 
-    asyncio.run(recreate())
+    asyncio.run(ensure())
     return demo_url
+
+
+def demo_plays(data_dir: Path, *, reset: bool) -> int:
+    """How many times the demo started on the data kept in `data_dir` (0 after a reset)."""
+    path = data_dir / DEMO_PLAYS
+    if reset:
+        path.unlink(missing_ok=True)
+    try:
+        return int(path.read_text().strip() or 0)
+    except FileNotFoundError:
+        return 0
+    except ValueError:
+        log.warning("%s does not hold a number: counting the demo's earlier plays as 0", path)
+        return 0
+
+
+def record_demo_play(data_dir: Path, plays: int) -> None:
+    # Before the first pull request opens: an interrupted play has used its numbers too.
+    (data_dir / DEMO_PLAYS).write_text(f"{plays + 1}\n")
 
 
 async def _wait_ready(urls: list[str], timeout: float = 60) -> None:
@@ -98,15 +130,16 @@ async def _wait_ready(urls: list[str], timeout: float = 60) -> None:
                 await asyncio.sleep(0.2)
 
 
-async def _play_demo(env: dict[str, str]) -> None:
+async def _play_demo(env: dict[str, str], data_dir: Path, plays: int) -> None:
     from prgate.demo import Demo
 
     backend = f"http://127.0.0.1:{env.get('BACKEND_PORT', '8080')}"
     simulator = f"http://127.0.0.1:{env['SIMULATOR_PORT']}"
     await _wait_ready([f"{backend}/readyz", f"{simulator}/_sim/health",
                        f"http://127.0.0.1:{env['BOT_PORT']}/healthz"])
+    record_demo_play(data_dir, plays)
     async with aiohttp.ClientSession() as session:
-        await Demo(session, simulator, backend, lambda line: print(f"[demo] {line}", flush=True)).run()
+        await Demo(session, simulator, backend, lambda line: print(f"[demo] {line}", flush=True), play=plays).run()
 
 
 def is_demo(env: dict[str, str]) -> bool:
@@ -146,16 +179,19 @@ def stack_env_file(env: Mapping[str, str], outer: Mapping[str, str]) -> dict[str
     return {key: value for key, value in sorted(env.items()) if outer.get(key) != value}
 
 
-def run_stack(env: dict[str, str], *, workers: int, data_dir: Path, demo: bool) -> int:
+def run_stack(env: dict[str, str], *, workers: int, data_dir: Path, demo: bool, reset: bool = False) -> int:
+    plays = 0
     if demo:
-        log.info("no GitHub App configured: starting the GitHub simulator and a demo scenario "
-                 "(on a fresh database %s)", DEMO_DATABASE)
+        plays = demo_plays(data_dir, reset=reset)
+        log.info("no GitHub App configured: starting the GitHub simulator and a demo scenario (database %s, %s)",
+                 DEMO_DATABASE, "reset" if reset else "kept across runs; `prgate up --reset` starts from scratch")
         configure_demo(env, data_dir)
-        env["DATABASE_URL"] = fresh_demo_database(env["DATABASE_URL"])
+        env["DATABASE_URL"] = demo_database(env["DATABASE_URL"], reset=reset)
     backend_port = env.get("BACKEND_PORT", "8080")
     env.setdefault("BACKEND_URL", f"http://127.0.0.1:{backend_port}")
     env.setdefault("BACKEND_PUBLIC_URL", f"http://127.0.0.1:{backend_port}")
-    migrate = subprocess.run([sys.executable, "-m", "prgate.cli", "migrate"], env=env, check=False)
+    migrate = subprocess.run([sys.executable, "-m", "prgate.cli", "migrate"], env=child_env(env), check=False,
+                             start_new_session=True)
     if migrate.returncode != 0:
         log.error("migrations failed")
         return migrate.returncode
@@ -164,7 +200,7 @@ def run_stack(env: dict[str, str], *, workers: int, data_dir: Path, demo: bool) 
     write_env_file(env_file, stack_env_file(env, os.environ))
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        return _supervise(env, children, workers=workers, demo=demo)
+        return _supervise(env, children, workers=workers, demo=demo, data_dir=data_dir, plays=plays)
     finally:
         # Whatever happened, nothing this command started outlives it.
         _stop_children(children)
@@ -185,7 +221,8 @@ def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def _supervise(
-    env: dict[str, str], children: dict[str, subprocess.Popen[bytes]], *, workers: int, demo: bool
+    env: dict[str, str], children: dict[str, subprocess.Popen[bytes]], *, workers: int, demo: bool,
+    data_dir: Path, plays: int,
 ) -> int:
     if demo:
         children["simulator"] = _spawn("simulator", ["simulator"], env)
@@ -218,7 +255,7 @@ def _supervise(
     if demo:
         demo_running = True
         try:
-            asyncio.run(_play_demo(env))
+            asyncio.run(_play_demo(env, data_dir, plays))
         except Exception as exc:
             log.error("demo scenario failed: %s", exc)
         finally:

@@ -93,12 +93,13 @@ class ClaimedAction(WireModel):
     # and then taken by another repository. The name is for logs and display only.
     repo_id: int = Field(ge=1)
     repo_full_name: str
-    # Provider-neutral since issue 14. An older backend sends `github_pr_number`, accepted as well.
+    # Provider-neutral (docs/contract.md, "`pr_number`, provider-neutral"). An older backend sends `github_pr_number`,
+    # accepted as well.
     pr_number: int = Field(validation_alias=AliasChoices("pr_number", "github_pr_number"))
     payload: ActionPayload
     # The id of the comment this App wrote on the PR under the payload's marker, when a worker
-    # reported one (issue 13, item 2): edited directly instead of searched for. Absent from an
-    # older backend; an older worker ignores it.
+    # reported one (docs/security.md, "Gate bypass through a foreign comment"): edited directly instead of searched
+    # for. Absent from an older backend; an older worker ignores it.
     comment_id: int | None = Field(default=None, ge=1)
 
     # Sent beside `pr_number` for one release, so an older worker (which requires it) keeps working;

@@ -11,7 +11,8 @@ from shared_contracts.common import ErrorBody, WireModel
 
 DeliveryId = str
 
-# The SHA-256 (hex) of the raw webhook body the receiver verified (issue 13, item 11): the backend
+# The SHA-256 (hex) of the raw webhook body the receiver verified (docs/security.md, "A captured `closed` body
+# replayed under a fresh delivery id"): the backend
 # dedups on it too, since GitHub's signature does not cover X-GitHub-Delivery. Optional: older
 # receivers and reconciliation send none.
 BodySha256 = Annotated[str | None, Field(default=None, pattern=r"^[0-9a-f]{64}$")]
@@ -102,7 +103,8 @@ class PullRequestEvent(WireModel):
     pull_request: PullRequest
     sender: Account
     # Set by the receiver, from GitHub, for a `reopened` by someone other than the author: only a
-    # maintainer's reopen after the deadline exempts the PR (docs/security.md, item 14). None: not asked.
+    # maintainer's reopen after the deadline exempts the PR (docs/security.md, "Reopen after timeout, session
+    # revocation, wrong-answer rate limit"). None: not asked.
     sender_permission: CollaboratorPermission | None = None
 
 

@@ -48,23 +48,52 @@ DEFAULT_EXEMPT_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
 
 
 class RepoSettings(WireModel):
-    """Per-repository gate settings; a repository without a row gets these defaults."""
+    """Per-repository gate settings; a repository without a row gets these defaults.
 
-    gate_drafts: bool = False
-    deadline_seconds: int = Field(default=72 * 3600, ge=10, le=90 * 24 * 3600)
-    warn_only: bool = False
-    exempt_comment: bool = True
-    exempt_bots: bool = True
-    whitelist_logins: list[str] = Field(default_factory=list, max_length=1000)
+    Each field's description is its help text, the one source for the settings page
+    (`backend_api/web/settings.py`), the config file's JSON Schema (`docs/prgate.schema.json`) and
+    the fields table of `docs/configuration.md` (a test holds both documents equal to the model)."""
+
+    gate_drafts: bool = Field(
+        default=False, description="Gate draft pull requests too. Off: a draft is left alone until it is marked "
+                                   "ready for review.")
+    deadline_seconds: int = Field(
+        default=72 * 3600, ge=10, le=90 * 24 * 3600,
+        description="How long a contributor has to verify before the pull request is closed (or, warn-only, "
+                    "flagged), in seconds: between 10 s and 90 days; applies to challenges created after the "
+                    "change.")
+    warn_only: bool = Field(
+        default=False, description="Comment and set the commit status, but never close a pull request when its "
+                                   "deadline passes.")
+    exempt_comment: bool = Field(
+        default=True, description="Tell a whitelisted or exempt-association author in a comment that they are "
+                                  "exempt.")
+    exempt_bots: bool = Field(
+        default=True, description="Bot accounts (type Bot, or a login ending in [bot], e.g. dependabot[bot]) are "
+                                  "never gated.")
+    whitelist_logins: list[str] = Field(
+        default_factory=list, max_length=1000,
+        description="GitHub logins never gated. Each is resolved to its user id when the settings are saved or "
+                    "the file is read; a login GitHub does not know refuses the save (or makes the file invalid).")
     # The GitHub user ids `whitelist_logins` resolved to when the settings were written; what the gate
     # compares (a login can be renamed and re-registered by someone else). Ignored on PUT.
-    whitelist_user_ids: list[int] = Field(default_factory=list, max_length=1000)
+    whitelist_user_ids: list[int] = Field(
+        default_factory=list, max_length=1000,
+        description="The user ids whitelist_logins resolved to (set by prgate, ignored on input).")
     exempt_associations: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_EXEMPT_ASSOCIATIONS), max_length=16
-    )
-    challenge_text: str | None = Field(default=None, max_length=20_000)
-    challenge_question: str | None = Field(default=None, max_length=2_000)
-    reopen_on_verify: bool = True
+        default_factory=lambda: list(DEFAULT_EXEMPT_ASSOCIATIONS), max_length=16,
+        description="Authors GitHub associates with the repository this way (OWNER, MEMBER, COLLABORATOR, "
+                    "CONTRIBUTOR, FIRST_TIME_CONTRIBUTOR, FIRST_TIMER, MANNEQUIN, NONE) are never gated.")
+    challenge_text: str | None = Field(
+        default=None, max_length=20_000,
+        description="What a contributor must read and accept (e.g. a CLA), Markdown, shown on the verification "
+                    "page. Empty: prgate's default statement.")
+    challenge_question: str | None = Field(
+        default=None, max_length=2_000,
+        description="An optional question the contributor must answer. Empty: no question. Its expected answer "
+                    "is set with the owner API or the settings page only, never in a file.")
+    reopen_on_verify: bool = Field(
+        default=True, description="Reopen a pull request prgate closed once its author verifies.")
 
 
 # ---- owner API: per-repository settings, challenges, actions (docs/owner-api.md) ----------------------
@@ -214,7 +243,7 @@ class OwnerSession(WireModel):
     expires_at: datetime
 
 
-# ---- session revocation (admin key; docs/security.md, item 14) -------------------------------------------
+# ---- session revocation (admin key; docs/security.md, "Reopen after timeout, session revocation, …") -----------------
 
 
 class SessionRevokeRequest(WireModel):

@@ -9,6 +9,7 @@ settings, then the defaults). `_extends` names another repository whose file thi
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -26,6 +27,29 @@ FILE_EXCLUDED = frozenset({"whitelist_user_ids"})
 FILE_KEYS: tuple[str, ...] = tuple(k for k in RepoSettings.model_fields if k not in FILE_EXCLUDED)
 
 SettingSource = Literal["file", "api", "default"]
+EXTENDS_HELP = ("Inherit from another repository's .github/prgate.yml: `repo` (same owner) or `owner/repo`; "
+                "this file's keys win over the inherited ones.")
+
+
+def default_text(name: str) -> str:
+    """A settings field's default as the docs and the schema write it (JSON)."""
+    info = RepoSettings.model_fields[name]
+    value = info.get_default(call_default_factory=True)
+    return "none" if value is None else json.dumps(value)
+
+
+def field_help(name: str) -> str:
+    """A settings field's help text (`RepoSettings`' description, the one source) with its default."""
+    return f"{RepoSettings.model_fields[name].description} Default: {default_text(name)}."
+
+
+def config_fields_table() -> str:
+    """The fields table of docs/configuration.md (a test holds the committed one equal to it)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{name}` | `{default_text(name)}` | {RepoSettings.model_fields[name].description} |"
+             for name in FILE_KEYS]
+    rows.append(f"| `_extends` | `none` | {EXTENDS_HELP} |")
+    return "\n".join(rows) + "\n"
 
 
 class RepoConfigFile(WireModel):
@@ -36,36 +60,22 @@ class RepoConfigFile(WireModel):
 
     extends: str | None = Field(
         default=None, alias="_extends", min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$",
-        description="Inherit from another repository's .github/prgate.yml: `repo` (same owner) or `owner/repo`; "
-                    "this file's keys win over the inherited ones.",
+        description=EXTENDS_HELP,
     )
-    gate_drafts: bool | None = Field(default=None, description="Gate draft pull requests too (default: false).")
+    gate_drafts: bool | None = Field(default=None, description=field_help("gate_drafts"))
     deadline_seconds: int | None = Field(
-        default=None, ge=10, le=90 * 24 * 3600,
-        description="How long an unverified author has to verify, in seconds (default: 259200, 72 hours).",
-    )
-    warn_only: bool | None = Field(
-        default=None, description="Never close: comment and set a failing status when the deadline passes "
-                                  "(default: false).")
-    exempt_comment: bool | None = Field(
-        default=None, description="Tell exempt authors why they are exempt in a comment (default: true).")
-    exempt_bots: bool | None = Field(default=None, description="Bot accounts are exempt (default: true).")
+        default=None, ge=10, le=90 * 24 * 3600, description=field_help("deadline_seconds"))
+    warn_only: bool | None = Field(default=None, description=field_help("warn_only"))
+    exempt_comment: bool | None = Field(default=None, description=field_help("exempt_comment"))
+    exempt_bots: bool | None = Field(default=None, description=field_help("exempt_bots"))
     whitelist_logins: list[str] | None = Field(
-        default=None, max_length=1000,
-        description="GitHub logins that are always exempt; resolved to user ids when the file is read "
-                    "(default: none).")
+        default=None, max_length=1000, description=field_help("whitelist_logins"))
     exempt_associations: list[str] | None = Field(
-        default=None, max_length=16,
-        description="Author associations that are exempt (default: OWNER, MEMBER, COLLABORATOR).")
-    challenge_text: str | None = Field(
-        default=None, max_length=20_000, description="Markdown shown on the verification page (default: none).")
+        default=None, max_length=16, description=field_help("exempt_associations"))
+    challenge_text: str | None = Field(default=None, max_length=20_000, description=field_help("challenge_text"))
     challenge_question: str | None = Field(
-        default=None, max_length=2_000,
-        description="A question the author must answer; its expected answer is set in the owner API or the "
-                    "settings page only, never in a file (default: none).")
-    reopen_on_verify: bool | None = Field(
-        default=None, description="Reopen a pull request closed on timeout once its author verifies "
-                                  "(default: true).")
+        default=None, max_length=2_000, description=field_help("challenge_question"))
+    reopen_on_verify: bool | None = Field(default=None, description=field_help("reopen_on_verify"))
 
     def values(self) -> dict[str, Any]:
         """The settings keys the file sets (`null` counts as not set)."""
@@ -75,3 +85,26 @@ class RepoConfigFile(WireModel):
 def config_json_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             **RepoConfigFile.model_json_schema(by_alias=True)}
+
+
+# ---- the config-refresh job's call (POST /internal/v2/github/config/refresh, docs/contract.md) ----
+
+RefreshResult = Literal["valid", "invalid", "absent", "unavailable", "skipped"]
+
+
+class ConfigRefreshRequest(WireModel):
+    """Read up to ``max_repositories`` of the repositories marked stale (oldest mark first)."""
+
+    max_repositories: int = Field(default=20, ge=1, le=100)
+
+
+class ConfigRefreshItem(WireModel):
+    repo_id: int
+    result: RefreshResult
+
+
+class ConfigRefreshResponse(WireModel):
+    """What this call read, and how many repositories are still marked (due now or backing off)."""
+
+    refreshed: list[ConfigRefreshItem]
+    remaining: int

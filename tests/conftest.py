@@ -45,8 +45,8 @@ TABLES = (
     "decided_pull_requests", "reconcile_repairs", "reconcile_runs", "github_app_setup_claims",
     "parked_pull_request_events",
     "revoked_sessions", "revoked_user_sessions", "verify_wrong_answers",
-    "pr_comments", "repo_config_files",
-    "bitbucket_repositories", "bitbucket_accounts", "bitbucket_workspaces",
+    "pr_comments", "repo_config_files", "repo_config_stale",
+    "bitbucket_repositories", "bitbucket_accounts", "bitbucket_workspaces", "api_tokens",
 )
 
 

@@ -2,11 +2,13 @@
 
 Nothing but a deny list of revoked sessions is stored on the server. A session is a cookie
 ``v1.<payload>.<mac>``: the payload is base64url JSON ``{"sid", "uid", "login", "exp", "inst",
-"iat"}`` (a random session id, the GitHub user id and login, the expiry in unix seconds, the ids of
-this App's installations the user could reach at sign-in, from ``GET /user/installations``, and the
-issue time), the MAC an HMAC-SHA256 over ``v1.<payload>``. The OAuth access token never leaves the
-callback handler. A cookie that does not verify, does not parse or has expired reads as "signed
-out"; so does a revoked one (``web.revocation``: a deny list in PostgreSQL).
+"iat", "prov"}`` (a random session id, the backend user id and login, the expiry in unix seconds, the
+ids of this App's installations the user could reach at sign-in, from ``GET /user/installations``,
+the issue time, and the provider the user signed in with: ``github``, or ``bitbucket`` whose user ids
+are the backend's own, docs/bitbucket.md "Identifiers"), the MAC an HMAC-SHA256 over
+``v1.<payload>``. The OAuth access token never leaves the callback handler. A cookie that does not
+verify, does not parse or has expired reads as "signed out"; so does a revoked one
+(``web.revocation``: a deny list in PostgreSQL).
 
 Every key is derived from one secret (``SESSION_SECRET``, required: never derived from an internal
 key, so the internal keys rotate without signing anyone out) with a purpose label, so a MAC made
@@ -27,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from backend_api.settings import BackendSettings
+from shared_contracts.actions import Provider
 
 SESSION_COOKIE = "prgate_session"
 OAUTH_COOKIE = "prgate_oauth"
@@ -59,17 +62,26 @@ class Session:
     login: str
     expires_at: int
     # This App's installations the user could reach at sign-in: the owner API checks a repository's
-    # installation is among them before it spends that installation's token on the user (item 13).
+    # installation is among them before it spends that installation's token on the user (docs/security.md, "A
+    # signed-in stranger makes prgate mint and spend a victim installation's token").
     installation_ids: tuple[int, ...] = ()
     # Unix seconds, sub-second: an operator's revocation of a user refuses sessions issued before it,
     # and a sign-in in the same second after it must still work.
     issued_at: float = 0.0
+    # Who vouches for ``user_id``: a page of one provider's challenge never accepts the other's session.
+    provider: Provider = Provider.GITHUB
 
 
 @dataclass(frozen=True, slots=True)
 class OAuthState:
     state: str
     next_path: str | None
+    provider: Provider = Provider.GITHUB
+
+
+def oauth_cookie_path(provider: Provider) -> str:
+    """Each provider's state cookie is sent only to that provider's sign-in routes."""
+    return f"/auth/{provider.value}"
 
 
 class SessionCodec:
@@ -119,16 +131,18 @@ class SessionCodec:
     # ---- the session -----------------------------------------------------------------------------
 
     def issue(
-        self, user_id: int, login: str, now: float, installation_ids: tuple[int, ...] = ()
+        self, user_id: int, login: str, now: float, installation_ids: tuple[int, ...] = (),
+        provider: Provider = Provider.GITHUB,
     ) -> tuple[Session, str]:
         """A fresh session (new id: no fixation) and its cookie value."""
         session = Session(
             sid=secrets.token_hex(16), user_id=user_id, login=login, expires_at=int(now) + self.ttl_seconds,
-            installation_ids=tuple(installation_ids), issued_at=round(now, 3),
+            installation_ids=tuple(installation_ids), issued_at=round(now, 3), provider=provider,
         )
         value = self._seal(
             "session", {"sid": session.sid, "uid": user_id, "login": login, "exp": session.expires_at,
-                        "inst": list(session.installation_ids), "iat": session.issued_at},
+                        "inst": list(session.installation_ids), "iat": session.issued_at,
+                        "prov": provider.value},
         )
         return session, value
 
@@ -141,15 +155,18 @@ class SessionCodec:
             return None
         if not isinstance(uid, int) or isinstance(uid, bool):
             return None
-        inst = data.get("inst", [])  # a cookie from before item 13: no installations (sign in again)
+        inst = data.get("inst", [])  # a cookie from before sessions carried installations: none (sign in again)
         if not isinstance(inst, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in inst):
             return None
         exp = int(data["exp"])
         iat = data.get("iat", exp - self.ttl_seconds)  # a cookie from before "iat": its earliest issue time
         if not isinstance(iat, int | float) or isinstance(iat, bool):
             return None
+        provider = _provider(data.get("prov", Provider.GITHUB.value))  # a cookie from before Bitbucket: GitHub's
+        if provider is None:
+            return None
         return Session(sid=sid, user_id=uid, login=login, expires_at=exp, installation_ids=tuple(inst),
-                       issued_at=float(iat))
+                       issued_at=float(iat), provider=provider)
 
     def from_request(self, request: web.Request, now: float) -> Session | None:
         return self.read(request.cookies.get(SESSION_COOKIE), now)
@@ -157,23 +174,30 @@ class SessionCodec:
     # ---- OAuth state (login CSRF) ------------------------------------------------------------------
 
     def new_oauth_state(
-        self, next_path: str | None, now: float, ttl_seconds: int = OAUTH_STATE_TTL_SECONDS
+        self, next_path: str | None, now: float, ttl_seconds: int = OAUTH_STATE_TTL_SECONDS,
+        provider: Provider = Provider.GITHUB,
     ) -> tuple[OAuthState, str]:
         """A random ``state`` for the authorize URL, bound to this browser by a signed cookie."""
-        state = OAuthState(state=secrets.token_urlsafe(32), next_path=next_path)
+        state = OAuthState(state=secrets.token_urlsafe(32), next_path=next_path, provider=provider)
         value = self._seal(
-            "oauth-state", {"state": state.state, "next": next_path, "exp": int(now) + ttl_seconds}
+            "oauth-state",
+            {"state": state.state, "next": next_path, "exp": int(now) + ttl_seconds, "prov": provider.value},
         )
         return state, value
 
-    def read_oauth_state(self, value: str | None, now: float) -> OAuthState | None:
+    def read_oauth_state(
+        self, value: str | None, now: float, provider: Provider = Provider.GITHUB
+    ) -> OAuthState | None:
+        """The state this browser was given for ``provider``'s sign-in; another provider's reads as none."""
         data = self._open("oauth-state", value, now)
         if data is None:
             return None
         state, next_path = data.get("state"), data.get("next")
         if not isinstance(state, str) or not state or not (next_path is None or isinstance(next_path, str)):
             return None
-        return OAuthState(state=state, next_path=next_path)
+        if _provider(data.get("prov", Provider.GITHUB.value)) is not provider:
+            return None
+        return OAuthState(state=state, next_path=next_path, provider=provider)
 
     @staticmethod
     def state_matches(expected: OAuthState, returned: str) -> bool:
@@ -198,17 +222,28 @@ class SessionCodec:
             samesite="Lax",
         )
 
-    def set_oauth_cookie(self, response: web.StreamResponse, value: str) -> None:
+    def set_oauth_cookie(
+        self, response: web.StreamResponse, value: str, provider: Provider = Provider.GITHUB
+    ) -> None:
         response.set_cookie(
-            OAUTH_COOKIE, value, max_age=OAUTH_STATE_TTL_SECONDS, path="/auth/github", secure=self.secure,
-            httponly=True, samesite="Lax",
+            OAUTH_COOKIE, value, max_age=OAUTH_STATE_TTL_SECONDS, path=oauth_cookie_path(provider),
+            secure=self.secure, httponly=True, samesite="Lax",
         )
 
     def clear_session_cookie(self, response: web.StreamResponse) -> None:
         response.del_cookie(SESSION_COOKIE, path="/", secure=self.secure, httponly=True, samesite="Lax")
 
-    def clear_oauth_cookie(self, response: web.StreamResponse) -> None:
-        response.del_cookie(OAUTH_COOKIE, path="/auth/github", secure=self.secure, httponly=True, samesite="Lax")
+    def clear_oauth_cookie(self, response: web.StreamResponse, provider: Provider = Provider.GITHUB) -> None:
+        response.del_cookie(
+            OAUTH_COOKIE, path=oauth_cookie_path(provider), secure=self.secure, httponly=True, samesite="Lax"
+        )
+
+
+def _provider(value: object) -> Provider | None:
+    try:
+        return Provider(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def csrf_scope_for_challenge(challenge_id: int) -> str:

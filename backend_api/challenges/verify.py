@@ -46,6 +46,7 @@ class Refusal(StrEnum):
     SIGNED_OUT = "signed_out"
     BAD_CSRF = "bad_csrf"
     WRONG_USER = "wrong_user"
+    WRONG_PROVIDER = "wrong_provider"
     ALREADY_VERIFIED = "already_verified"
     EXPIRED = "expired"
     NOT_ACCEPTED = "not_accepted"
@@ -62,6 +63,7 @@ _REFUSAL_STATUS = {
     Refusal.SIGNED_OUT: 403,
     Refusal.BAD_CSRF: 403,
     Refusal.WRONG_USER: 403,
+    Refusal.WRONG_PROVIDER: 403,
     Refusal.ALREADY_VERIFIED: 409,
     Refusal.EXPIRED: 409,
     Refusal.NOT_ACCEPTED: 422,
@@ -95,10 +97,11 @@ class ChallengeInfo:
 
 @dataclass(frozen=True, slots=True)
 class SignedInUser:
-    """Who GitHub says is signed in. Compared to the author by id: logins can be renamed."""
+    """Who the provider says is signed in. Compared to the author by id: logins can be renamed."""
 
     id: int
     login: str
+    provider: Provider = Provider.GITHUB
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,10 @@ def page_access(challenge: ChallengeInfo, user: SignedInUser | None) -> Refusal 
         return Refusal.EXPIRED
     if user is None:
         return Refusal.SIGNED_OUT
+    # Ids of the two providers never meet (docs/bitbucket.md), but which provider vouched for the user
+    # is checked on its own: only the challenge's provider can say who opened its pull request.
+    if user.provider is not challenge.provider:
+        return Refusal.WRONG_PROVIDER
     if user.id != challenge.author_id:
         return Refusal.WRONG_USER
     return None

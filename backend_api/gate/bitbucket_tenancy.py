@@ -22,7 +22,6 @@ from backend_api.store import challenges, outbox
 from backend_api.store.bitbucket import DiscoveredRepository, WorkspaceRow, WorkspaceStatus
 from provider_clients.bitbucket.errors import (
     AuthFailed,
-    BadRequest,
     BitbucketError,
     NotFound,
     RateLimited,
@@ -109,7 +108,6 @@ def _refusal(exc: BitbucketError, workspace: str) -> TenancyRefused:
     if isinstance(exc, Unavailable):
         return TenancyRefused("unavailable", f"Bitbucket did not answer ({exc.reason}); nothing was changed, try "
                               "again later", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
-    assert isinstance(exc, BadRequest | BitbucketError)
     return TenancyRefused("bad_answer", f"Bitbucket refused the call: {exc}")
 
 
@@ -142,19 +140,22 @@ async def connect(
     """Check the token, discover every repository, find-or-create the hook; then write it all at once."""
     vault, master = _configured(config)
     api = api_for(token)
-    try:
-        found = await api.workspace(workspace)
-        workspace_uuid = bare_uuid(found.uuid)
-        if workspace_uuid is None:
-            raise TenancyRefused("bad_answer", f"Bitbucket named no UUID for workspace {workspace!r}")
-        repos = _discovered(await api.repositories(found.slug))
-        hook = await api.ensure_hook(found.slug, config.hook_url(workspace_uuid), derive(master, workspace_uuid))
-    except BitbucketError as exc:
-        refused = _refusal(exc, workspace)
-        log.warning("bitbucket: connect refused: %s", refused.message,
-                    extra={"workspace": workspace, "refusal": refused.kind})
-        raise refused from None
+    # One transaction around the calls too: the slug's lock keeps a concurrent connect from creating
+    # a second hook, and nothing is written unless every call worked.
     async with pool.acquire() as conn, conn.transaction():
+        await store.lock_slug(conn, workspace)
+        try:
+            found = await api.workspace(workspace)
+            workspace_uuid = bare_uuid(found.uuid)
+            if workspace_uuid is None:
+                raise TenancyRefused("bad_answer", f"Bitbucket named no UUID for workspace {workspace!r}")
+            repos = _discovered(await api.repositories(found.slug))
+            hook = await api.ensure_hook(found.slug, config.hook_url(workspace_uuid), derive(master, workspace_uuid))
+        except BitbucketError as exc:
+            refused = _refusal(exc, workspace)
+            log.warning("bitbucket: connect refused: %s", refused.message,
+                        extra={"workspace": workspace, "refusal": refused.kind})
+            raise refused from None
         row = await store.upsert_workspace(
             conn, workspace_uuid=workspace_uuid, slug=found.slug, name=found.name, token_ciphertext=vault.encrypt(token)
         )
@@ -184,15 +185,15 @@ async def disconnect(
     """Delete the hook, stop the tenant's work (DISCONNECTED; pending challenges and untaken actions
     cancelled); `purge` deletes its rows too. A token Bitbucket refuses no longer stops a disconnect
     (the hook is left, said in the answer and the log); Bitbucket down does, with nothing written."""
-    async with pool.acquire() as conn:
-        row = await store.get_by_slug(conn, workspace)
-    if row is None:
-        raise TenancyRefused("not_found", f"no Bitbucket workspace {workspace!r} is connected")
-    hook_deleted = row.hook_uuid is None
-    if row.status is WorkspaceStatus.ACTIVE and row.token_ciphertext is not None:
-        hook_deleted = await _delete_hook(api_for, config, row)
     reason = "bitbucket workspace disconnected"
     async with pool.acquire() as conn, conn.transaction():
+        await store.lock_slug(conn, workspace)
+        row = await store.get_by_slug(conn, workspace)
+        if row is None:
+            raise TenancyRefused("not_found", f"no Bitbucket workspace {workspace!r} is connected")
+        hook_deleted = row.hook_uuid is None
+        if row.status is WorkspaceStatus.ACTIVE and row.token_ciphertext is not None:
+            hook_deleted = await _delete_hook(api_for, config, row)
         cancelled_actions = await outbox.cancel_open_for_tenant(conn, row.tenant_id, reason)
         cancelled_challenges = await challenges.cancel_pending_for_installation(conn, row.tenant_id, reason)
         await store.disconnect(conn, row.tenant_id)
@@ -251,7 +252,12 @@ async def rediscover(pool: asyncpg.Pool, api_for: ApiFactory, vault: Vault | Non
         async with pool.acquire() as conn, conn.transaction():
             current = await store.get_by_id(conn, row.tenant_id)
             if current is None or current.status is not WorkspaceStatus.ACTIVE:
-                continue  # disconnected meanwhile: its repositories stay as they were
+                # Disconnected while Bitbucket was asked: its repositories stay as they were.
+                log.info("bitbucket: re-discovery skipped a workspace disconnected meanwhile",
+                         extra={"workspace": row.slug})
+                items.append(BitbucketRediscoveryItem(tenant_id=row.tenant_id, slug=row.slug,
+                                                      error="disconnected during re-discovery"))
+                continue
             diff = await store.apply_discovery(conn, row.tenant_id, repos)
         if diff.added or diff.removed:
             log.info("bitbucket: re-discovery changed repositories", extra={

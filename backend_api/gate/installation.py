@@ -6,7 +6,7 @@ import asyncpg
 
 from backend_api.challenges import messages
 from backend_api.gate.replay import replay_parked
-from backend_api.store import challenges, deliveries, installations, outbox
+from backend_api.store import challenges, deliveries, installations, outbox, repo_config
 from backend_api.store.db import Conn
 from shared_contracts.events import IngestResponse, IngestStatus, InstallationSyncEvent
 from shared_contracts.owner import InstallationStatus
@@ -47,6 +47,7 @@ async def apply_sync(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestSt
     if key == ("installation", "created"):
         await installations.upsert(conn, inst, reactivate=True)
         await installations.add_repositories(conn, inst.id, event.repositories_added)
+        await _config_stale(conn, inst.id, event, "installation created")
         return IngestStatus.ACCEPTED, f"installed on {messages.plural(len(event.repositories_added), 'repository')}"
     if key == ("installation", "deleted"):
         await installations.upsert(conn, inst, reactivate=False)
@@ -62,12 +63,17 @@ async def apply_sync(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestSt
     if key == ("installation", "unsuspend"):
         await installations.upsert(conn, inst, reactivate=False)
         await installations.set_status(conn, inst.id, InstallationStatus.ACTIVE)
+        # Pushes while suspended were not read (no token to read with): read every file again.
+        members = [(m.repo_id, m.full_name) for m in await installations.memberships(conn, inst.id)
+                   if m.removed_at is None]
+        await repo_config.mark_stale(conn, inst.id, members, "installation unsuspended")
         # Its held-back actions are claimable again: wake long-polling workers.
         await outbox.notify(conn)
         return IngestStatus.ACCEPTED, "installation unsuspended"
     if key == ("installation_repositories", "added"):
         await installations.upsert(conn, inst, reactivate=False)
         await installations.add_repositories(conn, inst.id, event.repositories_added)
+        await _config_stale(conn, inst.id, event, "repository added to the installation")
         return IngestStatus.ACCEPTED, f"{messages.plural(len(event.repositories_added), 'repository')} added"
     if key == ("installation_repositories", "removed"):
         await installations.upsert(conn, inst, reactivate=False)
@@ -77,3 +83,10 @@ async def apply_sync(conn: Conn, event: InstallationSyncEvent) -> tuple[IngestSt
         await challenges.cancel_pending_for_repos(conn, inst.id, repo_ids, "repository removed")
         return IngestStatus.ACCEPTED, f"{messages.plural(len(repo_ids), 'repository')} removed"
     return IngestStatus.IGNORED, f"{event.event}.{event.action} does not change installation state"
+
+
+async def _config_stale(conn: Conn, installation_id: int, event: InstallationSyncEvent, reason: str) -> None:
+    """A repository can hold its `.github/prgate.yml` before prgate is installed on it, and no push
+    will announce it: mark it to be read (the config-refresh job, docs/configuration.md)."""
+    await repo_config.mark_stale(conn, installation_id, [(r.id, r.full_name) for r in event.repositories_added],
+                                 reason)

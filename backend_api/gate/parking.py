@@ -1,4 +1,5 @@
-"""Events for an installation prgate does not know yet: parked, not answered for good (issue 13, item 9).
+"""Events for an installation prgate does not know yet: parked, not answered for good (docs/security.md, "A pull
+request that arrives before its installation is never gated").
 
 A pull request opened while its `installation.created` is still failing at GitHub (the receiver was
 down) would otherwise be IGNORED as "unknown installation" and never gated, although the

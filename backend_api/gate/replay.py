@@ -1,4 +1,5 @@
-"""Decide the events parked for an installation once it is known (issue 13, item 9; `gate/parking.py`).
+"""Decide the events parked for an installation once it is known (docs/security.md, "A pull request that arrives
+before its installation is never gated"; `gate/parking.py`).
 
 Runs inside the transaction that made the installation known, which holds `installations.lock`:
 the parked rows are taken (deleted) and each is decided in received order through the same code as a

@@ -19,7 +19,7 @@ from backend_api.challenges.config_file import ConfigFileError, Layer, extends_t
 from backend_api.store import deliveries, installations, outbox, repo_config
 from shared_contracts.actions import ActionType, StatusPayload
 from shared_contracts.events import ConfigPushEvent, IngestResponse, IngestStatus
-from shared_contracts.repo_config import CONFIG_PATH, CONFIG_STATUS_CONTEXT, ORG_CONFIG_REPO
+from shared_contracts.repo_config import CONFIG_PATH, CONFIG_STATUS_CONTEXT, ORG_CONFIG_REPO, RefreshResult
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,11 @@ async def store_read(conn: asyncpg.Connection | Any, installation_id: int, repo_
 
 async def ingest_config_push(
     pool: asyncpg.Pool, reader: FileReader, event: ConfigPushEvent, *, max_attempts: int
-) -> tuple[IngestResponse, list[tuple[int, str]]]:
-    """Refresh the pushed repository; the answer and the repositories that inherit from its file
-    (refreshed after, by the caller: they have no commit of their own to report on)."""
+) -> tuple[IngestResponse, ReadResult | None]:
+    """Refresh the pushed repository; the answer and what was read (None: nothing was). The
+    repositories that inherit from its file are marked stale in the same transaction: the
+    config-refresh job reads them (they have no commit of their own to report on, and an
+    organization's `.github` can have thousands)."""
     repo = event.repository
     async with pool.acquire() as conn:
         known = await installations.is_active_member(conn, event.installation_id, repo.id)
@@ -152,35 +154,88 @@ async def ingest_config_push(
             if not await deliveries.begin(conn, event.delivery_id, event.event, "config", event.installation_id,
                                           repo.id, event.body_sha256):
                 return IngestResponse(status=IngestStatus.DUPLICATE, delivery_id=event.delivery_id,
-                                      reason="delivery already processed"), []
+                                      reason="delivery already processed"), None
             reason = "repository is not in an active installation prgate knows"
             await deliveries.finish(conn, event.delivery_id, event.event, deliveries.DeliveryRecord(
                 status=IngestStatus.IGNORED, decision=None, challenge_id=None, reason=reason))
         log.info("config push ignored: %s", reason, extra={"delivery_id": event.delivery_id,
                                                           "installation_id": event.installation_id})
-        return IngestResponse(status=IngestStatus.IGNORED, delivery_id=event.delivery_id, reason=reason), []
+        return IngestResponse(status=IngestStatus.IGNORED, delivery_id=event.delivery_id, reason=reason), None
     result = await read(reader, event.installation_id, repo.id, repo.full_name)
     async with pool.acquire() as conn, conn.transaction():
         fresh = await deliveries.begin(conn, event.delivery_id, event.event, "config", event.installation_id,
                                        repo.id, event.body_sha256)
         if not fresh:
             return IngestResponse(status=IngestStatus.DUPLICATE, delivery_id=event.delivery_id,
-                                  reason="delivery already processed"), []
+                                  reason="delivery already processed"), None
         await store_read(conn, event.installation_id, repo.id, repo.full_name, result, event.head_sha, max_attempts)
         is_org = repo.full_name.split("/", 1)[1] == ORG_CONFIG_REPO
         dependents = await repo_config.dependents(conn, event.installation_id, repo.full_name, org_defaults=is_org)
+        await repo_config.mark_stale(conn, event.installation_id, dependents, f"inherits from {repo.full_name}")
         reason = f"config file invalid: {result.error}" if result.error else (
             "config file in force" if result.config is not None else "no config file applies")
         await deliveries.finish(conn, event.delivery_id, event.event, deliveries.DeliveryRecord(
             status=IngestStatus.ACCEPTED, decision=None, challenge_id=None, reason=reason[:500]))
-    return IngestResponse(status=IngestStatus.ACCEPTED, delivery_id=event.delivery_id, reason=reason), dependents
+    if dependents:
+        log.info("config push: %d inheriting repositories marked to be read again", len(dependents),
+                 extra={"delivery_id": event.delivery_id, "installation_id": event.installation_id})
+    return IngestResponse(status=IngestStatus.ACCEPTED, delivery_id=event.delivery_id, reason=reason), result
 
 
-async def refresh(pool: asyncpg.Pool, reader: FileReader, installation_id: int, repo_id: int, full_name: str,
-                  *, max_attempts: int) -> ReadResult:
-    """Read and store one repository's configuration with no commit to report on (inheritors of a
-    pushed file, a repository just added to an installation)."""
-    result = await read(reader, installation_id, repo_id, full_name)
-    async with pool.acquire() as conn, conn.transaction():
-        await store_read(conn, installation_id, repo_id, full_name, result, None, max_attempts)
-    return result
+@dataclass(frozen=True, slots=True)
+class RefreshOutcome:
+    """One stale repository after a refresh call: ``result`` is valid | invalid | absent |
+    unavailable (GitHub could not be asked; retried after a backoff) | skipped (no longer in an
+    active installation: nothing to read with, the mark is dropped)."""
+
+    repo_id: int
+    result: RefreshResult
+
+
+def retry_delay(attempts: int, *, base: float = 30.0, cap: float = 3600.0) -> float:
+    """Seconds before a read GitHub could not answer is tried again: doubling, capped."""
+    return float(min(cap, base * 2 ** min(attempts, 20)))
+
+
+def outcome_of(result: ReadResult) -> RefreshResult:
+    return "invalid" if result.error is not None else "absent" if result.config is None else "valid"
+
+
+async def refresh_stale(
+    pool: asyncpg.Pool, reader: FileReader, *, limit: int, max_attempts: int,
+    unavailable: tuple[type[Exception], ...], lease_seconds: float = 120.0,
+) -> tuple[list[RefreshOutcome], int]:
+    """Read up to ``limit`` repositories marked stale (`repo_config_stale`), one at a time, each
+    written in its own transaction; the outcomes and how many marks are left. ``unavailable``: the
+    reader's errors that mean GitHub could not be asked (the caller's GitHub client knows them).
+    Idempotent: a read stores what GitHub has now, so reading twice changes nothing."""
+    async with pool.acquire() as conn:
+        claimed = await repo_config.claim_stale(conn, limit, lease_seconds)
+    outcomes: list[RefreshOutcome] = []
+    for stale in claimed:
+        extra = {"installation_id": stale.installation_id, "repo_id": stale.repo_id}
+        async with pool.acquire() as conn:
+            member = await installations.is_active_member(conn, stale.installation_id, stale.repo_id)
+        if not member:
+            async with pool.acquire() as conn:
+                await repo_config.clear_stale(conn, stale.repo_id, stale.marked_at)
+            log.info("config refresh skipped: repository no longer in an active installation", extra=extra)
+            outcomes.append(RefreshOutcome(stale.repo_id, "skipped"))
+            continue
+        try:
+            result = await read(reader, stale.installation_id, stale.repo_id, stale.repo_full_name)
+        except unavailable as exc:
+            delay = retry_delay(stale.attempts)
+            log.warning("config refresh: GitHub could not be asked, retried in %.0f s: %s", delay, exc, extra=extra)
+            async with pool.acquire() as conn:
+                await repo_config.retry_stale(conn, stale.repo_id, stale.marked_at, delay, str(exc))
+            outcomes.append(RefreshOutcome(stale.repo_id, "unavailable"))
+            continue
+        async with pool.acquire() as conn, conn.transaction():
+            await store_read(conn, stale.installation_id, stale.repo_id, stale.repo_full_name, result, None,
+                             max_attempts)
+            await repo_config.clear_stale(conn, stale.repo_id, stale.marked_at)
+        outcomes.append(RefreshOutcome(stale.repo_id, outcome_of(result)))
+    async with pool.acquire() as conn:
+        remaining = await repo_config.stale_count(conn)
+    return outcomes, remaining

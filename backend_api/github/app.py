@@ -178,7 +178,7 @@ class GitHubApp:
         answered = user.get("id") if isinstance(user, dict) else None
         return str(permission), answered if isinstance(answered, int) and not isinstance(answered, bool) else None
 
-    # ---- users (issue 13, item 7) -----------------------------------------------------------------
+    # ---- users (docs/security.md, "Rights keyed by login, not user id") ----------------------------------------------
 
     async def user_id(self, installation_id: int, login: str) -> int | None:
         """The id of whoever holds ``login`` on GitHub now (``GET /users/{login}``); None: nobody."""

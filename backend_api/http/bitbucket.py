@@ -16,12 +16,14 @@ from backend_api.bitbucket.workspaces import WorkspaceApi, hook_url
 from backend_api.facts import Tenancy
 from backend_api.gate import bitbucket_tenancy as tenancy
 from backend_api.gate.bitbucket_tenancy import TenancyConfig, TenancyRefused
+from backend_api.http.api_tokens import API_TOKEN_ID, bearer_grant
 from backend_api.http.errors import ApiError, json_error, json_response, path_id, read_model
 from backend_api.keys import DB_POOL, HTTP_CLIENT, NONCES, SESSIONS, SETTINGS, TENANCY, VAULT
 from backend_api.metrics import count_signature_failure
 from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, is_operator
 from backend_api.web.revocation import current_session
 from shared_contracts import signing
+from shared_contracts.api_tokens import TokenScope
 from shared_contracts.bitbucket import BitbucketConnectRequest, BitbucketRediscoverRequest
 from shared_contracts.keys import Caller
 
@@ -59,7 +61,8 @@ def _api_for(request: web.Request) -> tenancy.ApiFactory:
 
 
 async def _operator(request: web.Request, *, write: bool) -> str:
-    """Who is asking, as a log field: the admin key, or an operator's session. 401 / 403 otherwise."""
+    """Who is asking, as a log field: the admin key, an operator API token, or an operator's session.
+    401 / 403 otherwise."""
     if signing.SIGNATURE_HEADER in request.headers:
         body = await request.read()
         admin = {Caller.ADMIN: request.app[SETTINGS].admin_secrets}
@@ -72,6 +75,12 @@ async def _operator(request: web.Request, *, write: bool) -> str:
             count_signature_failure(request, "replayed nonce")
             raise ApiError(401, "unauthorized", "replayed nonce")
         return "admin-key"
+    grant = await bearer_grant(request)  # 401 for a malformed, unknown or revoked token
+    if grant is not None:
+        if grant.scope is not TokenScope.OPERATOR:
+            raise ApiError(403, "forbidden", "only an operator API token (prgate api-token create --operator) "
+                           "manages Bitbucket workspaces")
+        return f"api-token:{request[API_TOKEN_ID]}"
     session = await current_session(request)
     if session is None:
         raise ApiError(401, "unauthorized", "sign in as an operator, or sign the request with the admin key")

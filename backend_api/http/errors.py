@@ -32,9 +32,11 @@ def json_error(
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None):
+    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.error, self.message, self.details = status, error, message, details
+        self.headers = headers or {}
 
 
 _REASONS = {
@@ -52,7 +54,8 @@ body_deadline_passed = http_body.body_deadline_passed
 def refused_multipart(content_type: str, has_body: bool) -> bool:
     """No route takes multipart: every form of ours (sign-out, verification) is urlencoded, and the
     JSON API is JSON. Refused unread, since a pre-read would starve aiohttp's multipart reader and
-    skipping the pre-read let a multipart body trickle in for as long as its sender liked (item 10)."""
+    skipping the pre-read let a multipart body trickle in for as long as its sender liked (docs/security.md,
+    "Multipart bodies skipped the backend's slow-body deadline")."""
     return has_body and content_type.startswith("multipart/")
 
 
@@ -110,7 +113,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return await answer_and_close(request, response)
         return await handler(request)
     except ApiError as exc:
-        return json_error(exc.status, exc.error, exc.message, exc.details)
+        response = json_error(exc.status, exc.error, exc.message, exc.details)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -6,15 +6,26 @@ import logging
 
 from aiohttp import web
 
-from backend_api.facts import Claimed, Ingested, Reported
+from backend_api.facts import Claimed, ConfigRead, Ingested, Reported
 from backend_api.gate.command import ingest_command
 from backend_api.gate.installation import ingest_installation_sync
-from backend_api.gate.repo_config import ingest_config_push, refresh
+from backend_api.gate.repo_config import ingest_config_push, outcome_of, refresh_stale
 from backend_api.gate.repository import ingest_repository_renamed
 from backend_api.github.api import GitHubUnavailable
 from backend_api.github.app import GITHUB_APP, GitHubAppError
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
-from backend_api.keys import CLAIM_FLOOR, CLAIMED, DB_POOL, INGEST, INGESTED, NOTIFIER, REPORTED, RNG, SETTINGS
+from backend_api.keys import (
+    CLAIM_FLOOR,
+    CLAIMED,
+    CONFIG_READ,
+    DB_POOL,
+    INGEST,
+    INGESTED,
+    NOTIFIER,
+    REPORTED,
+    RNG,
+    SETTINGS,
+)
 from backend_api.outbox.service import (
     StaleResult,
     UnknownAction,
@@ -40,6 +51,7 @@ from shared_contracts.events import (
     RepositoryRenamedEvent,
 )
 from shared_contracts.owner import Health, PublicAppStatus
+from shared_contracts.repo_config import ConfigRefreshItem, ConfigRefreshRequest, ConfigRefreshResponse
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +107,38 @@ async def repository_renamed_event(request: web.Request) -> web.Response:
 
 async def config_push_event(request: web.Request) -> web.Response:
     """A push that touched `.github/prgate.yml`: read it again (docs/configuration.md). GitHub out of
-    reach: 503, and the receiver parks the push and replays it; nothing was written."""
+    reach: 503, and the receiver parks the push and replays it; nothing was written. Repositories
+    inheriting from the file are marked stale, read by the config-refresh job."""
     event = await read_model(request, ConfigPushEvent)
     app, max_attempts = request.app[GITHUB_APP], request.app[SETTINGS].action_max_attempts
     extra = {"delivery_id": event.delivery_id, "installation_id": event.installation_id,
              "repo_id": event.repository.id}
     try:
-        answer, dependents = await ingest_config_push(request.app[DB_POOL], app, event, max_attempts=max_attempts)
+        answer, result = await ingest_config_push(request.app[DB_POOL], app, event, max_attempts=max_attempts)
     except (GitHubUnavailable, GitHubAppError) as exc:
         log.warning("config file not read: %s", exc, extra=extra)
+        request[CONFIG_READ] = ConfigRead("push", ("unavailable",))
         raise ApiError(503, "unavailable", "GitHub could not be asked for the config file; send it again") from None
-    # Inherit from the pushed file: read again too. Inline and one at a time, after the push's own
-    # transaction (a failure here is logged; the next push or installation event reads them again).
-    for repo_id, full_name in dependents:
-        try:
-            await refresh(request.app[DB_POOL], app, event.installation_id, repo_id, full_name,
-                          max_attempts=max_attempts)
-        except (GitHubUnavailable, GitHubAppError) as exc:
-            log.warning("inheriting repository's config not read again: %s", exc, extra={**extra, "repo_id": repo_id})
+    if result is not None:
+        request[CONFIG_READ] = ConfigRead("push", (outcome_of(result),))
     request[INGESTED] = Ingested("push", (answer,))
     return json_response(answer)
+
+
+async def config_refresh(request: web.Request) -> web.Response:
+    """The config-refresh job: read a few repositories marked stale (installed, or inheriting from a
+    pushed file). Always 200 with one result per repository: a read GitHub could not answer is
+    retried later by the backend, not by this call."""
+    req = await read_model(request, ConfigRefreshRequest)
+    outcomes, remaining = await refresh_stale(
+        request.app[DB_POOL], request.app[GITHUB_APP], limit=req.max_repositories,
+        max_attempts=request.app[SETTINGS].action_max_attempts, unavailable=(GitHubUnavailable, GitHubAppError),
+    )
+    request[CONFIG_READ] = ConfigRead("refresh", tuple(o.result for o in outcomes))
+    return json_response(ConfigRefreshResponse(
+        refreshed=[ConfigRefreshItem(repo_id=o.repo_id, result=o.result) for o in outcomes],
+        remaining=remaining,
+    ))
 
 
 async def command_event(request: web.Request) -> web.Response:

@@ -24,18 +24,28 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from backend_api.auth.api_tokens import OPERATOR, Grant, RepoTenant, can_read
 from backend_api.auth.session import Session
 from backend_api.challenges.verify import answer_hash, normalize_answer
 from backend_api.facts import Enqueued
 from backend_api.gate.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
 from backend_api.github.api import GitHubUnavailable
 from backend_api.github.app import GITHUB_APP, AppNotConfigured, InstallationRefused
+from backend_api.http.api_tokens import bearer_grant, out_of_scope
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
 from backend_api.keys import DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS
-from backend_api.owner.access import CSRF_HEADER, CSRF_SCOPE_OWNER_API, PageQuery, is_admin, next_before
-from backend_api.store import installations, repo_settings
+from backend_api.owner.access import (
+    CSRF_HEADER,
+    CSRF_SCOPE_OWNER_API,
+    PageQuery,
+    is_admin,
+    is_operator,
+    next_before,
+)
+from backend_api.store import installations, repo_settings, repositories
 from backend_api.store import owner as owner_reads
 from backend_api.web.revocation import current_session
+from shared_contracts.api_tokens import MonitoredRepository, RepositoryList
 from shared_contracts.owner import (
     ActionList,
     ChallengeList,
@@ -57,6 +67,17 @@ class RepoAccess:
     """A signed-in admin of an installed repository."""
 
     session: Session
+    repo_id: int
+    repo_full_name: str
+    installation_id: int
+    status: GitHubAppStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAccess:
+    """A caller who may read an installed repository: an API token in scope, an operator's session,
+    or the repository's admin (signed in with GitHub)."""
+
     repo_id: int
     repo_full_name: str
     installation_id: int
@@ -168,6 +189,43 @@ async def admin_access(request: web.Request, session: Session, ref: RepoRef) -> 
     return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id, status)
 
 
+async def reader(request: web.Request) -> Grant | Session:
+    """Who reads: a bearer token's grant (401 when the token is bad, even beside a session), an
+    operator's session (every tenant: the operator grant), or another signed-in user's session
+    (the repository admin check decides); 401 signed out."""
+    grant = await bearer_grant(request)
+    if grant is not None:
+        return grant
+    session = await _session(request)
+    if is_operator(request.app[SETTINGS].operators, session.login, session.user_id):
+        return OPERATOR
+    return session
+
+
+async def read_access(request: web.Request) -> ReadAccess:
+    """The access check of every per-repository read route (docs/api-tokens.md): a token or an
+    operator sees the repositories of its grant (:func:`can_read`), anything else is 404 whether
+    the repository exists or not; another signed-in user must be its admin (``admin_access``)."""
+    ref = repo_ref(request)
+    grant = await reader(request)
+    if isinstance(grant, Session):
+        admin = await admin_access(request, grant, ref)
+        return ReadAccess(admin.repo_id, admin.repo_full_name, admin.installation_id, admin.status)
+    hidden = ApiError(404, "not_found", f"no {ref.shown} that you can read")
+    async with request.app[DB_POOL].acquire() as conn:
+        repo_id = ref.repo_id
+        if repo_id is None:
+            assert ref.full_name is not None
+            repo_id = await installations.repo_id_by_name(conn, ref.full_name)
+        status = None if repo_id is None else await installations.app_status(conn, repo_id)
+    if status is None or not status.installed or status.installation_id is None or status.repo_full_name is None:
+        raise hidden
+    if not can_read(grant, RepoTenant("github", status.installation_id)):
+        out_of_scope(request)
+        raise hidden
+    return ReadAccess(status.repo_id, status.repo_full_name, status.installation_id, status)
+
+
 def _page_query(request: web.Request) -> PageQuery:
     try:
         return PageQuery.model_validate(dict(request.query))
@@ -177,7 +235,7 @@ def _page_query(request: web.Request) -> PageQuery:
         raise ApiError(422, "validation_error", "invalid query parameters", details) from None
 
 
-async def settings_view(request: web.Request, access: RepoAccess) -> OwnerRepoSettings:
+async def settings_view(request: web.Request, access: RepoAccess | ReadAccess) -> OwnerRepoSettings:
     async with request.app[DB_POOL].acquire() as conn:
         current, sources = await repo_settings.effective(conn, access.repo_id)
         answer_set = await repo_settings.answer_is_set(conn, access.repo_id)
@@ -234,13 +292,13 @@ async def owner_session(request: web.Request) -> web.Response:
 
 
 async def get_repo_settings(request: web.Request) -> web.Response:
-    access = await _admin(request, write=False)
+    access = await read_access(request)
     return json_response(await settings_view(request, access))
 
 
 async def get_installation(request: web.Request) -> web.Response:
     """The install details (name, installation, account) the public status no longer gives."""
-    access = await _admin(request, write=False)
+    access = await read_access(request)
     return json_response(access.status)
 
 
@@ -292,7 +350,7 @@ async def patch_repo_settings(request: web.Request) -> web.Response:
 
 
 async def list_challenges(request: web.Request) -> web.Response:
-    access = await _admin(request, write=False)
+    access = await read_access(request)
     query = _page_query(request)
     async with request.app[DB_POOL].acquire() as conn:
         items = await owner_reads.repo_challenges(conn, access.repo_id, query.limit, query.before)
@@ -302,7 +360,7 @@ async def list_challenges(request: web.Request) -> web.Response:
 
 
 async def list_actions(request: web.Request) -> web.Response:
-    access = await _admin(request, write=False)
+    access = await read_access(request)
     query = _page_query(request)
     async with request.app[DB_POOL].acquire() as conn:
         items = await owner_reads.repo_actions(conn, access.repo_id, query.limit, query.before)
@@ -330,3 +388,19 @@ async def exempt_pull(request: web.Request) -> web.Response:
     )
     request[ENQUEUED] = Enqueued(tuple(result.enqueued_action_ids))
     return json_response(result)
+
+
+async def list_repositories(request: web.Request) -> web.Response:
+    """Every monitored repository the caller may read, any provider: a token's grant or an
+    operator's session; another signed-in user is refused (a list of an installation's repositories
+    would name private ones its admin rights do not cover)."""
+    grant = await reader(request)
+    if isinstance(grant, Session):
+        raise ApiError(403, "forbidden", "the repository list is for operators and API tokens")
+    async with request.app[DB_POOL].acquire() as conn:
+        rows = await repositories.monitored(conn)
+    return json_response(RepositoryList(items=[
+        MonitoredRepository(id=r.repo_id, provider=r.provider, full_name=r.full_name, tenant_id=r.tenant_id,
+                            tenant=r.tenant_name)
+        for r in rows if can_read(grant, r.tenant)
+    ]))

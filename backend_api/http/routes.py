@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from backend_api.github.manifest import GitHubAppCredentials, SetupClaimRequest, SetupClaimResponse
-from backend_api.http import bitbucket, handlers, owner, reconcile
+from backend_api.http import api_tokens, bitbucket, handlers, owner, reconcile
 from backend_api.http.auth import INTERNAL_PREFIX
 from backend_api.http.errors import Handler
 from backend_api.metrics import metrics_handler
@@ -32,6 +32,14 @@ from shared_contracts.actions import (
     LeaseResponse,
     ResultRequest,
     ResultResponse,
+)
+from shared_contracts.api_tokens import (
+    ApiTokenCreate,
+    ApiTokenCreated,
+    ApiTokenList,
+    ApiTokenRevoke,
+    ApiTokenRevoked,
+    RepositoryList,
 )
 from shared_contracts.bitbucket import (
     BitbucketConnectRequest,
@@ -79,6 +87,7 @@ from shared_contracts.reconcile import (
     ReconcileRunStarted,
     RepairsResponse,
 )
+from shared_contracts.repo_config import ConfigRefreshRequest, ConfigRefreshResponse
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,8 @@ _INTERNAL_ERRORS = (400, 401, 403, 413, 415, 422)
 _INGEST = frozenset({Caller.RECEIVER, Caller.WORKER})
 _WORKER = frozenset({Caller.WORKER})
 _ADMIN = frozenset({Caller.ADMIN})
-# Owner API (docs/owner-api.md): session cookie + admin on the repository, checked on GitHub.
+# Owner API (docs/owner-api.md): session cookie + admin on the repository, checked on GitHub; its
+# reads also take an API token (docs/api-tokens.md).
 _OWNER_ERRORS = (401, 403, 404, 422, 429, 502, 503)
 _OWNER_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503)
 
@@ -129,6 +139,10 @@ ROUTES: tuple[Route, ...] = (
           "Ingest a push to the default branch that touched .github/prgate.yml: the backend reads the file "
           "again (docs/configuration.md); 503 when GitHub cannot be asked", ConfigPushEvent, IngestResponse,
           (*_INTERNAL_ERRORS, 503), callers=_INGEST),
+    Route("POST", "/internal/v2/github/config/refresh", handlers.config_refresh,
+          "Read up to max_repositories of the repositories marked stale (added to an installation, or "
+          "inheriting from a pushed file): the config-refresh job (docs/configuration.md)",
+          ConfigRefreshRequest, ConfigRefreshResponse, _INTERNAL_ERRORS, callers=_WORKER),
     Route("POST", "/internal/v2/github/events/pr-command", handlers.command_event,
           "Ingest a `/prgate` command comment, enriched by the receiver", CommandEvent, IngestResponse,
           _INTERNAL_ERRORS, callers=_INGEST),
@@ -171,6 +185,20 @@ ROUTES: tuple[Route, ...] = (
           "Revoke one browser session (session_id, logged at sign-in) or every session of a GitHub user issued "
           "until now (github_user_id); checked on each request (docs/security.md)", SessionRevokeRequest,
           SessionRevokeResponse, _INTERNAL_ERRORS, callers=_ADMIN),
+    # API tokens (docs/api-tokens.md): prgate api-token create|list|revoke, with the admin key.
+    Route("POST", "/internal/v2/api-tokens", api_tokens.create_token,
+          "Create an API token for the read APIs (operator, installation, workspace or Jira site); the answer "
+          "is the only place the token ever appears (only its SHA-256 is stored)", ApiTokenCreate, ApiTokenCreated,
+          (*_INTERNAL_ERRORS, 404, 409), callers=_ADMIN),
+    Route("GET", "/internal/v2/api-tokens", api_tokens.list_tokens,
+          "Every API token: name, scope, created, last used, revoked (never the token)", None, ApiTokenList,
+          (401, 403), callers=_ADMIN),
+    Route("POST", "/internal/v2/api-tokens/revoke", api_tokens.revoke_token,
+          "Revoke the live token of a name, or the token of an id: it answers 401 from then on", ApiTokenRevoke,
+          ApiTokenRevoked, (*_INTERNAL_ERRORS, 404), callers=_ADMIN),
+    Route("GET", "/api/v1/repositories", owner.list_repositories,
+          "Every monitored repository the caller may read, any provider (Authorization: Bearer <token>, or an "
+          "operator's session)", None, RepositoryList, (401, 403)),
     Route("GET", "/api/v1/repos/{repo_id}/github-app-status", handlers.github_app_status,
           "Whether prgate is installed on a repository (public: nothing else)", None, PublicAppStatus, (404,)),
     Route("GET", "/api/v1/repos/{repo_id}/installation", owner.get_installation,

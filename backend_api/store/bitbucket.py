@@ -118,6 +118,12 @@ async def upsert_workspace(
     return row
 
 
+async def lock_slug(conn: Conn, slug: str) -> None:
+    """Until the transaction ends, one connect or disconnect of this workspace at a time: two at once
+    would both find no hook and both create one."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('bitbucket-workspace:' || lower($1), 0))", slug)
+
+
 async def set_hook(conn: Conn, tenant_id: int, hook_uuid: str | None) -> None:
     await conn.execute(
         "UPDATE bitbucket_workspaces SET hook_uuid = $2::uuid, updated_at = now() WHERE tenant_id = $1",
@@ -256,6 +262,29 @@ async def repo_ids(conn: Conn, repo_uuids: Iterable[str]) -> dict[str, int]:
         wanted,
     )
     return {r["repo_uuid"]: r["repo_id"] for r in records}
+
+
+async def repository_id(conn: Conn, tenant_id: int, repo: DiscoveredRepository) -> int:
+    """The id of a repository named in a verified event, recording it (or its new name, or its move into
+    this workspace) on the way: one created since the last discovery is known from its first event."""
+    value = await conn.fetchval(
+        """INSERT INTO bitbucket_repositories AS r (tenant_id, repo_uuid, full_name, private, main_branch)
+           VALUES ($1, $2::uuid, $3, $4, $5)
+           ON CONFLICT (repo_uuid) DO UPDATE
+              SET tenant_id = EXCLUDED.tenant_id, full_name = EXCLUDED.full_name, private = EXCLUDED.private,
+                  main_branch = coalesce(EXCLUDED.main_branch, r.main_branch), removed_at = NULL
+              -- Written only when something changed: most events name a repository exactly as stored.
+              WHERE (r.tenant_id, r.full_name, r.private, r.main_branch, r.removed_at)
+                    IS DISTINCT FROM (EXCLUDED.tenant_id, EXCLUDED.full_name, EXCLUDED.private,
+                                      coalesce(EXCLUDED.main_branch, r.main_branch), NULL::timestamptz)
+           RETURNING repo_id""",
+        tenant_id, repo.repo_uuid, repo.full_name, repo.private, repo.main_branch,
+    )
+    if value is None:  # unchanged: the conditional update wrote nothing and returned nothing
+        value = await conn.fetchval(
+            "SELECT repo_id FROM bitbucket_repositories WHERE repo_uuid = $1::uuid", repo.repo_uuid
+        )
+    return int(value)
 
 
 async def user_ids(conn: Conn, accounts: Sequence[AccountInfo]) -> dict[str, int]:

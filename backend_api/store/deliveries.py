@@ -54,7 +54,8 @@ async def begin_many(
     Run inside the transaction that applies the events: concurrent duplicates wait
     on the primary key (or the body digest's unique index) until the first commits, then see the
     conflict. A delivery whose body digest was recorded before, under any delivery id or event name,
-    is a duplicate too: a captured body replayed under a fresh X-GitHub-Delivery (issue 13, item 11).
+    is a duplicate too: a captured body replayed under a fresh X-GitHub-Delivery (docs/security.md, "A captured
+    `closed` body replayed under a fresh delivery id").
     """
     rows = await conn.fetch(
         """INSERT INTO webhook_deliveries (provider, delivery_id, event_name, action, installation_id, repo_id,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from backend_api.store.db import Conn
@@ -107,3 +109,92 @@ async def errors(conn: Conn, repo_ids: list[int]) -> dict[int, str]:
         repo_ids,
     )
     return {int(r["repo_id"]): str(r["last_error"]) for r in rows}
+
+
+# ---- repo_config_stale: repositories to read again without a push of their own (migration 0023) ----
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRepo:
+    repo_id: int
+    installation_id: int
+    repo_full_name: str
+    reason: str
+    marked_at: datetime
+    attempts: int
+
+
+async def mark_stale(conn: Conn, installation_id: int, repos: Sequence[tuple[int, str]], reason: str) -> None:
+    """Mark ``(repo_id, full_name)`` pairs to be read again; marking one already marked moves its
+    ``marked_at`` (a read in flight then leaves the row, so the newer cause is read too) and makes it
+    due now, forgetting its backoff."""
+    if not repos:
+        return
+    await conn.executemany(
+        """INSERT INTO repo_config_stale (repo_id, installation_id, repo_full_name, reason)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (repo_id) DO UPDATE SET installation_id = EXCLUDED.installation_id,
+               repo_full_name = EXCLUDED.repo_full_name, reason = EXCLUDED.reason,
+               marked_at = clock_timestamp(), attempts = 0, next_attempt_at = now(), last_error = NULL""",
+        [(repo_id, installation_id, full_name, reason[:200]) for repo_id, full_name in repos],
+    )
+
+
+async def claim_stale(conn: Conn, limit: int, lease_seconds: float) -> list[StaleRepo]:
+    """Up to ``limit`` due rows, oldest mark first, each pushed ``lease_seconds`` ahead so that a
+    concurrent call (or a crash mid-read) neither reads it twice at once nor loses it."""
+    rows = await conn.fetch(
+        """WITH due AS (
+               SELECT repo_id FROM repo_config_stale WHERE next_attempt_at <= now()
+               ORDER BY marked_at, repo_id LIMIT $1 FOR UPDATE SKIP LOCKED)
+           UPDATE repo_config_stale s SET next_attempt_at = now() + make_interval(secs => $2)
+           FROM due WHERE s.repo_id = due.repo_id
+           RETURNING s.repo_id, s.installation_id, s.repo_full_name, s.reason, s.marked_at, s.attempts""",
+        limit, lease_seconds,
+    )
+    found = [StaleRepo(repo_id=int(r["repo_id"]), installation_id=int(r["installation_id"]),
+                       repo_full_name=str(r["repo_full_name"]), reason=str(r["reason"]), marked_at=r["marked_at"],
+                       attempts=int(r["attempts"])) for r in rows]
+    return sorted(found, key=lambda s: (s.marked_at, s.repo_id))
+
+
+async def clear_stale(conn: Conn, repo_id: int, marked_at: datetime) -> None:
+    """Done with the mark that was claimed; a newer mark (``marked_at`` moved) stays to be read."""
+    await conn.execute("DELETE FROM repo_config_stale WHERE repo_id = $1 AND marked_at = $2", repo_id, marked_at)
+
+
+async def retry_stale(conn: Conn, repo_id: int, marked_at: datetime, delay_seconds: float, error: str) -> None:
+    """A read GitHub could not answer: due again after ``delay_seconds``."""
+    await conn.execute(
+        """UPDATE repo_config_stale SET attempts = attempts + 1, last_error = $3,
+               next_attempt_at = now() + make_interval(secs => $4)
+           WHERE repo_id = $1 AND marked_at = $2""",
+        repo_id, marked_at, error[:500], delay_seconds,
+    )
+
+
+async def stale_count(conn: Conn) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM repo_config_stale"))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """A repository whose newest file is invalid (the dashboard)."""
+
+    repo_id: int
+    installation_id: int
+    repo_full_name: str
+    error: str
+    error_sha: str | None
+    error_at: datetime | None
+
+
+async def problems(conn: Conn) -> list[ConfigProblem]:
+    """Every repository, of any installation, whose newest config file read was invalid (operator view)."""
+    rows = await conn.fetch(
+        """SELECT repo_id, installation_id, repo_full_name, last_error, last_error_sha, last_error_at
+           FROM repo_config_files WHERE last_error IS NOT NULL ORDER BY last_error_at DESC NULLS LAST, repo_id"""
+    )
+    return [ConfigProblem(repo_id=int(r["repo_id"]), installation_id=int(r["installation_id"]),
+                          repo_full_name=str(r["repo_full_name"]), error=str(r["last_error"]),
+                          error_sha=r["last_error_sha"], error_at=r["last_error_at"]) for r in rows]

@@ -1,4 +1,5 @@
-"""SQL for the session deny list (docs/security.md, item 14)."""
+"""SQL for the session deny list (docs/security.md, "Reopen after timeout, session revocation, wrong-answer rate
+limit")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The operator dashboard: server-rendered HTML over every tenant (docs/owner-api.md).
 
-``/dashboard`` installations and their repositories, ``/dashboard/challenges`` pending challenges
+``/dashboard`` installations and their repositories (with each repository whose
+``.github/prgate.yml`` is invalid, and why), ``/dashboard/challenges`` pending challenges
 with their time left and recently resolved ones, ``/dashboard/outbox`` the outbox's health and
 recent failures, ``/dashboard/deliveries`` recent webhook deliveries and what was decided,
 ``/dashboard/reconcile`` the last reconciliation run with its repairs and errors.
@@ -24,6 +25,7 @@ from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.owner.access import is_operator
 from backend_api.store import dashboard as store
 from backend_api.store import reconcile as reconcile_store
+from backend_api.store import repo_config as config_store
 from backend_api.store.dashboard import (
     ActionRow,
     ChallengeRow,
@@ -34,6 +36,7 @@ from backend_api.store.dashboard import (
     RepoRow,
 )
 from backend_api.store.reconcile import RunRow
+from backend_api.store.repo_config import ConfigProblem
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session
 from shared_contracts.reconcile import Repair
@@ -164,13 +167,38 @@ def _challenge_status_cell(c: ChallengeRow) -> str:
     return _status_cell(c.status)
 
 
-def render_installations(installs: Sequence[InstallationRow], links: t.Links) -> str:
+def render_config_problems(problems: Sequence[ConfigProblem], links: t.Links) -> str:
+    """Every repository whose newest `.github/prgate.yml` is invalid: the owner must fix it, and until
+    then its last valid configuration stays in force (docs/configuration.md)."""
+    if not problems:
+        return ""
+    rows = (
+        _raw_cell(_link(links.repo(p.repo_full_name), p.repo_full_name))
+        + _cell(p.installation_id, "num")
+        + _raw_cell(f"<span class=errtext>{t.esc(p.error)}</span>")
+        + _raw_cell(f"<code>{t.esc(p.error_sha[:12])}</code>" if p.error_sha else "<span class=muted>—</span>")
+        + _cell(when(p.error_at))
+        + _raw_cell(_link(f"/settings/{p.repo_id}", "settings"))
+        for p in problems
+    )
+    return (
+        f"<h2 class=bad>Invalid config files ({len(problems)})</h2><p class=muted>The last valid configuration "
+        "of each stays in force until the file is fixed on the default branch.</p>"
+        + _table(("Repository", "Installation", "Error", "Commit", "Read", "Settings"), rows, "")
+    )
+
+
+def render_installations(installs: Sequence[InstallationRow], links: t.Links,
+                         problems: Sequence[ConfigProblem] = ()) -> str:
     active = sum(i.status == "ACTIVE" for i in installs)
     repos = sum(r.removed_at is None for i in installs for r in i.repositories if i.status != "DELETED")
     pending = sum(r.pending_challenges for i in installs for r in i.repositories)
+    invalid = {p.repo_id: p for p in problems}
     parts = [
         "<div class=cards>", _card("installations", len(installs)), _card("active", active),
-        _card("repositories installed", repos), _card("pending challenges", pending), "</div>",
+        _card("repositories installed", repos), _card("pending challenges", pending),
+        _card("invalid config files", len(problems), "bad" if problems else ""), "</div>",
+        render_config_problems(problems, links),
     ]
     if not installs:
         parts.append("<p class=muted>No installation yet: install the GitHub App on an account.</p>")
@@ -189,12 +217,15 @@ def render_installations(installs: Sequence[InstallationRow], links: t.Links) ->
             + _cell(r.pending_challenges, "num")
             + _cell(when(r.added_at))
             + _cell(when(r.removed_at) if r.removed_at else "")
+            + (_raw_cell(f"<span class=bad title=\"{t.esc(invalid[r.repo_id].error)}\">invalid</span>")
+               if r.repo_id in invalid else _cell(""))
             # By id: exact even when a missed rename left a name held twice (web.settings; its admins only).
             + _raw_cell(_link(f"/settings/{r.repo_id}", "settings"))
             for r in inst.repositories
         )
         parts.append(_table(
-            ("Repository", "Id", "Visibility", "Install status", "Pending challenges", "Added", "Removed", "Settings"),
+            ("Repository", "Id", "Visibility", "Install status", "Pending challenges", "Added", "Removed",
+             "Config file", "Settings"),
             rows, "No repository recorded for this installation.",
         ))
     return "".join(parts)
@@ -391,7 +422,8 @@ def _links(request: web.Request) -> t.Links:
 async def _installations(request: web.Request) -> str:
     async with request.app[DB_POOL].acquire() as conn:
         installs = await store.installations_overview(conn)
-    return render_installations(installs, _links(request))
+        problems = await config_store.problems(conn)
+    return render_installations(installs, _links(request), problems)
 
 
 async def _challenges(request: web.Request) -> str:

@@ -19,7 +19,9 @@ from aiohttp import web
 from backend_api.auth.session import Session
 from backend_api.http.errors import json_response, read_model
 from backend_api.keys import DB_POOL, SESSIONS
+from backend_api.metrics import count_ignored_session
 from backend_api.store import sessions as store
+from shared_contracts.actions import Provider
 from shared_contracts.owner import SessionRevokeRequest, SessionRevokeResponse
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,20 @@ class SessionGuard:
 SESSION_GUARD = web.AppKey("session_guard", SessionGuard)
 
 
-async def current_session(request: web.Request) -> Session | None:
-    """The request's session: signed, not expired, and not revoked; else None (signed out)."""
+async def current_session(request: web.Request, provider: Provider | None = Provider.GITHUB) -> Session | None:
+    """The request's session: signed, not expired, not revoked and of ``provider`` (None: either);
+    else None (signed out).
+
+    GitHub's by default: the owner API, dashboard, settings and manifest pages decide by GitHub user
+    ids and logins, and a Bitbucket nickname equal to a GitHub login must never pass for it there.
+    """
     session = request.app[SESSIONS].from_request(request, time.time())
     if session is None:
+        return None
+    if provider is not None and session.provider is not provider:
+        log.info("a %s session reads as signed out on a %s page", session.provider.value, provider.value,
+                 extra={"session_id": session.sid, "path": request.path})
+        count_ignored_session(request, session.provider)
         return None
     if await request.app[SESSION_GUARD].revoked(request.app[DB_POOL], session):
         return None

@@ -14,6 +14,8 @@ def add_web_routes(app: web.Application) -> None:
     app.router.add_post("/verify/{token}", verify.verify_submit)
     app.router.add_get("/auth/github/login", auth.login)
     app.router.add_get("/auth/github/callback", auth.callback)
+    app.router.add_get("/auth/bitbucket/login", auth.bitbucket_login)
+    app.router.add_get("/auth/bitbucket/callback", auth.bitbucket_callback)
     app.router.add_post("/auth/logout", auth.logout)
     add_settings_routes(app)  # /settings/{repo_id}, /settings/{owner}/{repo} (docs/owner-api.md)
     add_manifest_routes(app)  # /github-app/new, /github-app/callback (docs/github-app.md)

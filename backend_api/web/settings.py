@@ -5,6 +5,12 @@ The same access check and the same write as the owner API (``http.owner.admin_ac
 repository id); a form post must carry the session's CSRF token for this page (``auth.session``),
 else 403 and nothing is written. A saved form redirects back to the page (303), which says so.
 Server-rendered, no JavaScript; every value is escaped (``templates.esc``).
+
+The repository's `.github/prgate.yml` wins over these settings, key by key (docs/configuration.md):
+a field the file sets is shown with the file's value, read-only, naming the file; a save keeps the
+stored value of such a field as it was (a disabled control is not posted), so it applies again once
+the file drops the key. An invalid file is reported above the form, with its error. Each field's
+help text is `RepoSettings`' description, the source the JSON Schema and the docs share.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from multidict import MultiDictProxy
 from backend_api.auth.session import CSRF_SCOPE_LOGOUT, CSRF_SCOPE_SETTINGS_PAGE, Session
 from backend_api.http.errors import ApiError
 from backend_api.http.owner import RepoAccess, admin_access, repo_ref, settings_view, write_settings
-from backend_api.keys import SESSIONS, SETTINGS
+from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.store import repo_config, repo_settings
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session
 from shared_contracts.owner import RepoSettings
+from shared_contracts.repo_config import CONFIG_PATH
 
 log = logging.getLogger(__name__)
 
@@ -38,41 +46,48 @@ ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "FIRST_TIME_CO
 class FieldHelp:
     name: str
     label: str
-    help: str
     kind: str  # bool | seconds | logins | associations | text | line
+
+    @property
+    def help(self) -> str:
+        """The field's description on `RepoSettings` (the one source of help texts), and how to type it."""
+        text = RepoSettings.model_fields[self.name].description or ""
+        return f"{text} One per line or comma-separated." if self.kind == "logins" else text
 
 
 FIELDS: tuple[FieldHelp, ...] = (
-    FieldHelp("deadline_seconds", "Deadline (seconds)",
-              "How long a contributor has to verify before the pull request is closed (or, warn-only, flagged). "
-              "Between 10 s and 90 days; applies to challenges created after the change.", "seconds"),
-    FieldHelp("warn_only", "Warn only",
-              "Comment and set the commit status, but never close a pull request when its deadline passes.", "bool"),
-    FieldHelp("gate_drafts", "Gate draft pull requests",
-              "Off: a draft is left alone until it is marked ready for review.", "bool"),
-    FieldHelp("exempt_associations", "Exempt author associations",
-              "Authors GitHub associates with the repository this way are never gated.", "associations"),
-    FieldHelp("exempt_bots", "Exempt bots",
-              "Bot accounts (type Bot, or a login ending in [bot], e.g. dependabot[bot]) are never gated.", "bool"),
-    FieldHelp("exempt_comment", "Comment on exempt pull requests",
-              "Tell a whitelisted or exempt-association author in a comment that they are exempt.", "bool"),
-    FieldHelp("whitelist_logins", "Whitelisted logins",
-              "GitHub logins never gated, one per line or comma-separated. Each is resolved to its user id when "
-              "saved; a login GitHub does not know refuses the save.", "logins"),
-    FieldHelp("challenge_text", "Statement to accept",
-              "What a contributor must read and accept (e.g. a CLA). Empty: prgate's default statement.", "text"),
-    FieldHelp("challenge_question", "Question",
-              "An optional question the contributor must answer. Empty: no question.", "line"),
-    FieldHelp("reopen_on_verify", "Reopen on verify",
-              "Reopen a pull request prgate closed once its author verifies.", "bool"),
+    FieldHelp("deadline_seconds", "Deadline (seconds)", "seconds"),
+    FieldHelp("warn_only", "Warn only", "bool"),
+    FieldHelp("gate_drafts", "Gate draft pull requests", "bool"),
+    FieldHelp("exempt_associations", "Exempt author associations", "associations"),
+    FieldHelp("exempt_bots", "Exempt bots", "bool"),
+    FieldHelp("exempt_comment", "Comment on exempt pull requests", "bool"),
+    FieldHelp("whitelist_logins", "Whitelisted logins", "logins"),
+    FieldHelp("challenge_text", "Statement to accept", "text"),
+    FieldHelp("challenge_question", "Question", "line"),
+    FieldHelp("reopen_on_verify", "Reopen on verify", "bool"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What the repository's config file does to this page: the keys it sets (each with the
+    repository whose file set it) and its newest error, if the newest read was invalid."""
+
+    sets: Mapping[str, str]
+    error: str | None = None
+
+
+NO_FILE = FileState(sets={})
 
 _CSS = (
     "<style>main{max-width:48rem}.help{color:#59636e;font-size:.88rem;margin:.2rem 0 0}"
     "fieldset{border:1px solid #d0d7de;border-radius:6px;margin:1rem 0;padding:.6rem 1rem}"
     "legend{font-weight:600}textarea{width:100%;box-sizing:border-box;font-size:1rem;min-height:5rem}"
     "input[type=number]{width:12rem;padding:.4rem;font-size:1rem}.assoc label{display:inline-block;"
-    "margin:.2rem 1rem .2rem 0}fieldset label{margin:.3rem 0}</style>"
+    "margin:.2rem 1rem .2rem 0}fieldset label{margin:.3rem 0}fieldset.from-file{background:#f6f8fa}"
+    ".tag{font-weight:400;font-size:.8rem;background:#ddf4ff;border-radius:1em;padding:.05rem .5rem}"
+    ".file{font-size:.88rem;margin:.3rem 0 0}</style>"
 )
 
 
@@ -86,42 +101,62 @@ def format_default(spec: FieldHelp, default: object) -> str:
     return "empty" if default in (None, "") else str(default)
 
 
-def _control(spec: FieldHelp, value: Any) -> str:
+def _control(spec: FieldHelp, value: Any, *, locked: bool = False) -> str:
+    """The field's input; ``locked``: set by the config file, shown read-only (``disabled``: not posted)."""
     name = t.esc(spec.name)
+    off = " disabled" if locked else ""
     if spec.kind == "bool":
         checked = " checked" if value else ""
-        return f"<label><input type=checkbox name={name} id={name} value=yes{checked}> {t.esc(spec.label)}</label>"
+        return (f"<label><input type=checkbox name={name} id={name} value=yes{checked}{off}> "
+                f"{t.esc(spec.label)}</label>")
     label = f"<label for={name}>{t.esc(spec.label)}</label>"
     if spec.kind == "seconds":
-        return label + f'<input type=number name={name} id={name} min=10 max={90 * 24 * 3600} value="{t.esc(value)}">'
+        return label + (f'<input type=number name={name} id={name} min=10 max={90 * 24 * 3600} '
+                        f'value="{t.esc(value)}"{off}>')
     if spec.kind == "logins":
         text = "\n".join(value) if isinstance(value, list) else str(value or "")
-        return label + f"<textarea name={name} id={name} rows=4>{t.esc(text)}</textarea>"
+        return label + f"<textarea name={name} id={name} rows=4{off}>{t.esc(text)}</textarea>"
     if spec.kind == "associations":
         chosen = list(value) if isinstance(value, list) else []
         # A stored value GitHub no longer uses is shown too, so saving the page never drops it silently.
         options = [*ASSOCIATIONS, *(a for a in chosen if a not in ASSOCIATIONS)]
         boxes = "".join(
-            f"<label><input type=checkbox name={name} value=\"{t.esc(a)}\"{' checked' if a in chosen else ''}>"
+            f"<label><input type=checkbox name={name} value=\"{t.esc(a)}\"{' checked' if a in chosen else ''}{off}>"
             f" {t.esc(a)}</label>"
             for a in options
         )
         return (f"<span id={name}>{t.esc(spec.label)}</span>"
                 f"<div class=assoc role=group aria-labelledby={name}>{boxes}</div>")
     if spec.kind == "text":
-        return label + f"<textarea name={name} id={name} rows=6 maxlength=20000>{t.esc(value or '')}</textarea>"
-    return label + f'<input type=text name={name} id={name} maxlength=2000 value="{t.esc(value or "")}">'
+        return label + f"<textarea name={name} id={name} rows=6 maxlength=20000{off}>{t.esc(value or '')}</textarea>"
+    return label + f'<input type=text name={name} id={name} maxlength=2000 value="{t.esc(value or "")}"{off}>'
 
 
-def render_form(action: str, csrf: str, values: Mapping[str, Any], answer_set: bool) -> str:
-    """The form over ``values`` (the stored settings, or what was just submitted)."""
+def render_form(action: str, csrf: str, values: Mapping[str, Any], answer_set: bool, *,
+                file: FileState = NO_FILE, in_force: Mapping[str, Any] | None = None) -> str:
+    """The form over ``values`` (the stored settings, or what was just submitted). A field ``file``
+    sets shows the value in force (``in_force``) read-only, with where it comes from and the stored
+    value it overrides."""
     defaults = RepoSettings()
     parts = [f'<form method=post action="{t.esc(action)}"><input type=hidden name=csrf value="{t.esc(csrf)}">']
     for spec in FIELDS:
+        default = t.esc(format_default(spec, getattr(defaults, spec.name)))
+        source = file.sets.get(spec.name)
+        if source is None:
+            parts.append(
+                f"<fieldset><legend>{t.esc(spec.name)}</legend>{_control(spec, values.get(spec.name))}"
+                f"<p class=help>{t.esc(spec.help)} Default: {default}.</p></fieldset>"
+            )
+            continue
+        shown = (in_force or values).get(spec.name)
+        saved = format_default(spec, values.get(spec.name))
         parts.append(
-            f"<fieldset><legend>{t.esc(spec.name)}</legend>{_control(spec, values.get(spec.name))}"
-            f"<p class=help>{t.esc(spec.help)} Default: {t.esc(format_default(spec, getattr(defaults, spec.name)))}."
-            "</p></fieldset>"
+            f"<fieldset class=from-file><legend>{t.esc(spec.name)} <span class=tag>set by the config file</span>"
+            f"</legend>{_control(spec, shown, locked=True)}"
+            f"<p class=file role=note>Set by <code>{t.esc(source)}:{t.esc(CONFIG_PATH)}</code>, which wins over "
+            f"this page: change it in the file. The value saved here ({t.esc(saved)}) applies again if the file "
+            "drops this key.</p>"
+            f"<p class=help>{t.esc(spec.help)} Default: {default}.</p></fieldset>"
         )
     state = "An answer is stored." if answer_set else "No answer is stored: any non-empty answer is accepted."
     parts.append(
@@ -133,6 +168,30 @@ def render_form(action: str, csrf: str, values: Mapping[str, Any], answer_set: b
         "<p><button type=submit>Save settings</button></p></form>"
     )
     return "".join(parts)
+
+
+def render_file_banner(file: FileState) -> str:
+    """Above the form: the file's error (the last valid configuration stays in force), and which
+    fields it sets."""
+    parts = []
+    if file.error is not None:
+        parts.append(f"<div class=error role=alert><p>The config file {t.esc(CONFIG_PATH)} is invalid: "
+                     f"{t.esc(file.error)}</p><p>The last valid configuration stays in force until it is fixed on "
+                     "the default branch.</p></div>")
+    if file.sets:
+        names = ", ".join(f"<code>{t.esc(k)}</code>" for k in file.sets)
+        parts.append(f"<p class=note role=note>The config file sets {names}: those fields are read-only here "
+                     "(the file wins).</p>")
+    return "".join(parts)
+
+
+def file_state(row: repo_config.ConfigRow | None) -> FileState:
+    if row is None:
+        return NO_FILE
+    # In the page's order, whatever order the file wrote them in.
+    sets = {spec.name: row.key_sources[spec.name] for spec in FIELDS
+            if spec.name in row.key_sources and row.config is not None}
+    return FileState(sets=sets, error=row.last_error)
 
 
 _LOGIN_SPLIT = re.compile(r"[\s,]+")
@@ -189,14 +248,16 @@ def _sign_in(request: web.Request, *, posted: bool) -> web.Response:
 
 
 def _body(request: web.Request, access: RepoAccess, values: Mapping[str, Any], answer_set: bool,
-          banner: str) -> str:
+          banner: str, file: FileState, in_force: Mapping[str, Any]) -> str:
     links = t.Links(request.app[SETTINGS].github_web_url)
     csrf = request.app[SESSIONS].csrf_token(access.session, CSRF_SCOPE_SETTINGS_PAGE)
     name = access.repo_full_name
     return (
         _CSS + f'<p>Gate settings of <a href="{t.esc(links.repo(name))}">{t.esc(name)}</a> '
         f"<span class=muted>(repository {access.repo_id})</span>. They apply from the next decision on.</p>"
-        + banner + render_form(request.path, csrf, values, answer_set) + _who(request, access.session)
+        + banner + render_file_banner(file)
+        + render_form(request.path, csrf, values, answer_set, file=file, in_force=in_force)
+        + _who(request, access.session)
     )
 
 
@@ -210,8 +271,18 @@ async def settings_page(request: web.Request) -> web.StreamResponse:
     except ApiError as exc:
         return _refused(request, session, exc)
     view = await settings_view(request, access)
+    stored, file = await _stored_and_file(request, access)
     banner = "<p class=ok role=status>Settings saved.</p>" if request.query.get("saved") == "1" else ""
-    return t.page("Repository settings", _body(request, access, view.model_dump(), view.challenge_answer_set, banner))
+    return t.page("Repository settings", _body(request, access, stored.model_dump(), view.challenge_answer_set,
+                                               banner, file, view.model_dump()))
+
+
+async def _stored_and_file(request: web.Request, access: RepoAccess) -> tuple[RepoSettings, FileState]:
+    """This page's own stored settings (what the form edits) and what the config file does to them."""
+    async with request.app[DB_POOL].acquire() as conn:
+        stored = await repo_settings.get(conn, access.repo_id)
+        row = await repo_config.get(conn, access.repo_id)
+    return stored, file_state(row)
 
 
 def _form_values(form: MultiDictProxy[Any]) -> tuple[dict[str, str], list[str]]:
@@ -239,6 +310,9 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
         return _refused(request, session, exc)
     single, associations = _form_values(form)
     values, answer = parse_form(single, associations)
+    stored, file = await _stored_and_file(request, access)
+    # A field the file sets is not posted (disabled): keep what is stored, never what the browser left out.
+    values.update({name: getattr(stored, name) for name in file.sets})
     try:
         await write_settings(request, access, values, answer)
     except ApiError as exc:
@@ -250,7 +324,8 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
         )
         banner = f"<div class=error role=alert><p>Nothing was saved: {t.esc(exc.message)}.</p><ul>{problems}</ul></div>"
         view = await settings_view(request, access)
-        return t.page("Repository settings", _body(request, access, values, view.challenge_answer_set, banner), 422)
+        return t.page("Repository settings", _body(request, access, values, view.challenge_answer_set, banner, file,
+                                                   view.model_dump()), 422)
     return web.Response(status=303, headers={"Location": f"{quote(request.path)}?saved=1", **t.SECURITY_HEADERS})
 
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from backend_api.challenges import messages
 from backend_api.challenges.verify import ChallengeInfo, ChallengeStatus, RepoRules
 from backend_api.http.errors import client_hung_up, hangup_response, note_hangup
+from shared_contracts.actions import Provider
 
 log = logging.getLogger(__name__)
 
@@ -115,26 +116,37 @@ def html_errors(handler: Handler) -> Handler:
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """Where the pages point: GitHub's web UI and this backend's own paths."""
+    """Where the pages point: the provider's web UI (GitHub's unless told) and this backend's own paths."""
 
-    github_web_url: str
+    github_web_url: str  # the provider's web origin (BITBUCKET_WEB_URL for Bitbucket links)
+    provider: Provider = Provider.GITHUB
 
     def repo(self, full_name: str) -> str:
         return f"{self.github_web_url.rstrip('/')}/{quote(full_name)}"
 
     def pull(self, full_name: str, number: int) -> str:
+        if self.provider is Provider.BITBUCKET:
+            return f"{self.repo(full_name)}/pull-requests/{number}"
         return f"{self.repo(full_name)}/pull/{number}"
 
     def user(self, login: str) -> str:
         return f"{self.github_web_url.rstrip('/')}/{quote(login)}"
 
+    def profile(self, login: str) -> str | None:
+        """The author's page, when the provider has one by login (Bitbucket's are not by nickname)."""
+        return None if self.provider is Provider.BITBUCKET else self.user(login)
+
     @staticmethod
-    def login(next_path: str) -> str:
-        return f"/auth/github/login?next={quote(next_path, safe='')}"
+    def login(next_path: str, provider: Provider = Provider.GITHUB) -> str:
+        return f"/auth/{provider.value}/login?next={quote(next_path, safe='')}"
 
 
-def sign_in_button(next_path: str) -> str:
-    return f'<p><a class=button href="{esc(Links.login(next_path))}">Sign in with GitHub</a></p>'
+PROVIDER_NAMES = {Provider.GITHUB: "GitHub", Provider.BITBUCKET: "Bitbucket"}
+
+
+def sign_in_button(next_path: str, provider: Provider = Provider.GITHUB) -> str:
+    return (f'<p><a class=button href="{esc(Links.login(next_path, provider))}">'
+            f"Sign in with {PROVIDER_NAMES[provider]}</a></p>")
 
 
 def signed_in_bar(login: str, logout_csrf: str, next_path: str) -> str:
@@ -164,14 +176,17 @@ def status_text(challenge: ChallengeInfo, warn_only: bool) -> str:
             return "Cancelled"
 
 
+def _maybe_link(href: str | None, text: str) -> str:
+    return esc(text) if href is None else f'<a href="{esc(href)}">{esc(text)}</a>'
+
+
 def challenge_summary(challenge: ChallengeInfo, rules: RepoRules, links: Links) -> str:
     repo, number = challenge.repo_full_name, challenge.pr_number
     return (
         "<dl>"
         f'<dt>Repository</dt><dd><a href="{esc(links.repo(repo))}">{esc(repo)}</a></dd>'
         f'<dt>Pull request</dt><dd><a href="{esc(links.pull(repo, number))}">{esc(repo)}#{number}</a></dd>'
-        f'<dt>Author</dt><dd><a href="{esc(links.user(challenge.author_login))}">'
-        f"@{esc(challenge.author_login)}</a></dd>"
+        f"<dt>Author</dt><dd>{_maybe_link(links.profile(challenge.author_login), '@' + challenge.author_login)}</dd>"
         f"<dt>Deadline</dt><dd>{esc(messages.format_deadline(challenge.deadline_at))}</dd>"
         f"<dt>Status</dt><dd>{esc(status_text(challenge, rules.settings.warn_only))}</dd>"
         "</dl>"

@@ -26,11 +26,14 @@ from backend_api.challenges.verify import (
 )
 from backend_api.gate import verification
 from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
+from backend_api.settings import BackendSettings
 from backend_api.store import verification as verification_store
 from backend_api.store import wrong_answers
 from backend_api.store.verification import ChallengePage
 from backend_api.web import templates as t
+from backend_api.web.auth import FLOWS, not_configured
 from backend_api.web.revocation import current_session
+from shared_contracts.actions import Provider
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ _EXPIRED_WHY = {
     ChallengeStatus.CANCELLED: "the pull request was closed, or prgate no longer runs on this repository",
     ChallengeStatus.EXEMPTED: "a maintainer exempted this pull request, so there is nothing to verify",
 }
+_TENANT_WORD = {Provider.GITHUB: "installation", Provider.BITBUCKET: "workspace"}
 _FORM_ERRORS = {
     Refusal.NOT_ACCEPTED: "Please tick the box to accept the statement.",
     Refusal.ANSWER_REQUIRED: "Please answer the question.",
@@ -54,7 +58,24 @@ def _field(form: MultiDictProxy[Any], name: str) -> str | None:
 
 
 def _user(session: Session | None) -> SignedInUser | None:
-    return None if session is None else SignedInUser(id=session.user_id, login=session.login)
+    return None if session is None else SignedInUser(id=session.user_id, login=session.login,
+                                                      provider=session.provider)
+
+
+def _links(settings: BackendSettings, provider: Provider) -> t.Links:
+    if provider is Provider.BITBUCKET:
+        return t.Links(settings.bitbucket_web_url, Provider.BITBUCKET)
+    return t.Links(settings.github_web_url)
+
+
+def _sign_in(request: web.Request, path: str, provider: Provider) -> str:
+    """The sign-in the challenge's provider offers, or why there is none (logged and counted)."""
+    flow = FLOWS[provider]
+    if not flow.configured(request.app[SETTINGS]):
+        not_configured(request, flow, "verify_page")
+        return (f"<p class=error role=alert>{t.esc(flow.name)} sign-in is not configured on this prgate, so "
+                "nobody can verify here yet. Please tell the repository's maintainers.</p>")
+    return t.sign_in_button(path, provider)
 
 
 async def _find(request: web.Request, token: str) -> ChallengePage | None:
@@ -84,8 +105,9 @@ def _respond(
 ) -> web.Response:
     """The page for this challenge as seen by ``session``, refused for ``refusal`` (or the form)."""
     codec = request.app[SESSIONS]
-    links = t.Links(request.app[SETTINGS].github_web_url)
     challenge, rules = found.challenge, found.rules
+    links = _links(request.app[SETTINGS], challenge.provider)
+    name = t.PROVIDER_NAMES[challenge.provider]
     path = f"/verify/{token}"
     author = challenge.author_login
     summary = t.challenge_summary(challenge, rules, links)
@@ -105,21 +127,30 @@ def _respond(
         return t.error_page(409, "Link expired", f"This verification link can no longer be used: {why}.", summary + who)
     if refusal is Refusal.SIGNED_OUT:
         intro = (
-            f"<p>@{t.esc(author)}, please sign in with GitHub so prgate can check that you opened this "
+            f"<p>@{t.esc(author)}, please sign in with {name} so prgate can check that you opened this "
             "pull request.</p>"
         )
         if submitted:
             return t.error_page(
                 403, "Please sign in", "You are not signed in (or your session expired), so nothing was submitted.",
-                summary + t.sign_in_button(path),
+                summary + _sign_in(request, path, challenge.provider),
             )
-        return t.page("Verify your pull request", summary + intro + t.sign_in_button(path))
+        return t.page("Verify your pull request", summary + intro + _sign_in(request, path, challenge.provider))
+    if refusal is Refusal.WRONG_PROVIDER:
+        assert session is not None
+        signed_with = t.PROVIDER_NAMES[session.provider]
+        return t.error_page(
+            403, f"Sign in with {name}",
+            f"You are signed in with {signed_with} as @{session.login}, but this pull request is on {name}: only "
+            f"@{author}'s {name} account can verify it. Sign in with {name} as @{author}.",
+            summary + _sign_in(request, path, challenge.provider) + who,
+        )
     if refusal is Refusal.WRONG_USER:
         assert session is not None
         return t.error_page(
             403, "Not your pull request",
             f"You are signed in as @{session.login}, but this pull request was opened by @{author}: only @{author} "
-            f"can verify it. If you are @{author}, sign out and sign in to GitHub with that account.",
+            f"can verify it. If you are @{author}, sign out and sign in to {name} with that account.",
             summary + who,
         )
     if refusal is Refusal.TOO_MANY_WRONG_ANSWERS:
@@ -160,7 +191,7 @@ async def verify_page(request: web.Request) -> web.StreamResponse:
     found = await _find(request, token)
     if found is None:
         return _not_found()
-    session = await current_session(request)
+    session = await current_session(request, provider=None)  # either: the plan checks it is the challenge's
     return _respond(request, token, found, session, page_access(found.challenge, _user(session)), submitted=False)
 
 
@@ -172,10 +203,10 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
         return _not_found()
     form = await request.post()
     codec = request.app[SESSIONS]
-    session = await current_session(request)
+    session = await current_session(request, provider=None)
     if session is None:
         return _respond(request, token, found, None, Refusal.SIGNED_OUT, submitted=True)
-    user = SignedInUser(id=session.user_id, login=session.login)
+    user = SignedInUser(id=session.user_id, login=session.login, provider=session.provider)
     scope = csrf_scope_for_challenge(found.challenge.challenge_id)
     if not codec.check_csrf(session, scope, _field(form, "csrf")):
         return _respond(request, token, found, session, Refusal.BAD_CSRF, submitted=True)
@@ -211,16 +242,18 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
         "contributor verified",
         extra={
             "installation_id": plan.installation_id, "challenge_id": plan.challenge_id,
-            "github_user_id": user.id, "resolved": [c.challenge_id for c in plan.resolve],
+            "github_user_id": user.id, "provider": user.provider.value,
+            "resolved": [c.challenge_id for c in plan.resolve],
             "action_ids": list(result.action_ids),
         },
     )
-    links = t.Links(settings.github_web_url)
+    links = _links(settings, found.challenge.provider)
     body = (
         f"<p class=ok role=status>Thanks, @{t.esc(user.login)}! You are verified. prgate will update "
         f"{'this pull request' if len(plan.resolve) == 1 else 'these pull requests'} in a moment:</p>"
         + t.resolved_list(plan.resolve, links)
-        + "<p>Pull requests you open later where this prgate installation runs will not be gated.</p>"
+        + f"<p>Pull requests you open later where this prgate {_TENANT_WORD[found.challenge.provider]} runs will not "
+        "be gated.</p>"
         + t.signed_in_bar(session.login, codec.csrf_token(session, CSRF_SCOPE_LOGOUT), f"/verify/{token}")
     )
     return t.page("Verified", body)

@@ -49,6 +49,7 @@ from shared_contracts.reconcile import (
     ReconcileRunStarted,
     RepairsResponse,
 )
+from shared_contracts.repo_config import ConfigRefreshRequest, ConfigRefreshResponse
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -61,6 +62,7 @@ CONFIG_PUSH_PATH = "/internal/v2/github/events/config-push"
 BITBUCKET_PR_PATH = "/internal/v2/bitbucket/events/pull-request"
 BITBUCKET_COMMAND_PATH = "/internal/v2/bitbucket/events/command"
 BITBUCKET_PUSH_PATH = "/internal/v2/bitbucket/events/push"
+CONFIG_REFRESH_PATH = "/internal/v2/github/config/refresh"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
 RESULTS_PATH = "/internal/v2/bot-actions/results"
 KNOWN_DELIVERIES_PATH = "/internal/v2/github/deliveries/known"
@@ -122,6 +124,10 @@ class BackendClient:
 
     async def ingest_config_push(self, event: ConfigPushEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(CONFIG_PUSH_PATH, event, IngestResponse, timeout)
+
+    async def refresh_configs(self, req: ConfigRefreshRequest) -> ConfigRefreshResponse:
+        """Each repository is one or a few GitHub reads by the backend: allow a batch its time."""
+        return await self._post(CONFIG_REFRESH_PATH, req, ConfigRefreshResponse, timeout=120)
 
     async def ingest_command(self, event: CommandEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(COMMAND_PATH, event, IngestResponse, timeout)

@@ -61,6 +61,16 @@ class DiscoveryContext:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigRefreshContext:
+    """What the config-refresh job (`config_refresh.py`) needs."""
+
+    redis: Redis
+    key_prefix: str  # Redis keys: "{key_prefix}:config-refresh:..."
+    batch_size: int = 20  # repositories per backend call
+    max_batches: int = 10  # calls per run: a run is bounded, the next one continues
+
+
+@dataclass(frozen=True, slots=True)
 class JobContext:
     """What the jobs need; a job whose part is None refuses to run (TypeError)."""
 
@@ -69,6 +79,7 @@ class JobContext:
     redelivery: RedeliveryContext | None = None
     reconcile: ReconcileContext | None = None
     bitbucket_discovery: DiscoveryContext | None = None
+    config_refresh: ConfigRefreshContext | None = None
 
     def arq_ctx(self, **extra: Any) -> dict[str, Any]:
         """arq's `ctx` for a worker (or a direct call in a tool): this context under its key."""

@@ -1,4 +1,5 @@
-"""Reading a webhook body without letting strangers fill the receiver's memory (issue 13, item 5).
+"""Reading a webhook body without letting strangers fill the receiver's memory (docs/security.md, "Unauthenticated
+memory exhaustion in the receiver").
 
 Everything a request can be refused for without its body is decided first, from the headers alone
 (`precheck`, pure); a refusal is answered and the connection closed with the body unread. Only then

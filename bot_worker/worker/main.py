@@ -29,9 +29,9 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot_worker.backend.client import BackendClient
-from bot_worker.jobs import bitbucket_discovery, redelivery
+from bot_worker.jobs import bitbucket_discovery, config_refresh, redelivery
 from bot_worker.jobs import reconcile as reconcile_job
-from bot_worker.jobs.context import DiscoveryContext, JobContext, RedeliveryContext
+from bot_worker.jobs.context import ConfigRefreshContext, DiscoveryContext, JobContext, RedeliveryContext
 from bot_worker.jobs.forward import forward_worker
 from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
@@ -257,6 +257,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
                 settings, session, redis, tokens, worker_id=worker_id, metrics=metrics,
             ),
             bitbucket_discovery=DiscoveryContext(redis, settings.queue_name),
+            config_refresh=ConfigRefreshContext(redis, settings.queue_name, batch_size=settings.config_refresh_batch),
         ).arq_ctx()
         jobs = forward_worker(
             RedisSettings.from_dsn(settings.redis_url), settings.queue_name, ctx, metrics,
@@ -273,6 +274,7 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
                     ("reconcile", reconcile_job.scheduled, settings.reconcile_interval_seconds),
                     ("bitbucket-discovery", bitbucket_discovery.scheduled,
                      settings.bitbucket_discovery_interval_seconds),
+                    ("config-refresh", config_refresh.scheduled, settings.config_refresh_interval_seconds),
                 )
                 if interval > 0  # 0 disables a job
             ]

@@ -373,7 +373,8 @@ async def test_deterministically_failing_action_fails_and_starves_no_one(
 async def test_attempts_that_outlast_their_lease_write_one_comment_per_pr(
     db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    """Issue 13, item 8: every GitHub request takes 2.5 s, so a gate comment (token, listing, create)
+    """docs/security.md, "A run that outlives its lease keeps writing": every GitHub request takes 2.5 s, so a gate
+    comment (token, listing, create)
     or a close (listing, edit, read, close) takes longer than the 8 s lease. The lease is extended
     while an attempt runs, and no write starts that the lease cannot cover: one comment per PR,
     nothing FAILED, and only the killed worker's actions were ever run twice."""

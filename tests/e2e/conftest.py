@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import INTERNAL_ENV
-from tests.support.github_sim import APP_ID, app_keys
+from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.processes import Fleet, Proc, free_port, wait_http_ok
 
 
@@ -55,6 +56,7 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
         "WORKER_CLAIM_WAIT_SECONDS": "5", "FORWARD_TIMEOUT_SECONDS": "1", "SWEEP_INTERVAL_SECONDS": "0.5",
         "REDELIVERY_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_redelivery.py starts workers with it on
         "RECONCILE_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_reconcile.py turns it on or runs the CLI
+        "CONFIG_REFRESH_INTERVAL_SECONDS": "1",  # installed and inheriting repositories read without a wait
     }
     simulator = fleet.start("simulator", "simulator", env)
     backend = fleet.start("backend", "backend", env)
@@ -77,6 +79,43 @@ async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_pa
         fleet.stop_all()
 
 
+
+
+def page_backend_env(database_url: str, simulator: Simulator, port: int, key_path: Path, operators: str,
+                     extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """A backend process serving the pages, GitHub (OAuth and API) the in-process simulator: the
+    environment the page tests (dashboard, settings) share."""
+    backend_url = f"http://127.0.0.1:{port}"
+    return {
+        "DATABASE_URL": database_url, **INTERNAL_ENV,
+        "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(port), "BACKEND_PUBLIC_URL": backend_url,
+        "GITHUB_API_URL": simulator.url, "GITHUB_WEB_URL": simulator.url,
+        "GITHUB_CLIENT_ID": simulator.state.config.oauth_client_id,
+        "GITHUB_CLIENT_SECRET": simulator.state.config.oauth_client_secret,
+        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY_PATH": str(key_path),
+        "PRGATE_OPERATORS": operators, "SWEEP_INTERVAL_SECONDS": "3600", **(extra_env or {}),
+    }
+
+
+@asynccontextmanager
+async def page_backend(database_url: str, simulator: Simulator, tmp_path: Path, *, operators: str,
+                       extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
+    """The backend as a real process (`page_backend_env`), ready; its URL. Its logs are printed when
+    the block fails, and it is stopped after."""
+    fleet = Fleet()
+    port = free_port()
+    key_path = tmp_path / "app.pem"
+    key_path.write_text(app_keys().private_pem)
+    backend = fleet.start("backend", "backend", page_backend_env(database_url, simulator, port, key_path, operators,
+                                                                     extra_env))
+    try:
+        await wait_http_ok(f"http://127.0.0.1:{port}/readyz", backend)
+        yield f"http://127.0.0.1:{port}"
+    except BaseException:
+        print(fleet.logs())
+        raise
+    finally:
+        fleet.stop_all()
 
 
 async def sim(session: aiohttp.ClientSession, stack: FullStack, path: str, body: dict[str, Any]) -> Any:

@@ -1,4 +1,6 @@
-"""The backend's HTTP edges against a real `prgate backend` process and raw sockets (issue 13, items 10, 14).
+"""The backend's HTTP edges against a real `prgate backend` process and raw sockets (docs/security.md, "Multipart
+bodies skipped the backend's slow-body deadline", "Client hang-ups logged as \"unhandled error\" and \"database
+unavailable\"").
 
 A multipart body cannot trickle in past the body deadline; every other body meets that deadline; a
 client that hangs up mid-request is logged as a hang-up, not as an error.
@@ -117,7 +119,7 @@ async def test_every_other_trickled_body_is_cut_off_with_408(backend: Backend, c
     assert outcome.sent < len(body)
 
 
-# ---- client hang-ups (issue 13, item 14) ------------------------------------------------------------
+# ---- client hang-ups (docs/security.md, "Client hang-ups logged as ...") ---------------------------------------------
 
 
 async def _hang_up_mid_body(port: int, path: str, content_type: str) -> None:

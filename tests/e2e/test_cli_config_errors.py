@@ -125,6 +125,17 @@ def test_the_backend_says_listening_only_once_bound(good_env: dict[str, str], tm
         proc.wait(30)
 
 
+def test_up_reset_with_a_github_app_configured_refuses_in_one_line(good_env: dict[str, str], tmp_path: Path) -> None:
+    """--reset drops the demo's data; with a real App the stack's data is real, so it is a mistake."""
+    result = _run(["up", "--reset"], good_env, tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        "prgate up: --reset drops the demo's data, and this stack is not the demo (a GitHub App is configured): "
+        "leave --reset out"
+    ]
+    assert not (tmp_path / "data" / "prgate.lock").exists()  # refused before taking the checkout's lock
+
+
 async def test_a_connected_workspace_needs_the_key_its_token_was_stored_with(
     db: asyncpg.Pool, good_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""Issue 13, item 2: a comment carrying prgate's marker that another bot or App wrote decides
+"""docs/security.md, "Gate bypass through a foreign comment": a comment carrying prgate's marker that another bot or
+App wrote decides
 nothing. Real processes (backend, receiver, two workers) against the simulator server."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import asyncpg
 
 from tests.e2e.conftest import FullStack, sim, sim_get
 from tests.e2e.test_gate_e2e import _has, expire, install, open_pr, our_comments, pr_state
+from tests.support.payloads import installation_payload
 from tests.support.processes import eventually
 
 
@@ -90,3 +91,43 @@ async def test_org_defaults_apply_to_repositories_without_a_file_and_extends_mer
 
 async def _is(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
+
+
+async def test_a_repository_installed_with_a_file_already_there_is_gated_by_it_without_any_push(
+    full_stack: FullStack, db: asyncpg.Pool,
+) -> None:
+    """The installation event marks the repository stale; a worker's config-refresh job has the
+    backend read the file; the next pull request is decided by it. No push ever happens."""
+    async with aiohttp.ClientSession() as session:
+        await sim(session, full_stack, "/_sim/installations", {
+            "id": 60, "account": {"login": "preco", "id": 600, "type": "Organization"},
+            "repositories": [{"id": 1060, "full_name": "preco/app"}], "webhook": False,
+        })
+        await sim(session, full_stack, "/_sim/repos/preco/app/commits", {
+            "path": ".github/prgate.yml", "content": "exempt_associations: [NONE]\nexempt_comment: false\n",
+            "webhook": False,
+        })
+        await sim(session, full_stack, "/_sim/webhooks", {"event": "installation", "payload": installation_payload(
+            "created", installation_id=60, account_login="preco", account_id=600, repos=[(1060, "preco/app")])})
+
+        async def read() -> bool:
+            async with db.acquire() as conn:
+                config = await conn.fetchval("SELECT config FROM repo_config_files WHERE repo_id = 1060")
+                marked = await conn.fetchval("SELECT count(*) FROM repo_config_stale")
+            return config == {"exempt_associations": ["NONE"], "exempt_comment": False} and marked == 0
+
+        await eventually(read, timeout=30)
+        async with db.acquire() as conn:
+            pushes = await conn.fetchval("SELECT count(*) FROM webhook_deliveries WHERE event_name = 'push'")
+        assert pushes == 0
+
+        await open_pr(session, full_stack, "preco/app", 1, "newcomer", 601)
+
+        async def decided() -> str | None:
+            async with db.acquire() as conn:
+                return await conn.fetchval(  # type: ignore[no-any-return]
+                    "SELECT decision FROM webhook_deliveries WHERE event_name = 'pull_request' AND repo_id = 1060")
+
+        await eventually(lambda: _is(decided(), "EXEMPT"), timeout=30)
+        async with session.get(f"{full_stack.backend_url}/metrics") as resp:
+            assert 'backend_config_file_reads_total{result="valid",trigger="refresh"} 1.0' in await resp.text()

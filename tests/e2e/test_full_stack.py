@@ -96,3 +96,38 @@ async def test_deliveries_parked_while_backend_is_down_are_processed_once_by_the
             "SELECT action_type, count(*) FROM bot_actions WHERE status = 'DONE' GROUP BY 1"
         ))
     assert kinds == {"UPSERT_PR_COMMENT": 20, "SET_COMMIT_STATUS": 20}
+
+
+async def test_a_replay_on_kept_data_opens_the_next_pull_requests_with_new_contributors(
+    full_stack: FullStack, db: asyncpg.Pool
+) -> None:
+    """`prgate up` keeps the demo's data: its second play must not land on #1-#3 or on contributors
+    the first one verified, and must not inherit the 10 s deadline the first one set."""
+    lines: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        await Demo(session, full_stack.simulator_url, full_stack.backend_url, lines.append).run()
+        await Demo(session, full_stack.simulator_url, full_stack.backend_url, lines.append, play=1).run()
+        comments = await (await session.get(
+            f"{full_stack.simulator_url}/_sim/repos/demo-org/widgets/pulls/4/comments"
+        )).json()
+        # The page the demo's last line points at, as a browser gets it from the `prgate simulator` process.
+        async with session.get(f"{full_stack.simulator_url}/demo-org/widgets/pull/6") as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
+            page = await resp.text()
+        async with session.get(f"{full_stack.simulator_url}/demo-org") as resp:
+            org_page = await resp.text()
+    assert [c["body"] for c in comments] == [messages.verified_comment("first-timer-2")]
+    assert '<span class="state closed">closed</span>' in page
+    assert '<a href="/slow-poke-2">slow-poke-2</a>' in page
+    assert page.count("<div class=comment id=issuecomment-") == 1  # prgate's one comment, edited in place
+    assert "</td><td>prgate</td>" in page  # the gate's commit status on the head commit
+    assert '<a href="/demo-org/widgets">demo-org/widgets</a>' in org_page
+    assert any("#4-#6" in line for line in lines), lines
+    async with db.acquire() as conn:
+        challenges = [tuple(r) for r in await conn.fetch(
+            "SELECT pr_number, status FROM challenges ORDER BY challenge_id")]
+        assert challenges == [(1, "VERIFIED"), (3, "TIMED_OUT"), (4, "VERIFIED"), (6, "TIMED_OUT")]
+        assert sorted(r["login"] for r in await conn.fetch("SELECT login FROM contributors")) == [
+            "first-timer", "first-timer-2"]
+        assert await conn.fetchval("SELECT deadline_seconds FROM repo_settings WHERE repo_id = 1001") == 10

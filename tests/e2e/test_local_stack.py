@@ -21,19 +21,9 @@ from pathlib import Path
 import pytest
 
 from prgate.embedded import read_env_file
-from tests.support.processes import free_port
+from tests.support.processes import free_port, fresh_env
 
-_OURS = ("PRGATE_", "SESSION_SECRET", "DATABASE_URL", "REDIS_URL", "GITHUB_", "BACKEND_", "BOT_", "WORKER_",
-         "SIMULATOR_", "LOG_LEVEL")
 UP_TIMEOUT = 240.0
-
-
-def _fresh_env(**extra: str) -> dict[str, str]:
-    """A shell with none of our variables: what `make run` sees on a fresh clone."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    if os.geteuid() == 0:  # pgserver runs PostgreSQL through `useradd` as root (prgate/embedded.py)
-        env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
-    return {**env, **extra}
 
 
 def _prgate(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -53,7 +43,7 @@ def _answers(url: str) -> bool:
 def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], list[str]]]:
     ports = {"BACKEND_PORT": str(free_port()), "BOT_PORT": str(free_port()), "SIMULATOR_PORT": str(free_port()),
              "WORKER_METRICS_PORT": "0"}
-    env = _fresh_env(**ports, LOG_LEVEL="WARNING")
+    env = fresh_env(**ports, LOG_LEVEL="WARNING")
     proc = subprocess.Popen([sys.executable, "-m", "prgate.cli", "up", "--workers", "1"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[str] = []
@@ -89,7 +79,7 @@ def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_
 
     # The same checkout, other ports even: refused before anything is started or dropped.
     for second_ports in (ports, {k: str(free_port()) for k in ports}):
-        second = _prgate(["up", "--workers", "1"], tmp_path, _fresh_env(**second_ports))
+        second = _prgate(["up", "--workers", "1"], tmp_path, fresh_env(**second_ports))
         assert second.returncode == 2, second.stderr[-3000:]
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1, second.stderr
@@ -107,7 +97,7 @@ def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_
     assert redis_socket.exists()
 
     # `prgate reconcile`, as the dashboard says, from a fresh shell in the checkout: it reaches the demo.
-    reconcile = _prgate(["reconcile"], tmp_path, _fresh_env())
+    reconcile = _prgate(["reconcile"], tmp_path, fresh_env())
     assert reconcile.returncode == 0, (reconcile.stdout, reconcile.stderr[-3000:])
     assert "reconciliation run" in reconcile.stdout
     assert "installation" in reconcile.stdout
@@ -116,7 +106,7 @@ def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_
     # it leaves the stack's embedded Redis running (it used to shut it down on exit).
     stray_port = free_port()
     stray = subprocess.Popen([sys.executable, "-m", "prgate.cli", "bot"], cwd=tmp_path, stderr=subprocess.PIPE,
-                             text=True, env=_fresh_env(BOT_PORT=str(stray_port), LOG_LEVEL="INFO"))
+                             text=True, env=fresh_env(BOT_PORT=str(stray_port), LOG_LEVEL="INFO"))
     try:
         assert stray.stderr is not None
         for line in stray.stderr:
@@ -138,7 +128,7 @@ def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_
     assert not env_file.exists()  # stopped: nothing points at servers that are gone
     assert not redis_socket.parent.exists()  # the embedded Redis's temporary directory goes with it
     # Stopped, the checkout is free again: a subcommand no longer finds the stack.
-    after = _prgate(["reconcile"], tmp_path, _fresh_env())
+    after = _prgate(["reconcile"], tmp_path, fresh_env())
     assert after.returncode == 2
     assert "is not set" in after.stderr  # its generated keys went with it
 
@@ -151,7 +141,7 @@ def test_a_component_without_url_never_joins_an_embedded_server_another_process_
     data = tmp_path / ".data"
     data.mkdir()
     with exclusive(data / "redis.lock", "embedded Redis"):
-        result = _prgate(["worker"], tmp_path, _fresh_env(
+        result = _prgate(["worker"], tmp_path, fresh_env(
             PRGATE_WORKER_SECRETS="w" * 8 + "0123456789abcdef" * 2, WORKER_METRICS_PORT="0"))
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.strip().splitlines() if line.startswith("prgate worker:")]

@@ -21,14 +21,16 @@ from backend_api.challenges.verify import answer_hash
 from backend_api.gate.deadlines import sweep_all
 from backend_api.store import repo_settings
 from shared_contracts.owner import RepoSettings
-from tests.conftest import INTERNAL_ENV, INTERNAL_SECRET
+from tests.conftest import INTERNAL_SECRET
+from tests.e2e.conftest import page_backend
+from tests.support.bitbucket_gate import AUTHOR, add_users, bb_settings, connect_workspace, gate_bitbucket_pr
 from tests.support.browser import InternalApi, chromium, shot
-from tests.support.github_sim import APP_ID, Simulator, app_keys
+from tests.support.github_sim import Simulator
 from tests.support.payloads import installation_payload, pull_request_payload
-from tests.support.processes import Fleet, free_port, wait_http_ok
 
 OPERATOR = "octo-operator"
 FAILURE = "GitHub answered 422: Validation Failed <script>alert('x')</script>"
+CONFIG_FILE = "warn_only: true\n<script>alert('cfg')</script>: 1\n"
 RECONCILE_ERROR = "deferred to keep the rate-limit reserve: 998/5000 requests left <b>until</b> 12:00:00 UTC"
 
 
@@ -43,34 +45,20 @@ class PagesStack:
 async def stack(
     db: asyncpg.Pool, database_url: str, simulator: Simulator, tmp_path: Path
 ) -> AsyncIterator[PagesStack]:
-    fleet = Fleet()
-    port = free_port()
-    key_path = tmp_path / "app.pem"
-    key_path.write_text(app_keys().private_pem)
-    backend_url = f"http://127.0.0.1:{port}"
-    env = {
-        "DATABASE_URL": database_url, **INTERNAL_ENV,
-        "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(port), "BACKEND_PUBLIC_URL": backend_url,
-        "GITHUB_API_URL": simulator.url, "GITHUB_WEB_URL": simulator.url,
-        "GITHUB_CLIENT_ID": simulator.state.config.oauth_client_id,
-        "GITHUB_CLIENT_SECRET": simulator.state.config.oauth_client_secret,
-        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY_PATH": str(key_path),
-        "PRGATE_OPERATORS": f"someone-else, {OPERATOR.upper()}", "SWEEP_INTERVAL_SECONDS": "3600",
-    }
-    backend = fleet.start("backend", "backend", env)
-    try:
-        await wait_http_ok(f"{backend_url}/readyz", backend)
-        await _seed(backend_url, db)
+    async with page_backend(database_url, simulator, tmp_path,
+                            operators=f"someone-else, {OPERATOR.upper()}",
+                            extra_env=bb_settings(simulator)) as backend_url:
+        await _seed(backend_url, db, simulator)
         yield PagesStack(backend_url, simulator, tmp_path)
-    except BaseException:
-        print(fleet.logs())
-        raise
-    finally:
-        fleet.stop_all()
 
 
-async def _seed(backend_url: str, db: asyncpg.Pool) -> None:
-    """Through the real ingest path (signed internal API), plus one FAILED action."""
+def simulator_commit_prefix(stack: PagesStack, repo: str) -> str:
+    return stack.simulator.state.commits[stack.simulator.state.repo_by_name(repo).id][-1].sha[:12]
+
+
+async def _seed(backend_url: str, db: asyncpg.Pool, simulator: Simulator) -> None:
+    """Through the real ingest path (signed internal API), plus one FAILED action and an invalid
+    config file pushed to acme/x (read from the simulator by the backend)."""
     async with aiohttp.ClientSession() as session:
         api = InternalApi(session, backend_url, INTERNAL_SECRET)
         await api.installation("delivery-install-octo", "installation", installation_payload("created"))
@@ -91,6 +79,11 @@ async def _seed(backend_url: str, db: asyncpg.Pool) -> None:
         ))
         assert closed["decision"] == "CANCELLED"
         await _seed_reconcile(api)
+        sha = simulator.state.commit_file("acme/x", ".github/prgate.yml", CONFIG_FILE.encode(), "config", "acme").sha
+        pushed = await api.post("/internal/v2/github/events/config-push", {
+            "delivery_id": "delivery-push-acme", "installation_id": 2002, "head_sha": sha,
+            "repository": {"id": 7001, "full_name": "acme/x"}})
+        assert "config file invalid" in pushed["reason"]
     async with db.acquire() as conn:
         await conn.execute(
             """UPDATE bot_actions SET status = 'FAILED', attempt = max_attempts, last_error = $1,
@@ -162,8 +155,17 @@ async def test_operator_signs_in_and_sees_every_page(stack: PagesStack, browser:
     widgets = page.locator("tr", has_text="octo-org/widgets")
     await expect(widgets).to_contain_text("ACTIVE")
     await expect(widgets.locator("td").nth(4)).to_have_text("1")  # pending challenges
-    await expect(page.locator("tr", has_text="acme/x")).to_be_visible()
+    await expect(page.locator("tr", has_text="acme/x").first).to_be_visible()
     await expect(page.locator(".who")).to_contain_text(f"Signed in as @{OPERATOR}")
+    # The invalid config file, with its error (escaped: shown as text, never run) and the commit.
+    await expect(page.get_by_role("heading", name="Invalid config files (1)")).to_be_visible()
+    problem = page.locator("tr", has_text="unknown key")
+    await expect(problem).to_contain_text("acme/x")
+    await expect(problem).to_contain_text("<script>alert('cfg')</script>: unknown key")
+    await expect(problem.locator("code")).to_have_text(simulator_commit_prefix(stack, "acme/x"))
+    member_row = page.locator("h2 + table tr, table tr", has_text="acme/x").filter(has_text="ACTIVE")
+    await expect(member_row.locator("td").nth(7)).to_have_text("invalid")  # the Config file column
+    await expect(widgets.locator("td").nth(7)).to_have_text("")
 
     # Challenges: the pending one with its time left, the cancelled one as resolved.
     await page.get_by_role("link", name="Challenges").click()
@@ -252,7 +254,7 @@ async def test_a_signed_in_non_operator_sees_the_403_page(stack: PagesStack, bro
     await context.close()
 
 
-# ---- the contributor's verification page and the challenges page's outcomes (issue 15 papercuts) ----------
+# ---- the contributor's verification page and the challenges page's outcomes (adoption papercuts) ----------
 
 
 async def _link_token(db: asyncpg.Pool, pr_number: int) -> str:
@@ -335,6 +337,29 @@ async def test_a_warn_only_timeout_is_told_apart_from_a_close(
     await expect(warned.locator("td").nth(2)).to_have_text("TIMED_OUT (left open)")
     await expect(warned).to_contain_text(messages.RESOLUTION_TIMED_OUT_WARNED)
     await shot(page, stack.shots, "timeouts")
+    await context.close()
+
+
+async def test_a_bitbucket_author_verifies_with_sign_in_with_bitbucket(
+    stack: PagesStack, browser: Browser, db: asyncpg.Pool
+) -> None:
+    await connect_workspace(db)
+    add_users(stack.simulator, AUTHOR)
+    token = await gate_bitbucket_pr(db, stack.backend_url)
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{stack.backend_url}/verify/{token}")
+    await expect(page.get_by_role("link", name="Sign in with GitHub")).to_have_count(0)
+    await page.get_by_role("link", name="Sign in with Bitbucket").click()
+    await page.wait_for_url(re.compile(re.escape(stack.simulator.url) + r"/bitbucket/site/oauth2/authorize"))
+    await page.get_by_role("button", name="New Comer (newcomer)").click()  # the simulator's account picker
+    await page.wait_for_url(f"{stack.backend_url}/verify/{token}")
+    await expect(page.get_by_text("Signed in as @newcomer")).to_be_visible()
+    await page.get_by_label("I have read and accept the above.").check()
+    await page.get_by_role("button", name="Verify").click()
+    await expect(page.get_by_role("heading", name="Verified")).to_be_visible()
+    await expect(page.get_by_role("status")).to_contain_text("You are verified")
+    await shot(page, stack.shots, "bitbucket-verified")
     await context.close()
 
 

@@ -1,4 +1,5 @@
-"""Issue 13, item 9, through real processes: a pull request that reaches prgate before its
+"""docs/security.md, "A pull request that arrives before its installation is never gated", through real processes: a
+pull request that reaches prgate before its
 installation is gated once the installation arrives (here through the redelivery job, as after a
 receiver outage); one for an installation that never comes waits, bounded, and expires."""
 

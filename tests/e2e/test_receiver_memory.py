@@ -1,4 +1,5 @@
-"""Strangers cannot fill the receiver's memory with bodies (issue 13, item 5). A real `prgate bot`.
+"""Strangers cannot fill the receiver's memory with bodies (docs/security.md, "Unauthenticated memory exhaustion in
+the receiver"). A real `prgate bot`.
 
 Unsigned 20 MiB bodies are refused from their headers and never kept (what still arrives after the
 answer is dropped chunk by chunk for 2 s, so the answer survives); bodies with a signature-looking header

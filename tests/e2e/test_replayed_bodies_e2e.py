@@ -1,4 +1,5 @@
-"""Issue 13, item 11, through real processes: a captured body replayed under a fresh
+"""docs/security.md, "A captured `closed` body replayed under a fresh delivery id", through real processes: a captured
+body replayed under a fresh
 X-GitHub-Delivery is a duplicate, and state-destroying events act only as GitHub confirms them."""
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.conftest import INTERNAL_ENV, INTERNAL_SECRET
+from tests.conftest import INTERNAL_SECRET
+from tests.e2e.conftest import page_backend
 from tests.support.browser import InternalApi, chromium, shot
-from tests.support.github_sim import APP_ID, Simulator, app_keys
+from tests.support.github_sim import Simulator
 from tests.support.payloads import installation_payload, pull_request_payload
-from tests.support.processes import Fleet, free_port, wait_http_ok
 from tests.support.rows import snapshot
 
 REPO_ID = 5001
@@ -39,23 +39,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(db: asyncpg.Pool, database_url: str, simulator: Simulator, tmp_path: Path) -> AsyncIterator[Stack]:
-    fleet = Fleet()
-    port = free_port()
-    key_path = tmp_path / "app.pem"
-    key_path.write_text(app_keys().private_pem)
-    backend_url = f"http://127.0.0.1:{port}"
-    env = {
-        "DATABASE_URL": database_url, **INTERNAL_ENV,
-        "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(port), "BACKEND_PUBLIC_URL": backend_url,
-        "GITHUB_API_URL": simulator.url, "GITHUB_WEB_URL": simulator.url,
-        "GITHUB_CLIENT_ID": simulator.state.config.oauth_client_id,
-        "GITHUB_CLIENT_SECRET": simulator.state.config.oauth_client_secret,
-        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY_PATH": str(key_path),
-        "PRGATE_OPERATORS": f"{OPERATOR}:{ADMIN_ID}", "SWEEP_INTERVAL_SECONDS": "3600",
-    }
-    backend = fleet.start("backend", "backend", env)
-    try:
-        await wait_http_ok(f"{backend_url}/readyz", backend)
+    async with page_backend(database_url, simulator, tmp_path, operators=f"{OPERATOR}:{ADMIN_ID}") as backend_url:
         async with aiohttp.ClientSession() as session:
             api = InternalApi(session, backend_url, INTERNAL_SECRET)
             await api.installation("delivery-install", "installation", installation_payload("created"))
@@ -65,11 +49,6 @@ async def stack(db: asyncpg.Pool, database_url: str, simulator: Simulator, tmp_p
         simulator.state.set_permission(FULL_NAME, "dev", "write", 9502)
         simulator.state.ensure_user("friend", 9503)
         yield Stack(backend_url, simulator, tmp_path)
-    except BaseException:
-        print(fleet.logs())
-        raise
-    finally:
-        fleet.stop_all()
 
 
 @pytest.fixture
@@ -232,4 +211,69 @@ async def test_a_post_without_or_with_a_wrong_csrf_token_is_refused_and_writes_n
     row = await stored(db)
     assert row is not None
     assert (row["deadline_seconds"], row["warn_only"]) == (600, True)
+    await context.close()
+
+
+async def _push_config(stack: Stack, content: str, delivery_id: str) -> dict[str, object]:
+    """A commit of `.github/prgate.yml` on the simulator, and its push as the receiver forwards it."""
+    sha = stack.simulator.state.commit_file(FULL_NAME, ".github/prgate.yml", content.encode(), "config",
+                                            OPERATOR).sha
+    async with aiohttp.ClientSession() as session:
+        api = InternalApi(session, stack.backend_url, INTERNAL_SECRET)
+        answer: dict[str, object] = await api.post("/internal/v2/github/events/config-push", {
+            "delivery_id": delivery_id, "installation_id": 1001, "head_sha": sha,
+            "repository": {"id": REPO_ID, "full_name": FULL_NAME}})
+    return answer
+
+
+async def test_fields_the_config_file_sets_are_read_only_and_a_save_keeps_their_stored_value(
+    stack: Stack, browser: Browser, db: asyncpg.Pool
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in_at(page, stack, f"/settings/{FULL_NAME}", OPERATOR)
+    await page.get_by_label("Deadline (seconds)").fill("7200")  # the page's own value, before any file
+    await page.get_by_role("button", name="Save settings").click()
+    await page.wait_for_url(f"{stack.backend_url}/settings/{FULL_NAME}?saved=1")
+
+    assert (await _push_config(stack, "warn_only: true\ndeadline_seconds: 600\n", "push-1"))["status"] == "ACCEPTED"
+    await page.goto(f"{stack.backend_url}/settings/{FULL_NAME}")
+    main = page.locator("main")
+    await expect(main).to_contain_text("The config file sets deadline_seconds, warn_only")
+    warn = page.get_by_label("Warn only")
+    await expect(warn).to_be_checked()  # the file's value, in force
+    await expect(warn).to_be_disabled()
+    deadline = page.get_by_label("Deadline (seconds)")
+    await expect(deadline).to_have_value("600")
+    await expect(deadline).to_be_disabled()
+    note = page.locator("fieldset", has=page.locator("legend", has_text="deadline_seconds")).get_by_role("note")
+    await expect(note).to_contain_text(f"Set by {FULL_NAME}:.github/prgate.yml, which wins over this page")
+    await expect(note).to_contain_text("The value saved here (7200 s (2 h)) applies again")
+    await expect(page.get_by_label("Exempt bots")).to_be_enabled()  # not in the file: editable
+    await shot(page, stack.shots, "settings-file")
+
+    # A save changes what the page owns and keeps the stored value of what the file sets.
+    await page.get_by_label("Exempt bots").uncheck()
+    await page.get_by_role("button", name="Save settings").click()
+    await page.wait_for_url(f"{stack.backend_url}/settings/{FULL_NAME}?saved=1")
+    row = await stored(db)
+    assert row is not None
+    assert (row["deadline_seconds"], row["warn_only"], row["exempt_bots"]) == (7200, False, False)
+
+    # An invalid file: its error above the form; the last valid one stays in force (still read-only).
+    pushed = await _push_config(stack, "warn_only: true\ndeadline_seconds: 600\nwarn_onyl: 1\n", "push-2")
+    assert "config file invalid" in str(pushed["reason"])
+    await page.goto(f"{stack.backend_url}/settings/{FULL_NAME}")
+    await expect(page.get_by_role("alert")).to_contain_text("is invalid")
+    await expect(page.get_by_role("alert")).to_contain_text("warn_onyl: unknown key")
+    await expect(page.get_by_label("Deadline (seconds)")).to_have_value("600")
+    await expect(page.get_by_label("Deadline (seconds)")).to_be_disabled()
+
+    # The file drops the keys: the page's saved values apply and are editable again.
+    await _push_config(stack, "exempt_comment: false\n", "push-3")
+    await page.goto(f"{stack.backend_url}/settings/{FULL_NAME}")
+    await expect(page.get_by_label("Deadline (seconds)")).to_have_value("7200")
+    await expect(page.get_by_label("Deadline (seconds)")).to_be_enabled()
+    await expect(page.get_by_label("Warn only")).not_to_be_checked()
+    await expect(page.get_by_label("Comment on exempt pull requests")).to_be_disabled()
     await context.close()

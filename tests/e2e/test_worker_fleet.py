@@ -217,7 +217,8 @@ async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
 async def test_a_throttled_installation_holds_no_worker_slot(
     stack: Stack, db: asyncpg.Pool, simulator: Simulator
 ) -> None:
-    """Issue 13, item 14: over its write budget, a tenant's action goes back with retry_after at
+    """docs/security.md, "Throttled tenants in shared slots, expired leases of a deleted installation": over its write
+    budget, a tenant's action goes back with retry_after at
     once instead of sleeping in a worker slot; another tenant's action runs meanwhile."""
     base = 60_000 + uuid.uuid4().int % 10_000 * 2  # fresh ids: the throttle's Redis keys are per installation
     repos = []

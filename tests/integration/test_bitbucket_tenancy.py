@@ -3,8 +3,10 @@ connect, connect again, refusals, disconnect, re-discovery; the token never in a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from backend_api.app import create_app
+from backend_api.auth.session import SESSION_COOKIE, SessionCodec
 from bot_worker.backend.client import BackendClient
 from bot_worker.jobs import bitbucket_discovery as discovery
 from bot_worker.jobs.context import DiscoveryContext
@@ -29,7 +32,7 @@ from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
 from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
 from prgate.simulator.core.app import mount
-from prgate.simulator.core.faults import FaultRule
+from prgate.simulator.core.faults import FaultConfig, FaultProfile, FaultRule
 from provider_clients.bitbucket.hook_secret import bare_uuid, derive
 from shared_contracts import signing
 from tests.conftest import ADMIN_SECRET, INTERNAL_SECRET, backend_settings
@@ -78,6 +81,7 @@ class Operator:
         return resp.status, json.loads(text) if text else None, dict(resp.headers)
 
     texts: list[str]
+    codec: SessionCodec
 
     async def connect(self, workspace: str, token: str, expect: int = 200) -> Any:
         status, body, _ = await self.request("POST", WORKSPACES, {"workspace": workspace, "token": token})
@@ -90,15 +94,20 @@ class Operator:
         return resp.status, json.loads(text)
 
 
-@pytest.fixture
-async def operator(db: asyncpg.Pool, database_url: str, aiohttp_client: Any, bb_sim: Sim) -> Operator:
+async def _operator(database_url: str, aiohttp_client: Any, sim: Sim, keys: str = KEY) -> Operator:
     settings = backend_settings(
-        database_url, PRGATE_ENCRYPTION_KEY=KEY, BITBUCKET_API_URL=bb_sim.api_url, BITBUCKET_WEBHOOK_SECRET=MASTER,
-        BOT_PUBLIC_URL=BOT_URL,
+        database_url, PRGATE_ENCRYPTION_KEY=keys, BITBUCKET_API_URL=sim.api_url, BITBUCKET_WEBHOOK_SECRET=MASTER,
+        BOT_PUBLIC_URL=BOT_URL, PRGATE_OPERATORS="boss:42",
     )
     op = Operator(SignedClient(await aiohttp_client(create_app(settings)), INTERNAL_SECRET))
     op.texts = []
+    op.codec = SessionCodec.from_settings(settings)
     return op
+
+
+@pytest.fixture
+async def operator(db: asyncpg.Pool, database_url: str, aiohttp_client: Any, bb_sim: Sim) -> Operator:
+    return await _operator(database_url, aiohttp_client, bb_sim)
 
 
 def _workspace(sim: Sim, slug: str, repos: int = 3) -> str:
@@ -247,7 +256,7 @@ async def test_rediscovery_picks_up_new_and_deleted_repositories_and_records_fai
     await operator.connect("acme", _workspace(bb_sim, "acme", repos=2))
     await operator.connect("other", _workspace(bb_sim, "other", repos=1))
     bb_sim.state.add_repository("acme", "fresh")
-    del bb_sim.state.repositories[("acme", "repo-000")]  # deleted on Bitbucket
+    bb_sim.state.remove_repository("acme", "repo-000")  # deleted on Bitbucket
     for token in [t for t, v in bb_sim.state.tokens.items() if v.workspace == "other"]:
         del bb_sim.state.tokens[token]  # the operator revoked other's token
     resp = await operator.signed.post("/internal/v2/bitbucket/rediscover", {})
@@ -302,3 +311,76 @@ async def test_the_workers_job_rediscovers_under_the_fleet_lock_and_counts(
     assert sample("bitbucket_discovery_total", {"outcome": "skipped"}) == 1
     assert sample("bitbucket_discovery_total", {"outcome": "listed"}) == 1
     assert sample("bitbucket_repositories_changed_total", {"change": "added"}) == 1
+
+
+async def test_a_signed_in_operator_manages_workspaces_with_the_csrf_token(operator: Operator, bb_sim: Sim) -> None:
+    token = _workspace(bb_sim, "acme")
+    client = operator.signed.client
+    boss, boss_cookie = operator.codec.issue(42, "boss", time.time())
+    _, other_cookie = operator.codec.issue(7, "someone", time.time())
+    as_boss = {"Cookie": f"{SESSION_COOKIE}={boss_cookie}"}
+    resp = await client.get(WORKSPACES, headers={"Cookie": f"{SESSION_COOKIE}={other_cookie}"})
+    assert resp.status == 403
+    assert (await client.get(WORKSPACES, headers=as_boss)).status == 200
+    resp = await client.post(WORKSPACES, json={"workspace": "acme", "token": token}, headers=as_boss)
+    assert resp.status == 403
+    assert (await resp.json())["error"] == "csrf_failed"
+    csrf = {**as_boss, "X-CSRF-Token": operator.codec.csrf_token(boss, "owner-api")}
+    resp = await client.post(WORKSPACES, json={"workspace": "acme", "token": token}, headers=csrf)
+    assert resp.status == 200, await resp.text()
+    assert (await client.delete(f"{WORKSPACES}/acme", headers=as_boss)).status == 403
+    assert (await client.delete(f"{WORKSPACES}/acme", headers=csrf)).status == 200
+    assert bb_sim.state.hooks_of("acme") == []
+
+
+async def test_two_connects_at_once_leave_one_hook(operator: Operator, bb_sim: Sim) -> None:
+    token = _workspace(bb_sim, "acme")
+    # Slow answers, so the three interleave: without the slug's lock each would find no hook.
+    bb_sim.state.faults.configure(FaultConfig(default=FaultProfile(latency_ms=50)))
+    answers = await asyncio.gather(*(operator.connect("acme", token) for _ in range(3)))
+    assert sorted(a["hook"] for a in answers) == ["created", "updated", "updated"]
+    assert len(bb_sim.state.hooks_of("acme")) == 1
+
+
+async def test_the_encryption_key_rotates_without_losing_a_token(
+    operator: Operator, bb_sim: Sim, database_url: str, aiohttp_client: Any, db: asyncpg.Pool
+) -> None:
+    token = _workspace(bb_sim, "acme")
+    tenant = (await operator.connect("acme", token))["tenant_id"]
+    new_key = Fernet.generate_key().decode()
+    # 1. the new key first, the old one still listed: the stored token reads; a reconnect re-encrypts
+    rotating = await _operator(database_url, aiohttp_client, bb_sim, keys=f"{new_key},{KEY}")
+    assert (await rotating.token(tenant))[1]["token"] == token
+    await rotating.connect("acme", token)
+    # 2. the old key dropped: still readable, since the reconnect wrote it under the new one
+    rotated = await _operator(database_url, aiohttp_client, bb_sim, keys=new_key)
+    assert (await rotated.token(tenant))[1]["token"] == token
+    # and the old key alone no longer opens it
+    status, body = await operator.token(tenant)
+    assert status == 503
+    assert token not in json.dumps(body)
+
+
+async def test_an_operator_api_token_manages_workspaces_and_a_tenant_token_does_not(
+    operator: Operator, bb_sim: Sim
+) -> None:
+    token = _workspace(bb_sim, "acme")
+    await operator.connect("acme", token)
+
+    async def mint(body: dict[str, Any]) -> str:
+        resp = await operator.signed.post("/internal/v2/api-tokens", body, sign_with=ADMIN_SECRET)
+        assert resp.status == 200, await resp.text()
+        return str((await resp.json())["token"])
+
+    as_operator = {"Authorization": f"Bearer {await mint({'name': 'ops', 'scope': 'operator'})}"}
+    as_tenant = {"Authorization": f"Bearer {await mint({'name': 'acme', 'scope': 'workspace', 'workspace': 'acme'})}"}
+    client = operator.signed.client
+    resp = await client.get(WORKSPACES, headers=as_operator)
+    assert resp.status == 200
+    assert [i["slug"] for i in (await resp.json())["items"]] == ["acme"]
+    assert (await client.get(WORKSPACES, headers=as_tenant)).status == 403
+    assert (await client.delete(f"{WORKSPACES}/acme", headers=as_tenant)).status == 403
+    assert (await client.get(WORKSPACES, headers={"Authorization": "Bearer prgate_nope"})).status == 401
+    resp = await client.post(WORKSPACES, json={"workspace": "acme", "token": token}, headers=as_operator)
+    assert resp.status == 200, await resp.text()
+    assert (await client.delete(f"{WORKSPACES}/acme", headers=as_operator)).status == 200

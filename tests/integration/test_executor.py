@@ -327,7 +327,8 @@ async def test_another_apps_comment_with_our_marker_is_passed_over(executor: Exe
 async def test_no_write_starts_when_the_rest_of_the_lease_cannot_cover_it(
     session: aiohttp.ClientSession, simulator: Simulator, tokens: InstallationTokens
 ) -> None:
-    """Issue 13, item 8: 2.5 s of lease left, a write may take 2 s plus 1 s to report: the reads
+    """docs/security.md, "A run that outlives its lease keeps writing": 2.5 s of lease left, a write may take 2 s plus
+    1 s to report: the reads
     run, the write does not start, the attempt goes back retryable with nothing written."""
     executor = Executor(GitHubProvider(session, simulator.url, tokens), None, provider_timeout=2, report_margin=1)
     result = await executor.run(action(), time.monotonic() + 2.5)

@@ -1,6 +1,6 @@
-"""A `Link: rel="next"` off GITHUB_API_URL's origin is never followed: no token leaves for it (issue 13,
-item 14). GitHub is the simulator (its `link_origin` fault); the foreign origin is a second local HTTP
-server that records whatever reaches it."""
+"""A `Link: rel="next"` off GITHUB_API_URL's origin is never followed: no token leaves for it
+(docs/security.md, "`Link: next` URLs followed with the token, on any origin"). GitHub is the simulator (its
+`link_origin` fault); the foreign origin is a second local HTTP server that records whatever reaches it."""
 
 from __future__ import annotations
 

@@ -116,7 +116,8 @@ def test_every_signed_route_names_its_callers_and_the_receiver_only_ingests() ->
     assert receiver_routes
     assert all(path.startswith("/internal/v2/github/events/") for path in receiver_routes)
     admin_routes = {route.path for route in signed if Caller.ADMIN in route.callers}
-    assert admin_routes == {SETUP_CLAIMS, CREDENTIALS.partition("?")[0], "/internal/v2/sessions/revoke"}
+    assert admin_routes == {SETUP_CLAIMS, CREDENTIALS.partition("?")[0], "/internal/v2/sessions/revoke",
+                            "/internal/v2/api-tokens", "/internal/v2/api-tokens/revoke"}
     assert not any(Caller.WORKER in route.callers for route in signed if route.path in admin_routes)
 
 

@@ -1,6 +1,7 @@
-"""Issue 13, items 2, 8 and 14 on the backend: the PR comment id a worker reports is handed back
-with the PR's next action; a running attempt's lease is extended only for its holder; expired
-leases of a deleted installation are finished, so a reinstall is not blocked by them."""
+"""docs/security.md, "Gate bypass through a foreign comment", "A run that outlives its lease keeps writing" and
+"Throttled tenants in shared slots, expired leases of a deleted installation", on the backend: the PR comment id a
+worker reports is handed back with the PR's next action; a running attempt's lease is extended only for its
+holder; expired leases of a deleted installation are finished, so a reinstall is not blocked by them."""
 
 from __future__ import annotations
 

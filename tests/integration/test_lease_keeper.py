@@ -1,4 +1,5 @@
-"""Issue 13, item 8: the worker's claim loop extends a running attempt's lease, and stops writing
+"""docs/security.md, "A run that outlives its lease keeps writing": the worker's claim loop extends a running
+attempt's lease, and stops writing
 once the backend says the lease is another worker's. Real backend and PostgreSQL, the simulator
 over HTTP with every request slowed down."""
 

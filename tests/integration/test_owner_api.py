@@ -691,7 +691,7 @@ async def test_owner_routes_are_in_the_openapi_document(owner: Owner) -> None:
     assert "challenge_answer_set" in schemas["OwnerRepoSettings"]["properties"]
 
 
-# ---- item 6: no repository name for anyone but its admins ------------------------------------------------
+# ---- no repository name for anyone but its admins (docs/security.md, "Private repository names …") -------------------
 
 
 async def test_install_status_names_the_repository_only_to_its_admins(owner: Owner, db: asyncpg.Pool) -> None:
@@ -725,7 +725,8 @@ async def test_the_public_status_is_the_same_for_never_installed_and_unknown(own
         assert await resp.json() == {"repo_id": repo_id, "installed": False}
 
 
-# ---- item 13: a stranger never makes prgate spend another tenant's installation token ---------------------
+# ---- a stranger never makes prgate spend another tenant's installation token
+# (docs/security.md, "A signed-in stranger makes prgate mint and spend a victim installation's token") -----------------
 
 
 async def _sign_in(client: TestClient[Any, Any], login: str) -> str:

@@ -1,4 +1,5 @@
-"""Issue 13, item 9: events for an installation not known yet are parked, then decided when it is."""
+"""docs/security.md, "A pull request that arrives before its installation is never gated": events for an installation
+not known yet are parked, then decided when it is."""
 
 from __future__ import annotations
 

@@ -96,7 +96,8 @@ async def test_second_opened_delivery_for_same_pr_keeps_one_pending_challenge(
 
 
 async def test_unknown_installation_is_parked_not_ignored(backend: SignedClient, db: asyncpg.Pool) -> None:
-    # Issue 13, item 9: not a final answer; tests/integration/test_parked_events.py follows it up.
+    # docs/security.md, "A pull request that arrives before its installation is never gated": not a final answer;
+    # tests/integration/test_parked_events.py follows it up.
     resp = await send_pr(backend, pull_request_payload("opened", installation_id=999))
     assert (resp["status"], resp["reason"]) == ("PARKED", parking.PARKED_REASON)
     assert await _actions(db) == []
@@ -267,7 +268,8 @@ async def test_same_delivery_posted_concurrently_is_processed_once(installed: Si
 async def test_same_body_digest_under_a_fresh_delivery_id_is_a_duplicate(
     installed: SignedClient, db: asyncpg.Pool
 ) -> None:
-    # Issue 13, item 11: X-GitHub-Delivery is not signed; the body (and its digest) is.
+    # docs/security.md, "A captured `closed` body replayed under a fresh delivery id": X-GitHub-Delivery is not
+    # signed; the body (and its digest) is.
     from bot_worker.providers.github.normalize import pull_request_event
     from tests.support.ingest import PR_PATH
 

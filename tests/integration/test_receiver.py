@@ -401,7 +401,7 @@ async def test_no_secret_or_body_in_logs(
         assert secret not in everything
 
 
-# ---- webhook secret rotation (issue 13, item 14) ---------------------------------------------------
+# ---- webhook secret rotation (docs/security.md, "One webhook secret, so every rotation had a 401 gap") ---------------
 
 
 @pytest.mark.parametrize("variables", [

@@ -1,4 +1,5 @@
-"""Issue 13, item 14: only a maintainer's reopen after the deadline exempts a PR for good.
+"""docs/security.md, "Reopen after timeout, session revocation, wrong-answer rate limit": only a maintainer's reopen
+after the deadline exempts a PR for good.
 
 The receiver asks GitHub (the simulator) for the reopener's permission, as it does for
 `/prgate exempt`; the backend decides. Triage users (GitHub says `read`) and bots are gated again.

@@ -1,4 +1,5 @@
-"""Issue 13, item 7: whitelists, operators and admin checks follow the GitHub user id, not the login.
+"""docs/security.md, "Rights keyed by login, not user id": whitelists, operators and admin checks follow the GitHub
+user id, not the login.
 
 A login can be renamed, and the old one registered by someone else at once (the simulator's
 ``/_sim/users`` routes do what GitHub does).

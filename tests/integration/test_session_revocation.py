@@ -1,4 +1,5 @@
-"""Issue 13, item 14: sessions can be revoked — by signing out, or by an operator (admin key).
+"""docs/security.md, "Reopen after timeout, session revocation, wrong-answer rate limit": sessions can be revoked — by
+signing out, or by an operator (admin key).
 
 Sessions are signed cookies; the deny list is in PostgreSQL, so a revocation holds on every replica.
 """

@@ -213,8 +213,8 @@ async def test_author_signs_in_and_verifies(env: Env, db: asyncpg.Pool) -> None:
     assert session_cookie["samesite"] == "Lax"
     assert not session_cookie["secure"]  # BACKEND_PUBLIC_URL is http here
     payload = json.loads(base64.urlsafe_b64decode(session_cookie.value.split(".")[1] + "=="))
-    assert set(payload) == {"sid", "uid", "login", "exp", "inst", "iat"}
-    assert (payload["uid"], payload["login"]) == (9001, "newcomer")
+    assert set(payload) == {"sid", "uid", "login", "exp", "inst", "iat", "prov"}
+    assert (payload["uid"], payload["login"], payload["prov"]) == (9001, "newcomer", "github")
     for gho in env.simulator.server.app[SIM_OAUTH].tokens:  # the access token never reaches the browser
         assert gho not in session_cookie.value
     page = await back.text()
@@ -663,7 +663,7 @@ async def test_secure_cookies_when_public_url_is_https(make_env: Callable[..., A
     assert URL(resp.headers["Location"]).query["redirect_uri"] == "https://prgate.example/auth/github/callback"
 
 
-# ---- item 14: wrong answers are rate-limited, across replicas ---------------------------------------------
+# ---- wrong answers are rate-limited, across replicas (docs/security.md, "Reopen after timeout, …") -------------------
 
 
 async def test_wrong_answers_are_limited_per_challenge_across_replicas(

@@ -579,7 +579,7 @@ def test_ingress_routes_only_public_paths() -> None:
             routes.setdefault(rule["host"], {})[path["path"]] = component(services[service["name"]])
     assert routes["prgate.example.com"] == {
         "/webhooks/github": "receiver", "/verify": "backend", "/auth": "backend", "/dashboard": "backend",
-        "/api/v1": "backend", "/openapi.json": "backend", "/api/docs": "backend",
+        "/api/v1": "backend", "/github-app": "backend", "/openapi.json": "backend", "/api/docs": "backend",
     }
     assert routes["hooks.example.com"] == {"/webhooks/github": "receiver"}
     assert not any(p.startswith("/internal") for paths in routes.values() for p in paths)

@@ -15,6 +15,42 @@ from pathlib import Path
 
 import aiohttp
 
+# Variables a fresh clone's shell does not set: what `make run` sees there.
+OUR_VARIABLES = ("PRGATE_", "SESSION_SECRET", "DATABASE_URL", "REDIS_URL", "GITHUB_", "BACKEND_", "BOT_", "WORKER_",
+                 "SIMULATOR_", "LOG_LEVEL")
+
+
+def fresh_env(**extra: str) -> dict[str, str]:
+    """A shell with none of our variables: what `make run` sees on a fresh clone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_VARIABLES)}
+    if os.geteuid() == 0:  # pgserver runs PostgreSQL through `useradd` as root (prgate/embedded.py)
+        env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
+    return {**env, **extra}
+
+
+def children_of(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is `pid`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat.rpartition(")")[2].split()[:2]
+            if int(ppid) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
 
 def free_port() -> int:
     with socket.socket() as s:

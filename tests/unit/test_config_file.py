@@ -9,7 +9,7 @@ import pytest
 
 from backend_api.challenges.config_file import ConfigFileError, Layer, effective, extends_target, merge, parse
 from shared_contracts.owner import RepoSettings
-from shared_contracts.repo_config import FILE_KEYS, RepoConfigFile, config_json_schema
+from shared_contracts.repo_config import FILE_KEYS, RepoConfigFile, config_fields_table, config_json_schema
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "prgate.schema.json"
 
@@ -70,3 +70,20 @@ def test_file_logins_never_pair_with_the_api_ids() -> None:
     api = RepoSettings(whitelist_logins=["old"], whitelist_user_ids=[1])
     settings, _ = effective(api, {"whitelist_logins": ["new"], "whitelist_user_ids": [2]})
     assert (settings.whitelist_logins, settings.whitelist_user_ids) == (["new"], [2])
+
+
+def test_the_docs_fields_table_is_generated_from_the_settings_model() -> None:
+    """One source for help texts: RepoSettings' descriptions (the page and the schema read them too)."""
+    doc = (SCHEMA.parent / "configuration.md").read_text()
+    assert config_fields_table() in doc, (
+        "regenerate the table in docs/configuration.md from shared_contracts.repo_config.config_fields_table()")
+
+
+def test_every_help_text_comes_from_the_settings_model() -> None:
+    from backend_api.web.settings import FIELDS
+
+    for spec in FIELDS:
+        description = RepoSettings.model_fields[spec.name].description
+        assert description
+        assert spec.help.startswith(description)
+        assert RepoConfigFile.model_fields[spec.name].description.startswith(description)  # type: ignore[union-attr]

@@ -23,7 +23,7 @@ from backend_api.challenges.verify import (
 )
 from backend_api.settings import BackendSettings
 from backend_api.web.auth import safe_next
-from shared_contracts.actions import ActionType, CommentPayload, StatusPayload
+from shared_contracts.actions import ActionType, CommentPayload, Provider, StatusPayload
 from shared_contracts.owner import RepoSettings
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -41,11 +41,12 @@ def challenge(
     author_id: int = 9001,
     installation_id: int = 1001,
     head_sha: str = SHA,
+    provider: Provider = Provider.GITHUB,
 ) -> ChallengeInfo:
     return ChallengeInfo(
         challenge_id=challenge_id, installation_id=installation_id, repo_id=repo_id,
         repo_full_name=f"octo-org/r{repo_id}", pr_number=pr_number, head_sha=head_sha, author_id=author_id,
-        author_login="newcomer", status=status, deadline_at=datetime(2030, 1, 1, tzinfo=UTC),
+        author_login="newcomer", status=status, deadline_at=datetime(2030, 1, 1, tzinfo=UTC), provider=provider,
     )
 
 
@@ -176,6 +177,31 @@ def test_refusals(status: ChallengeStatus, user: SignedInUser | None, refusal: R
     assert plan(challenge(status=status), user=user) is refusal
 
 
+@pytest.mark.parametrize(("on", "signed_with"), [(Provider.BITBUCKET, Provider.GITHUB),
+                                                  (Provider.GITHUB, Provider.BITBUCKET)])
+def test_a_session_of_the_other_provider_never_verifies(on: Provider, signed_with: Provider) -> None:
+    # Even with the author's very id (ids never meet across providers, but the plan does not rely on it).
+    user = SignedInUser(id=9001, login="newcomer", provider=signed_with)
+    assert page_access(challenge(provider=on), user) is Refusal.WRONG_PROVIDER
+    assert plan(challenge(provider=on), user=user) is Refusal.WRONG_PROVIDER
+    # Already verified or expired is still said as such, whoever asks.
+    assert page_access(challenge(provider=on, status=ChallengeStatus.VERIFIED), user) is Refusal.ALREADY_VERIFIED
+
+
+def test_a_bitbucket_author_verifies_with_a_bitbucket_session_and_the_actions_go_to_bitbucket() -> None:
+    author = SignedInUser(id=10**15 + 3, login="newcomer", provider=Provider.BITBUCKET)
+    target = challenge(author_id=author.id, provider=Provider.BITBUCKET, head_sha="abcdef012345")
+    p = ok(plan(target, user=author))
+    assert [(a.action_type, a.provider) for a in p.actions] == [
+        (ActionType.UPSERT_PR_COMMENT, Provider.BITBUCKET), (ActionType.SET_COMMIT_STATUS, Provider.BITBUCKET),
+    ]
+    status = p.actions[1].payload
+    assert isinstance(status, StatusPayload)
+    assert (status.sha, status.state) == ("abcdef012345", "success")
+    other = SignedInUser(id=10**15 + 4, login="newcomer", provider=Provider.BITBUCKET)
+    assert plan(target, user=other) is Refusal.WRONG_USER
+
+
 def test_renamed_author_is_still_the_author() -> None:
     renamed = SignedInUser(id=9001, login="new-name")
     assert page_access(challenge(), renamed) is None
@@ -187,7 +213,7 @@ def test_renamed_author_is_still_the_author() -> None:
 
 def test_refusal_statuses() -> None:
     assert {r: r.http_status for r in Refusal} == {
-        Refusal.SIGNED_OUT: 403, Refusal.BAD_CSRF: 403, Refusal.WRONG_USER: 403,
+        Refusal.SIGNED_OUT: 403, Refusal.BAD_CSRF: 403, Refusal.WRONG_USER: 403, Refusal.WRONG_PROVIDER: 403,
         Refusal.ALREADY_VERIFIED: 409, Refusal.EXPIRED: 409,
         Refusal.NOT_ACCEPTED: 422, Refusal.ANSWER_REQUIRED: 422, Refusal.WRONG_ANSWER: 422,
         Refusal.TOO_MANY_WRONG_ANSWERS: 429,
@@ -297,6 +323,28 @@ def test_oauth_state_round_trip_and_expiry() -> None:
     assert SessionCodec.state_matches(state, state.state)
     assert not SessionCodec.state_matches(state, state.state + "x")
     assert CODEC.read_oauth_state(cookie, T0 + 601) is None
+
+
+def test_a_session_names_its_provider_and_an_older_cookie_is_githubs() -> None:
+    session, cookie = CODEC.issue(10**15 + 1, "bb-user", T0, provider=Provider.BITBUCKET)
+    assert CODEC.read(cookie, T0) == session
+    assert session.provider is Provider.BITBUCKET
+    # A cookie written before sessions named a provider: GitHub's (the only one there was).
+    old = CODEC._seal("session", {"sid": "s", "uid": 9001, "login": "newcomer", "exp": int(T0) + 60})
+    read = CODEC.read(old, T0)
+    assert read is not None
+    assert read.provider is Provider.GITHUB
+    unknown = CODEC._seal("session", {"sid": "s", "uid": 9001, "login": "newcomer", "exp": int(T0) + 60,
+                                      "prov": "gitlab"})
+    assert CODEC.read(unknown, T0) is None
+
+
+def test_an_oauth_state_serves_only_the_provider_it_was_made_for() -> None:
+    state, cookie = CODEC.new_oauth_state("/verify/x", T0, provider=Provider.BITBUCKET)
+    assert CODEC.read_oauth_state(cookie, T0, Provider.BITBUCKET) == state
+    assert CODEC.read_oauth_state(cookie, T0, Provider.GITHUB) is None
+    _, github_cookie = CODEC.new_oauth_state("/verify/x", T0)
+    assert CODEC.read_oauth_state(github_cookie, T0, Provider.BITBUCKET) is None
 
 
 def test_csrf_token_is_bound_to_session_and_scope() -> None:

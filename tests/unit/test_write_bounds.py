@@ -1,4 +1,5 @@
-"""Issue 13, items 2 and 8: the pure rules behind comment ownership and the lease budget."""
+"""docs/security.md, "Gate bypass through a foreign comment", "A run that outlives its lease keeps writing": the pure
+rules behind comment ownership and the lease budget."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Confirm state-destroying events against GitHub before forwarding them (issue 13, item 11).
+"""Confirm state-destroying events against GitHub before forwarding them (docs/security.md, "A captured `closed` body
+replayed under a fresh delivery id").
 
 GitHub's signature covers the body, not `X-GitHub-Delivery`: a captured `pull_request.closed` or
 `installation.deleted` body can be replayed under a fresh delivery id (the backend's body-digest dedup

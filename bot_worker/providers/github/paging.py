@@ -1,4 +1,5 @@
-"""Following GitHub's `Link: <...>; rel="next"` without sending a token anywhere else (issue 13, item 14).
+"""Following GitHub's `Link: <...>; rel="next"` without sending a token anywhere else (docs/security.md, "`Link: next`
+URLs followed with the token, on any origin").
 
 Every page request carries the App JWT or an installation token, so a `next` URL is followed only on
 the configured API's origin (scheme, host and port of GITHUB_API_URL). Any other origin stops the

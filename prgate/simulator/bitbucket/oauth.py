@@ -90,7 +90,13 @@ async def authorize(request: web.Request) -> web.Response:
     config = store.state.config
     params = dict(request.query)
     if request.method == "POST":
-        params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        # The page's account buttons and its free-text field both post `user`: the filled one wins
+        # (a button click also sends the empty field, after the button's value).
+        posted = await request.post()
+        params.update({k: v for k, v in posted.items() if isinstance(v, str) and k != "user"})
+        users = [v.strip() for v in posted.getall("user", []) if isinstance(v, str) and v.strip()]
+        if "user" in posted:
+            params["user"] = users[0] if users else ""
     if not secrets.compare_digest(params.get("client_id", ""), config.oauth_client_id):
         return _page("Invalid client", "<p>No OAuth consumer has that client_id.</p>", 400)
     if params.get("response_type", "code") != "code":

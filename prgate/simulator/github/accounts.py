@@ -348,7 +348,7 @@ class AccountsState:
         raise NotFound()
 
 
-    # ---- users: lookup, registration, rename (issue 13, item 7) -----------------------------------
+    # ---- users: lookup, registration, rename (docs/security.md, "Rights keyed by login, not user id") ----------------
 
     def find_user(self, login: str) -> SimUser | None:
         """The user holding ``login`` now, if any (no auto-registration, unlike ``ensure_user``)."""

@@ -18,7 +18,7 @@ from prgate.simulator.core.app import served_by_subapp
 from prgate.simulator.core.errors import SimulatorError
 from prgate.simulator.core.faults import WRITE_METHODS, FaultDecision
 from prgate.simulator.core.records import RequestRecord
-from prgate.simulator.github import manifest, oauth
+from prgate.simulator.github import manifest, oauth, pages
 from prgate.simulator.github.auth import AUTH, authenticate
 from prgate.simulator.github.errors import RATE_LIMIT_DOCS, SECONDARY_DOCS, ApiError, error_response, reason
 from prgate.simulator.github.keys import SIM_ROUTE_AUTH, SIM_STATE
@@ -103,6 +103,11 @@ async def github_middleware(request: web.Request, handler: Handler) -> web.Strea
     response: web.StreamResponse
     match_error = request.match_info.http_exception
     if match_error is not None:
+        # github.com's account, repository and pull-request pages, where no route matched (pages.py).
+        page = (pages.page_for(state, request.path)
+                if match_error.status == 404 and request.method in ("GET", "HEAD") else None)
+        if page is not None:
+            return page
         response = error_response(ApiError(match_error.status, reason(match_error.status)))
         _record(state, request, None, response)
         return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from yarl import URL
 
@@ -196,6 +197,25 @@ async def test_oauth_flow_then_current_user_and_a_workspace_token_cannot_ask_for
     status, listing, _ = await bb.api("GET", "/2.0/user/workspaces", token.access_token)
     assert status == 200
     assert listing["values"] == []
+
+
+async def test_the_picker_page_signs_in_whoever_was_clicked_or_typed(bb: BB) -> None:
+    config = bb.state.config
+    start = URL(authorize_url(bb.base, config.oauth_client_id, "st4te", "http://prgate.test/cb"))
+    form = {"client_id": config.oauth_client_id, "response_type": "code", "state": "st4te",
+            "redirect_uri": "http://prgate.test/cb"}
+    # A browser clicking an account button also sends the empty free-text field, after the button's value.
+    clicked = aiohttp.FormData([*form.items(), ("user", ALICE), ("user", "")])
+    async with bb.session.post(start.with_query(None), data=clicked, allow_redirects=False) as redirect:
+        assert redirect.status == 302
+        assert URL(redirect.headers["Location"]).query["state"] == "st4te"
+    typed = aiohttp.FormData([*form.items(), ("user", " alice ")])
+    async with bb.session.post(start.with_query(None), data=typed, allow_redirects=False) as redirect:
+        assert redirect.status == 302
+    empty = aiohttp.FormData([*form.items(), ("user", "")])
+    async with bb.session.post(start.with_query(None), data=empty, allow_redirects=False) as page:
+        assert page.status == 422
+        assert "No such Bitbucket user" in await page.text()
 
 
 async def test_pull_request_html_page(bb: BB) -> None:

@@ -306,7 +306,7 @@ async def test_collaborator_permission(sim: Sim) -> None:
     assert private["permission"] == "none"
 
 
-# ---- users: lookup, rename and reuse of a login; the user's installations (issue 13) --------------------
+# ---- users: lookup, rename and reuse of a login; the user's installations (docs/security.md, "Rights …") -------------
 
 
 async def test_a_renamed_login_is_free_and_a_newcomer_gets_a_new_id(sim: Sim) -> None:
@@ -361,7 +361,7 @@ async def test_user_installations_lists_what_the_user_token_reaches(sim: Sim) ->
     assert await listed("gho_alice") == (1, [123])
 
 
-# ---- the App itself, comments by other Apps (issue 13, item 2) ----------------------------------
+# ---- the App itself, comments by other Apps (docs/security.md, "Gate bypass through a foreign comment") --------------
 
 
 async def test_get_app_answers_the_apps_identity_to_its_jwt(sim: Sim) -> None:

@@ -236,7 +236,7 @@ async def test_fault_config_validation(sim: Sim) -> None:
     assert unknown.status == 422
 
 
-# ---- link_origin fault (issue 13, item 14) --------------------------------------------------------
+# ---- link_origin fault (docs/security.md, "`Link: next` URLs followed with the token, on any origin") ----------------
 
 
 async def test_link_origin_fault_moves_every_link_url_to_another_origin(sim: Sim) -> None:
