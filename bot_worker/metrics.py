@@ -58,7 +58,8 @@ class Metrics:
 
         # Receiver
         self.webhooks_received = Counter(
-            "webhooks_received_total", "Webhook deliveries with a valid signature, by GitHub event",
+            "webhooks_received_total",
+            "Webhook deliveries with a valid signature, by GitHub event or Bitbucket event key",
             ["event"], registry=receiver,
         )
         self.webhooks_forwarded = Counter(
@@ -73,8 +74,22 @@ class Metrics:
             ["event", "result"], registry=receiver,
         )
         self.signature_failures = Counter(
-            "webhook_signature_failures_total", "Deliveries refused for a missing or wrong X-Hub-Signature-256",
+            "webhook_signature_failures_total",
+            "Deliveries refused for a missing or wrong signature (GitHub's X-Hub-Signature-256, Bitbucket's "
+            "X-Hub-Signature with the workspace's derived secret)",
             registry=receiver,
+        )
+        self.bitbucket_workspace_mismatches = Counter(
+            "bitbucket_workspace_mismatches_total",
+            "Bitbucket deliveries whose signature verified for the URL's workspace but whose payload names "
+            "another workspace (refused 401)",
+            registry=receiver,
+        )
+        self.bitbucket_webhooks_ignored = Counter(
+            "bitbucket_webhooks_ignored_total",
+            "Verified Bitbucket deliveries answered 202 ignored, by event key and reason (unknown_event, "
+            "not_a_command, bot_comment, not_main_branch)",
+            ["event_key", "reason"], registry=receiver,
         )
         self.backend_auth_failures = Counter(
             "forward_backend_auth_failures_total",

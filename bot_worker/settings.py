@@ -36,6 +36,11 @@ class BotSettings(BaseSettings):
     github_webhook_secrets: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="GITHUB_WEBHOOK_SECRETS"
     )
+    # Masters of the per-workspace Bitbucket hook secrets, comma-separated: a delivery to
+    # /webhooks/bitbucket/{uuid} verifies with derive(master, uuid) for any of them (docs/bitbucket.md).
+    bitbucket_webhook_secret: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="BITBUCKET_WEBHOOK_SECRET"
+    )
     forward_timeout_seconds: float = Field(default=3.0, alias="FORWARD_TIMEOUT_SECONDS")
     # pull_request deliveries that arrive while a forward is in flight go together in the next call
     # (bot_worker/webhooks/group.py); 1 sends each delivery on its own call.
@@ -55,6 +60,9 @@ class BotSettings(BaseSettings):
     github_app_id: str = Field(default="", alias="GITHUB_APP_ID")
     github_private_key: SecretStr = Field(default=SecretStr(""), alias="GITHUB_PRIVATE_KEY")
     github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
+
+    # Bitbucket Cloud (docs/bitbucket.md): the REST API the worker's Bitbucket actions go to.
+    bitbucket_api_url: str = Field(default="https://api.bitbucket.org", alias="BITBUCKET_API_URL")
 
     # Worker
     worker_id: str = Field(default="", alias="WORKER_ID")
@@ -94,7 +102,7 @@ class BotSettings(BaseSettings):
     config_refresh_batch: int = Field(default=20, ge=1, le=100, alias="CONFIG_REFRESH_BATCH")
 
     _split_secrets = field_validator(
-        "receiver_secrets", "worker_secrets", "github_webhook_secrets", mode="before"
+        "receiver_secrets", "worker_secrets", "github_webhook_secrets", "bitbucket_webhook_secret", mode="before"
     )(comma_list)
 
     def webhook_secrets(self) -> list[bytes]:
@@ -103,6 +111,14 @@ class BotSettings(BaseSettings):
         for secret in [self.github_webhook_secret.get_secret_value(), *self.github_webhook_secrets]:
             if secret and secret.encode() not in found:
                 found.append(secret.encode())
+        return found
+
+    def bitbucket_masters(self) -> list[bytes]:
+        """The Bitbucket master secrets, in order (the first is the one the backend registers hooks with)."""
+        found: list[bytes] = []
+        for master in self.bitbucket_webhook_secret:
+            if master.encode() not in found:
+                found.append(master.encode())
         return found
 
     def signing_key(self, caller: Caller) -> str:

@@ -21,7 +21,14 @@ from shared_contracts.actions import (
     ResultRequest,
     ResultResponse,
 )
-from shared_contracts.bitbucket import BitbucketRediscoverRequest, BitbucketRediscoveryReport
+from shared_contracts.bitbucket import (
+    BitbucketCommandEvent,
+    BitbucketPullRequestEvent,
+    BitbucketPushEvent,
+    BitbucketRediscoverRequest,
+    BitbucketRediscoveryReport,
+    BitbucketTokenResponse,
+)
 from shared_contracts.events import (
     CommandEvent,
     ConfigPushEvent,
@@ -52,6 +59,9 @@ INSTALLATION_PATH = "/internal/v2/github/events/installation-sync"
 REPOSITORY_RENAMED_PATH = "/internal/v2/github/events/repository-renamed"
 COMMAND_PATH = "/internal/v2/github/events/pr-command"
 CONFIG_PUSH_PATH = "/internal/v2/github/events/config-push"
+BITBUCKET_PR_PATH = "/internal/v2/bitbucket/events/pull-request"
+BITBUCKET_COMMAND_PATH = "/internal/v2/bitbucket/events/command"
+BITBUCKET_PUSH_PATH = "/internal/v2/bitbucket/events/push"
 CONFIG_REFRESH_PATH = "/internal/v2/github/config/refresh"
 CLAIM_PATH = "/internal/v2/bot-actions/claim"
 RESULTS_PATH = "/internal/v2/bot-actions/results"
@@ -121,6 +131,30 @@ class BackendClient:
 
     async def ingest_command(self, event: CommandEvent, timeout: float | None = None) -> IngestResponse:
         return await self._post(COMMAND_PATH, event, IngestResponse, timeout)
+
+    async def ingest_bitbucket_pull_request(
+        self, event: BitbucketPullRequestEvent, timeout: float | None = None
+    ) -> IngestResponse:
+        return await self._post(BITBUCKET_PR_PATH, event, IngestResponse, timeout)
+
+    async def ingest_bitbucket_command(
+        self, event: BitbucketCommandEvent, timeout: float | None = None
+    ) -> IngestResponse:
+        return await self._post(BITBUCKET_COMMAND_PATH, event, IngestResponse, timeout)
+
+    async def ingest_bitbucket_push(self, event: BitbucketPushEvent, timeout: float | None = None) -> IngestResponse:
+        return await self._post(BITBUCKET_PUSH_PATH, event, IngestResponse, timeout)
+
+    async def bitbucket_token(self, tenant_id: int, timeout: float | None = 10) -> BitbucketTokenResponse | None:
+        """The workspace's access token for a worker about to act on it; None when the backend answers
+        404 (the workspace is not connected). Any other error raises BackendError."""
+        path = f"/internal/v2/bitbucket/tenants/{int(tenant_id)}/token"
+        try:
+            return await self._post_bytes(path, b"{}", BitbucketTokenResponse, timeout)
+        except BackendError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     async def claim(self, req: ClaimRequest) -> ClaimResponse:
         # Long-poll: allow the backend its wait plus a margin.

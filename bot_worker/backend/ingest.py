@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from bot_worker import metrics as m
 from bot_worker.backend.client import BackendClient, BackendError
 from bot_worker.metrics import Metrics
+from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent, BitbucketPushEvent
 from shared_contracts.events import (
     CommandEvent,
     ConfigPushEvent,
@@ -24,21 +25,36 @@ from shared_contracts.events import (
 
 log = logging.getLogger(__name__)
 
-IngestEvent = PullRequestEvent | InstallationSyncEvent | CommandEvent | RepositoryRenamedEvent | ConfigPushEvent
+GitHubIngestEvent = PullRequestEvent | InstallationSyncEvent | CommandEvent | RepositoryRenamedEvent | ConfigPushEvent
+BitbucketIngestEvent = BitbucketPullRequestEvent | BitbucketCommandEvent | BitbucketPushEvent
+IngestEvent = GitHubIngestEvent | BitbucketIngestEvent
+_BITBUCKET = (BitbucketPullRequestEvent, BitbucketCommandEvent, BitbucketPushEvent)
 
 # What says "the backend is away" rather than "the backend answered".
 UNAVAILABLE = (aiohttp.ClientError, TimeoutError, OSError, ValidationError)
 
 
-def installation_id_of(event: IngestEvent) -> int:
+def installation_id_of(event: IngestEvent) -> int | None:
+    """The GitHub installation of an event; None for Bitbucket's (they name a workspace by its UUID,
+    which only the backend maps to its tenant id)."""
+    if isinstance(event, _BITBUCKET):
+        return None
     return event.installation.id if isinstance(event, InstallationSyncEvent) else event.installation_id
 
 
 def log_extra(event: IngestEvent) -> dict[str, Any]:
+    if isinstance(event, _BITBUCKET):
+        return {"delivery_id": event.delivery_id, "event": event.event, "workspace_uuid": event.workspace_uuid}
     return {"delivery_id": event.delivery_id, "event": event.event, "installation_id": installation_id_of(event)}
 
 
 async def send(backend: BackendClient, event: IngestEvent, timeout: float) -> IngestResponse:
+    if isinstance(event, BitbucketPullRequestEvent):
+        return await backend.ingest_bitbucket_pull_request(event, timeout=timeout)
+    if isinstance(event, BitbucketCommandEvent):
+        return await backend.ingest_bitbucket_command(event, timeout=timeout)
+    if isinstance(event, BitbucketPushEvent):
+        return await backend.ingest_bitbucket_push(event, timeout=timeout)
     if isinstance(event, PullRequestEvent):
         return await backend.ingest_pull_request(event, timeout=timeout)
     if isinstance(event, CommandEvent):

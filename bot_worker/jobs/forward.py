@@ -31,6 +31,7 @@ from bot_worker.backend.ingest import (
 from bot_worker.jobs.codec import JobCodec
 from bot_worker.jobs.context import job_context, job_try
 from bot_worker.metrics import Metrics
+from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent, BitbucketPushEvent
 from shared_contracts.events import (
     CommandEvent,
     ConfigPushEvent,
@@ -47,12 +48,18 @@ KIND_INSTALLATION_SYNC: Final = "installation_sync"
 KIND_COMMAND: Final = "command"
 KIND_REPOSITORY_RENAMED: Final = "repository_renamed"
 KIND_CONFIG_PUSH: Final = "config_push"
+KIND_BITBUCKET_PULL_REQUEST: Final = "bitbucket_pull_request"
+KIND_BITBUCKET_COMMAND: Final = "bitbucket_command"
+KIND_BITBUCKET_PUSH: Final = "bitbucket_push"
 _MODELS: dict[str, type[IngestEvent]] = {
     KIND_PULL_REQUEST: PullRequestEvent,
     KIND_INSTALLATION_SYNC: InstallationSyncEvent,
     KIND_COMMAND: CommandEvent,
     KIND_REPOSITORY_RENAMED: RepositoryRenamedEvent,
     KIND_CONFIG_PUSH: ConfigPushEvent,
+    KIND_BITBUCKET_PULL_REQUEST: BitbucketPullRequestEvent,
+    KIND_BITBUCKET_COMMAND: BitbucketCommandEvent,
+    KIND_BITBUCKET_PUSH: BitbucketPushEvent,
 }
 
 BACKOFF_BASE_SECONDS: Final = 2.0
@@ -127,7 +134,8 @@ async def forward_delivery(ctx: dict[str, Any], kind: str, body: str) -> str:
         if counters:
             counters.forward_queue.labels(m.Q_FAILED).inc()
         log.error(
-            "backend still unavailable after %d tries: giving up; redeliver it from GitHub", attempt, extra=extra
+            "backend still unavailable after %d tries: giving up; redeliver it from GitHub or Bitbucket",
+            attempt, extra=extra,
         )
         raise PermanentForwardError(f"backend unavailable after {attempt} tries ({cause})")
     defer = backoff_seconds(attempt, jitter=random.random())

@@ -19,12 +19,16 @@ from bot_worker.backend.client import BackendClient
 from bot_worker.jobs import codec as jobcodec
 from bot_worker.jobs.codec import JobCodec
 from bot_worker.metrics import Metrics, render
+from bot_worker.providers.bitbucket.webhook import WEBHOOK_PATH_PREFIX as BITBUCKET_PATH_PREFIX
+from bot_worker.providers.bitbucket.webhook import WEBHOOK_ROUTE as BITBUCKET_ROUTE
 from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.providers.github.client import GitHubProvider
 from bot_worker.providers.github.webhook import MAX_BODY_BYTES, WEBHOOK_PATH
 from bot_worker.settings import BotSettings
+from bot_worker.webhooks.answers import json_error
+from bot_worker.webhooks.bitbucket import BitbucketWebhooks
 from bot_worker.webhooks.forward import ENQUEUE_TIMEOUT_SECONDS, FORWARDER, Forwarder
-from bot_worker.webhooks.github import GitHubWebhooks, json_error
+from bot_worker.webhooks.github import GitHubWebhooks
 from bot_worker.webhooks.intake import BodyBudget, answer_and_close
 from shared_contracts.http_body import body_deadline_passed
 from shared_contracts.keys import Caller
@@ -55,10 +59,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
     It also reads the body first: a client that stops sending mid-body for BODY_READ_TIMEOUT_SECONDS
     (slow loris) gets a 408 and loses its connection instead of holding it forever. Not on the webhook
-    route: that one checks the headers before reading a byte, and reads under a bound (intake.py).
+    routes: those check the headers before reading a byte, and read under a bound (intake.py).
     """
+    webhook = request.path == WEBHOOK_PATH or request.path.startswith(BITBUCKET_PATH_PREFIX)
     try:
-        if request.path != WEBHOOK_PATH and await body_deadline_passed(
+        if not webhook and await body_deadline_passed(
             request, request.app[SETTINGS].body_read_timeout_seconds
         ):
             return await _cut_off(request)
@@ -199,18 +204,26 @@ def create_receiver_app(settings: BotSettings, *, redis_settings: RedisSettings 
         log.error("GITHUB_WEBHOOK_SECRET is empty: every webhook will be refused with 401")
     elif len(secrets) > 1:
         log.info("%d webhook secrets accepted (a rotation is under way)", len(secrets))
+    masters = settings.bitbucket_masters()
+    if not masters:
+        log.error("BITBUCKET_WEBHOOK_SECRET is empty: every Bitbucket webhook will be refused with 401")
+    elif len(masters) > 1:
+        log.info("%d Bitbucket master secrets accepted (a rotation is under way)", len(masters))
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[REDIS_SETTINGS] = redis_settings
     app[METRICS] = Metrics(CollectorRegistry(auto_describe=True), "receiver")
     app.cleanup_ctx.append(_resources)
+    # One bound for both providers' bodies: it protects this process's memory, whoever sends.
+    budget = BodyBudget(settings.max_concurrent_bodies, settings.max_body_bytes_in_flight)
     webhooks = GitHubWebhooks(
-        secrets, app[METRICS], GITHUB,
-        budget=BodyBudget(settings.max_concurrent_bodies, settings.max_body_bytes_in_flight),
-        stall_seconds=settings.body_read_timeout_seconds,
+        secrets, app[METRICS], GITHUB, budget=budget, stall_seconds=settings.body_read_timeout_seconds,
     )
+    bitbucket = BitbucketWebhooks(masters, app[METRICS], budget=budget,
+                                  stall_seconds=settings.body_read_timeout_seconds)
     app.router.add_post(WEBHOOK_PATH, webhooks.handle)
+    app.router.add_post(BITBUCKET_ROUTE, bitbucket.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

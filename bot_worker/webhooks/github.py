@@ -30,7 +30,8 @@ from bot_worker.providers.github.normalize import (
     config_push_event,
 )
 from bot_worker.providers.github.webhook import GITHUB_WEBHOOKS, MAX_BODY_BYTES
-from bot_worker.webhooks.forward import FORWARDER, Forwarded, Queued, Rejected, Unavailable
+from bot_worker.webhooks.answers import forward_answer, json_error, validation_details
+from bot_worker.webhooks.forward import FORWARDER
 from bot_worker.webhooks.intake import (
     BodyBudget,
     Refusal,
@@ -38,20 +39,9 @@ from bot_worker.webhooks.intake import (
     precheck,
     read_signed,
 )
-from shared_contracts.common import ErrorBody
 from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
 
 log = logging.getLogger(__name__)
-
-def json_error(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
-    body = ErrorBody(error=error, message=message, details=details)
-    return web.json_response(body.model_dump(exclude_none=True), status=status)
-
-
-def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-
 
 class GitHubWebhooks:
     """The handler, holding its dependencies explicitly; the forwarder comes from the running app."""
@@ -128,7 +118,7 @@ class GitHubWebhooks:
             log.info("payload does not match the contract", extra=extra)
             return json_error(
                 422, "validation_error", f"{event} payload is missing or has invalid fields",
-                _validation_details(exc),
+                validation_details(exc),
             )
         except NotForwardable as exc:
             self._metrics.webhooks_forwarded.labels(event, REJECTED).inc()
@@ -220,23 +210,4 @@ class GitHubWebhooks:
         return await self._forward(request, model.model_copy(update={"body_sha256": digest}))
 
     async def _forward(self, request: web.Request, model: IngestEvent) -> web.Response:
-        result = await request.app[FORWARDER].forward(model)
-        if isinstance(result, Forwarded):
-            return web.Response(body=result.response.model_dump_json(), content_type="application/json")
-        if isinstance(result, Queued):
-            return web.json_response({"status": "queued", "delivery_id": result.delivery_id}, status=202)
-        if isinstance(result, Rejected):
-            return _backend_rejection(result)
-        assert isinstance(result, Unavailable)
-        return json_error(
-            503, "unavailable", "the backend and the retry queue are both unavailable; redeliver this webhook later"
-        )
-
-
-def _backend_rejection(result: Rejected) -> web.Response:
-    """The backend's own 4xx ErrorBody, passed through; a non-JSON answer is wrapped in one."""
-    try:
-        body = ErrorBody.model_validate_json(result.body)
-    except ValidationError:
-        body = ErrorBody(error="backend_rejected", message=f"the backend refused this delivery ({result.status})")
-    return web.json_response(body.model_dump(exclude_none=True), status=result.status)
+        return forward_answer(await request.app[FORWARDER].forward(model))

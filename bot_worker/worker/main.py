@@ -36,6 +36,8 @@ from bot_worker.jobs.forward import forward_worker
 from bot_worker.jobs.periodic import every
 from bot_worker.metrics import Metrics, render
 from bot_worker.providers.base import Classified
+from bot_worker.providers.bitbucket.runner import BitbucketRunner
+from bot_worker.providers.bitbucket.tokens import WorkspaceTokens
 from bot_worker.providers.github.auth import InstallationTokens
 from bot_worker.providers.github.client import GitHubProvider
 from bot_worker.providers.registry import ProviderRegistry
@@ -222,12 +224,19 @@ async def run_worker(settings: BotSettings, stop: asyncio.Event | None = None) -
         def observe(method: str, status: int, seconds: float) -> None:
             metrics.provider_request_seconds.labels("github", method, str(status)).observe(seconds)
 
+        def observe_bitbucket(method: str, status: int, seconds: float) -> None:
+            metrics.provider_request_seconds.labels("bitbucket", method, str(status)).observe(seconds)
+
         executor = Executor(
             ProviderRegistry([
                 GitHubProvider(session, settings.github_api_url, tokens, observe,
                                on_foreign_comment=metrics.foreign_comments.inc,
                                on_stored_comment_lost=metrics.stored_comments_lost.inc,
                                on_foreign_link=metrics.foreign_next_links.labels("executor").inc),
+                BitbucketRunner(session, settings.bitbucket_api_url,
+                                WorkspaceTokens(backend.bitbucket_token, on_fetch=metrics.token_refreshes.inc),
+                                observe_bitbucket, on_foreign_comment=metrics.foreign_comments.inc,
+                                on_stored_comment_lost=metrics.stored_comments_lost.inc),
             ]),
             WriteThrottle(redis, settings.writes_per_minute),
             provider_timeout=settings.provider_timeout_seconds, report_margin=settings.report_margin_seconds,

@@ -24,6 +24,8 @@ from tests.conftest import INTERNAL_ENV, backend_settings
 from tests.support.payloads import installation_payload
 
 WEBHOOK_SECRET = "test-webhook-secret-" + "c" * 32
+# The master the per-workspace Bitbucket hook secrets derive from (provider_clients/bitbucket/hook_secret.py).
+BITBUCKET_MASTER = "test-bitbucket-master-" + "d" * 32
 JOB_KEY_PREFIXES = ("arq:job:", "arq:retry:", "arq:in-progress:", "arq:result:")
 
 def bot_settings(backend_url: str, redis_url: str, queue_name: str, **updates: Any) -> BotSettings:
@@ -33,6 +35,7 @@ def bot_settings(backend_url: str, redis_url: str, queue_name: str, **updates: A
             **INTERNAL_ENV,
             "REDIS_URL": redis_url,
             "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "BITBUCKET_WEBHOOK_SECRET": BITBUCKET_MASTER,
         }
     )
     return settings.model_copy(update={"queue_name": queue_name, **updates})
@@ -85,6 +88,7 @@ def stub_backend(status: int, body: dict[str, Any]) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/internal/v2/github/events/{kind}", answer)
+    app.router.add_post("/internal/v2/bitbucket/events/{kind}", answer)
     return app
 
 

@@ -17,7 +17,7 @@ from shared_contracts.bitbucket import BitbucketAccount, BitbucketPullRequestEve
 from shared_contracts.events import Decision, IngestStatus
 from shared_contracts.owner import InstallationStatus, RepoSettings
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "bitbucket" / "webhooks"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bitbucket" / "webhooks"  # copies of ../shared/fixtures
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 IDS = Identities(tenant_id=10**15, repo_id=10**15 + 1, author_id=10**15 + 2, actor_id=10**15 + 3)
 CTX = PrContext(

@@ -75,6 +75,9 @@ RULES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("bot_worker.jobs", ("bot_worker.webhooks", "bot_worker.worker"), ()),
     # Providers are the leaves: they speak their HTTP and know nothing of who calls them.
     ("bot_worker.providers", ("bot_worker.webhooks", "bot_worker.worker", "bot_worker.jobs"), ()),
+    # One folder per provider: what two providers share lives beside them (base.py, commands.py).
+    ("bot_worker.providers.github", ("bot_worker.providers.bitbucket",), ()),
+    ("bot_worker.providers.bitbucket", ("bot_worker.providers.github",), ()),
     # The gate's decisions are pure: no I/O, no store, no HTTP.
     ("backend_api.challenges", ("asyncpg", "aiohttp", "backend_api.store", "backend_api.http", "backend_api.web",
                                 "backend_api.gate", "backend_api.github"), ()),

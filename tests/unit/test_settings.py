@@ -31,3 +31,9 @@ def test_receiver_group_settings_are_bounded(name: str, value: str) -> None:
     with pytest.raises(ValidationError):
         BotSettings.model_validate({name: value})
     assert BotSettings.model_validate({}).forward_group_max == 50
+
+
+def test_bitbucket_masters_are_a_comma_list_in_order_without_repeats() -> None:
+    settings = BotSettings.model_validate({"BITBUCKET_WEBHOOK_SECRET": " new-master , old-master,new-master,, "})
+    assert settings.bitbucket_masters() == [b"new-master", b"old-master"]
+    assert BotSettings.model_validate({}).bitbucket_masters() == []

@@ -6,10 +6,10 @@ needs; the receiver answers that with 422.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from bot_worker.providers.commands import parse_command
 from shared_contracts.events import (
     Account,
     CommandEvent,
@@ -75,10 +75,6 @@ def pull_request_event(delivery_id: str, payload: dict[str, Any]) -> PullRequest
     )
 
 
-COMMAND_PREFIX = "/prgate"
-_COMMAND = re.compile(r"^/prgate(?:\s+([A-Za-z0-9_-]{1,64}))?\s*$")
-
-
 @dataclass(frozen=True, slots=True)
 class CommentCommand:
     """A `/prgate <word>` comment on a pull request, before enrichment."""
@@ -101,16 +97,15 @@ def comment_command(payload: dict[str, Any]) -> CommentCommand | None:
         return None
     if not isinstance(issue.get("pull_request"), dict):
         return None  # a comment on a plain issue
-    first_line = str(comment.get("body") or "").strip().splitlines()[0:1]
-    match = _COMMAND.match(first_line[0].strip()) if first_line else None
-    if match is None:
+    command = parse_command(str(comment.get("body") or ""))
+    if command is None:
         return None
     return CommentCommand(
         installation_id=_installation_id(payload),
         repository=Repository.model_validate(payload.get("repository")),
         pr_number=int(issue["number"]),
         comment_id=int(comment["id"]),
-        command=(match.group(1) or "help").lower(),
+        command=command,
         sender=Account.model_validate(comment.get("user")),
     )
 

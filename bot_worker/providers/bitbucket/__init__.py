@@ -1,0 +1,1 @@
+"""The only code in the bot that speaks Bitbucket Cloud: webhook verify + parse, normalize, the action runner."""

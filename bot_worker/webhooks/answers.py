@@ -1,0 +1,44 @@
+"""What every webhook route answers: JSON error bodies, and the answer to a forward's result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot_worker.webhooks.forward import Forwarded, ForwardResult, Queued, Rejected, Unavailable
+from shared_contracts.common import ErrorBody
+
+
+def json_error(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
+    body = ErrorBody(error=error, message=message, details=details)
+    return web.json_response(body.model_dump(exclude_none=True), status=status)
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+
+
+def forward_answer(result: ForwardResult) -> web.Response:
+    """200 with the backend's answer, 202 queued (parked on Redis), its 4xx as-is, or 503."""
+    if isinstance(result, Forwarded):
+        return web.Response(body=result.response.model_dump_json(), content_type="application/json")
+    if isinstance(result, Queued):
+        return web.json_response({"status": "queued", "delivery_id": result.delivery_id}, status=202)
+    if isinstance(result, Rejected):
+        return backend_rejection(result)
+    assert isinstance(result, Unavailable)
+    return json_error(
+        503, "unavailable", "the backend and the retry queue are both unavailable; redeliver this webhook later"
+    )
+
+
+def backend_rejection(result: Rejected) -> web.Response:
+    """The backend's own 4xx ErrorBody, passed through; a non-JSON answer is wrapped in one."""
+    try:
+        body = ErrorBody.model_validate_json(result.body)
+    except ValidationError:
+        body = ErrorBody(error="backend_rejected", message=f"the backend refused this delivery ({result.status})")
+    return web.json_response(body.model_dump(exclude_none=True), status=result.status)

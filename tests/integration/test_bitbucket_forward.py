@@ -1,0 +1,138 @@
+"""Bitbucket deliveries through the real receiver to the real backend (its signed Bitbucket ingest
+routes, real PostgreSQL), the author's permission asked of the Bitbucket simulator; and a delivery
+parked while the backend was away, replayed by the real forward job."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from arq.connections import RedisSettings
+from cryptography.fernet import Fernet
+from prometheus_client import CollectorRegistry
+
+from backend_api.app import create_app
+from backend_api.crypto import Vault
+from backend_api.store import bitbucket as store
+from bot_worker.backend.client import BackendClient
+from bot_worker.jobs.context import JobContext
+from bot_worker.jobs.forward import forward_worker
+from bot_worker.metrics import Metrics
+from bot_worker.webhooks.app import create_receiver_app
+from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
+from prgate.simulator.bitbucket.config import BitbucketConfig
+from prgate.simulator.bitbucket.http import BB_STATE
+from prgate.simulator.bitbucket.state import BitbucketState
+from prgate.simulator.core.app import mount
+from tests.conftest import INTERNAL_SECRET, backend_settings
+from tests.support.bitbucket import load, post
+from tests.support.webhooks import TestQueue, bot_settings, closed_port, fresh_queue
+
+pytestmark = [
+    # arq's Worker.close() calls redis' deprecated close(); not ours to fix.
+    pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
+    # The backend's /internal/v2/bitbucket/events/* handlers are the lead's, not on this branch yet: today
+    # the backend answers 404. Strict, so these turn red the moment the routes land: then drop this mark.
+    pytest.mark.xfail(strict=True, reason="backend Bitbucket ingest routes not merged yet (404)"),
+]
+
+KEY = Fernet.generate_key().decode()
+WORKSPACE = "7d3a178a-a087-4756-b2da-2f9eadf50ba8"  # cloud__pullrequest_updated.json's workspace
+
+
+@dataclass
+class Bitbucket:
+    sim: BitbucketState
+    api_url: str
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[TestQueue]:
+    async with fresh_queue(redis_url) as q:
+        yield q
+
+
+@pytest.fixture
+async def bitbucket(db: asyncpg.Pool) -> AsyncIterator[Bitbucket]:
+    root, app = web.Application(), create_bitbucket_app(BitbucketConfig(webhooks_on_api_changes=False))
+    mount(root, PREFIX, app)
+    server = TestServer(root)
+    await server.start_server()
+    sim = app[BB_STATE]
+    sim.add_workspace("nfalco79", uuid=WORKSPACE)
+    token = sim.create_token("nfalco79")
+    sim.add_repository("nfalco79", "test-repos")
+    async with db.acquire() as conn:
+        await store.upsert_workspace(conn, workspace_uuid=WORKSPACE, slug="nfalco79", name="nfalco79",
+                                     token_ciphertext=Vault([KEY]).encrypt(token.value))
+    yield Bitbucket(sim, str(server.make_url(PREFIX)))
+    await server.close()
+
+
+def _backend_app(database_url: str, bitbucket: Bitbucket) -> web.Application:
+    return create_app(backend_settings(database_url, PRGATE_ENCRYPTION_KEY=KEY, BITBUCKET_API_URL=bitbucket.api_url))
+
+
+async def _challenges(db: asyncpg.Pool) -> list[asyncpg.Record]:
+    async with db.acquire() as conn:
+        return list(await conn.fetch("SELECT provider, pr_number, status FROM challenges ORDER BY challenge_id"))
+
+
+async def test_a_pull_request_is_forwarded_and_gated_once(
+    db: asyncpg.Pool, database_url: str, redis_url: str, queue: TestQueue, bitbucket: Bitbucket,
+    aiohttp_server: Any, aiohttp_client: Any,
+) -> None:
+    backend = await aiohttp_server(_backend_app(database_url, bitbucket))
+    receiver: TestClient[Any, Any] = await aiohttp_client(
+        create_receiver_app(bot_settings(str(backend.make_url("/")), redis_url, queue.name))
+    )
+    request_uuid = str(uuid.uuid4())
+    payload = load("cloud__pullrequest_updated.json")
+    resp = await post(receiver, "pullrequest:created", payload, request_uuid=request_uuid)
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    assert (answer["status"], answer["delivery_id"]) == ("ACCEPTED", request_uuid)
+    again = await post(receiver, "pullrequest:created", payload, request_uuid=request_uuid)
+    assert again.status == 200
+    assert (await again.json())["status"] == "DUPLICATE"
+    assert [(c["provider"], c["pr_number"]) for c in await _challenges(db)] == [("bitbucket", 1)]
+    assert await queue.job_ids() == set()
+
+
+async def test_a_delivery_parked_while_the_backend_was_away_is_replayed_once(
+    db: asyncpg.Pool, database_url: str, redis_url: str, queue: TestQueue, bitbucket: Bitbucket,
+    aiohttp_client: Any,
+) -> None:
+    with closed_port() as port:
+        pass  # the backend's address, down first, then up
+    backend_url = f"http://127.0.0.1:{port}"
+    receiver: TestClient[Any, Any] = await aiohttp_client(
+        create_receiver_app(bot_settings(backend_url, redis_url, queue.name))
+    )
+    resp = await post(receiver, "pullrequest:created", load("cloud__pullrequest_updated.json"), request_uuid="p-1")
+    assert resp.status == 202, await resp.text()
+    assert await _challenges(db) == []
+
+    backend = TestServer(_backend_app(database_url, bitbucket), port=port)
+    await backend.start_server()
+    try:
+        metrics = Metrics(CollectorRegistry(), "worker")
+        async with aiohttp.ClientSession() as session:
+            ctx = JobContext(BackendClient(session, backend_url, INTERNAL_SECRET), metrics).arq_ctx()
+            worker = forward_worker(RedisSettings.from_dsn(redis_url), queue.name, ctx, metrics, burst=True,
+                                    poll_delay=0.05, max_jobs=5)
+            try:
+                await worker.async_run()
+            finally:
+                await worker.close()
+    finally:
+        await backend.close()
+    assert [(c["provider"], c["pr_number"]) for c in await _challenges(db)] == [("bitbucket", 1)]
+    assert metrics.registry.get_sample_value("forward_queue_total", {"outcome": "delivered"}) == 1
