@@ -38,9 +38,6 @@ from tests.support.webhooks import TestQueue, bot_settings, closed_port, fresh_q
 pytestmark = [
     # arq's Worker.close() calls redis' deprecated close(); not ours to fix.
     pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
-    # The backend's /internal/v2/bitbucket/events/* handlers are the lead's, not on this branch yet: today
-    # the backend answers 404. Strict, so these turn red the moment the routes land: then drop this mark.
-    pytest.mark.xfail(strict=True, reason="backend Bitbucket ingest routes not merged yet (404)"),
 ]
 
 KEY = Fernet.generate_key().decode()
