@@ -15,6 +15,7 @@ from backend_api.crypto import Vault
 from backend_api.facts import Claimed, ConfigRead, Enqueued, Ingested, Reported, Tenancy
 from backend_api.gate.batcher import IngestBatcher
 from backend_api.gate.bitbucket import CachedPermissions
+from backend_api.gate.bitbucket_config import BitbucketConfigReader
 from backend_api.outbox.floor import ClaimFloor
 from backend_api.outbox.notifier import ActionNotifier
 from backend_api.owner.ratelimit import SlidingWindow
@@ -38,6 +39,8 @@ RNG = web.AppKey("rng", random.Random)
 VAULT = web.AppKey("vault", Vault)
 # Asks Bitbucket for an author's permission with the workspace's token, cached (gate.bitbucket).
 BITBUCKET_PERMISSIONS = web.AppKey("bitbucket_permissions", CachedPermissions)
+# Reads a Bitbucket repository's `.prgate.yml` with the workspace's token (gate.bitbucket_config).
+BITBUCKET_CONFIG = web.AppKey("bitbucket_config", BitbucketConfigReader)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SESSIONS = web.AppKey("sessions", SessionCodec)

@@ -369,6 +369,7 @@ OBSERVERS: dict[str, Observer] = {
     "command_event": _ingest,
     "bitbucket_pull_request_event": _ingest,
     "bitbucket_command_event": _ingest,
+    "bitbucket_push_event": _config_push,
     "config_push_event": _config_push,
     "config_refresh": _config_read,
     "claim": _claim,

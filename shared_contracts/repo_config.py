@@ -21,6 +21,8 @@ CONFIG_PATH = ".github/prgate.yml"
 # The organization-wide defaults: the same file in the account's `.github` repository.
 ORG_CONFIG_REPO = ".github"
 CONFIG_STATUS_CONTEXT = "prgate/config"
+# Bitbucket has no `.github/` convention: the file sits at the root of the main branch (docs/bitbucket.md).
+BITBUCKET_CONFIG_PATH = ".prgate.yml"
 # Not settable from a file: the whitelist's user ids are resolved by prgate from the logins, and
 # the challenge answer is a secret (a file in a repository is readable by everyone who can read it).
 FILE_EXCLUDED = frozenset({"whitelist_user_ids"})

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import asyncpg
 
 from backend_api.crypto import CannotDecrypt, Vault
 from backend_api.store import bitbucket as store
-from backend_api.store import challenges, outbox
+from backend_api.store import challenges, outbox, repo_config
 from backend_api.store.bitbucket import DiscoveredRepository, WorkspaceRow, WorkspaceStatus
 from provider_clients.bitbucket.errors import (
     AuthFailed,
@@ -161,10 +161,12 @@ async def connect(
         )
         await store.set_hook(conn, row.tenant_id, hook.hook_uuid)
         diff = await store.apply_discovery(conn, row.tenant_id, repos)
+        # Every repository, not only the new ones: pushes were not read while it was disconnected.
+        marked = await mark_for_refresh(conn, row.tenant_id, None, "bitbucket workspace connected")
         row = await store.get_by_id(conn, row.tenant_id) or row
     log.info("bitbucket: workspace connected", extra={
         "workspace": row.slug, "tenant_id": row.tenant_id, "hook": hook.change, "repositories": len(repos),
-        "added": len(diff.added), "removed": len(diff.removed),
+        "added": len(diff.added), "removed": len(diff.removed), "config_marked": marked,
     })
     return BitbucketConnectResponse(
         **view(row, len(repos)).model_dump(), hook=hook.change,
@@ -259,6 +261,8 @@ async def rediscover(pool: asyncpg.Pool, api_for: ApiFactory, vault: Vault | Non
                                                       error="disconnected during re-discovery"))
                 continue
             diff = await store.apply_discovery(conn, row.tenant_id, repos)
+            if diff.added:
+                await mark_for_refresh(conn, row.tenant_id, list(diff.added), "bitbucket repository discovered")
         if diff.added or diff.removed:
             log.info("bitbucket: re-discovery changed repositories", extra={
                 "workspace": row.slug, "added": list(diff.added), "removed": list(diff.removed)})
@@ -266,6 +270,16 @@ async def rediscover(pool: asyncpg.Pool, api_for: ApiFactory, vault: Vault | Non
             tenant_id=row.tenant_id, slug=row.slug, added=list(diff.added), removed=list(diff.removed)
         ))
     return BitbucketRediscoveryReport(workspaces=items)
+
+
+async def mark_for_refresh(conn: asyncpg.Connection | Any, tenant_id: int, full_names: list[str] | None,
+                           reason: str) -> int:
+    """Mark the workspace's repositories (all, or ``full_names``) to have their `.prgate.yml` read by
+    the config-refresh job (gate/bitbucket_config.py): a repository connected or discovered later
+    may hold a file already, and no push will announce it. How many were marked."""
+    refs = await store.repository_refs(conn, tenant_id, full_names)
+    await repo_config.mark_stale(conn, tenant_id, refs, reason)
+    return len(refs)
 
 
 async def token_for(

@@ -9,12 +9,13 @@ import math
 
 from aiohttp import web
 
-from backend_api.facts import Ingested
+from backend_api.facts import ConfigRead, Ingested
 from backend_api.gate import bitbucket as gate
+from backend_api.gate import bitbucket_config
 from backend_api.http.errors import ApiError, json_response, read_model
-from backend_api.keys import BITBUCKET_PERMISSIONS, DB_POOL, INGESTED, SETTINGS
+from backend_api.keys import BITBUCKET_CONFIG, BITBUCKET_PERMISSIONS, CONFIG_READ, DB_POOL, INGESTED, SETTINGS
 from provider_clients.bitbucket.errors import RateLimited, Unavailable
-from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent
+from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent, BitbucketPushEvent
 
 log = logging.getLogger(__name__)
 
@@ -51,5 +52,27 @@ async def bitbucket_command_event(request: web.Request) -> web.Response:
         )
     except (Unavailable, RateLimited) as exc:
         raise _unavailable(exc, event.delivery_id) from None
+    request[INGESTED] = Ingested(event.event, (answer,))
+    return json_response(answer)
+
+
+async def bitbucket_push_event(request: web.Request) -> web.Response:
+    """A push to a repository's main branch: read `.prgate.yml` again (docs/bitbucket.md, "The config
+    file"). Bitbucket out of reach, or the workspace's token unreadable: 503 with Retry-After, nothing
+    written, and the receiver parks the push."""
+    event = await read_model(request, BitbucketPushEvent)
+    try:
+        answer, result = await bitbucket_config.ingest_push(
+            request.app[DB_POOL], request.app[BITBUCKET_CONFIG], event,
+            max_attempts=request.app[SETTINGS].action_max_attempts,
+        )
+    except bitbucket_config.CANNOT_ASK as exc:
+        log.warning("bitbucket config file not read: %s", exc, extra={"delivery_id": event.delivery_id})
+        request[CONFIG_READ] = ConfigRead("push", ("unavailable",))
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 30.0
+        raise ApiError(503, "unavailable", "Bitbucket could not be asked for the config file; send it again",
+                       headers={"Retry-After": str(math.ceil(retry_after))}) from None
+    if result is not None:
+        request[CONFIG_READ] = ConfigRead("push", (result,))
     request[INGESTED] = Ingested(event.event, (answer,))
     return json_response(answer)

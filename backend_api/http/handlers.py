@@ -15,6 +15,7 @@ from backend_api.github.api import GitHubUnavailable
 from backend_api.github.app import GITHUB_APP, GitHubAppError
 from backend_api.http.errors import ApiError, json_response, path_id, read_model
 from backend_api.keys import (
+    BITBUCKET_CONFIG,
     CLAIM_FLOOR,
     CLAIMED,
     CONFIG_READ,
@@ -133,6 +134,7 @@ async def config_refresh(request: web.Request) -> web.Response:
     outcomes, remaining = await refresh_stale(
         request.app[DB_POOL], request.app[GITHUB_APP], limit=req.max_repositories,
         max_attempts=request.app[SETTINGS].action_max_attempts, unavailable=(GitHubUnavailable, GitHubAppError),
+        others=(request.app[BITBUCKET_CONFIG],),
     )
     request[CONFIG_READ] = ConfigRead("refresh", tuple(o.result for o in outcomes))
     return json_response(ConfigRefreshResponse(

@@ -47,6 +47,7 @@ from shared_contracts.bitbucket import (
     BitbucketConnectResponse,
     BitbucketDisconnectResponse,
     BitbucketPullRequestEvent,
+    BitbucketPushEvent,
     BitbucketRediscoverRequest,
     BitbucketRediscoveryReport,
     BitbucketTokenResponse,
@@ -142,8 +143,9 @@ ROUTES: tuple[Route, ...] = (
           "again (docs/configuration.md); 503 when GitHub cannot be asked", ConfigPushEvent, IngestResponse,
           (*_INTERNAL_ERRORS, 503), callers=_INGEST),
     Route("POST", "/internal/v2/github/config/refresh", handlers.config_refresh,
-          "Read up to max_repositories of the repositories marked stale (added to an installation, or "
-          "inheriting from a pushed file): the config-refresh job (docs/configuration.md)",
+          "Read up to max_repositories of the repositories marked stale (added to an installation or a "
+          "connected Bitbucket workspace, or inheriting from a pushed file), GitHub's and Bitbucket's: the "
+          "config-refresh job (docs/configuration.md)",
           ConfigRefreshRequest, ConfigRefreshResponse, _INTERNAL_ERRORS, callers=_WORKER),
     Route("POST", "/internal/v2/github/events/pr-command", handlers.command_event,
           "Ingest a `/prgate` command comment, enriched by the receiver", CommandEvent, IngestResponse,
@@ -234,6 +236,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/internal/v2/bitbucket/events/command", bitbucket_events.bitbucket_command_event,
           "Ingest a `/prgate` command from a Bitbucket pull-request comment; 503 when Bitbucket cannot be asked "
           "for the commenter's permission", BitbucketCommandEvent, IngestResponse,
+          (*_INTERNAL_ERRORS, 503), callers=_INGEST),
+    Route("POST", "/internal/v2/bitbucket/events/push", bitbucket_events.bitbucket_push_event,
+          "Ingest a push to a Bitbucket repository's main branch: the backend reads .prgate.yml again "
+          "(docs/bitbucket.md); 503 when Bitbucket cannot be asked", BitbucketPushEvent, IngestResponse,
           (*_INTERNAL_ERRORS, 503), callers=_INGEST),
     # Bitbucket tenancy (docs/bitbucket.md "Tenancy"): the workers' token and re-discovery, the operator's API.
     Route("POST", "/internal/v2/bitbucket/tenants/{tenant_id}/token", bitbucket.workspace_token,

@@ -251,6 +251,48 @@ async def list_repositories(conn: Conn, tenant_id: int, *, include_removed: bool
     return [RepositoryRow(**dict(r)) for r in records]
 
 
+async def repository_refs(conn: Conn, tenant_id: int, full_names: Iterable[str] | None = None) -> list[tuple[int, str]]:
+    """(repo_id, full_name) of the workspace's repositories not removed; only ``full_names`` when given."""
+    names = None if full_names is None else [n.lower() for n in full_names]
+    records = await conn.fetch(
+        """SELECT repo_id, full_name FROM bitbucket_repositories
+           WHERE tenant_id = $1 AND removed_at IS NULL AND ($2::text[] IS NULL OR lower(full_name) = ANY($2::text[]))
+           ORDER BY repo_id""",
+        tenant_id, names,
+    )
+    return [(int(r["repo_id"]), str(r["full_name"])) for r in records]
+
+
+async def active_repository(conn: Conn, tenant_id: int, repo_id: int) -> RepositoryRow | None:
+    """The repository when it is (still) one of this ACTIVE workspace's: what a config read needs."""
+    record = await conn.fetchrow(
+        """SELECT r.repo_id, r.tenant_id, r.repo_uuid::text AS repo_uuid, r.full_name, r.main_branch, r.private,
+                  r.removed_at
+           FROM bitbucket_repositories r JOIN bitbucket_workspaces w ON w.tenant_id = r.tenant_id
+           WHERE r.repo_id = $2 AND r.tenant_id = $1 AND r.removed_at IS NULL AND w.status = 'ACTIVE'""",
+        tenant_id, repo_id,
+    )
+    return None if record is None else RepositoryRow(**dict(record))
+
+
+async def accounts_named(conn: Conn, names: Sequence[str]) -> dict[str, list[int]]:
+    """Each name (a nickname, case-insensitive, or an Atlassian `account_id`) → the user ids of the
+    accounts prgate knows by it; a name no known account has is absent."""
+    wanted = [n.lower() for n in dict.fromkeys(names)]
+    if not wanted:
+        return {}
+    records = await conn.fetch(
+        """SELECT x.name, a.user_id FROM unnest($1::text[]) AS x(name)
+           JOIN bitbucket_accounts a ON lower(a.nickname) = x.name OR lower(a.account_id) = x.name
+           ORDER BY x.name, a.user_id""",
+        wanted,
+    )
+    found: dict[str, list[int]] = {}
+    for r in records:
+        found.setdefault(str(r["name"]), []).append(int(r["user_id"]))
+    return found
+
+
 async def repo_ids(conn: Conn, repo_uuids: Iterable[str]) -> dict[str, int]:
     """Repository UUID → repo_id, for the repositories prgate knows (removed ones too)."""
     wanted = list(dict.fromkeys(repo_uuids))
@@ -322,7 +364,7 @@ async def disconnect(conn: Conn, tenant_id: int) -> None:
 
 # Every gate table that keys rows by the tenant (installation_id) or by one of its repositories.
 _BY_TENANT = ("bot_actions", "challenges", "contributors", "decided_pull_requests", "parked_pull_request_events",
-              "repo_config_files", "reconcile_repairs", "webhook_deliveries")
+              "repo_config_files", "repo_config_stale", "reconcile_repairs", "webhook_deliveries")
 _BY_REPO = ("repo_settings", "pr_comments")
 
 

@@ -96,6 +96,20 @@ async def dependents(conn: Conn, installation_id: int, full_name: str, *, org_de
     return [(int(r["repo_id"]), str(r["full_name"])) for r in rows]
 
 
+async def bitbucket_dependents(conn: Conn, tenant_id: int, full_name: str) -> list[tuple[int, str]]:
+    """The Bitbucket workspace's repositories that merged ``full_name``'s `.prgate.yml` last time
+    (`_extends`): a push to it can change their configuration. Bitbucket has no organization file."""
+    rows = await conn.fetch(
+        """SELECT r.repo_id, r.full_name FROM bitbucket_repositories r
+           JOIN repo_config_files f ON f.repo_id = r.repo_id
+           WHERE r.tenant_id = $1 AND r.removed_at IS NULL AND lower(r.full_name) <> lower($2)
+             AND $2 = ANY(f.inherits)
+           ORDER BY r.repo_id""",
+        tenant_id, full_name,
+    )
+    return [(int(r["repo_id"]), str(r["full_name"])) for r in rows]
+
+
 async def config_of(conn: Conn, repo_id: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
     record = await conn.fetchrow("SELECT config, key_sources FROM repo_config_files WHERE repo_id = $1", repo_id)
     return (None, {}) if record is None else (record["config"], dict(record["key_sources"]))

@@ -21,12 +21,17 @@ from provider_clients.bitbucket.api import BitbucketClient
 from provider_clients.bitbucket.errors import AuthFailed, BitbucketError, NotFound
 from provider_clients.bitbucket.models import BuildState, Comment
 from shared_contracts.actions import ActionType, ClaimedAction, CommentPayload, Provider, StatusPayload
+from shared_contracts.repo_config import CONFIG_STATUS_CONTEXT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # The build status key a merge check requires (docs/bitbucket.md).
 STATUS_KEY: Final = "prgate"
+# The config file's status (context `prgate/config`) has a key of its own, so an invalid
+# `.prgate.yml` never replaces the gate's status on a commit that is also a PR's head.
+CONFIG_STATUS_KEY: Final = "prgate-config"
+STATUS_KEYS: Final[dict[str, str]] = {CONFIG_STATUS_CONTEXT: CONFIG_STATUS_KEY}
 BUILD_STATES: Final[dict[str, BuildState]] = {
     "pending": "INPROGRESS", "success": "SUCCESSFUL", "failure": "FAILED", "error": "FAILED",
 }
@@ -54,6 +59,11 @@ def split_full_name(full_name: str) -> tuple[str, str]:
 
 def build_state(state: str) -> BuildState:
     return BUILD_STATES[state]
+
+
+def status_key(context: str) -> str:
+    """Bitbucket keys a commit's statuses: one key per context prgate writes (the gate's is `prgate`)."""
+    return STATUS_KEYS.get(context, STATUS_KEY)
 
 
 def owns_comment(comment: Comment, marker: str) -> bool:
@@ -154,7 +164,7 @@ class BitbucketRunner:
         """Statuses are keyed: posting `prgate` again replaces the commit's previous one (a repeat is harmless)."""
         url = p.target_url or f"{self._api_url}/2.0/repositories/{workspace}/{slug}/commit/{p.sha}"
         await self._call(budget, "POST", bb.set_build_status(
-            workspace, slug, p.sha, key=STATUS_KEY, state=build_state(p.state), url=url, name=p.context,
+            workspace, slug, p.sha, key=status_key(p.context), state=build_state(p.state), url=url, name=p.context,
             description=p.description or None,
         ))
 
