@@ -232,7 +232,8 @@ async def test_bitbucket_down_is_a_503_with_nothing_written_and_a_refresh_backs_
     assert [item["result"] for item in answer["refreshed"]] == ["unavailable"]
     async with db.acquire() as conn:
         mark = await conn.fetchrow("SELECT attempts, last_error FROM repo_config_stale")
-    assert mark["attempts"] == 1 and "503" in mark["last_error"]
+    assert mark["attempts"] == 1
+    assert "503" in mark["last_error"]
 
     _, body = await _push(operator, bb_sim, "acme", "repo-000", "warn_only: true\n", expect=503)
     assert body["error"] == "unavailable"
