@@ -195,6 +195,24 @@ async def test_commit_status_on_the_abbreviated_source_hash(world: World, worker
         assert (status.key, status.state, status.url) == ("prgate", expected, "https://prgate.example/verify/abc")
 
 
+async def test_the_config_files_status_has_its_own_key_beside_the_gates(world: World, worker: Worker) -> None:
+    """`prgate/config` (an invalid `.prgate.yml`, a repository-level action: pr_number 0) is posted
+    under `prgate-config`, so it never replaces the gate's `prgate` status on the same commit."""
+    head = world.sim.pull_request("acme", "widgets", world.pr_id).source_hash
+    gate = {"sha": head[:12], "state": "pending", "description": "verify", "target_url": "https://prgate.example/v"}
+    config = {"sha": head[:12], "state": "failure", "context": "prgate/config",
+              "description": "acme/widgets:.prgate.yml: deadline_secnds: unknown key"}
+    for payload in (gate, config):
+        claimed = action(world, ActionType.SET_COMMIT_STATUS, payload=payload).model_copy(update={"pr_number": 0})
+        result = await worker.executor.run(claimed, lease())
+        assert (result.outcome, result.error) == (Outcome.SUCCEEDED, None)
+    statuses = {s.key: s for s in world.sim.statuses_of("acme", "widgets", head)}
+    assert set(statuses) == {"prgate", "prgate-config"}
+    assert (statuses["prgate"].state, statuses["prgate-config"].state) == ("INPROGRESS", "FAILED")
+    assert statuses["prgate-config"].name == "prgate/config"
+    assert statuses["prgate-config"].description == config["description"]
+
+
 @pytest.mark.parametrize(
     ("rule", "outcome", "retry_after"),
     [
