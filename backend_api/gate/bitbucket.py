@@ -28,6 +28,7 @@ from backend_api.gate.bitbucket_tenancy import TenancyRefused, token_for
 from backend_api.gate.command import ingest_command as ingest_github_shaped_command
 from backend_api.gate.pull_request import ingest_pull_requests
 from backend_api.store import bitbucket as store
+from backend_api.store import repo_config
 from backend_api.store.bitbucket import AccountInfo, DiscoveredRepository, WorkspaceRow, WorkspaceStatus
 from provider_clients.bitbucket.errors import AuthFailed, NotFound
 from shared_contracts.actions import ActionType, Provider
@@ -128,8 +129,13 @@ async def _identities(
 ) -> Identities:
     async with pool.acquire() as conn, conn.transaction():
         repo = event.repository
-        repo_id = await store.repository_id(conn, workspace.tenant_id, DiscoveredRepository(
+        repo_id, joined = await store.recorded_repository(conn, workspace.tenant_id, DiscoveredRepository(
             repo_uuid=repo.uuid, full_name=repo.full_name, main_branch=repo.main_branch, private=repo.private))
+        if joined:
+            # Known from this event before any discovery listed it: its `.prgate.yml` is read by the
+            # config-refresh job (this PR is decided on the owner API's settings meanwhile).
+            await repo_config.mark_stale(conn, workspace.tenant_id, [(repo_id, repo.full_name)],
+                                         "bitbucket repository first seen in an event")
         people = await store.user_ids(conn, [_account_info(event.pull_request.author), _account_info(event.actor)])
     return Identities(tenant_id=workspace.tenant_id, repo_id=repo_id,
                       author_id=people[event.pull_request.author.uuid], actor_id=people[event.actor.uuid])

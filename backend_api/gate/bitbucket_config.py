@@ -191,9 +191,14 @@ async def ingest_push(
     tenant = workspace.tenant_id
     repo = event.repository
     async with pool.acquire() as conn, conn.transaction():
-        repo_id = await store.repository_id(conn, tenant, DiscoveredRepository(
+        repo_id, joined = await store.recorded_repository(conn, tenant, DiscoveredRepository(
             repo_uuid=repo.uuid, full_name=repo.full_name, main_branch=repo.main_branch, private=repo.private))
         stored = await store.active_repository(conn, tenant, repo_id)
+        if joined:
+            # First seen in this push: marked in this transaction, so a push that is skipped (another
+            # branch) or refused (503) still has its main branch's file read by the job. Twice is harmless.
+            await repo_config.mark_stale(conn, tenant, [(repo_id, repo.full_name)],
+                                         "bitbucket repository first seen in an event")
     skip: str | None = None
     if workspace.status is not WorkspaceStatus.ACTIVE:
         skip = "workspace is disconnected"

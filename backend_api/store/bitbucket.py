@@ -307,10 +307,18 @@ async def repo_ids(conn: Conn, repo_uuids: Iterable[str]) -> dict[str, int]:
 
 
 async def repository_id(conn: Conn, tenant_id: int, repo: DiscoveredRepository) -> int:
+    return (await recorded_repository(conn, tenant_id, repo))[0]
+
+
+async def recorded_repository(conn: Conn, tenant_id: int, repo: DiscoveredRepository) -> tuple[int, bool]:
     """The id of a repository named in a verified event, recording it (or its new name, or its move into
-    this workspace) on the way: one created since the last discovery is known from its first event."""
-    value = await conn.fetchval(
-        """INSERT INTO bitbucket_repositories AS r (tenant_id, repo_uuid, full_name, private, main_branch)
+    this workspace) on the way: one created since the last discovery is known from its first event.
+    The second value is True when this call made it one of the workspace's repositories (new, back
+    from removal, or moved in): its config file has not been read for it yet."""
+    record = await conn.fetchrow(
+        """WITH before AS (
+               SELECT tenant_id, removed_at FROM bitbucket_repositories WHERE repo_uuid = $2::uuid)
+           INSERT INTO bitbucket_repositories AS r (tenant_id, repo_uuid, full_name, private, main_branch)
            VALUES ($1, $2::uuid, $3, $4, $5)
            ON CONFLICT (repo_uuid) DO UPDATE
               SET tenant_id = EXCLUDED.tenant_id, full_name = EXCLUDED.full_name, private = EXCLUDED.private,
@@ -319,14 +327,16 @@ async def repository_id(conn: Conn, tenant_id: int, repo: DiscoveredRepository) 
               WHERE (r.tenant_id, r.full_name, r.private, r.main_branch, r.removed_at)
                     IS DISTINCT FROM (EXCLUDED.tenant_id, EXCLUDED.full_name, EXCLUDED.private,
                                       coalesce(EXCLUDED.main_branch, r.main_branch), NULL::timestamptz)
-           RETURNING repo_id""",
+           RETURNING repo_id, NOT EXISTS (
+               SELECT 1 FROM before b WHERE b.tenant_id = $1 AND b.removed_at IS NULL) AS joined""",
         tenant_id, repo.repo_uuid, repo.full_name, repo.private, repo.main_branch,
     )
-    if value is None:  # unchanged: the conditional update wrote nothing and returned nothing
+    if record is None:  # unchanged: the conditional update wrote nothing and returned nothing
         value = await conn.fetchval(
             "SELECT repo_id FROM bitbucket_repositories WHERE repo_uuid = $1::uuid", repo.repo_uuid
         )
-    return int(value)
+        return int(value), False
+    return int(record["repo_id"]), bool(record["joined"])
 
 
 async def user_ids(conn: Conn, accounts: Sequence[AccountInfo]) -> dict[str, int]:

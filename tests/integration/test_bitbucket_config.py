@@ -258,3 +258,25 @@ async def test_a_push_to_another_branch_is_ignored(operator: Operator, bb_sim: S
     assert answer["reason"] == "push to feature, not the main branch (main)"
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM repo_config_files") == 0
+
+
+async def test_a_repository_first_seen_in_a_pull_request_is_read_by_the_refresh(
+    operator: Operator, bb_sim: Sim, db: asyncpg.Pool
+) -> None:
+    await _connected(operator, bb_sim, "acme")
+    await _refresh(operator)
+    # Created after the connect and not re-discovered yet: its first PR names it.
+    bb_sim.state.add_repository("acme", "fresh", files={".prgate.yml": "deadline_seconds: 600\n"})
+    first, _ = await _challenge(db, (await _open_pr(operator, bb_sim, "acme", "fresh", 1))["challenge_id"])
+    assert first == 259200  # decided before the file could be read
+    async with db.acquire() as conn:
+        reason = await conn.fetchval("SELECT reason FROM repo_config_stale")
+    assert reason == "bitbucket repository first seen in an event"
+    assert [item["result"] for item in (await _refresh(operator))["refreshed"]] == ["valid"]
+    second, _ = await _challenge(db, (await _open_pr(operator, bb_sim, "acme", "fresh", 2))["challenge_id"])
+    assert second == 600
+    # A later re-discovery lists it as known: not marked again.
+    resp = await operator.signed.post("/internal/v2/bitbucket/rediscover", {})
+    assert resp.status == 200
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM repo_config_stale") == 0
