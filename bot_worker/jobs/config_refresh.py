@@ -2,7 +2,9 @@
 
 The backend marks a repository stale when it is added to an installation (its `.github/prgate.yml`
 may be there already and no push will announce it), when its installation is unsuspended, and when
-a file it inherits from (`_extends`, the organization's `.github`) is pushed. The backend holds the
+a file it inherits from (`_extends`, the organization's `.github`) is pushed; and a Bitbucket
+repository (its `.prgate.yml`) when its workspace is connected, when a re-discovery adds it, or
+when an event names it first (docs/bitbucket.md, "The config file"). The backend holds the
 marks, the reads (with its own installation tokens) and the backoff of reads GitHub could not
 answer; this job only paces them: under the fleet lock (one replica at a time), up to
 `max_batches` calls of `batch_size` repositories each (`POST /internal/v2/github/config/refresh`),
