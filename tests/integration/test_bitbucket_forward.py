@@ -133,3 +133,30 @@ async def test_a_delivery_parked_while_the_backend_was_away_is_replayed_once(
         await backend.close()
     assert [(c["provider"], c["pr_number"]) for c in await _challenges(db)] == [("bitbucket", 1)]
     assert metrics.registry.get_sample_value("forward_queue_total", {"outcome": "delivered"}) == 1
+
+
+async def test_a_push_to_the_main_branch_is_forwarded_and_the_config_file_read(
+    db: asyncpg.Pool, database_url: str, redis_url: str, queue: TestQueue, bitbucket: Bitbucket,
+    aiohttp_server: Any, aiohttp_client: Any,
+) -> None:
+    """A real `repo:push` body (it names no main branch): the backend asks Bitbucket which branch is
+    the main one, reads `.prgate.yml` there and enqueues the `prgate/config` status on the pushed commit."""
+    repo = bitbucket.sim.repository("nfalco79", "test-repos")
+    repo.branches["feature/webhook"] = repo.branches[repo.mainbranch]
+    repo.mainbranch = "feature/webhook"  # the fixture's push moved this branch
+    bitbucket.sim.commit_file("nfalco79", "test-repos", ".prgate.yml", "warn_only: true\n", author=None)
+    backend = await aiohttp_server(_backend_app(database_url, bitbucket))
+    receiver: TestClient[Any, Any] = await aiohttp_client(
+        create_receiver_app(bot_settings(str(backend.make_url("/")), redis_url, queue.name))
+    )
+    resp = await post(receiver, "repo:push", load("cloud__signed_payload.json"), request_uuid="push-1")
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    assert (answer["status"], answer["reason"]) == ("ACCEPTED", "config file in force")
+    async with db.acquire() as conn:
+        config = await conn.fetchval("SELECT config FROM repo_config_files")
+        status = await conn.fetchrow(
+            "SELECT provider, pr_number, payload->>'sha' AS sha, payload->>'state' AS state FROM bot_actions")
+    assert config == {"warn_only": True}
+    assert dict(status) == {"provider": "bitbucket", "pr_number": 0, "state": "success",
+                            "sha": "d7f300a32270053bdfd97a6d64113f58202c33e7"}
