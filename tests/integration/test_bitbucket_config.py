@@ -280,3 +280,24 @@ async def test_a_repository_first_seen_in_a_pull_request_is_read_by_the_refresh(
     assert resp.status == 200
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM repo_config_stale") == 0
+
+
+async def test_whitelisted_nicknames_are_known_accounts(operator: Operator, bb_sim: Sim, db: asyncpg.Pool) -> None:
+    await _connected(operator, bb_sim, "acme")
+    _, answer = await _push(operator, bb_sim, "acme", "repo-000", "whitelist_logins: [newcomer]\n")
+    assert "no Bitbucket account newcomer is known to prgate" in answer["reason"]
+    await _open_pr(operator, bb_sim, "acme", "repo-000", 1)  # prgate knows the author from now on
+    _, answer = await _push(operator, bb_sim, "acme", "repo-000", "whitelist_logins: [NewComer]\n")
+    assert answer["reason"] == "config file in force"
+    event = BitbucketPullRequestEvent(
+        delivery_id=str(uuid.uuid4()), event_key="pullrequest:created", workspace_uuid=_ws_uuid(bb_sim, "acme"),
+        workspace_slug="acme", repository=_repo(bb_sim, "acme", "repo-000"),
+        pull_request=BitbucketPullRequest(id=2, title="More", state="OPEN", source_commit="abcdef012345",
+                                          author=AUTHOR),
+        actor=AUTHOR,
+    )
+    resp = await operator.signed.post(PULL_REQUEST, json.loads(event.model_dump_json()), sign_with=RECEIVER_SECRET)
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["decision"] != "GATE", body
+    assert "whitelisted" in body["reason"], body
