@@ -148,6 +148,21 @@ async def test_comment_upsert_is_idempotent_and_edits_ours(world: World, worker:
     assert worker.fetches == [world.tenant_id]  # one token, kept for its TTL
 
 
+async def test_the_backends_html_marker_is_written_as_markdown_bitbucket_does_not_show(
+    world: World, worker: Worker
+) -> None:
+    """The backend's messages carry an HTML comment marker, which Bitbucket's Markdown would print."""
+    html = "<!-- prgate:pr-comment -->"
+    payload = {"marker": html, "body": f"{html}\nplease verify"}
+    first = await worker.executor.run(action(world, payload=payload), lease())
+    assert first.outcome is Outcome.SUCCEEDED
+    assert comments(world) == [f"{MARKER}\nplease verify"]
+    payload["body"] = f"{html}\nverified, thanks"
+    again = await worker.executor.run(action(world, payload=payload), lease())
+    assert again.comment_id == first.comment_id
+    assert comments(world) == [f"{MARKER}\nverified, thanks"]
+
+
 async def test_remembered_comment_is_edited_directly_and_a_lost_one_searched(world: World, worker: Worker) -> None:
     first = await worker.executor.run(action(world), lease())
     assert first.comment_id is not None
