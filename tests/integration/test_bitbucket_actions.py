@@ -18,8 +18,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -36,13 +34,10 @@ from bot_worker.worker.claim_loop import ClaimLoop
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.throttle import WriteThrottle
 from prgate.simulator import FaultRule
-from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
-from prgate.simulator.bitbucket.config import BitbucketConfig
-from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
-from prgate.simulator.core.app import mount
 from shared_contracts.actions import ActionType, ClaimedAction, Outcome
 from tests.conftest import INTERNAL_SECRET, backend_settings
+from tests.support.bitbucket import connect_stored, simulator_server
 
 KEY = Fernet.generate_key().decode()
 MARKER = "[//]: # (prgate:pr-comment)"
@@ -61,23 +56,15 @@ class World:
 
 @pytest.fixture
 async def world(db: asyncpg.Pool) -> AsyncIterator[World]:
-    # The Bitbucket sub-app mounted under its prefix, as the simulator serves it (server.py).
-    root, bitbucket = web.Application(), create_bitbucket_app(BitbucketConfig(webhooks_on_api_changes=False))
-    mount(root, PREFIX, bitbucket)
-    server = TestServer(root)
-    await server.start_server()
-    sim = bitbucket[BB_STATE]
-    ws = sim.add_workspace("acme")
-    token = sim.create_token("acme")
-    sim.add_repository("acme", "widgets")
-    sim.add_user(AUTHOR, nickname="newcomer")
-    pr = sim.open_pull_request("acme", "widgets", author=AUTHOR, title="first", source_branch="feature/x")
-    bare = ws.uuid.strip("{}")
-    async with db.acquire() as conn:
-        row = await store.upsert_workspace(conn, workspace_uuid=bare, slug="acme", name="acme",
-                                           token_ciphertext=Vault([KEY]).encrypt(token.value))
-    yield World(sim, str(server.make_url(PREFIX)), row.tenant_id, pr.id, db, bare)
-    await server.close()
+    async with simulator_server() as (sim, api_url):
+        ws = sim.add_workspace("acme")
+        token = sim.create_token("acme")
+        sim.add_repository("acme", "widgets")
+        sim.add_user(AUTHOR, nickname="newcomer")
+        pr = sim.open_pull_request("acme", "widgets", author=AUTHOR, title="first", source_branch="feature/x")
+        bare = ws.uuid.strip("{}")
+        tenant_id = await connect_stored(db, KEY, workspace_uuid=bare, slug="acme", token=token.value)
+        yield World(sim, api_url, tenant_id, pr.id, db, bare)
 
 
 @dataclass

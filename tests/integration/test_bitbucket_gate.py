@@ -10,21 +10,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 
 from backend_api.app import create_app
-from backend_api.crypto import Vault
 from backend_api.gate.deadlines import sweep_all
 from backend_api.store import bitbucket as store
-from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
-from prgate.simulator.bitbucket.config import BitbucketConfig
-from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
-from prgate.simulator.core.app import mount
 from prgate.simulator.core.faults import FaultRule
 from tests.conftest import INTERNAL_SECRET, backend_settings
+from tests.support.bitbucket import connect_stored, simulator_server
 from tests.support.signed import SignedClient
 
 KEY = Fernet.generate_key().decode()
@@ -45,24 +39,16 @@ class World:
 
 @pytest.fixture
 async def world(db: asyncpg.Pool, database_url: str, aiohttp_client: Any) -> AsyncIterator[World]:
-    root, app = web.Application(), create_bitbucket_app(BitbucketConfig(webhooks_on_api_changes=False))
-    mount(root, PREFIX, app)
-    server = TestServer(root)
-    await server.start_server()
-    sim = app[BB_STATE]
-    sim.add_workspace("acme", uuid=WORKSPACE)
-    token = sim.create_token("acme")
-    sim.add_repository("acme", "widgets", uuid=REPO)
-    for who in (AUTHOR, MAINTAINER):
-        sim.add_user(who["account_id"], uuid=who["uuid"], nickname=who["nickname"])
-    async with db.acquire() as conn:
-        await store.upsert_workspace(conn, workspace_uuid=WORKSPACE, slug="acme", name="Acme",
-                                     token_ciphertext=Vault([KEY]).encrypt(token.value))
-    settings = backend_settings(database_url, PRGATE_ENCRYPTION_KEY=KEY,
-                                BITBUCKET_API_URL=str(server.make_url(PREFIX)))
-    backend = SignedClient(await aiohttp_client(create_app(settings)), INTERNAL_SECRET)
-    yield World(sim, backend, db)
-    await server.close()
+    async with simulator_server() as (sim, api_url):
+        sim.add_workspace("acme", uuid=WORKSPACE)
+        token = sim.create_token("acme")
+        sim.add_repository("acme", "widgets", uuid=REPO)
+        for who in (AUTHOR, MAINTAINER):
+            sim.add_user(who["account_id"], uuid=who["uuid"], nickname=who["nickname"])
+        await connect_stored(db, KEY, workspace_uuid=WORKSPACE, slug="acme", token=token.value)
+        settings = backend_settings(database_url, PRGATE_ENCRYPTION_KEY=KEY, BITBUCKET_API_URL=api_url)
+        backend = SignedClient(await aiohttp_client(create_app(settings)), INTERNAL_SECRET)
+        yield World(sim, backend, db)
 
 
 def pr_event(key: str = "pullrequest:created", *, pr_id: int = 7, head: str = "abcdef012345",
