@@ -13,24 +13,13 @@ from typing import Final, Literal
 
 import aiohttp
 
-from provider_clients.bitbucket.api import BitbucketClient, RequestCounter
+from provider_clients.bitbucket.api import HOOK_EVENTS, BitbucketClient, RequestCounter
 from provider_clients.bitbucket.errors import NotFound
 from provider_clients.bitbucket.hook_secret import bare_uuid
 from provider_clients.bitbucket.models import Repository, Workspace
 
 log = logging.getLogger(__name__)
 
-# Every event the gate reads, and the status events a merge check's state follows.
-HOOK_EVENTS: Final = (
-    "pullrequest:created",
-    "pullrequest:updated",
-    "pullrequest:fulfilled",
-    "pullrequest:rejected",
-    "pullrequest:comment_created",
-    "repo:push",
-    "repo:commit_status_created",
-    "repo:commit_status_updated",
-)
 HOOK_DESCRIPTION: Final = "prgate"
 
 

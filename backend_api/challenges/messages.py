@@ -42,7 +42,7 @@ def exempt_comment(author_login: str) -> str:
     )
 
 
-def timed_out_comment(author_login: str, verify_url: str, warn_only: bool) -> str:
+def timed_out_comment(author_login: str, verify_url: str, warn_only: bool, *, can_reopen: bool = True) -> str:
     if warn_only:
         return (
             f"{PR_COMMENT_MARKER}\n"
@@ -53,12 +53,22 @@ def timed_out_comment(author_login: str, verify_url: str, warn_only: bool) -> st
         f"{PR_COMMENT_MARKER}\n"
         f"@{author_login}, this pull request was closed because contributor verification was not completed "
         f"before the deadline. You can still verify here: {verify_url} — "
-        f"after that a maintainer (or prgate, if the repository allows it) can reopen it.\n"
+        + ("after that a maintainer (or prgate, if the repository allows it) can reopen it.\n" if can_reopen
+           # Bitbucket cannot reopen a declined pull request (docs/bitbucket.md).
+           else "after that, open it again and it will pass.\n")
     )
 
 
 def verified_comment(author_login: str) -> str:
     return f"{PR_COMMENT_MARKER}\n@{author_login} has verified. Thanks, and welcome!\n"
+
+
+def verified_after_decline_comment(author_login: str) -> str:
+    """Bitbucket cannot reopen a declined pull request: the nearest right thing (docs/bitbucket.md)."""
+    return (
+        f"{PR_COMMENT_MARKER}\n@{author_login} has verified. Thanks, and welcome! Bitbucket cannot reopen a "
+        f"declined pull request: open it again from the same branch and it will pass.\n"
+    )
 
 
 def exempted_comment(author_login: str, by_login: str) -> str:

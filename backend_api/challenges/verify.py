@@ -255,9 +255,14 @@ def plan_verification(
         settings = rules.settings if repo_id == target.repo_id else settings_by_repo.get(repo_id, RepoSettings())
         closed_by_timeout = all(c.status is ChallengeStatus.TIMED_OUT for c in group)
         reopen = closed_by_timeout and settings.reopen_on_verify and not settings.warn_only
-        actions.append(_action(
-            newest, ActionType.REOPEN_PR_WITH_COMMENT if reopen else ActionType.UPSERT_PR_COMMENT, comment
-        ))
+        if reopen and newest.provider is Provider.BITBUCKET:
+            # Bitbucket cannot reopen a declined pull request: say how to go on instead.
+            actions.append(_action(newest, ActionType.UPSERT_PR_COMMENT, CommentPayload(
+                marker=messages.PR_COMMENT_MARKER, body=messages.verified_after_decline_comment(user.login))))
+        else:
+            actions.append(_action(
+                newest, ActionType.REOPEN_PR_WITH_COMMENT if reopen else ActionType.UPSERT_PR_COMMENT, comment
+            ))
         sha = newest.head_sha.strip().lower()
         if _SHA.fullmatch(sha):
             status = StatusPayload(

@@ -14,7 +14,7 @@ import asyncpg
 from backend_api.challenges import messages
 from backend_api.challenges.tokens import hash_token, new_token
 from backend_api.store import challenges, outbox, repo_settings
-from shared_contracts.actions import COMMIT_SHA_PATTERN, ActionType, CommentPayload, StatusPayload
+from shared_contracts.actions import COMMIT_SHA_PATTERN, ActionType, CommentPayload, Provider, StatusPayload
 
 _SHA = re.compile(COMMIT_SHA_PATTERN)
 
@@ -51,7 +51,8 @@ async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: 
             url = f"{public_url.rstrip('/')}/verify/{tokens[c.challenge_id]}"
             target = outbox.PrTarget(c.installation_id, c.repo_id, c.repo_full_name, c.pr_number, c.challenge_id,
                                      max_attempts, c.provider)
-            body = messages.timed_out_comment(c.author_login, url, settings.warn_only)
+            body = messages.timed_out_comment(c.author_login, url, settings.warn_only,
+                                              can_reopen=c.provider is not Provider.BITBUCKET)
             action = ActionType.UPSERT_PR_COMMENT if settings.warn_only else ActionType.CLOSE_PR_WITH_COMMENT
             await target.enqueue(conn, action, CommentPayload(marker=messages.PR_COMMENT_MARKER, body=body))
             if _SHA.match(c.head_sha):

@@ -7,7 +7,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot_worker.metrics import Metrics
 from bot_worker.webhooks.forward import Forwarded, ForwardResult, Queued, Rejected, Unavailable
+from bot_worker.webhooks.intake import Refusal, answer_and_close
 from shared_contracts.common import ErrorBody
 
 
@@ -42,3 +44,15 @@ def backend_rejection(result: Rejected) -> web.Response:
     except ValidationError:
         body = ErrorBody(error="backend_rejected", message=f"the backend refused this delivery ({result.status})")
     return web.json_response(body.model_dump(exclude_none=True), status=result.status)
+
+
+async def refuse(request: web.Request, metrics: Metrics, refusal: Refusal) -> web.StreamResponse:
+    """Answer a refused delivery and close, whatever is left unread: nothing a refused sender says next is
+    worth reading. Counted as a signature failure or a refused body."""
+    if refusal.signature:
+        metrics.signature_failures.inc()
+    else:
+        metrics.webhook_bodies_refused.labels(str(refusal.status)).inc()
+    response = json_error(refusal.status, refusal.error, refusal.message)
+    response.headers.update(refusal.headers)
+    return await answer_and_close(request, response)

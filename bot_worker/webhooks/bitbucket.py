@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from bot_worker.metrics import REJECTED, Metrics
 from bot_worker.providers.bitbucket.normalize import Ignored, NotForwardable, normalize, payload_workspace
 from bot_worker.providers.bitbucket.webhook import BITBUCKET_WEBHOOKS, MAX_BODY_BYTES, workspace_secrets
-from bot_worker.webhooks.answers import forward_answer, json_error, validation_details
+from bot_worker.webhooks.answers import forward_answer, json_error, refuse, validation_details
 from bot_worker.webhooks.forward import FORWARDER
 from bot_worker.webhooks.intake import BodyBudget, Refusal, answer_and_close, precheck, read_signed
 from provider_clients.bitbucket.hook_secret import bare_uuid
@@ -43,14 +43,6 @@ class BitbucketWebhooks:
         self._max_body_bytes = max_body_bytes
         self._source = BITBUCKET_WEBHOOKS
 
-    async def _refuse(self, request: web.Request, refusal: Refusal) -> web.StreamResponse:
-        if refusal.signature:
-            self._metrics.signature_failures.inc()
-        else:
-            self._metrics.webhook_bodies_refused.labels(str(refusal.status)).inc()
-        response = json_error(refusal.status, refusal.error, refusal.message)
-        response.headers.update(refusal.headers)
-        return await answer_and_close(request, response)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         workspace_uuid = bare_uuid(request.match_info["workspace_uuid"])
@@ -62,14 +54,14 @@ class BitbucketWebhooks:
                            have_secret=bool(self._masters), max_body_bytes=self._max_body_bytes,
                            source=self._source)
         if refusal is not None:  # decided from the headers: the body is never read
-            return await self._refuse(request, refusal)
+            return await refuse(request, self._metrics, refusal)
         read = await read_signed(request, workspace_secrets(self._masters, workspace_uuid), self._budget,
                                  max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds,
                                  signature_header=self._source.signature_header)
         if isinstance(read, Refusal):
             if read.status == 503:
                 log.warning("webhook body shed: %s", read.message)
-            return await self._refuse(request, read)
+            return await refuse(request, self._metrics, read)
         body = read.body
         event_key = request.headers[self._source.event_header]
         delivery_id = request.headers[self._source.delivery_header]

@@ -30,12 +30,11 @@ from bot_worker.providers.github.normalize import (
     config_push_event,
 )
 from bot_worker.providers.github.webhook import GITHUB_WEBHOOKS, MAX_BODY_BYTES
-from bot_worker.webhooks.answers import forward_answer, json_error, validation_details
+from bot_worker.webhooks.answers import forward_answer, json_error, refuse, validation_details
 from bot_worker.webhooks.forward import FORWARDER
 from bot_worker.webhooks.intake import (
     BodyBudget,
     Refusal,
-    answer_and_close,
     precheck,
     read_signed,
 )
@@ -58,28 +57,19 @@ class GitHubWebhooks:
         self._max_body_bytes = max_body_bytes
         self._source = GITHUB_WEBHOOKS
 
-    async def _refuse(self, request: web.Request, refusal: Refusal) -> web.StreamResponse:
-        """Answer and close, whatever is left unread: nothing a refused sender says next is worth reading."""
-        if refusal.signature:
-            self._metrics.signature_failures.inc()
-        else:
-            self._metrics.webhook_bodies_refused.labels(str(refusal.status)).inc()
-        response = json_error(refusal.status, refusal.error, refusal.message)
-        response.headers.update(refusal.headers)
-        return await answer_and_close(request, response)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         refusal = precheck(request.headers, request.content_type, request.content_length,
                            have_secret=bool(self._secrets), max_body_bytes=self._max_body_bytes, source=self._source)
         if refusal is not None:  # decided from the headers: the body is never read
-            return await self._refuse(request, refusal)
+            return await refuse(request, self._metrics, refusal)
         read = await read_signed(request, self._secrets, self._budget,
                                  max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds,
                                  signature_header=self._source.signature_header)
         if isinstance(read, Refusal):
             if read.status == 503:
                 log.warning("webhook body shed: %s", read.message)
-            return await self._refuse(request, read)
+            return await refuse(request, self._metrics, read)
         body = read.body
         event = request.headers[self._source.event_header]
         delivery_id = request.headers[self._source.delivery_header]

@@ -56,7 +56,8 @@ DEFAULT_MAX_PAGES: Final = 100
 PAGELEN: Final = 100  # Bitbucket's maximum page size for most collections
 PERMISSION_LEVELS: Final[tuple[PermissionLevel, ...]] = ("read", "write", "admin")
 
-# The webhook events prgate subscribes a workspace hook to (docs/bitbucket.md "Webhooks in").
+# The webhook events prgate subscribes a workspace hook to (docs/bitbucket.md "Webhooks in"): every
+# event the gate reads, and the status events a merge check's state follows.
 HOOK_EVENTS: Final = (
     "pullrequest:created",
     "pullrequest:updated",
@@ -64,6 +65,8 @@ HOOK_EVENTS: Final = (
     "pullrequest:rejected",
     "pullrequest:comment_created",
     "repo:push",
+    "repo:commit_status_created",
+    "repo:commit_status_updated",
 )
 
 Params = Mapping[str, str | int]

@@ -18,8 +18,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -36,13 +34,10 @@ from bot_worker.worker.claim_loop import ClaimLoop
 from bot_worker.worker.executor import Executor
 from bot_worker.worker.throttle import WriteThrottle
 from prgate.simulator import FaultRule
-from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
-from prgate.simulator.bitbucket.config import BitbucketConfig
-from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
-from prgate.simulator.core.app import mount
 from shared_contracts.actions import ActionType, ClaimedAction, Outcome
 from tests.conftest import INTERNAL_SECRET, backend_settings
+from tests.support.bitbucket import connect_stored, simulator_server
 
 KEY = Fernet.generate_key().decode()
 MARKER = "[//]: # (prgate:pr-comment)"
@@ -61,23 +56,15 @@ class World:
 
 @pytest.fixture
 async def world(db: asyncpg.Pool) -> AsyncIterator[World]:
-    # The Bitbucket sub-app mounted under its prefix, as the simulator serves it (server.py).
-    root, bitbucket = web.Application(), create_bitbucket_app(BitbucketConfig(webhooks_on_api_changes=False))
-    mount(root, PREFIX, bitbucket)
-    server = TestServer(root)
-    await server.start_server()
-    sim = bitbucket[BB_STATE]
-    ws = sim.add_workspace("acme")
-    token = sim.create_token("acme")
-    sim.add_repository("acme", "widgets")
-    sim.add_user(AUTHOR, nickname="newcomer")
-    pr = sim.open_pull_request("acme", "widgets", author=AUTHOR, title="first", source_branch="feature/x")
-    bare = ws.uuid.strip("{}")
-    async with db.acquire() as conn:
-        row = await store.upsert_workspace(conn, workspace_uuid=bare, slug="acme", name="acme",
-                                           token_ciphertext=Vault([KEY]).encrypt(token.value))
-    yield World(sim, str(server.make_url(PREFIX)), row.tenant_id, pr.id, db, bare)
-    await server.close()
+    async with simulator_server() as (sim, api_url):
+        ws = sim.add_workspace("acme")
+        token = sim.create_token("acme")
+        sim.add_repository("acme", "widgets")
+        sim.add_user(AUTHOR, nickname="newcomer")
+        pr = sim.open_pull_request("acme", "widgets", author=AUTHOR, title="first", source_branch="feature/x")
+        bare = ws.uuid.strip("{}")
+        tenant_id = await connect_stored(db, KEY, workspace_uuid=bare, slug="acme", token=token.value)
+        yield World(sim, api_url, tenant_id, pr.id, db, bare)
 
 
 @dataclass
@@ -146,6 +133,21 @@ async def test_comment_upsert_is_idempotent_and_edits_ours(world: World, worker:
     [stored] = world.sim.comments_of("acme", "widgets", world.pr_id)
     assert world.sim.user(stored.user).type == "app_user"
     assert worker.fetches == [world.tenant_id]  # one token, kept for its TTL
+
+
+async def test_the_backends_html_marker_is_written_as_markdown_bitbucket_does_not_show(
+    world: World, worker: Worker
+) -> None:
+    """The backend's messages carry an HTML comment marker, which Bitbucket's Markdown would print."""
+    html = "<!-- prgate:pr-comment -->"
+    payload = {"marker": html, "body": f"{html}\nplease verify"}
+    first = await worker.executor.run(action(world, payload=payload), lease())
+    assert first.outcome is Outcome.SUCCEEDED
+    assert comments(world) == [f"{MARKER}\nplease verify"]
+    payload["body"] = f"{html}\nverified, thanks"
+    again = await worker.executor.run(action(world, payload=payload), lease())
+    assert again.comment_id == first.comment_id
+    assert comments(world) == [f"{MARKER}\nverified, thanks"]
 
 
 async def test_remembered_comment_is_edited_directly_and_a_lost_one_searched(world: World, worker: Worker) -> None:

@@ -19,20 +19,14 @@ from cryptography.fernet import Fernet
 from prometheus_client import CollectorRegistry
 
 from backend_api.app import create_app
-from backend_api.crypto import Vault
-from backend_api.store import bitbucket as store
 from bot_worker.backend.client import BackendClient
 from bot_worker.jobs.context import JobContext
 from bot_worker.jobs.forward import forward_worker
 from bot_worker.metrics import Metrics
 from bot_worker.webhooks.app import create_receiver_app
-from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
-from prgate.simulator.bitbucket.config import BitbucketConfig
-from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
-from prgate.simulator.core.app import mount
 from tests.conftest import INTERNAL_SECRET, backend_settings
-from tests.support.bitbucket import load, post
+from tests.support.bitbucket import connect_stored, load, post, simulator_server
 from tests.support.webhooks import TestQueue, bot_settings, closed_port, fresh_queue
 
 pytestmark = [
@@ -58,19 +52,12 @@ async def queue(redis_url: str) -> AsyncIterator[TestQueue]:
 
 @pytest.fixture
 async def bitbucket(db: asyncpg.Pool) -> AsyncIterator[Bitbucket]:
-    root, app = web.Application(), create_bitbucket_app(BitbucketConfig(webhooks_on_api_changes=False))
-    mount(root, PREFIX, app)
-    server = TestServer(root)
-    await server.start_server()
-    sim = app[BB_STATE]
-    sim.add_workspace("nfalco79", uuid=WORKSPACE)
-    token = sim.create_token("nfalco79")
-    sim.add_repository("nfalco79", "test-repos")
-    async with db.acquire() as conn:
-        await store.upsert_workspace(conn, workspace_uuid=WORKSPACE, slug="nfalco79", name="nfalco79",
-                                     token_ciphertext=Vault([KEY]).encrypt(token.value))
-    yield Bitbucket(sim, str(server.make_url(PREFIX)))
-    await server.close()
+    async with simulator_server() as (sim, api_url):
+        sim.add_workspace("nfalco79", uuid=WORKSPACE)
+        token = sim.create_token("nfalco79")
+        sim.add_repository("nfalco79", "test-repos")
+        await connect_stored(db, KEY, workspace_uuid=WORKSPACE, slug="nfalco79", token=token.value)
+        yield Bitbucket(sim, api_url)
 
 
 def _backend_app(database_url: str, bitbucket: Bitbucket) -> web.Application:

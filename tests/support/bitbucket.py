@@ -6,12 +6,22 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
+import asyncpg
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestClient, TestServer
 
+from backend_api.crypto import Vault
+from backend_api.store.bitbucket import upsert_workspace
+from prgate.simulator.bitbucket.app import PREFIX, create_bitbucket_app
+from prgate.simulator.bitbucket.config import BitbucketConfig
+from prgate.simulator.bitbucket.http import BB_STATE
+from prgate.simulator.bitbucket.state import BitbucketState
+from prgate.simulator.core.app import mount
 from provider_clients.bitbucket.hook_secret import derive
 from tests.support.webhooks import BITBUCKET_MASTER
 
@@ -55,3 +65,26 @@ async def post(
     return await client.post(f"/webhooks/bitbucket/{workspace}", data=body, headers=headers)
 
 
+
+
+@asynccontextmanager
+async def simulator_server(config: BitbucketConfig | None = None) -> AsyncIterator[tuple[BitbucketState, str]]:
+    """The Bitbucket simulator mounted under its prefix, as `prgate simulator` serves it (server.py): its
+    state and the API URL clients use (`BITBUCKET_API_URL`). No webhooks on API changes by default."""
+    root = web.Application()
+    app = create_bitbucket_app(config or BitbucketConfig(webhooks_on_api_changes=False))
+    mount(root, PREFIX, app)
+    server = TestServer(root)
+    await server.start_server()
+    try:
+        yield app[BB_STATE], str(server.make_url(PREFIX))
+    finally:
+        await server.close()
+
+
+async def connect_stored(db: asyncpg.Pool, key: str, *, workspace_uuid: str, slug: str, token: str) -> int:
+    """A connected workspace as the connect flow stores it (its token encrypted with `key`): its tenant id."""
+    async with db.acquire() as conn:
+        row = await upsert_workspace(conn, workspace_uuid=workspace_uuid, slug=slug, name=slug,
+                                     token_ciphertext=Vault([key]).encrypt(token))
+    return row.tenant_id

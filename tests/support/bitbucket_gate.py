@@ -7,11 +7,10 @@ one the Bitbucket ingest route calls, so challenge rows, ids and gate comments a
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 
-from backend_api.gate.bitbucket import ingest_pull_request
+from backend_api.gate.bitbucket import CachedPermissions, PermissionApi, ingest_pull_request
 from prgate.simulator.bitbucket.config import BitbucketConfig
 from prgate.simulator.bitbucket.http import BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
@@ -22,7 +21,7 @@ from shared_contracts.bitbucket import (
     BitbucketPullRequestEvent,
     BitbucketRepository,
 )
-from shared_contracts.events import CollaboratorPermission, IngestResponse
+from shared_contracts.events import IngestResponse
 from tests.support.github_sim import Simulator
 
 BB_CLIENT_ID = BitbucketConfig.model_fields["oauth_client_id"].default
@@ -64,8 +63,14 @@ async def connect_workspace(db: asyncpg.Pool) -> int:
         ))
 
 
-async def _no_permission(*_: Any) -> CollaboratorPermission | None:
-    return None
+def _never_asked(token: str) -> PermissionApi:
+    raise AssertionError("the workspace has no token: Bitbucket is never asked")
+
+
+def permissions(db: asyncpg.Pool) -> CachedPermissions:
+    """The backend's own lookup. These workspaces are stored without a token, so it answers 'not known'
+    (counted as `no_token`) and the author is gated, as for a contributor without write access."""
+    return CachedPermissions(db, None, _never_asked, on_outcome=lambda _: None)
 
 
 async def open_bitbucket_pr(db: asyncpg.Pool, public_url: str, author: BitbucketAccount = AUTHOR,
@@ -76,7 +81,7 @@ async def open_bitbucket_pr(db: asyncpg.Pool, public_url: str, author: Bitbucket
         pull_request=BitbucketPullRequest(id=pr_id, title="Fix", state="OPEN", source_commit=HEAD, author=author),
         actor=author,
     )
-    answer, _ = await ingest_pull_request(db, event, permissions=_no_permission, public_url=public_url,
+    answer, _ = await ingest_pull_request(db, event, permissions=permissions(db), public_url=public_url,
                                           max_attempts=8)
     return answer
 

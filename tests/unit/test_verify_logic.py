@@ -92,7 +92,8 @@ def test_pending_challenge_gets_verified_comment_and_success_status() -> None:
 @pytest.mark.parametrize("sha", ["", "abc", "Z" * 40, SHA + "0"])
 def test_no_status_without_a_40_hex_head(sha: str) -> None:
     p = ok(plan(challenge(head_sha=sha)))
-    assert [a.action_type for a in p.actions] == [ActionType.UPSERT_PR_COMMENT]
+    assert p.actions[0].action_type is ActionType.UPSERT_PR_COMMENT
+    assert ActionType.REOPEN_PR_WITH_COMMENT not in {a.action_type for a in p.actions}
 
 
 def test_uppercase_sha_is_normalized() -> None:
@@ -391,3 +392,16 @@ def test_relative_next_is_kept(value: str) -> None:
 )
 def test_anything_that_could_leave_the_site_is_dropped(value: str | None) -> None:
     assert safe_next(value) is None
+
+
+def test_a_declined_bitbucket_pull_request_is_never_reopened_but_told_how_to_go_on() -> None:
+    """Bitbucket cannot reopen a declined pull request (docs/bitbucket.md): the comment says so."""
+    user = SignedInUser(id=9001, login="newcomer", provider=Provider.BITBUCKET)
+    p = ok(plan(challenge(status=ChallengeStatus.TIMED_OUT, provider=Provider.BITBUCKET), user=user))
+    assert p.actions[0].action_type is ActionType.UPSERT_PR_COMMENT
+    assert ActionType.REOPEN_PR_WITH_COMMENT not in {a.action_type for a in p.actions}
+    assert all(a.provider is Provider.BITBUCKET for a in p.actions)
+    assert p.actions[0].payload == CommentPayload(
+        marker=messages.PR_COMMENT_MARKER, body=messages.verified_after_decline_comment("newcomer")
+    )
+    assert "open it again" in messages.timed_out_comment("newcomer", URL, False, can_reopen=False)

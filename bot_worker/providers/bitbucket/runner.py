@@ -7,6 +7,7 @@ the workspace's tenant id, `repo_full_name` is `workspace/slug`, `pr_number` the
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -66,6 +67,19 @@ def status_key(context: str) -> str:
     return STATUS_KEYS.get(context, STATUS_KEY)
 
 
+_HTML_MARKER = re.compile(r"^<!--\s*(.*?)\s*-->$")
+
+
+def markdown_payload(p: CommentPayload) -> CommentPayload:
+    """The comment as Bitbucket shows it: its Markdown prints HTML, so an HTML comment marker would be
+    visible text. A reference-style link definition renders as nothing and survives edits (docs/bitbucket.md)."""
+    found = _HTML_MARKER.match(p.marker)
+    if found is None:
+        return p
+    marker = f"[//]: # ({found.group(1)})"
+    return CommentPayload(marker=marker, body=p.body.replace(p.marker, marker))
+
+
 def owns_comment(comment: Comment, marker: str) -> bool:
     return (not comment.deleted and marker in comment.content.raw
             and comment.user is not None and comment.user.type == OWN_AUTHOR_TYPE)
@@ -101,13 +115,14 @@ class BitbucketRunner:
             written.detail = f"status {p.state} on {p.sha[:7]}"
             return
         assert isinstance(p, CommentPayload)
+        shown = markdown_payload(p)
         detail: list[str] = []
 
         async def op(bb: BitbucketClient) -> None:
             detail.clear()
             # A comment written by an earlier try (or before a 401) is the one to edit.
             remembered = written.comment_id or action.comment_id
-            result, written.comment_id = await self._upsert(bb, budget, tenant, workspace, slug, pr_id, p,
+            result, written.comment_id = await self._upsert(bb, budget, tenant, workspace, slug, pr_id, shown,
                                                             remembered)
             detail.append(f"comment {result.value}")
             if action.action_type is ActionType.CLOSE_PR_WITH_COMMENT:
