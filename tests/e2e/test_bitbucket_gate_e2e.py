@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 
 from backend_api.challenges import messages
+from backend_api.challenges.tokens import hash_token
 from provider_clients.bitbucket.hook_secret import bare_uuid, derive
 from tests.e2e.conftest import BITBUCKET_MASTER, FullStack, running_full_stack, sim, sim_get
 from tests.support.processes import eventually
@@ -296,13 +297,14 @@ async def test_disconnect_cancels_pending_work_and_later_deliveries_do_nothing(
         await connect(bb, tmp_path, "acme", ws_uuid, token)
         await bb.user("557058:new", "newcomer")
         # Bitbucket refuses every comment for now: the gate's actions stay pending, retried.
-        await bb.post("/faults/rules", {"method": "POST", "path_regex": "/comments$", "status": 503})
+        await bb.post("/faults/rules", {"method": "POST", "path_regex": "/comments$", "status": 503, "count": 10_000})
         pr = await bb.open_pr("acme/widgets", "557058:new", "fix")
 
         async def pending() -> bool:
             async with db.acquire() as conn:
                 return bool(await conn.fetchval(
-                    "SELECT count(*) > 0 FROM bot_actions WHERE status = 'PENDING' AND attempt >= 1"))
+                    "SELECT count(*) > 0 FROM bot_actions WHERE action_type = 'UPSERT_PR_COMMENT'"
+                    " AND status = 'PENDING' AND attempt >= 1"))
 
         await eventually(pending, timeout=30)
         done = await asyncio.to_thread(cli, stack, tmp_path, "disconnect", "acme")
@@ -365,11 +367,12 @@ async def test_two_workspaces_and_a_github_installation_never_cross(
         for slug, pr in prs.items():
             [comment] = await bb.ours(f"{slug}/app", pr["id"])
             assert await bb.statuses(f"{slug}/app", source_commit(pr)) == [("prgate", "INPROGRESS")]
-            async with db.acquire() as conn:
-                token_of_challenge = await conn.fetchval(
-                    "SELECT token FROM challenges c JOIN bitbucket_repositories r USING (repo_id)"
-                    " WHERE r.full_name = $1", f"{slug}/app")
-            assert token_of_challenge in comment  # each PR's comment links its own challenge
+            link_token = comment.split(f"{stack.backend_url}/verify/")[1].split()[0].rstrip(").")
+            async with db.acquire() as conn:  # each PR's comment links its own workspace's challenge
+                owner = await conn.fetchrow(
+                    "SELECT c.provider, w.slug FROM challenges c JOIN bitbucket_workspaces w"
+                    " ON w.tenant_id = c.installation_id WHERE c.token_hash = $1", hash_token(link_token))
+            assert (owner["provider"], owner["slug"]) == ("bitbucket", slug)
         github = await sim_get(session, stack, "/_sim/repos/initech/app/pulls/1/comments")
         assert [c for c in github if messages.PR_COMMENT_MARKER in c["body"]]
         # Every Bitbucket request for a workspace's resources was made with that workspace's token.
