@@ -282,8 +282,10 @@ async def test_deadline_declines_and_commands_need_write(stack: FullStack, db: a
         await eventually(lambda: _equal(bb.statuses("acme/widgets", source_commit(slow)), [("prgate", "FAILED")]),
                          timeout=30)
         async with db.acquire() as conn:
-            status, lifetime = await conn.fetchrow(
-                "SELECT status, deadline_at - created_at FROM challenges WHERE repo_id = $1", repo_id)
+            row = await conn.fetchrow(
+                "SELECT status, deadline_at - created_at AS lifetime FROM challenges WHERE repo_id = $1", repo_id)
+        assert row is not None
+        status, lifetime = row["status"], row["lifetime"]
         assert status == "TIMED_OUT"
         assert lifetime.total_seconds() == pytest.approx(10, abs=1)
 
@@ -372,6 +374,7 @@ async def test_two_workspaces_and_a_github_installation_never_cross(
                 owner = await conn.fetchrow(
                     "SELECT c.provider, w.slug FROM challenges c JOIN bitbucket_workspaces w"
                     " ON w.tenant_id = c.installation_id WHERE c.token_hash = $1", hash_token(link_token))
+            assert owner is not None, slug
             assert (owner["provider"], owner["slug"]) == ("bitbucket", slug)
         github = await sim_get(session, stack, "/_sim/repos/initech/app/pulls/1/comments")
         assert [c for c in github if messages.PR_COMMENT_MARKER in c["body"]]
