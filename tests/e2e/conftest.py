@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet
 from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.processes import Fleet, Proc, free_port, wait_http_ok
+from tests.support.webhooks import BITBUCKET_MASTER  # the workspace hooks' master secret
 
 
 @dataclass
@@ -39,10 +40,6 @@ class FullStack:
     async def restart_backend(self) -> None:
         self.backend = self.fleet.start("backend-2", "backend", self.env)
         await wait_http_ok(f"{self.backend_url}/readyz", self.backend)
-
-
-# Bitbucket's half of every full stack: the workspace hooks' master secret and the token vault's key.
-BITBUCKET_MASTER = "bb-e2e-master-" + "0123456789abcdef" * 2
 
 
 @asynccontextmanager

@@ -10,9 +10,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,16 +21,16 @@ import pytest
 
 from backend_api.challenges import messages
 from backend_api.challenges.tokens import hash_token
-from provider_clients.bitbucket.hook_secret import bare_uuid, derive
+from provider_clients.bitbucket.hook_secret import derive
 from tests.e2e.conftest import BITBUCKET_MASTER, FullStack, running_full_stack, sim, sim_get
+from tests.support.bitbucket_sim import MARKER, Bitbucket, cli
+from tests.support.bitbucket_sim import connect as connect_with_cli
 from tests.support.processes import eventually
 
-MARKER = "prgate:pr-comment"
 # A short lease so a SIGKILLed worker's actions are taken over quickly (half of it still holds one
 # write's worst case plus the report margin, as the worker requires at start-up).
 SHORT_LEASE = {"WORKER_LEASE_SECONDS": "6", "PROVIDER_TIMEOUT_SECONDS": "2", "WORKER_REPORT_MARGIN_SECONDS": "1",
                "GITHUB_WRITES_PER_MINUTE": "100000"}
-_OURS = ("PRGATE_", "BITBUCKET_", "BACKEND_", "DATABASE_URL", "GITHUB_")
 
 
 @pytest.fixture
@@ -42,82 +39,9 @@ async def stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: P
         yield full
 
 
-class Bitbucket:
-    """The simulator's Bitbucket control API: what people do on Bitbucket, and what it recorded."""
-
-    def __init__(self, session: aiohttp.ClientSession, stack: FullStack) -> None:
-        self.session, self.stack = session, stack
-
-    async def post(self, path: str, body: dict[str, Any]) -> Any:
-        async with self.session.post(f"{self.stack.bitbucket_url}/_sim{path}", json=body) as resp:
-            assert resp.status in (200, 201), await resp.text()
-            return await resp.json()
-
-    async def put(self, path: str, body: dict[str, Any]) -> Any:
-        async with self.session.put(f"{self.stack.bitbucket_url}/_sim{path}", json=body) as resp:
-            assert resp.status in (200, 201), await resp.text()
-            return await resp.json()
-
-    async def get(self, path: str) -> Any:
-        async with self.session.get(f"{self.stack.bitbucket_url}/_sim{path}") as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
-
-    async def user(self, account_id: str, nickname: str) -> None:
-        await self.post("/users", {"account_id": account_id, "nickname": nickname, "display_name": nickname.title()})
-
-    async def workspace(self, slug: str, repos: list[str]) -> tuple[str, str]:
-        """A workspace with its repositories and an access token; (bare uuid, token)."""
-        ws = await self.post("/workspaces", {"slug": slug})
-        for repo in repos:
-            await self.post(f"/workspaces/{slug}/repositories", {"slug": repo})
-        token = (await self.post(f"/workspaces/{slug}/tokens", {}))["token"]
-        bare = bare_uuid(ws["uuid"])
-        assert bare is not None
-        return bare, str(token)
-
-    async def open_pr(self, repo: str, author: str, branch: str) -> dict[str, Any]:
-        pr: dict[str, Any] = await self.post(f"/repositories/{repo}/pullrequests",
-                                             {"author": author, "source_branch": branch})
-        assert all(d["status"] in (200, 202) for d in pr["deliveries"]), pr["deliveries"]
-        return pr
-
-    async def comment(self, repo: str, pr_id: int, user: str, raw: str) -> dict[str, Any]:
-        comment: dict[str, Any] = await self.post(f"/repositories/{repo}/pullrequests/{pr_id}/comments",
-                                                  {"user": user, "raw": raw})
-        return comment
-
-    async def comments(self, repo: str, pr_id: int) -> list[dict[str, Any]]:
-        return list((await self.get(f"/repositories/{repo}/pullrequests/{pr_id}/comments"))["comments"])
-
-    async def ours(self, repo: str, pr_id: int) -> list[str]:
-        """prgate's comments: the marker, written by a workspace token's bot (an app_user)."""
-        return [c["content"]["raw"] for c in await self.comments(repo, pr_id)
-                if MARKER in c["content"]["raw"] and c["user"]["type"] == "app_user"]
-
-    async def statuses(self, repo: str, commit: str) -> list[tuple[str, str]]:
-        body = await self.get(f"/repositories/{repo}/commit/{commit}/statuses")
-        return [(s["key"], s["state"]) for s in body["statuses"]]
-
-    async def requests(self) -> list[dict[str, Any]]:
-        return list((await self.get("/requests"))["requests"])
-
-
-def cli(stack: FullStack, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    cli_env = {"PRGATE_ADMIN_SECRETS": stack.env["PRGATE_ADMIN_SECRETS"], "BACKEND_URL": stack.backend_url,
-               "PRGATE_DATA_DIR": str(cwd / "data")}
-    return subprocess.run([sys.executable, "-m", "prgate.cli", "bitbucket", *args], env={**base, **cli_env, **env},
-                          cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
-
-
-async def connect(bb: Bitbucket, cwd: Path, slug: str, ws_uuid: str, token: str) -> None:
-    """`prgate bitbucket connect` (the real CLI); the simulator then holds our hook."""
-    done = await asyncio.to_thread(cli, bb.stack, cwd, "connect", slug, BITBUCKET_ACCESS_TOKEN=token)
-    assert done.returncode == 0, (done.stdout, done.stderr)
-    [hook] = (await bb.get(f"/workspaces/{slug}/hooks"))["hooks"]
-    assert hook["url"] == f"{bb.stack.bot_url}/webhooks/bitbucket/{ws_uuid}"
-    assert hook["secret"] == derive(BITBUCKET_MASTER.encode(), ws_uuid)
+async def connect(bb: Bitbucket, stack: FullStack, cwd: Path, slug: str, ws_uuid: str, token: str) -> None:
+    await connect_with_cli(bb, cwd, backend_url=stack.backend_url, bot_url=stack.bot_url, master=BITBUCKET_MASTER,
+                           slug=slug, ws_uuid=ws_uuid, token=token)
 
 
 async def settled(db: asyncpg.Pool) -> bool:
@@ -147,9 +71,9 @@ async def test_a_newcomer_is_gated_once_across_resends_and_a_killed_worker(
     stack: FullStack, db: asyncpg.Pool, tmp_path: Path
 ) -> None:
     async with aiohttp.ClientSession() as session:
-        bb = Bitbucket(session, stack)
+        bb = Bitbucket(session, stack.bitbucket_url)
         ws_uuid, token = await bb.workspace("acme", ["widgets"])
-        await connect(bb, tmp_path, "acme", ws_uuid, token)
+        await connect(bb, stack, tmp_path, "acme", ws_uuid, token)
         newcomers = [f"557058:new-{i}" for i in range(6)]
         for i, account in enumerate(newcomers):
             await bb.user(account, f"newcomer{i}")
@@ -232,9 +156,9 @@ async def test_a_newcomer_is_gated_once_across_resends_and_a_killed_worker(
 
 async def test_deadline_declines_and_commands_need_write(stack: FullStack, db: asyncpg.Pool, tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as session:
-        bb = Bitbucket(session, stack)
+        bb = Bitbucket(session, stack.bitbucket_url)
         ws_uuid, token = await bb.workspace("acme", ["widgets", "tools"])
-        await connect(bb, tmp_path, "acme", ws_uuid, token)
+        await connect(bb, stack, tmp_path, "acme", ws_uuid, token)
         for account, nick in (("557058:slow", "slowpoke"), ("557058:new", "newcomer"), ("557058:reader", "reader"),
                               ("557058:lead", "lead")):
             await bb.user(account, nick)
@@ -294,9 +218,9 @@ async def test_disconnect_cancels_pending_work_and_later_deliveries_do_nothing(
     stack: FullStack, db: asyncpg.Pool, tmp_path: Path
 ) -> None:
     async with aiohttp.ClientSession() as session:
-        bb = Bitbucket(session, stack)
+        bb = Bitbucket(session, stack.bitbucket_url)
         ws_uuid, token = await bb.workspace("acme", ["widgets"])
-        await connect(bb, tmp_path, "acme", ws_uuid, token)
+        await connect(bb, stack, tmp_path, "acme", ws_uuid, token)
         await bb.user("557058:new", "newcomer")
         # Bitbucket refuses every comment for now: the gate's actions stay pending, retried.
         await bb.post("/faults/rules", {"method": "POST", "path_regex": "/comments$", "status": 503, "count": 10_000})
@@ -309,7 +233,7 @@ async def test_disconnect_cancels_pending_work_and_later_deliveries_do_nothing(
                     " AND status = 'PENDING' AND attempt >= 1"))
 
         await eventually(pending, timeout=30)
-        done = await asyncio.to_thread(cli, stack, tmp_path, "disconnect", "acme")
+        done = await asyncio.to_thread(cli, stack.backend_url, tmp_path, "disconnect", "acme")
         assert done.returncode == 0, (done.stdout, done.stderr)
         assert "webhook deleted" in done.stdout
         assert (await bb.get("/workspaces/acme/hooks"))["hooks"] == []
@@ -340,11 +264,11 @@ async def test_two_workspaces_and_a_github_installation_never_cross(
     stack: FullStack, db: asyncpg.Pool, tmp_path: Path
 ) -> None:
     async with aiohttp.ClientSession() as session:
-        bb = Bitbucket(session, stack)
+        bb = Bitbucket(session, stack.bitbucket_url)
         tokens = {}
         for slug in ("acme", "globex"):
             ws_uuid, tokens[slug] = await bb.workspace(slug, ["app"])
-            await connect(bb, tmp_path, slug, ws_uuid, tokens[slug])
+            await connect(bb, stack, tmp_path, slug, ws_uuid, tokens[slug])
         await bb.user("557058:new", "newcomer")
         await sim(session, stack, "/_sim/installations", {
             "id": 77, "account": {"login": "initech", "id": 770, "type": "Organization"},
