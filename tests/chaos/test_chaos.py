@@ -39,6 +39,7 @@ from tests.chaos.harness import (
     restart_redis,
     restart_services_allowed,
 )
+from tests.conftest import ADMIN_SECRET
 from tests.support.bitbucket_sim import Bitbucket, connect
 from tests.support.processes import eventually
 from tests.support.webhooks import BITBUCKET_MASTER
@@ -109,7 +110,7 @@ async def bitbucket_tenants(stack: ChaosStack, session: aiohttp.ClientSession, p
         slug = f"bbtenant{i}"
         ws_uuid, token = await bb.workspace(slug, ["app"])
         await connect(bb, cwd, backend_url=stack.backend_urls[0], bot_url=stack.bot_url, master=BITBUCKET_MASTER,
-                      slug=slug, ws_uuid=ws_uuid, token=token)
+                      slug=slug, ws_uuid=ws_uuid, token=token, admin_secret=ADMIN_SECRET)
         repos.append(f"{slug}/app")
     prs = [BitbucketPr(repos[k % len(repos)], f"bbdev{k}", f"557058:bbdev-{k}") for k in range(count)]
     sem = asyncio.Semaphore(16)

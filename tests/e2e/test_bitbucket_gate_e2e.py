@@ -22,6 +22,7 @@ import pytest
 from backend_api.challenges import messages
 from backend_api.challenges.tokens import hash_token
 from provider_clients.bitbucket.hook_secret import derive
+from tests.conftest import ADMIN_SECRET
 from tests.e2e.conftest import BITBUCKET_MASTER, FullStack, running_full_stack, sim, sim_get
 from tests.support.bitbucket_sim import MARKER, Bitbucket, cli
 from tests.support.bitbucket_sim import connect as connect_with_cli
@@ -41,7 +42,7 @@ async def stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: P
 
 async def connect(bb: Bitbucket, stack: FullStack, cwd: Path, slug: str, ws_uuid: str, token: str) -> None:
     await connect_with_cli(bb, cwd, backend_url=stack.backend_url, bot_url=stack.bot_url, master=BITBUCKET_MASTER,
-                           slug=slug, ws_uuid=ws_uuid, token=token)
+                           slug=slug, ws_uuid=ws_uuid, token=token, admin_secret=ADMIN_SECRET)
 
 
 async def settled(db: asyncpg.Pool) -> bool:
@@ -233,7 +234,7 @@ async def test_disconnect_cancels_pending_work_and_later_deliveries_do_nothing(
                     " AND status = 'PENDING' AND attempt >= 1"))
 
         await eventually(pending, timeout=30)
-        done = await asyncio.to_thread(cli, stack.backend_url, tmp_path, "disconnect", "acme")
+        done = await asyncio.to_thread(cli, stack.backend_url, ADMIN_SECRET, tmp_path, "disconnect", "acme")
         assert done.returncode == 0, (done.stdout, done.stderr)
         assert "webhook deleted" in done.stdout
         assert (await bb.get("/workspaces/acme/hooks"))["hooks"] == []

@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 
 from provider_clients.bitbucket.hook_secret import bare_uuid, derive
-from tests.conftest import INTERNAL_ENV
 
 MARKER = "prgate:pr-comment"
 _OURS = ("PRGATE_", "BITBUCKET_", "BACKEND_", "DATABASE_URL", "GITHUB_")
@@ -81,20 +80,20 @@ class Bitbucket:
         return list((await self.get("/requests"))["requests"])
 
 
-def cli(backend_url: str, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(backend_url: str, admin_secret: str, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`prgate bitbucket …` as its own process, signing with the admin key as an operator's shell would."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    cli_env = {"PRGATE_ADMIN_SECRETS": INTERNAL_ENV["PRGATE_ADMIN_SECRETS"], "BACKEND_URL": backend_url,
+    cli_env = {"PRGATE_ADMIN_SECRETS": admin_secret, "BACKEND_URL": backend_url,
                "PRGATE_DATA_DIR": str(cwd / "data")}
     return subprocess.run([sys.executable, "-m", "prgate.cli", "bitbucket", *args], env={**base, **cli_env, **env},
                           cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 
 async def connect(bb: Bitbucket, cwd: Path, *, backend_url: str, bot_url: str, master: str, slug: str,
-                  ws_uuid: str, token: str) -> None:
+                  ws_uuid: str, token: str, admin_secret: str) -> None:
     """`prgate bitbucket connect` (the real CLI); the simulator then holds our hook, at the receiver
     (`BOT_PUBLIC_URL` = `bot_url`) with the workspace's derived secret."""
-    done = await asyncio.to_thread(cli, backend_url, cwd, "connect", slug, BITBUCKET_ACCESS_TOKEN=token)
+    done = await asyncio.to_thread(cli, backend_url, admin_secret, cwd, "connect", slug, BITBUCKET_ACCESS_TOKEN=token)
     assert done.returncode == 0, (done.stdout, done.stderr)
     [hook] = (await bb.get(f"/workspaces/{slug}/hooks"))["hooks"]
     assert hook["url"] == f"{bot_url}/webhooks/bitbucket/{ws_uuid}"
