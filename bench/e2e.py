@@ -19,6 +19,10 @@ through the simulator, then:
 1. latency at a fixed rate: pull requests from unverified authors are opened at --rate webhooks/s
    (open loop: sends are scheduled on a fixed clock, none waits for another) and every PR's
    webhook → ingest → claim → comment → result times are taken from the simulator and the database;
+1b. Bitbucket latency at the same rate, in the same run: a workspace is connected with `prgate
+   bitbucket connect` (the simulator's Bitbucket then holds prgate's hook) and first-time authors'
+   PRs are opened in the simulator's Bitbucket, which POSTs `pullrequest:created` to the receiver;
+   the same intervals are taken (`--skip-bitbucket` leaves it out);
 2. maximum sustained throughput: a closed loop keeps --concurrency webhooks in flight for a while;
    deliveries/s accepted by the receiver and comments/s created are reported;
 3. the arq baseline on the same Redis: N no-op jobs enqueued, then drained by --workers separate
