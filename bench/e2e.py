@@ -19,6 +19,10 @@ through the simulator, then:
 1. latency at a fixed rate: pull requests from unverified authors are opened at --rate webhooks/s
    (open loop: sends are scheduled on a fixed clock, none waits for another) and every PR's
    webhook → ingest → claim → comment → result times are taken from the simulator and the database;
+1b. Bitbucket latency at the same rate, in the same run: a workspace is connected with `prgate
+   bitbucket connect` (the simulator's Bitbucket then holds prgate's hook) and first-time authors'
+   PRs are opened in the simulator's Bitbucket, which POSTs `pullrequest:created` to the receiver;
+   the same intervals are taken (`--skip-bitbucket` leaves it out);
 2. maximum sustained throughput: a closed loop keeps --concurrency webhooks in flight for a while;
    deliveries/s accepted by the receiver and comments/s created are reported;
 3. the arq baseline on the same Redis: N no-op jobs enqueued, then drained by --workers separate
@@ -54,7 +58,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,6 +67,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from bench.harness import cli, prometheus
@@ -75,6 +80,9 @@ from bench.harness.report import git_state, load_average, machine_line, markdown
 from bench.harness.stack import Stack, StackProcess, free_port, prgate_env, wait_http_ok
 from bench.peers import arq_noop as arq_noop_peer
 from prgate.demo import PR_MARKER
+from tests.support.bitbucket_sim import MARKER as BB_MARKER
+from tests.support.bitbucket_sim import Bitbucket
+from tests.support.bitbucket_sim import connect as connect_bitbucket
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.services import redis_base_url
 
@@ -209,6 +217,14 @@ def stack_env(db_url: str, redis_url: str, ports: dict[str, int], key_path: Path
         "GITHUB_PRIVATE_KEY_PATH": str(key_path),
         "WORKER_METRICS_PORT": "0", "WORKER_CONCURRENCY": str(setup.worker_concurrency),
         "WORKER_LEASE_SECONDS": str(LEASE_SECONDS), "WORKER_SHUTDOWN_GRACE_SECONDS": "2",
+        # Bitbucket, served by the same simulator under /bitbucket; its hourly budget lifted as GitHub's.
+        "BITBUCKET_API_URL": f"http://127.0.0.1:{ports['simulator']}/bitbucket",
+        "BITBUCKET_WEB_URL": f"http://127.0.0.1:{ports['simulator']}/bitbucket",
+        "BITBUCKET_WEBHOOK_SECRET": "bench-bitbucket-" + secrets.token_hex(24),
+        "PRGATE_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "PRGATE_ADMIN_SECRETS": "bench-admin-" + secrets.token_hex(24),  # `prgate bitbucket connect` signs with it
+        "BOT_PUBLIC_URL": f"http://127.0.0.1:{ports['bot']}",
+        "SIMULATOR_BITBUCKET_RATE_LIMIT_PER_HOUR": str(UNLIMITED),
         **setup.extra_env,
     }
 
@@ -298,8 +314,11 @@ async def open_pr(run: Running, number: int, scheduled: float | None = None) -> 
                 None if code else str(delivery.get("status")))
 
 
-async def open_loop(run: Running, rate: float, seconds: float) -> list[Sent]:
-    """`rate` x `seconds` webhooks, each started on its own slot of a fixed clock."""
+async def open_loop(run: Running, rate: float, seconds: float,
+                    opener: Callable[[Running, int, float], Coroutine[Any, Any, Sent]] | None = None) -> list[Sent]:
+    """`rate` x `seconds` webhooks, each started on its own slot of a fixed clock (`opener`: GitHub's
+    `open_pr` unless told)."""
+    opener = opener or open_pr
     count = max(1, round(rate * seconds))
     offset = time.time() - time.monotonic()
     start = time.monotonic() + 0.05
@@ -309,7 +328,7 @@ async def open_loop(run: Running, rate: float, seconds: float) -> list[Sent]:
         delay = slot - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(open_pr(run, next(run.numbers), slot + offset)))
+        tasks.append(asyncio.create_task(opener(run, next(run.numbers), slot + offset)))
     return list(await asyncio.gather(*tasks))
 
 
@@ -380,7 +399,7 @@ async def wait_for_comments(run: Running, since: Cursors, expected: int, timeout
     return time.monotonic() - t0
 
 
-async def wait_for_actions(run: Running, timeout: float) -> float:
+async def wait_for_actions(run: Running, timeout: float, repo: str | None = None) -> float:
     """Poll the database until no action of the repository is PENDING or CLAIMED; returns seconds waited."""
     t0 = time.monotonic()
 
@@ -388,7 +407,7 @@ async def wait_for_actions(run: Running, timeout: float) -> float:
         async with run.pool.acquire() as conn:
             left = await conn.fetchval(
                 "SELECT count(*) FROM bot_actions WHERE repo_full_name = $1 AND status IN ('PENDING', 'CLAIMED')",
-                run.repo,
+                repo or run.repo,
             )
         return int(left) == 0
 
@@ -485,7 +504,7 @@ async def scrape(run: Running) -> dict[str, float]:
     return await prometheus.scrape(run.session, targets)
 
 
-def metrics_lines(m: MetricsDelta, saturated: bool) -> list[str]:
+def metrics_lines(m: MetricsDelta, saturated: bool, provider: str = "GitHub") -> list[str]:
     """What the workers and the receiver counted, in words."""
     claims = m.get("worker:claim_latency_seconds_count")
     claimed = m.get("worker:actions_claimed_total")
@@ -505,7 +524,7 @@ def metrics_lines(m: MetricsDelta, saturated: bool) -> list[str]:
             n = m.get(f"worker:provider_request_seconds_count{labels}")
             parts.append(f"{method} {n:,.0f} x {fmt_ms(mean)} ms")
     if parts:
-        out.append("workers → simulator (GitHub) requests, mean: " + ", ".join(parts))
+        out.append(f"workers → simulator ({provider}) requests, mean: " + ", ".join(parts))
     forward = m.mean_ms("bot:forward_latency_seconds")
     if forward is not None:
         out.append(f"receiver → backend forward (synchronous ingest call), mean: {fmt_ms(forward)} ms over "
@@ -518,12 +537,144 @@ async def github_requests(run: Running, since: float) -> dict[str, int]:
     return {str(k): int(v) for k, v in data["counts"].items()}
 
 
-def github_line(counts: dict[str, int], webhooks: int) -> str:
+def github_line(counts: dict[str, int], webhooks: int, provider: str = "GitHub") -> str:
     if not counts:
-        return "GitHub simulator API requests: none recorded"
+        return f"{provider} simulator API requests: none recorded"
     parts = [f"{key} {n:,}" + (f" ({n / webhooks:.2f}/webhook)" if webhooks else "")
              for key, n in sorted(counts.items(), key=lambda kv: -kv[1])]
-    return "GitHub simulator API requests during the phase: " + "; ".join(parts)
+    return f"{provider} simulator API requests during the phase: " + "; ".join(parts)
+
+
+# --- Bitbucket --------------------------------------------------------------------------------------
+
+
+@dataclass
+class BitbucketTarget:
+    """A workspace connected through `prgate bitbucket connect`, its repository, and first-time authors
+    registered ahead (one per PR, so each PR is gated)."""
+
+    bb: Bitbucket
+    repo: str  # workspace/slug
+    authors: list[str]
+    next_author: Iterator[int] = field(default_factory=lambda: itertools.count())
+
+
+async def setup_bitbucket(run: Running, authors: int) -> BitbucketTarget:
+    bb = Bitbucket(run.session, f"{run.sim_url}/bitbucket")
+    slug = run.repo.split("/")[0] + "-bb"  # not the GitHub repository's name: bot_actions rows are read by name
+    ws_uuid, token = await bb.workspace(slug, ["widgets"])
+    await connect_bitbucket(bb, run.stack.log_dir, backend_url=run.backend_url, bot_url=run.bot_url,
+                            master=run.env["BITBUCKET_WEBHOOK_SECRET"], slug=slug, ws_uuid=ws_uuid, token=token,
+                            admin_secret=run.env["PRGATE_ADMIN_SECRETS"])
+    accounts = [f"557058:bench-{i}" for i in range(authors)]
+    sem = asyncio.Semaphore(16)
+
+    async def register(account: str) -> None:
+        async with sem:
+            await bb.user(account, account.split(":")[1])
+
+    await asyncio.gather(*(register(a) for a in accounts))
+    return BitbucketTarget(bb, f"{slug}/widgets", accounts)
+
+
+def bitbucket_opener(target: BitbucketTarget) -> Callable[[Running, int, float], Coroutine[Any, Any, Sent]]:
+    async def open_bitbucket_pr(run: Running, number: int, scheduled: float) -> Sent:
+        """One PR opened in the simulator's Bitbucket, which POSTs `pullrequest:created` to the hook and
+        answers once the receiver answered. `number` is ours; the Sent carries Bitbucket's PR id."""
+        author = target.authors[next(target.next_author)]
+        sent = time.time()
+        try:
+            async with run.session.post(f"{run.sim_url}/bitbucket/_sim/repositories/{target.repo}/pullrequests",
+                                        json={"author": author, "source_branch": f"bench-{number}"}) as resp:
+                data = await resp.json()
+                if resp.status >= 400:
+                    return Sent(number, scheduled, sent, time.time(), None, None, f"pullrequests {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Sent(number, scheduled, sent, time.time(), None, None, type(exc).__name__)
+        attempts = data.get("deliveries") or [{}]
+        code = attempts[-1].get("status") or None
+        return Sent(int(data["id"]), scheduled, sent, time.time(), code, attempts[0].get("request_uuid"),
+                    None if code else str(attempts[-1].get("error")))
+
+    return open_bitbucket_pr
+
+
+async def collect_bitbucket(run: Running, target: BitbucketTarget, sent: Sequence[Sent]) -> list[PrTiming]:
+    """Each PR's times: sent = the client's POST to the simulator (which builds the payload and POSTs the
+    webhook: an upper bound by that work), ack = its answer (after the receiver's), comment = our
+    comment's created_on (Bitbucket renders microseconds), ingest/claim/result from the database."""
+    ids = [s.number for s in sent if s.accepted]
+    async with run.pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT pr_number, action_type, status, attempt, created_at, next_attempt_at, completed_at
+               FROM bot_actions WHERE repo_full_name = $1 AND pr_number = ANY($2::int[]) ORDER BY action_id""",
+            target.repo, ids,
+        )
+    every: dict[int, list[asyncpg.Record]] = defaultdict(list)
+    for r in rows:
+        every[int(r["pr_number"])].append(r)
+    sem = asyncio.Semaphore(16)
+
+    async def ours(pr_id: int) -> list[dict[str, Any]]:
+        async with sem:
+            comments = await target.bb.comments(target.repo, pr_id)
+        return [c for c in comments if BB_MARKER in c["content"]["raw"] and c["user"]["type"] == "app_user"]
+
+    found = dict(zip(ids, await asyncio.gather(*(ours(i) for i in ids)), strict=True))
+    timings = []
+    for s in sent:
+        if not s.accepted:
+            continue
+        t = PrTiming(s.number, s.client_sent, s.client_sent, s.scheduled, ack=s.responded)
+        all_rows = every.get(s.number, [])
+        comment_row = next((r for r in all_rows if r["action_type"] == "UPSERT_PR_COMMENT"), None)
+        if comment_row is not None:
+            t.ingest, t.status, t.attempts = _ts(comment_row["created_at"]), str(comment_row["status"]), \
+                int(comment_row["attempt"])
+            if comment_row["status"] == "DONE":
+                t.result = _ts(comment_row["completed_at"])
+                nxt = _ts(comment_row["next_attempt_at"])
+                t.claim = nxt - float(run.env["WORKER_LEASE_SECONDS"]) if nxt is not None else None
+        t.actions, t.action_types = len(all_rows), tuple(str(r["action_type"]) for r in all_rows)
+        if all_rows and all(r["status"] == "DONE" for r in all_rows):
+            t.all_done = max(float(_ts(r["completed_at"]) or 0.0) for r in all_rows)
+        mine = found.get(s.number, [])
+        t.comments = len(mine)
+        if mine:
+            t.comment = datetime.fromisoformat(mine[0]["created_on"]).timestamp()
+        timings.append(t)
+    return timings
+
+
+async def bitbucket_requests(run: Running, since: float) -> dict[str, int]:
+    """The simulator's Bitbucket API requests since `since`, counted by method, status and path shape."""
+    records = (await sim_json(run.session, "GET", f"{run.sim_url}/bitbucket/_sim/requests"))["requests"]
+    counts: Counter[str] = Counter()
+    for r in records:
+        if datetime.fromisoformat(r["at"].replace("Z", "+00:00")).timestamp() >= since - 1:
+            path = re.sub(r"/[0-9]+(?=/|$)", "/N", re.sub(r"/[0-9a-f]{12,40}(?=/|$)", "/SHA", r["path"]))
+            counts[f"{r['method']} {r['status']} {path}"] += 1
+    return dict(counts)
+
+
+async def bitbucket_latency_phase(run: Running, meter: PhaseMeter, target: BitbucketTarget, rate: float,
+                                  seconds: float, timeout: float) -> LatencyPhase:
+    counted = await scrape(run)
+    before, _ = await meter.snapshot()
+    wall0 = time.time()
+    sent = await open_loop(run, rate, seconds, bitbucket_opener(target))
+    waited = await wait_for_actions(run, timeout=timeout, repo=target.repo)
+    cpu = await meter.measure(before)
+    metrics = MetricsDelta.between(counted, await scrape(run))
+    requests = await bitbucket_requests(run, wall0)
+    timings = await collect_bitbucket(run, target, sent)
+    return LatencyPhase(rate, seconds, sent, timings, cpu, waited, metrics, requests)
+
+
+async def warm_up_bitbucket(run: Running, target: BitbucketTarget, count: int) -> None:
+    opener = bitbucket_opener(target)
+    await asyncio.gather(*(opener(run, next(run.numbers), time.time()) for _ in range(count)))
+    await wait_for_actions(run, timeout=60, repo=target.repo)
 
 
 # --- phases -----------------------------------------------------------------------------------------
@@ -817,16 +968,21 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
 
-def targets_table(latency: LatencyPhase) -> str:
+def targets_table(latency: LatencyPhase, bitbucket: LatencyPhase | None = None) -> str:
     found = dict(intervals(latency.timings))
     claim, comment = found["webhook → claim"], found["webhook → comment"]
     rows: list[list[str]] = []
-    for label, dist, attr, limit in (
+    checks = [
         ("webhook → claim p50 ≤ 10 ms", claim, "p50", CLAIM_P50_MS),
         ("webhook → claim p99 ≤ 50 ms", claim, "p99", CLAIM_P99_MS),
         ("webhook → comment p50 ≤ 30 ms", comment, "p50", COMMENT_P50_MS),
         ("webhook → comment p99 ≤ 150 ms", comment, "p99", COMMENT_P99_MS),
-    ):
+    ]
+    if bitbucket is not None:  # the same targets, Bitbucket's webhook → comment (issue 16)
+        bb_comment = dict(intervals(bitbucket.timings))["webhook → comment"]
+        checks += [("Bitbucket webhook → comment p50 ≤ 30 ms", bb_comment, "p50", COMMENT_P50_MS),
+                   ("Bitbucket webhook → comment p99 ≤ 150 ms", bb_comment, "p99", COMMENT_P99_MS)]
+    for label, dist, attr, limit in checks:
         if dist is None:
             rows.append([label, "not measured", "n/a"])
         else:
@@ -845,6 +1001,7 @@ class Report:
     db: BenchDatabase
     setup: Setup
     latency: LatencyPhase | None = None
+    bitbucket: LatencyPhase | None = None  # Bitbucket's latency phase, same rate, same run
     throughput: ThroughputPhase | None = None
     arq: list[ArqRun] = field(default_factory=list)
     load_before: str = ""
@@ -890,6 +1047,27 @@ class Report:
                 *metrics_lines(lat.metrics, saturated=False),
                 github_line(lat.github, sum(s.accepted for s in lat.sent)),
             ]
+        if self.bitbucket is not None:
+            bbl = self.bitbucket
+            lines += [
+                "",
+                f"### Bitbucket: latency at {bbl.rate:g} webhooks/s (open loop, {bbl.seconds:g} s, "
+                f"{len(bbl.sent)} webhooks)",
+                "",
+                "Same stack, right after the GitHub phase: a workspace connected with `prgate bitbucket connect`, "
+                "each webhook a `pullrequest:created` from a first-time author, POSTed by the simulator's Bitbucket "
+                "to the hook prgate registered (signed with the workspace's derived secret). Webhook sent = just "
+                "before the client's POST to the simulator's control API, which builds the payload and then "
+                "POSTs the webhook (so an upper bound by that work); receiver answered = the control API's answer; "
+                "comment = our comment's `created_on` (Bitbucket renders microseconds); ingest, claim and result "
+                "from the database as above.",
+                "",
+                latency_table(bbl.timings),
+                "",
+                *sanity_lines(bbl.timings, bbl.sent),
+                *metrics_lines(bbl.metrics, saturated=False, provider="Bitbucket"),
+                github_line(bbl.github, sum(s.accepted for s in bbl.sent), provider="Bitbucket"),
+            ]
         if self.throughput is not None:
             tp = self.throughput
             tlines, _ = throughput_lines(tp)
@@ -903,6 +1081,8 @@ class Report:
         cpu_rows: list[tuple[str, CpuUse]] = []
         if self.latency is not None:
             cpu_rows.append((f"latency @ {self.latency.rate:g}/s", self.latency.cpu))
+        if self.bitbucket is not None:
+            cpu_rows.append((f"Bitbucket latency @ {self.bitbucket.rate:g}/s", self.bitbucket.cpu))
         if self.throughput is not None:
             cpu_rows += [("throughput: sending", self.throughput.cpu_send),
                          ("throughput: draining", self.throughput.cpu_drain)]
@@ -924,7 +1104,7 @@ class Report:
                               f"(webhook → receiver → backend → outbox → worker → GitHub simulator → result) vs arq's "
                               f"best no-op drain {best:,.0f} jobs/s on the same Redis and worker count."]
         if self.latency is not None:
-            lines += ["", "### Targets", "", targets_table(self.latency)]
+            lines += ["", "### Targets", "", targets_table(self.latency, self.bitbucket)]
             foreign = self.latency.cpu.foreign
             if foreign > FOREIGN_LIMIT:
                 lines += ["", f"(!) During the latency phase {100 * foreign:.0f}% of a core went to processes that "
@@ -1002,6 +1182,13 @@ async def run(args: argparse.Namespace, plan: Plan, command: str) -> Report:
                     await install(runner)
                     await warm_up(runner, plan.warmup)
                     print(f"bench.e2e: installed {runner.repo}, warmed up with {plan.warmup} PRs", flush=True)
+                    bb_target = None
+                    if not args.skip_bitbucket and not args.skip_latency:
+                        needed = plan.warmup + math.ceil(plan.rate * plan.latency_seconds) * (1 + args.retries)
+                        bb_target = await setup_bitbucket(runner, authors=needed + 10)
+                        await warm_up_bitbucket(runner, bb_target, plan.warmup)
+                        print(f"bench.e2e: connected Bitbucket workspace of {bb_target.repo}, warmed up with "
+                              f"{plan.warmup} PRs", flush=True)
                     if not args.skip_latency:
                         for attempt in range(1 + args.retries):
                             if args.wait_quiet:
@@ -1021,6 +1208,21 @@ async def run(args: argparse.Namespace, plan: Plan, command: str) -> Report:
                             print(f"bench.e2e: {report.discarded[-1]}: discarded, measuring again", flush=True)
                         if profiler is not None and args.profile_phase == "latency":
                             report.profile = profiler.summaries()
+                    if bb_target is not None:
+                        for attempt in range(1 + args.retries):
+                            if args.wait_quiet:
+                                report.quiet["Bitbucket latency"] = await quiet_before_phase(args.wait_quiet)
+                            print(f"bench.e2e: Bitbucket latency: {plan.rate:g} webhooks/s for "
+                                  f"{plan.latency_seconds:g} s", flush=True)
+                            report.bitbucket = await bitbucket_latency_phase(
+                                runner, meter, bb_target, plan.rate, plan.latency_seconds, plan.timeout)
+                            await asyncio.sleep(1)
+                            foreign = report.bitbucket.cpu.foreign
+                            if foreign <= FOREIGN_LIMIT or attempt == args.retries:
+                                break
+                            report.discarded.append(f"Bitbucket latency attempt {attempt + 1} ({100 * foreign:.0f}% "
+                                                    "of a core went to other processes)")
+                            print(f"bench.e2e: {report.discarded[-1]}: discarded, measuring again", flush=True)
                     if not args.skip_throughput:
                         for attempt in range(1 + args.retries):
                             if args.wait_quiet:
@@ -1079,6 +1281,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="measure a phase again (up to N times) when other processes took more than "
                              f"{100 * FOREIGN_LIMIT:.0f}%% of a core during it")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-bitbucket", action="store_true", help="no Bitbucket latency phase")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-arq", action="store_true")
     return parser.parse_args(argv)

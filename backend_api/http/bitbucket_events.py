@@ -14,10 +14,19 @@ from backend_api.gate import bitbucket as gate
 from backend_api.gate import bitbucket_config
 from backend_api.http.errors import ApiError, json_response, read_model
 from backend_api.keys import BITBUCKET_CONFIG, BITBUCKET_PERMISSIONS, CONFIG_READ, DB_POOL, INGESTED, SETTINGS
+from backend_api.store.bitbucket import AccountConflict
 from provider_clients.bitbucket.errors import RateLimited, Unavailable
 from shared_contracts.bitbucket import BitbucketCommandEvent, BitbucketPullRequestEvent, BitbucketPushEvent
 
 log = logging.getLogger(__name__)
+
+
+def _conflict(delivery_id: str) -> ApiError:
+    # Bad input, not our failure: refused whole (nothing was written) and logged; the answer's status is
+    # counted with every other by the HTTP metrics.
+    log.warning("bitbucket event refused: an account_id paired with another account's UUID",
+                extra={"delivery_id": delivery_id})
+    return ApiError(422, "account_conflict", "an account_id is paired with a UUID other than its own")
 
 
 def _unavailable(exc: Unavailable | RateLimited, delivery_id: str) -> ApiError:
@@ -38,6 +47,8 @@ async def bitbucket_pull_request_event(request: web.Request) -> web.Response:
         )
     except (Unavailable, RateLimited) as exc:
         raise _unavailable(exc, event.delivery_id) from None
+    except AccountConflict:
+        raise _conflict(event.delivery_id) from None
     request[INGESTED] = Ingested(event.event_key, (answer,), tuple(enqueued))
     return json_response(answer)
 
@@ -52,6 +63,8 @@ async def bitbucket_command_event(request: web.Request) -> web.Response:
         )
     except (Unavailable, RateLimited) as exc:
         raise _unavailable(exc, event.delivery_id) from None
+    except AccountConflict:
+        raise _conflict(event.delivery_id) from None
     request[INGESTED] = Ingested(event.event, (answer,))
     return json_response(answer)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+import asyncpg
+
 from backend_api.store.db import Conn
 
 
@@ -339,14 +341,29 @@ async def recorded_repository(conn: Conn, tenant_id: int, repo: DiscoveredReposi
     return int(record["repo_id"]), bool(record["joined"])
 
 
+class AccountConflict(Exception):
+    """An `account_id` paired with a UUID other than the one stored (or than another of the same
+    batch): Atlassian pairs them one to one, so the payload is not one to trust."""
+
+
 async def user_ids(conn: Conn, accounts: Sequence[AccountInfo]) -> dict[str, int]:
     """Account UUID → user_id, inserting accounts not seen before and refreshing the names of known ones.
 
     Keyed by the account UUID; the `account_id` (the Atlassian id) is filled in when it arrives, never
-    cleared by a payload that lacks it."""
+    cleared by a payload that lacks it. An `account_id` already held by another UUID raises
+    `AccountConflict` (the statement fails whole: nothing is written)."""
     unique = list({a.account_uuid: a for a in accounts}.values())
     if not unique:
         return {}
+    try:
+        return await _upsert_accounts(conn, unique)
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "bitbucket_accounts_account_id_key":
+            raise
+        raise AccountConflict("an account_id is already held by another account UUID") from None
+
+
+async def _upsert_accounts(conn: Conn, unique: Sequence[AccountInfo]) -> dict[str, int]:
     records = await conn.fetch(
         """INSERT INTO bitbucket_accounts AS a (account_uuid, account_id, nickname, display_name, account_type)
            SELECT u::uuid, i, n, d, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])

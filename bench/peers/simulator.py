@@ -24,6 +24,7 @@ def serve_simulator() -> int:
 
     from prgate.logs import setup_logging
     from prgate.simulator import SIM_STATE, SimulatorConfig, create_simulator_app
+    from prgate.simulator.bitbucket.config import BitbucketConfig
     from prgate.simulator_env import simulator_settings
 
     setup_logging("prgate-simulator", os.environ.get("LOG_LEVEL", "INFO"))
@@ -33,7 +34,13 @@ def serve_simulator() -> int:
         webhook_secret=env.webhook_secret.get_secret_value(), seed=env.seed,
         secondary_limit_per_minute=env.secondary_limit_per_minute, rate_limit_per_hour=env.rate_limit_per_hour,
     )
-    app = create_simulator_app(config)
+    # Bitbucket under /bitbucket, configured as `prgate simulator` configures it (its hourly budget too).
+    bitbucket = BitbucketConfig(
+        seed=env.seed, rate_limit_per_hour=env.bitbucket_rate_limit_per_hour,
+        oauth_client_id=env.bitbucket_oauth_client_id,
+        oauth_client_secret=env.bitbucket_oauth_client_secret.get_secret_value(),
+    )
+    app = create_simulator_app(config, bitbucket=bitbucket)
     state = app[SIM_STATE]
 
     async def comments(request: web.Request) -> web.Response:

@@ -23,11 +23,13 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+from cryptography.fernet import Fernet
 
 from backend_api.challenges import messages
 from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, app_keys
 from tests.support.processes import Fleet, Proc, eventually, free_port, wait_http_ok
+from tests.support.webhooks import BITBUCKET_MASTER
 
 T = TypeVar("T")
 MARKER = messages.PR_COMMENT_MARKER
@@ -45,6 +47,7 @@ class Figures:
     faults: dict[str, int] = field(default_factory=dict)
     failed_actions: int = 0
     reclaimed_actions: int = 0
+    bitbucket_events: int = 0  # of `events`: Bitbucket PRs beside GitHub's
     duplicates: int = -1
     lost: int = -1
 
@@ -52,7 +55,8 @@ class Figures:
         faults = sum(self.faults.values())
         detail = ", ".join(f"{k}={v}" for k, v in sorted(self.faults.items()))
         return (
-            f"CHAOS FIGURES: events={self.events} deliveries_sent={self.deliveries_sent} "
+            f"CHAOS FIGURES: events={self.events} (bitbucket={self.bitbucket_events}) "
+            f"deliveries_sent={self.deliveries_sent} "
             f"duplicates_sent={self.duplicates_sent} redeliveries={self.redeliveries} "
             f"worker_kills={self.worker_kills} restarts={len(self.restarts)} ({', '.join(self.restarts)}) "
             f"faults_injected={faults} ({detail}) failed_actions={self.failed_actions} "
@@ -147,14 +151,33 @@ class ChaosStack:
             await asyncio.sleep(0.5)
         raise AssertionError(f"delivery {delivery_id} never accepted: {delivery}")
 
-    async def requests(self, session: aiohttp.ClientSession, **query: str) -> list[dict[str, Any]]:
-        async with session.get(f"{self.simulator_url}/_sim/requests", params=query) as resp:
+    async def requests(self, session: aiohttp.ClientSession, *, bitbucket: bool = False,
+                       **query: str) -> list[dict[str, Any]]:
+        """The simulator's request log: GitHub's, or its Bitbucket's (each provider keeps its own)."""
+        base = self.bitbucket_url if bitbucket else self.simulator_url
+        async with session.get(f"{base}/_sim/requests", params=query) as resp:
             assert resp.status == 200, await resp.text()
             return list((await resp.json())["requests"])
 
     async def comments(self, session: aiohttp.ClientSession, repo: str, number: int) -> list[str]:
         bodies = await self.sim(session, "GET", f"/_sim/repos/{repo}/pulls/{number}/comments")
         return [c["body"] for c in bodies if MARKER in c["body"]]
+
+    @property
+    def bitbucket_url(self) -> str:
+        return f"{self.simulator_url}/bitbucket"
+
+    async def resend_bitbucket(self, session: aiohttp.ClientSession, request_uuid: str) -> None:
+        """Bitbucket's "Resend request" of one delivery (the same body, a new X-Request-UUID), repeated
+        until the receiver answers 2xx: what an operator does when Bitbucket's own two retries ran out."""
+        for _ in range(60):
+            attempt = await self.sim(session, "POST", f"/bitbucket/_sim/deliveries/{request_uuid}/resend")
+            self.figures.deliveries_sent += 1
+            if attempt["status"] is not None and 200 <= int(attempt["status"]) < 300:
+                return
+            self.figures.redeliveries += 1
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"Bitbucket delivery {request_uuid} never accepted: {attempt}")
 
     # ---- database ------------------------------------------------------------------------------
 
@@ -205,6 +228,10 @@ async def chaos_stack(
         "GITHUB_PRIVATE_KEY_PATH": str(key_path), "GITHUB_WEBHOOK_SECRET": secrets.token_hex(16),
         "ARQ_QUEUE_NAME": f"prgate-chaos-{uuid.uuid4().hex}", "WORKER_METRICS_PORT": "0",
         "FORWARD_TIMEOUT_SECONDS": "2", "SWEEP_INTERVAL_SECONDS": "0.5",
+        "BITBUCKET_API_URL": f"http://127.0.0.1:{ports['simulator']}/bitbucket",
+        "BITBUCKET_WEB_URL": f"http://127.0.0.1:{ports['simulator']}/bitbucket",
+        "BITBUCKET_WEBHOOK_SECRET": BITBUCKET_MASTER, "PRGATE_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "BOT_PUBLIC_URL": f"http://127.0.0.1:{ports['bot']}",
         "ACTION_MAX_ATTEMPTS": "30", "ACTION_BACKOFF_BASE_SECONDS": "0.2", "ACTION_BACKOFF_CAP_SECONDS": "5",
     }
     backend_envs = [_backend_env(env, ports[name], backend_extra or {}) for name in ("backend-a", "backend-b")]

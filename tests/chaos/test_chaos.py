@@ -1,7 +1,10 @@
 """Chaos: PR events flow through real processes while workers are SIGKILLed, backends restart and
 the GitHub simulator injects 5xx, rate limits and latency spikes; every delivery arrives at least
-twice, some ten times, out of order. Then, from the simulator's and the database's own records:
-each PR got exactly one gate comment, nothing was written twice and nothing was lost.
+twice, some ten times, out of order. Bitbucket PRs flow beside GitHub's through the same fleet:
+opened in the simulator's Bitbucket (which delivers to the connected workspaces' hooks, retrying
+on 5xx), each delivery resent at least once more, with 5xx and latency spikes on Bitbucket's API.
+Then, from the simulator's and the database's own records: each PR got exactly one gate comment,
+nothing was written twice and nothing was lost.
 
 Short mode runs in the default suite. ``PRGATE_CHAOS_LONG=1`` adds the 10,000-event soak;
 ``PRGATE_CHAOS_RESTART_SERVICES=1`` lets it restart the shared PostgreSQL and Redis once each.
@@ -36,9 +39,13 @@ from tests.chaos.harness import (
     restart_redis,
     restart_services_allowed,
 )
+from tests.conftest import ADMIN_SECRET
+from tests.support.bitbucket_sim import Bitbucket, connect
 from tests.support.processes import eventually
+from tests.support.webhooks import BITBUCKET_MASTER
 
 LONG = os.environ.get("PRGATE_CHAOS_LONG") == "1"
+BB_COMMENT_CREATE = r"^/bitbucket/2\.0/repositories/[^/]+/[^/]+/pullrequests/\d+/comments$"
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,16 @@ class Plan:
     send_seconds: float  # the sends are spread over this long, so the chaos happens while they flow
     drain_timeout: float
     restart_services: bool
+    bitbucket_events: int = 0  # Bitbucket PRs besides the `events` GitHub ones
+    workspaces: int = 2
+
+
+@dataclass
+class BitbucketPr:
+    repo: str  # workspace/slug
+    login: str
+    account_id: str
+    pr_id: int = 0  # Bitbucket numbers it when it is opened, during the chaos
 
 
 def chaos_faults(seed: int) -> FaultConfig:
@@ -73,6 +90,57 @@ def chaos_faults(seed: int) -> FaultConfig:
         secondary_rate_limit_rate=0.002, secondary_retry_after_seconds=1,
         latency_spike_rate=0.03, latency_spike_ms=1500,
     ))
+
+
+def bitbucket_faults(seed: int) -> FaultConfig:
+    """Bitbucket's share of the chaos: 5xx and latency spikes. No rate limits: a 429 costs its action
+    at least 60 s in the worker (Bitbucket's limits are hourly), which only makes a run longer; the
+    429 path is covered by the worker's own tests."""
+    return FaultConfig(seed=seed, default=FaultProfile(
+        error_rate=0.05, error_statuses=[500, 502, 503], latency_spike_rate=0.03, latency_spike_ms=1500,
+    ))
+
+
+async def bitbucket_tenants(stack: ChaosStack, session: aiohttp.ClientSession, plan: Plan, cwd: Path,
+                            count: int) -> list[BitbucketPr]:
+    """Connect the workspaces through the real CLI (no faults yet) and register the PRs' authors."""
+    bb = Bitbucket(session, stack.bitbucket_url)
+    repos = []
+    for i in range(plan.workspaces if count else 0):
+        slug = f"bbtenant{i}"
+        ws_uuid, token = await bb.workspace(slug, ["app"])
+        await connect(bb, cwd, backend_url=stack.backend_urls[0], bot_url=stack.bot_url, master=BITBUCKET_MASTER,
+                      slug=slug, ws_uuid=ws_uuid, token=token, admin_secret=ADMIN_SECRET)
+        repos.append(f"{slug}/app")
+    prs = [BitbucketPr(repos[k % len(repos)], f"bbdev{k}", f"557058:bbdev-{k}") for k in range(count)]
+    sem = asyncio.Semaphore(16)
+
+    async def register(pr: BitbucketPr) -> None:
+        async with sem:
+            await bb.user(pr.account_id, pr.login)
+
+    await asyncio.gather(*(register(pr) for pr in prs))
+    return prs
+
+
+async def open_and_resend(stack: ChaosStack, session: aiohttp.ClientSession, pr: BitbucketPr,
+                          copies: int) -> None:
+    """Open the PR (the simulator delivers it, retrying twice on 5xx), resend it until answered 2xx
+    if those ran out, then resend it `copies` more times: duplicates with new request UUIDs."""
+    opened = await stack.sim(session, "POST", f"/bitbucket/_sim/repositories/{pr.repo}/pullrequests",
+                             {"author": pr.account_id, "source_branch": pr.login})
+    pr.pr_id = int(opened["id"])
+    attempts = opened["deliveries"]
+    assert attempts, opened  # the workspace's hook is subscribed
+    stack.figures.deliveries_sent += len(attempts)
+    stack.figures.redeliveries += len(attempts) - 1
+    last = attempts[-1]["status"]
+    if last is None or not 200 <= int(last) < 300:
+        stack.figures.redeliveries += 1
+        await stack.resend_bitbucket(session, attempts[0]["request_uuid"])
+    for _ in range(copies):
+        await asyncio.sleep(0.5)
+        await stack.resend_bitbucket(session, attempts[0]["request_uuid"])
 
 
 async def tenants(stack: ChaosStack, session: aiohttp.ClientSession, plan: Plan) -> dict[str, int]:
@@ -137,17 +205,21 @@ async def monkey(stack: ChaosStack, plan: Plan, rng: random.Random, progress: li
                 stack.figures.restarts.append("redis")
 
 
-async def run_chaos(stack: ChaosStack, plan: Plan, seed: int) -> None:
+async def run_chaos(stack: ChaosStack, plan: Plan, seed: int, cwd: Path) -> None:
     rng = random.Random(seed)
     figures = stack.figures
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
         owner = await tenants(stack, session, plan)
         events = await open_prs(stack, session, owner, plan.events)
+        bb_prs = await bitbucket_tenants(stack, session, plan, cwd, plan.bitbucket_events)
         await stack.sim(session, "PUT", "/_sim/faults", chaos_faults(seed).model_dump(mode="json"))
+        await stack.sim(session, "PUT", "/bitbucket/_sim/faults", bitbucket_faults(seed).model_dump(mode="json"))
         sends = send_schedule(events, rng)
-        figures.events = len(events)
-        figures.duplicates_sent = len(sends) - len(events)
+        bb_copies = [9 if rng.random() < 0.01 else 1 for _ in bb_prs]
+        figures.events = len(events) + len(bb_prs)
+        figures.bitbucket_events = len(bb_prs)
+        figures.duplicates_sent = len(sends) - len(events) + sum(bb_copies)
         progress, stop = [0], asyncio.Event()
         chaos = asyncio.create_task(monkey(stack, plan, rng, progress, len(sends), stop))
         sem = asyncio.Semaphore(plan.send_concurrency)
@@ -160,15 +232,24 @@ async def run_chaos(stack: ChaosStack, plan: Plan, seed: int) -> None:
                 await stack.send(session, "pull_request", event.payload, event.delivery_id)
                 progress[0] += 1
 
+        bb_gap = plan.send_seconds / max(1, len(bb_prs))
+
+        async def deliver_bitbucket(index: int, pr: BitbucketPr) -> None:
+            await asyncio.sleep(max(0.0, start + index * bb_gap - loop.time()))
+            async with sem:
+                await open_and_resend(stack, session, pr, bb_copies[index])
+
         async def settled() -> bool:
             if chaos.done() and chaos.exception() is not None:
                 raise AssertionError("chaos monkey failed") from chaos.exception()
             rows = await stack.count("SELECT count(*) FROM webhook_deliveries WHERE event_name = 'pull_request'")
             challenges = await stack.count("SELECT count(*) FROM challenges")
-            return rows >= len(events) and challenges >= len(events) and await stack.outbox_drained()
+            return (rows >= len(events) and challenges >= len(events) + len(bb_prs)
+                    and await stack.outbox_drained())
 
         try:
-            await asyncio.gather(*(deliver(i, e) for i, e in enumerate(sends)))
+            await asyncio.gather(*(deliver(i, e) for i, e in enumerate(sends)),
+                                 *(deliver_bitbucket(i, pr) for i, pr in enumerate(bb_prs)))
             # Workers keep dying while the outbox drains...
             await eventually(settled, timeout=plan.drain_timeout, interval=1)
         finally:
@@ -177,12 +258,41 @@ async def run_chaos(stack: ChaosStack, plan: Plan, seed: int) -> None:
         # ...and once they stop, whatever the last victim held must come back too.
         await eventually(settled, timeout=plan.drain_timeout, interval=1)
         log = await stack.requests(session)
+        bb_log = await stack.requests(session, bitbucket=True)
         figures.faults = fault_counts(log)
-        await assert_outcome(stack, session, events, owner, log)
+        figures.faults.update({f"bitbucket:{k}": n for k, n in fault_counts(bb_log).items()})
+        await assert_outcome(stack, session, events, owner, log, bb_prs, bb_log)
+
+
+async def bitbucket_outcome(stack: ChaosStack, session: aiohttp.ClientSession, prs: list[BitbucketPr],
+                            log: list[dict[str, Any]]) -> list[tuple[BitbucketPr, list[str]]]:
+    """Count the Bitbucket PRs' lost and duplicated comments into the figures; each PR's comments."""
+    figures = stack.figures
+    bb = Bitbucket(session, stack.bitbucket_url)
+    sem = asyncio.Semaphore(16)
+
+    async def ours(pr: BitbucketPr) -> list[str]:
+        async with sem:
+            return await bb.ours(pr.repo, pr.pr_id)
+
+    bodies = await asyncio.gather(*(ours(pr) for pr in prs))
+    figures.lost += sum(1 for b in bodies if not b)
+    figures.duplicates += sum(len(b) - 1 for b in bodies if len(b) > 1)
+    creates = Counter(r["path"] for r in log if r["method"] == "POST" and r["status"] == 201
+                      and re.match(BB_COMMENT_CREATE, r["path"]))
+    figures.duplicates += sum(n - 1 for n in creates.values() if n > 1)
+    assert set(creates) == {f"/bitbucket/2.0/repositories/{pr.repo}/pullrequests/{pr.pr_id}/comments" for pr in prs}
+    # Every request for a workspace's resources was made with that workspace's token.
+    crossed = [(r["credential"], r["path"]) for r in log
+               if r["path"].split("/")[3:4] in (["repositories"], ["workspaces"])
+               and r["credential"] != f"workspace:{r['path'].split('/')[4]}"]
+    assert crossed == []
+    return list(zip(prs, bodies, strict=True))
 
 
 async def assert_outcome(stack: ChaosStack, session: aiohttp.ClientSession, events: list[Event],
-                         owner: dict[str, int], log: list[dict[str, Any]]) -> None:
+                         owner: dict[str, int], log: list[dict[str, Any]], bb_prs: list[BitbucketPr],
+                         bb_log: list[dict[str, Any]]) -> None:
     figures = stack.figures
     # The simulator: exactly one prgate comment per PR, and it is the gate text for its author.
     sem = asyncio.Semaphore(16)
@@ -199,6 +309,7 @@ async def assert_outcome(stack: ChaosStack, session: aiohttp.ClientSession, even
                       and re.match(COMMENT_CREATE, r["path"]))
     expected_paths = {f"/repositories/{e.payload['repository']['id']}/issues/{e.number}/comments" for e in events}
     figures.duplicates += sum(n - 1 for n in creates.values() if n > 1)
+    bb_bodies = await bitbucket_outcome(stack, session, bb_prs, bb_log)
     figures.failed_actions = await stack.count("SELECT count(*) FROM bot_actions WHERE status = 'FAILED'")
     figures.reclaimed_actions = await stack.count("SELECT count(*) FROM bot_actions WHERE attempt >= 2")
     print(figures.line())
@@ -208,6 +319,10 @@ async def assert_outcome(stack: ChaosStack, session: aiohttp.ClientSession, even
         assert f"Thanks for the pull request, @{event.login}!" in found[0], found[0]
         assert "**Please verify here:** " in found[0], found[0]
         assert "/verify/" in found[0], found[0]
+    for pr, bb_found in bb_bodies:
+        assert len(bb_found) == 1, (pr.repo, pr.pr_id, bb_found)
+        assert f"Thanks for the pull request, @{pr.login}!" in bb_found[0], bb_found[0]
+        assert "/verify/" in bb_found[0], bb_found[0]
     assert set(creates) == expected_paths
     assert all(n == 1 for n in creates.values()), [p for p, n in creates.items() if n > 1]
     assert figures.lost == 0
@@ -225,7 +340,8 @@ async def assert_outcome(stack: ChaosStack, session: aiohttp.ClientSession, even
         "SELECT delivery_id, count(*) AS n FROM webhook_deliveries WHERE event_name = 'pull_request' GROUP BY 1"))
     assert {r["delivery_id"] for r in rows} == {e.delivery_id for e in events}
     assert all(r["n"] == 1 for r in rows)
-    assert await stack.count("SELECT count(*) FROM challenges") == len(events)
+    assert await stack.count("SELECT count(*) FROM challenges") == len(events) + len(bb_prs)
+    assert await stack.count("SELECT count(*) FROM challenges WHERE provider = 'bitbucket'") == len(bb_prs)
     assert await stack.count(
         "SELECT count(*) FROM bot_actions WHERE status = 'CLAIMED' AND lease_expires_at < now()") == 0
     statuses = await status_counts(stack)
@@ -235,7 +351,7 @@ async def assert_outcome(stack: ChaosStack, session: aiohttp.ClientSession, even
     assert figures.failed_actions == 0, await stack.query(lambda c: c.fetch(
         "SELECT action_type, attempt, last_error FROM bot_actions WHERE status = 'FAILED' LIMIT 10"))
     assert await stack.count(
-        "SELECT count(*) FROM bot_actions WHERE action_type = 'UPSERT_PR_COMMENT'") == len(events)
+        "SELECT count(*) FROM bot_actions WHERE action_type = 'UPSERT_PR_COMMENT'") == len(events) + len(bb_prs)
 
 
 async def status_counts(stack: ChaosStack) -> dict[str, int]:
@@ -245,9 +361,9 @@ async def status_counts(stack: ChaosStack) -> dict[str, int]:
 
 async def test_chaos_short(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path) -> None:
     plan = Plan(events=300, installations=3, repos_per_installation=2, kill_every_seconds=3,
-                send_concurrency=12, send_seconds=40, drain_timeout=240, restart_services=False)
+                send_concurrency=12, send_seconds=40, drain_timeout=240, restart_services=False, bitbucket_events=60)
     async with chaos_stack(db, database_url, redis_url, tmp_path, workers=4) as stack:
-        await run_chaos(stack, plan, seed=6)
+        await run_chaos(stack, plan, seed=6, cwd=tmp_path)
         assert stack.figures.worker_kills >= 5
         assert stack.figures.restarts[:2] == ["backend-a", "backend-b"]
 
@@ -256,9 +372,10 @@ async def test_chaos_short(db: asyncpg.Pool, database_url: str, redis_url: str, 
 @pytest.mark.skipif(not LONG, reason="long chaos soak: set PRGATE_CHAOS_LONG=1")
 async def test_chaos_long(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path) -> None:
     plan = Plan(events=10_000, installations=5, repos_per_installation=4, kill_every_seconds=4,
-                send_concurrency=16, send_seconds=900, drain_timeout=3600, restart_services=restart_services_allowed())
+                send_concurrency=16, send_seconds=900, drain_timeout=3600, restart_services=restart_services_allowed(),
+                bitbucket_events=2_000)
     async with chaos_stack(db, database_url, redis_url, tmp_path, workers=4) as stack:
-        await run_chaos(stack, plan, seed=10_000)
+        await run_chaos(stack, plan, seed=10_000, cwd=tmp_path)
         expected = ["backend-a", "backend-b"] + (["postgres", "redis"] if plan.restart_services else [])
         assert sorted(stack.figures.restarts) == sorted(expected)
 

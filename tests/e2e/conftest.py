@@ -13,10 +13,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.conftest import INTERNAL_ENV
 from tests.support.github_sim import APP_ID, Simulator, app_keys
 from tests.support.processes import Fleet, Proc, free_port, wait_http_ok
+from tests.support.webhooks import BITBUCKET_MASTER  # the workspace hooks' master secret
 
 
 @dataclass
@@ -28,55 +30,75 @@ class FullStack:
     backend_url: str
     bot_url: str
 
+    @property
+    def bitbucket_url(self) -> str:
+        return f"{self.simulator_url}/bitbucket"
+
+    def start_worker(self, name: str, **extra: str) -> Proc:
+        return self.fleet.start(name, "worker", {**self.env, "WORKER_ID": name, **extra})
+
     async def restart_backend(self) -> None:
         self.backend = self.fleet.start("backend-2", "backend", self.env)
         await wait_http_ok(f"{self.backend_url}/readyz", self.backend)
 
 
-@pytest.fixture
-async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[FullStack]:
+@asynccontextmanager
+async def running_full_stack(database_url: str, redis_url: str, tmp_path: Path, *,
+                             extra_env: dict[str, str] | None = None,
+                             worker_env: dict[str, str] | None = None, workers: int = 2) -> AsyncIterator[FullStack]:
+    """Simulator (GitHub at the root, Bitbucket under /bitbucket), backend, receiver and `workers`
+    workers as real processes; `extra_env` for every process, `worker_env` for the workers only."""
     fleet = Fleet()
     ports = {name: free_port() for name in ("backend", "bot", "simulator")}
     key_path = tmp_path / "app.pem"
     key_path.write_text(app_keys().private_pem)
+    sim_url = f"http://127.0.0.1:{ports['simulator']}"
     env = {
         "DATABASE_URL": database_url, "REDIS_URL": redis_url, **INTERNAL_ENV,
         "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(ports["backend"]),
         "BACKEND_URL": f"http://127.0.0.1:{ports['backend']}",
         "BACKEND_PUBLIC_URL": f"http://127.0.0.1:{ports['backend']}",
-        "BOT_HOST": "127.0.0.1", "BOT_PORT": str(ports["bot"]),
+        "BOT_HOST": "127.0.0.1", "BOT_PORT": str(ports["bot"]), "BOT_PUBLIC_URL": f"http://127.0.0.1:{ports['bot']}",
         "SIMULATOR_PORT": str(ports["simulator"]),
         "SIMULATOR_WEBHOOK_URL": f"http://127.0.0.1:{ports['bot']}/webhooks/github",
         "SIMULATOR_SECONDARY_LIMIT_PER_MINUTE": "100000",
-        "GITHUB_API_URL": f"http://127.0.0.1:{ports['simulator']}", "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_WEB_URL": f"http://127.0.0.1:{ports['simulator']}",
+        "GITHUB_API_URL": sim_url, "GITHUB_APP_ID": str(APP_ID),
+        "GITHUB_WEB_URL": sim_url,
         "GITHUB_CLIENT_ID": "prgate-sim-oauth-client", "GITHUB_CLIENT_SECRET": "prgate-sim-oauth-secret",
         "GITHUB_PRIVATE_KEY_PATH": str(key_path), "GITHUB_WEBHOOK_SECRET": secrets.token_hex(16),
+        "BITBUCKET_API_URL": f"{sim_url}/bitbucket", "BITBUCKET_WEB_URL": f"{sim_url}/bitbucket",
+        "BITBUCKET_WEBHOOK_SECRET": BITBUCKET_MASTER, "PRGATE_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "ARQ_QUEUE_NAME": f"prgate-test-{uuid.uuid4().hex}", "WORKER_METRICS_PORT": "0",
         "WORKER_CLAIM_WAIT_SECONDS": "5", "FORWARD_TIMEOUT_SECONDS": "1", "SWEEP_INTERVAL_SECONDS": "0.5",
         "REDELIVERY_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_redelivery.py starts workers with it on
         "RECONCILE_INTERVAL_SECONDS": "0",  # off; tests/e2e/test_reconcile.py turns it on or runs the CLI
         "CONFIG_REFRESH_INTERVAL_SECONDS": "1",  # installed and inheriting repositories read without a wait
+        **(extra_env or {}),
     }
     simulator = fleet.start("simulator", "simulator", env)
     backend = fleet.start("backend", "backend", env)
     bot = fleet.start("bot", "bot", env)
-    stack = FullStack(fleet, env, backend, f"http://127.0.0.1:{ports['simulator']}",
-                      env["BACKEND_URL"], f"http://127.0.0.1:{ports['bot']}")
+    stack = FullStack(fleet, env, backend, sim_url, env["BACKEND_URL"], f"http://127.0.0.1:{ports['bot']}")
     try:
         await wait_http_ok(f"{stack.simulator_url}/_sim/health", simulator)
         await wait_http_ok(f"{stack.backend_url}/readyz", backend)
         await wait_http_ok(f"{stack.bot_url}/healthz", bot)
         # Only now: a worker's metrics port is the kernel's pick (port 0), and picked while the
         # others were still starting it could take a port chosen for them (seen: the simulator's).
-        for i in range(2):
-            fleet.start(f"worker-{i}", "worker", {**env, "WORKER_ID": f"worker-{i}"})
+        for i in range(workers):
+            stack.start_worker(f"worker-{i}", **(worker_env or {}))
         yield stack
     except BaseException:
         print(fleet.logs())
         raise
     finally:
         fleet.stop_all()
+
+
+@pytest.fixture
+async def full_stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[FullStack]:
+    async with running_full_stack(database_url, redis_url, tmp_path) as stack:
+        yield stack
 
 
 

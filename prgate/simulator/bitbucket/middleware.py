@@ -25,11 +25,18 @@ RATE_LIMITED = "Rate limit for this resource has been exceeded"
 RATE_LIMITED_PREFIX = "/2.0/repositories/"
 
 
+def _credential(token: Token | None) -> str | None:
+    if token is None:
+        return None
+    return f"workspace:{token.workspace}" if token.kind == "workspace" else f"user:{token.account_id}"
+
+
 def _record(state: BitbucketState, request: web.Request, response: web.StreamResponse,
-            fault: FaultDecision | None = None) -> None:
+            fault: FaultDecision | None = None, token: Token | None = None) -> None:
     state.record_request(RequestRecord(
         method=request.method, path=request.path, query=request.query_string, installation_id=None,
         status=response.status, at=state.now(), fault=None if fault is None else f"{fault.source}:{fault.kind}",
+        credential=_credential(token),
     ))
 
 
@@ -91,7 +98,7 @@ async def bitbucket_middleware(request: web.Request, handler: Handler) -> web.St
             response.headers.update(snapshot.headers())
             if state.config.rate_limit_retry_after:
                 response.headers["Retry-After"] = str(snapshot.retry_after)
-            _record(state, request, response)
+            _record(state, request, response, token=token)
             return response
 
     delay = state.faults.latency_seconds(None)
@@ -111,5 +118,5 @@ async def bitbucket_middleware(request: web.Request, handler: Handler) -> web.St
             response = _fault_response(decision)
     if snapshot is not None:
         response.headers.update(snapshot.headers())
-    _record(state, request, response, decision)
+    _record(state, request, response, decision, token)
     return response

@@ -16,6 +16,10 @@ class RequestRecord:
     status: int
     at: float
     fault: str | None = None
+    # Which credential made the request, for providers whose tokens are not an installation's:
+    # Bitbucket's `workspace:<slug>` (an access token) or `user:<account_id>` (an OAuth token). Tests
+    # assert a tenant's token only ever touched its own workspace.
+    credential: str | None = None
 
     def to_json(self) -> JsonDict:
         return {
@@ -26,4 +30,5 @@ class RequestRecord:
             "status": self.status,
             "at": iso(self.at),
             "fault": self.fault,
+            "credential": self.credential,
         }

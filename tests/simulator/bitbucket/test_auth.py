@@ -88,3 +88,16 @@ async def test_a_user_token_sees_only_repositories_it_holds_a_permission_on_filt
         await stranger.repository("acme", "widgets")
     with pytest.raises(BadRequest):
         _ = [r async for r in user.repositories("acme", role="owner")]
+
+
+async def test_the_request_log_names_the_credential_of_each_request(bb: BB) -> None:
+    await bb.sim("DELETE", "/requests", None, 200)
+    await bb.client("acme").repository("acme", "widgets")
+    await bb.client("globex").repository("globex", "secret-sauce")
+    await bb.api("GET", "/2.0/repositories/acme/widgets", None)
+    log = (await bb.sim("GET", "/requests?path_regex=^/bitbucket/2.0/repositories/", None, 200))["requests"]
+    assert [(r["path"], r["status"], r["credential"]) for r in log] == [
+        ("/bitbucket/2.0/repositories/acme/widgets", 200, "workspace:acme"),
+        ("/bitbucket/2.0/repositories/globex/secret-sauce", 200, "workspace:globex"),
+        ("/bitbucket/2.0/repositories/acme/widgets", 401, None),  # no token: no credential to name
+    ]
