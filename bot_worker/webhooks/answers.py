@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from bot_worker.metrics import Metrics
+from bot_worker.providers.base import WebhookSource
 from bot_worker.webhooks.forward import Forwarded, ForwardResult, Queued, Rejected, Unavailable
-from bot_worker.webhooks.intake import Refusal, answer_and_close
+from bot_worker.webhooks.intake import BodyBudget, Refusal, answer_and_close, precheck, read_signed
 from shared_contracts.common import ErrorBody
 
 
@@ -56,3 +59,22 @@ async def refuse(request: web.Request, metrics: Metrics, refusal: Refusal) -> we
     response = json_error(refusal.status, refusal.error, refusal.message)
     response.headers.update(refusal.headers)
     return await answer_and_close(request, response)
+
+
+async def verified_body(
+    request: web.Request, secrets: Sequence[bytes], metrics: Metrics, source: WebhookSource, budget: BodyBudget, *,
+    max_body_bytes: int, stall_seconds: float,
+) -> bytes | web.StreamResponse:
+    """The body once the headers allow it and its signature matched one of `secrets`; else the refusal,
+    already answered (the headers decide first: a refused body is never read)."""
+    refusal = precheck(request.headers, request.content_type, request.content_length,
+                       have_secret=bool(secrets), max_body_bytes=max_body_bytes, source=source)
+    if refusal is not None:
+        return await refuse(request, metrics, refusal)
+    read = await read_signed(request, secrets, budget, max_body_bytes=max_body_bytes, stall_seconds=stall_seconds,
+                             signature_header=source.signature_header)
+    if isinstance(read, Refusal):
+        if read.status == 503:
+            logging.getLogger(__name__).warning("webhook body shed: %s", read.message)
+        return await refuse(request, metrics, read)
+    return read.body

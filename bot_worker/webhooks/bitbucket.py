@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from bot_worker.metrics import REJECTED, Metrics
 from bot_worker.providers.bitbucket.normalize import Ignored, NotForwardable, normalize, payload_workspace
 from bot_worker.providers.bitbucket.webhook import BITBUCKET_WEBHOOKS, MAX_BODY_BYTES, workspace_secrets
-from bot_worker.webhooks.answers import forward_answer, json_error, refuse, validation_details
+from bot_worker.webhooks.answers import forward_answer, json_error, validation_details, verified_body
 from bot_worker.webhooks.forward import FORWARDER
-from bot_worker.webhooks.intake import BodyBudget, Refusal, answer_and_close, precheck, read_signed
+from bot_worker.webhooks.intake import BodyBudget, answer_and_close
 from provider_clients.bitbucket.hook_secret import bare_uuid
 
 log = logging.getLogger(__name__)
@@ -50,19 +50,12 @@ class BitbucketWebhooks:
             return await answer_and_close(
                 request, json_error(404, "not_found", "the webhook URL does not name a workspace UUID")
             )
-        refusal = precheck(request.headers, request.content_type, request.content_length,
-                           have_secret=bool(self._masters), max_body_bytes=self._max_body_bytes,
-                           source=self._source)
-        if refusal is not None:  # decided from the headers: the body is never read
-            return await refuse(request, self._metrics, refusal)
-        read = await read_signed(request, workspace_secrets(self._masters, workspace_uuid), self._budget,
-                                 max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds,
-                                 signature_header=self._source.signature_header)
-        if isinstance(read, Refusal):
-            if read.status == 503:
-                log.warning("webhook body shed: %s", read.message)
-            return await refuse(request, self._metrics, read)
-        body = read.body
+        secrets = workspace_secrets(self._masters, workspace_uuid)
+        read = await verified_body(request, secrets, self._metrics, self._source, self._budget,
+                                   max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds)
+        if not isinstance(read, bytes):
+            return read
+        body = read
         event_key = request.headers[self._source.event_header]
         delivery_id = request.headers[self._source.delivery_header]
         self._metrics.webhooks_received.labels(event_key).inc()

@@ -30,13 +30,10 @@ from bot_worker.providers.github.normalize import (
     config_push_event,
 )
 from bot_worker.providers.github.webhook import GITHUB_WEBHOOKS, MAX_BODY_BYTES
-from bot_worker.webhooks.answers import forward_answer, json_error, refuse, validation_details
+from bot_worker.webhooks.answers import forward_answer, json_error, validation_details, verified_body
 from bot_worker.webhooks.forward import FORWARDER
 from bot_worker.webhooks.intake import (
     BodyBudget,
-    Refusal,
-    precheck,
-    read_signed,
 )
 from shared_contracts.events import InstallationSyncEvent, PullRequestEvent
 
@@ -59,18 +56,11 @@ class GitHubWebhooks:
 
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        refusal = precheck(request.headers, request.content_type, request.content_length,
-                           have_secret=bool(self._secrets), max_body_bytes=self._max_body_bytes, source=self._source)
-        if refusal is not None:  # decided from the headers: the body is never read
-            return await refuse(request, self._metrics, refusal)
-        read = await read_signed(request, self._secrets, self._budget,
-                                 max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds,
-                                 signature_header=self._source.signature_header)
-        if isinstance(read, Refusal):
-            if read.status == 503:
-                log.warning("webhook body shed: %s", read.message)
-            return await refuse(request, self._metrics, read)
-        body = read.body
+        read = await verified_body(request, self._secrets, self._metrics, self._source, self._budget,
+                                   max_body_bytes=self._max_body_bytes, stall_seconds=self._stall_seconds)
+        if not isinstance(read, bytes):
+            return read
+        body = read
         event = request.headers[self._source.event_header]
         delivery_id = request.headers[self._source.delivery_header]
         self._metrics.webhooks_received.labels(event).inc()
