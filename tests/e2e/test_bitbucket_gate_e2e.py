@@ -24,7 +24,7 @@ from backend_api.challenges.tokens import hash_token
 from provider_clients.bitbucket.hook_secret import derive
 from tests.conftest import ADMIN_SECRET
 from tests.e2e.conftest import BITBUCKET_MASTER, FullStack, running_full_stack, sim, sim_get
-from tests.support.bitbucket_sim import MARKER, Bitbucket, cli
+from tests.support.bitbucket_sim import MARKER, Bitbucket, as_shown, cli
 from tests.support.bitbucket_sim import connect as connect_with_cli
 from tests.support.processes import eventually
 
@@ -118,7 +118,7 @@ async def test_a_newcomer_is_gated_once_across_resends_and_a_killed_worker(
             assert await bb.statuses("acme/widgets", source_commit(pr)) == [("prgate", "INPROGRESS")]
             assert creates(requests, "acme/widgets", pr["id"]) == 1
         # Write permission on the repository: exempt, never gated.
-        assert await bb.ours("acme/widgets", exempt_pr["id"]) == [messages.exempt_comment("lead")]
+        assert await bb.ours("acme/widgets", exempt_pr["id"]) == [as_shown(messages.exempt_comment("lead"))]
         assert await bb.statuses("acme/widgets", source_commit(exempt_pr)) == [("prgate", "SUCCESSFUL")]
 
         # `/prgate recheck` after the owner whitelisted the author (the settings row the settings page
@@ -135,7 +135,7 @@ async def test_a_newcomer_is_gated_once_across_resends_and_a_killed_worker(
         await bb.comment("acme/widgets", first["id"], newcomers[0], "/prgate recheck")
 
         async def edited() -> bool:
-            return await bb.ours("acme/widgets", first["id"]) == [messages.exempt_comment("newcomer0")]
+            return await bb.ours("acme/widgets", first["id"]) == [as_shown(messages.exempt_comment("newcomer0"))]
 
         await eventually(edited, timeout=30)
         assert any(r["method"] == "PUT" and r["path"].endswith(f"/comments/{before['id']}")
@@ -191,7 +191,7 @@ async def test_deadline_declines_and_commands_need_write(stack: FullStack, db: a
         await bb.comment("acme/tools", gated["id"], "557058:lead", "/prgate exempt")
 
         async def exempted() -> bool:
-            return await bb.ours("acme/tools", gated["id"]) == [messages.exempted_comment("newcomer", "lead")]
+            return await bb.ours("acme/tools", gated["id"]) == [as_shown(messages.exempted_comment("newcomer", "lead"))]
 
         await eventually(exempted, timeout=30)
         await eventually(lambda: _equal(bb.statuses("acme/tools", source_commit(gated)), [("prgate", "SUCCESSFUL")]),

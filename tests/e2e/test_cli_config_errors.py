@@ -34,7 +34,9 @@ def taken_port() -> Iterator[int]:
 
 
 @pytest.fixture
-def good_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+def good_env(database_url: str, db: asyncpg.Pool, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    # `db` empties the test database: a Bitbucket workspace an earlier test connected would make the
+    # backend refuse to start without its encryption key, a true refusal this table is not about.
     key = tmp_path / "app.pem"
     key.write_text(app_keys().private_pem)
     return {

@@ -40,7 +40,7 @@ async def test_pull_request_before_its_installation_is_gated_when_the_installati
     # GitHub redelivering the same delivery: still a duplicate, still parked once.
     again = await send_pr(backend, _pr(1), delivery_id="pr-1")
     assert again["status"] == "DUPLICATE"
-    await send_pr(backend, _pr(1, "synchronize"), delivery_id="pr-1-sync")
+    await send_pr(backend, _pr(1, "synchronize", head_sha="f" * 40), delivery_id="pr-1-sync")
     assert await _parked(db) == 2
     assert await _deliveries(db) == {"pr-1": ("PARKED", None), "pr-1-sync": ("PARKED", None)}
 

@@ -13,9 +13,17 @@ from typing import Any
 
 import aiohttp
 
+from backend_api.challenges.messages import PR_COMMENT_MARKER
+from bot_worker.providers.bitbucket.runner import markdown_payload
 from provider_clients.bitbucket.hook_secret import bare_uuid, derive
+from shared_contracts.actions import CommentPayload
 
 MARKER = "prgate:pr-comment"
+
+
+def as_shown(body: str) -> str:
+    """A gate comment as the worker writes it on Bitbucket (its Markdown marker, not the HTML one)."""
+    return markdown_payload(CommentPayload(marker=PR_COMMENT_MARKER, body=body)).body
 _OURS = ("PRGATE_", "BITBUCKET_", "BACKEND_", "DATABASE_URL", "GITHUB_")
 
 
