@@ -70,6 +70,8 @@ SECRET_VALUE_KEYS = {
     "PRGATE_ADMIN_SECRETS": "adminSecrets", "DATABASE_URL": "databaseUrl", "REDIS_URL": "redisUrl",
     "GITHUB_WEBHOOK_SECRET": "webhookSecret", "GITHUB_CLIENT_SECRET": "githubClientSecret",
     "SESSION_SECRET": "sessionSecret", "GITHUB_WEBHOOK_SECRETS": "webhookSecrets",
+    "PRGATE_ENCRYPTION_KEY": "encryptionKey", "BITBUCKET_WEBHOOK_SECRET": "bitbucketWebhookSecret",
+    "BITBUCKET_OAUTH_CLIENT_SECRET": "bitbucketOauthClientSecret",
 }
 
 
@@ -578,10 +580,10 @@ def test_ingress_routes_only_public_paths() -> None:
             assert service["port"]["name"] in {p["name"] for p in services[service["name"]]["spec"]["ports"]}
             routes.setdefault(rule["host"], {})[path["path"]] = component(services[service["name"]])
     assert routes["prgate.example.com"] == {
-        "/webhooks/github": "receiver", "/verify": "backend", "/auth": "backend", "/dashboard": "backend",
+        "/webhooks/github": "receiver", "/webhooks/bitbucket": "receiver", "/verify": "backend", "/auth": "backend", "/dashboard": "backend",
         "/api/v1": "backend", "/github-app": "backend", "/openapi.json": "backend", "/api/docs": "backend",
     }
-    assert routes["hooks.example.com"] == {"/webhooks/github": "receiver"}
+    assert routes["hooks.example.com"] == {"/webhooks/github": "receiver", "/webhooks/bitbucket": "receiver"}
     assert not any(p.startswith("/internal") for paths in routes.values() for p in paths)
     assert not of_kind(render("default"), "Ingress")
 

@@ -112,7 +112,9 @@ def test_compose_sets_the_same_variables_as_the_chart() -> None:
 
 # Secrets a deployment may leave unset (empty, never a default value): sign-in answers 503, webhooks are
 # refused, no App can be registered through this backend.
-OPTIONAL_SECRETS = {"GITHUB_CLIENT_SECRET", "GITHUB_WEBHOOK_SECRET", "GITHUB_WEBHOOK_SECRETS", "PRGATE_ADMIN_SECRETS"}
+OPTIONAL_SECRETS = {"GITHUB_CLIENT_SECRET", "GITHUB_WEBHOOK_SECRET", "GITHUB_WEBHOOK_SECRETS", "PRGATE_ADMIN_SECRETS",
+                    # Bitbucket is off until the operator sets these: no workspace connects, deliveries 401.
+                    "PRGATE_ENCRYPTION_KEY", "BITBUCKET_WEBHOOK_SECRET", "BITBUCKET_OAUTH_CLIENT_SECRET"}
 REQUIRED = re.compile(r"\$\{(?P<var>[A-Z_]+):\?[^}]+\}")
 
 
