@@ -179,7 +179,8 @@ class BackendMetrics:
         self.sign_ins = Counter(
             "backend_sign_ins_total",
             "Sign-in attempts by provider and outcome (signed_in, not_configured, cancelled, bad_state, no_code, "
-            "refused, unavailable); not_configured also counts verification pages that could not offer it",
+            "refused, unavailable, account_conflict); not_configured also counts verification pages that could "
+            "not offer it",
             ["provider", "outcome"], registry=registry,
         )
         self.sessions_ignored = Counter(

@@ -8,7 +8,8 @@ belongs to (GitHub: ``github/oauth.py``, also which installations it reaches; Bi
 session cookie, which names the provider. One flow for both: a provider is a :class:`SignInFlow`.
 ``POST /auth/logout`` clears it. Only relative ``next`` paths are followed. Nothing here answers
 500 by design: a bad or replayed callback is a 400 page, the provider failing or unreachable a 502
-page, a provider whose OAuth client is not configured a 503 page (logged and counted).
+page, a provider whose OAuth client is not configured a 503 page, an account contradicting the one
+stored a 409 page (all logged and counted).
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class Unavailable(Exception):
     """The provider could not finish the sign-in (down, refused our client, answered nonsense): 502."""
 
 
+class Conflict(Exception):
+    """Who the provider says signed in contradicts what prgate holds about that account (409): the
+    user cannot fix it by trying again, an operator must look (logged with both ids)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who the provider says signed in, as the session holds it."""
@@ -116,10 +122,15 @@ async def _bitbucket_identify(app: web.Application, code: str) -> Identity:
         raise Unavailable(str(exc)) from None
     # The same upsert a webhook's author goes through, so the signed-in account and the PR's author
     # are one backend id exactly when they are one Bitbucket account.
-    async with app[DB_POOL].acquire() as conn, conn.transaction():
-        ids = await bitbucket_store.user_ids(conn, [bitbucket_store.AccountInfo(
-            account_uuid=account.uuid, account_id=account.account_id, nickname=account.nickname,
-            display_name=account.display_name, account_type=account.type)])
+    try:
+        async with app[DB_POOL].acquire() as conn, conn.transaction():
+            ids = await bitbucket_store.user_ids(conn, [bitbucket_store.AccountInfo(
+                account_uuid=account.uuid, account_id=account.account_id, nickname=account.nickname,
+                display_name=account.display_name, account_type=account.type)])
+    except bitbucket_store.AccountConflict as exc:
+        # Atlassian pairs an account_id with one UUID; a stored pairing that disagrees came from a
+        # payload not to trust, and signing in as either account could verify the other's PRs.
+        raise Conflict(f"account {account.uuid} ({account.account_id}): {exc}") from None
     return Identity(ids[account.uuid], account.nickname or account.display_name or account.account_id or "?")
 
 
@@ -207,6 +218,12 @@ async def _callback(request: web.Request, flow: SignInFlow) -> web.StreamRespons
         log.warning("sign-in: %s unavailable: %s", flow.name, exc, extra={"provider": flow.provider.value})
         return refuse(502, f"{flow.name} unavailable",
                       f"prgate could not reach {flow.name} to finish signing you in. Try again.", "unavailable")
+    except Conflict as exc:
+        log.error("sign-in: %s account conflict: %s", flow.name, exc, extra={"provider": flow.provider.value})
+        return refuse(409, "Account conflict",
+                      f"prgate holds another {flow.name} account under this account's id, so it cannot sign "
+                      "you in. Nothing was changed; ask the operator of this prgate to look at its log.",
+                      "account_conflict")
 
     issued, cookie = codec.issue(who.user_id, who.login, now, who.installation_ids, flow.provider)
     # The session id is no credential (the cookie's MAC is): logged so an operator can revoke it.

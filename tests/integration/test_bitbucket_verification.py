@@ -282,6 +282,25 @@ async def test_a_replayed_or_foreign_callback_is_refused(bb_env: Env, db: asyncp
     assert (await rows(db, "SELECT status FROM challenges"))[0]["status"] == "PENDING"
 
 
+async def test_an_account_contradicting_the_stored_one_is_a_409_and_signs_nobody_in(
+    bb_env: Env, simulator: Simulator, db: asyncpg.Pool
+) -> None:
+    """Bitbucket answering `/2.0/user` with the author's account_id under another UUID: refused, nothing written."""
+    env = bb_env
+    token = await gate_bitbucket_pr(env)
+    before = await rows(db, "SELECT account_uuid, account_id, nickname FROM bitbucket_accounts ORDER BY 1")
+    bitbucket(simulator).add_user(AUTHOR.account_id or "", uuid=MALLORY.uuid, nickname="newcomer")
+    browser = env.browser()
+    page = await bitbucket_sign_in(env, browser, "newcomer", f"/verify/{token}")
+    assert_html(page, 409)
+    assert "Account conflict" in await page.text()
+    assert SESSION_COOKIE not in {c.key for c in browser.cookie_jar}
+    assert await rows(db, "SELECT account_uuid, account_id, nickname FROM bitbucket_accounts ORDER BY 1") == before
+    assert (await rows(db, "SELECT status FROM challenges"))[0]["status"] == "PENDING"
+    metrics = await (await browser.get(f"{env.base}/metrics")).text()
+    assert 'backend_sign_ins_total{outcome="account_conflict",provider="bitbucket"} 1.0' in metrics
+
+
 async def test_bitbucket_refusing_our_consumer_is_a_502(
     make_env: Callable[..., Awaitable[Env]], simulator: Simulator, db: asyncpg.Pool
 ) -> None:

@@ -580,7 +580,8 @@ def test_ingress_routes_only_public_paths() -> None:
             assert service["port"]["name"] in {p["name"] for p in services[service["name"]]["spec"]["ports"]}
             routes.setdefault(rule["host"], {})[path["path"]] = component(services[service["name"]])
     assert routes["prgate.example.com"] == {
-        "/webhooks/github": "receiver", "/webhooks/bitbucket": "receiver", "/verify": "backend", "/auth": "backend", "/dashboard": "backend",
+        "/webhooks/github": "receiver", "/webhooks/bitbucket": "receiver",
+        "/verify": "backend", "/auth": "backend", "/dashboard": "backend",
         "/api/v1": "backend", "/github-app": "backend", "/openapi.json": "backend", "/api/docs": "backend",
     }
     assert routes["hooks.example.com"] == {"/webhooks/github": "receiver", "/webhooks/bitbucket": "receiver"}
