@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -51,6 +52,12 @@ StatusState = Literal["pending", "success", "failure", "error"]
 # A commit a status can go on: GitHub's payloads carry 40 hex digits, Bitbucket's webhooks abbreviated
 # hashes (12), which its API accepts wherever a commit goes (docs/bitbucket.md).
 COMMIT_SHA_PATTERN = r"^[0-9a-f]{7,40}$"
+_COMMIT_SHA = re.compile(COMMIT_SHA_PATTERN)
+
+
+def is_commit_sha(value: str) -> bool:
+    """Whether a status can go on ``value`` (what StatusPayload would accept)."""
+    return _COMMIT_SHA.fullmatch(value) is not None  # `$` alone would let a trailing newline through
 
 
 class StatusPayload(WireModel):

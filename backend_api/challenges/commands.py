@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import re
-
 from backend_api.challenges import messages
 from backend_api.challenges.decide import (
     WRITE_PERMISSIONS,
@@ -21,10 +19,8 @@ from backend_api.challenges.decide import (
     decide,
     installation_refusal,
 )
-from shared_contracts.actions import COMMIT_SHA_PATTERN
+from shared_contracts.actions import is_commit_sha
 from shared_contracts.events import CommandEvent, Decision, IngestStatus, PullRequestEvent
-
-_SHA = re.compile(COMMIT_SHA_PATTERN)
 
 
 def as_recheck(cmd: CommandEvent) -> PullRequestEvent:
@@ -55,7 +51,7 @@ def decide_command(cmd: CommandEvent, event: PullRequestEvent, ctx: PrContext) -
     reason = f"exempted by {sender}"
     pending = ctx.pending_challenge_id is not None
     statuses = ([Status("success", messages.STATUS_EXEMPTED)]
-                if _SHA.match(cmd.pull_request.head_sha) else [])
+                if is_commit_sha(cmd.pull_request.head_sha) else [])
     return Plan(
         status=IngestStatus.ACCEPTED, decision=Decision.EXEMPT, reason=reason,
         resolve_pending="EXEMPTED" if pending else None,

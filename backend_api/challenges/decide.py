@@ -6,19 +6,17 @@ No I/O here; `backend_api.gate.pull_request` loads the context, calls
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from backend_api.challenges import messages
-from shared_contracts.actions import COMMIT_SHA_PATTERN, StatusState
+from shared_contracts.actions import StatusState, is_commit_sha
 from shared_contracts.events import Decision, IngestStatus, PullRequestEvent
 from shared_contracts.owner import InstallationStatus, RepoSettings
 
 # Actions that (re-)evaluate whether the PR must be gated. "recheck" is the `/prgate recheck` command.
 EVALUATING_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize", "recheck"})
-_SHA = re.compile(COMMIT_SHA_PATTERN)
 
 ChallengeStatus = Literal["PENDING", "VERIFIED", "TIMED_OUT", "CANCELLED", "EXEMPTED"]
 
@@ -73,7 +71,7 @@ def _ignored(reason: str) -> Plan:
 
 def _status(event: PullRequestEvent, state: StatusState, description: str) -> list[Status]:
     # A status needs the head commit; payloads without one (rare) simply get none.
-    return [Status(state, description)] if _SHA.match(event.pull_request.head_sha) else []
+    return [Status(state, description)] if is_commit_sha(event.pull_request.head_sha) else []
 
 
 def installation_refusal(ctx: PrContext) -> Plan | None:

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from backend_api.challenges import messages
-from shared_contracts.actions import COMMIT_SHA_PATTERN, ActionType, CommentPayload, Provider, StatusPayload
+from shared_contracts.actions import ActionType, CommentPayload, Provider, StatusPayload, is_commit_sha
 from shared_contracts.owner import RepoSettings
 
 MAX_ANSWER_CHARS = 2000
-_SHA = re.compile(COMMIT_SHA_PATTERN)
 
 
 class ChallengeStatus(StrEnum):
@@ -264,7 +262,7 @@ def plan_verification(
                 newest, ActionType.REOPEN_PR_WITH_COMMENT if reopen else ActionType.UPSERT_PR_COMMENT, comment
             ))
         sha = newest.head_sha.strip().lower()
-        if _SHA.fullmatch(sha):
+        if is_commit_sha(sha):
             status = StatusPayload(
                 sha=sha, state="success", description=messages.STATUS_VERIFIED, target_url=verify_url
             )

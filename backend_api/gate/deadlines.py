@@ -7,16 +7,12 @@ repositories, just the comment) and a failing commit status.
 
 from __future__ import annotations
 
-import re
-
 import asyncpg
 
 from backend_api.challenges import messages
 from backend_api.challenges.tokens import hash_token, new_token
 from backend_api.store import challenges, outbox, repo_settings
-from shared_contracts.actions import COMMIT_SHA_PATTERN, ActionType, CommentPayload, Provider, StatusPayload
-
-_SHA = re.compile(COMMIT_SHA_PATTERN)
+from shared_contracts.actions import ActionType, CommentPayload, Provider, StatusPayload, is_commit_sha
 
 
 async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: int, batch: int = 200) -> int:
@@ -33,7 +29,7 @@ async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: 
                                      max_attempts, c.provider)
             await target.enqueue(conn, ActionType.UPSERT_PR_COMMENT, CommentPayload(
                 marker=messages.PR_COMMENT_MARKER, body=messages.verified_comment(c.author_login)))
-            if _SHA.match(c.head_sha):
+            if is_commit_sha(c.head_sha):
                 await target.enqueue(conn, ActionType.SET_COMMIT_STATUS, StatusPayload(
                     sha=c.head_sha, state="success", description=messages.STATUS_VERIFIED))
         due = [c for c in locked if not c.author_verified]
@@ -55,7 +51,7 @@ async def sweep_deadlines(pool: asyncpg.Pool, *, public_url: str, max_attempts: 
                                               can_reopen=c.provider is not Provider.BITBUCKET)
             action = ActionType.UPSERT_PR_COMMENT if settings.warn_only else ActionType.CLOSE_PR_WITH_COMMENT
             await target.enqueue(conn, action, CommentPayload(marker=messages.PR_COMMENT_MARKER, body=body))
-            if _SHA.match(c.head_sha):
+            if is_commit_sha(c.head_sha):
                 await target.enqueue(conn, ActionType.SET_COMMIT_STATUS, StatusPayload(
                     sha=c.head_sha, state="failure", description=messages.STATUS_TIMED_OUT, target_url=url,
                 ))
