@@ -93,6 +93,19 @@ class ChallengeInfo:
     provider: Provider = Provider.GITHUB
 
 
+def closed_at_deadline(challenge: ChallengeInfo, settings: RepoSettings) -> bool:
+    """Whether the sweeper closed this challenge's pull request: what it recorded at the deadline, so an
+    owner turning warn-only on or off since changes nothing about a PR already closed or left open. A row
+    without that record (resolved before it was kept) falls back to today's setting."""
+    if challenge.status is not ChallengeStatus.TIMED_OUT:
+        return False
+    if challenge.resolution == messages.RESOLUTION_TIMED_OUT_CLOSED:
+        return True
+    if challenge.resolution == messages.RESOLUTION_TIMED_OUT_WARNED:
+        return False
+    return not settings.warn_only
+
+
 @dataclass(frozen=True, slots=True)
 class SignedInUser:
     """Who the provider says is signed in. Compared to the author by id: logins can be renamed."""
@@ -251,8 +264,8 @@ def plan_verification(
     for (repo_id, _), group in by_pr.items():
         newest = max(group, key=lambda c: c.challenge_id)
         settings = rules.settings if repo_id == target.repo_id else settings_by_repo.get(repo_id, RepoSettings())
-        closed_by_timeout = all(c.status is ChallengeStatus.TIMED_OUT for c in group)
-        reopen = closed_by_timeout and settings.reopen_on_verify and not settings.warn_only
+        closed_by_timeout = all(closed_at_deadline(c, settings) for c in group)
+        reopen = closed_by_timeout and settings.reopen_on_verify
         if reopen and newest.provider is Provider.BITBUCKET:
             # Bitbucket cannot reopen a declined pull request: say how to go on instead.
             actions.append(_action(newest, ActionType.UPSERT_PR_COMMENT, CommentPayload(

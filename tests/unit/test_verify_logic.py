@@ -121,6 +121,27 @@ def test_timed_out_challenge_reopens_only_when_the_repo_wants_it(
     )
 
 
+@pytest.mark.parametrize(
+    ("resolution", "warn_only_now", "expected"),
+    [
+        # Closed at the deadline, warn-only turned on since: the PR is still closed, reopen it.
+        (messages.RESOLUTION_TIMED_OUT_CLOSED, True, ActionType.REOPEN_PR_WITH_COMMENT),
+        # Left open in warn-only mode, warn-only turned off since: nothing to reopen.
+        (messages.RESOLUTION_TIMED_OUT_WARNED, False, ActionType.UPSERT_PR_COMMENT),
+        # No record of the deadline (an older row): today's setting decides.
+        (None, False, ActionType.REOPEN_PR_WITH_COMMENT),
+        (None, True, ActionType.UPSERT_PR_COMMENT),
+    ],
+)
+def test_reopening_follows_what_happened_at_the_deadline_not_todays_setting(
+    resolution: str | None, warn_only_now: bool, expected: ActionType
+) -> None:
+    rules = RepoRules(RepoSettings(reopen_on_verify=True, warn_only=warn_only_now))
+    timed_out = dataclasses.replace(challenge(status=ChallengeStatus.TIMED_OUT), resolution=resolution)
+    p = ok(plan(timed_out, rules=rules))
+    assert p.actions[0].action_type is expected
+
+
 def test_every_open_challenge_of_the_author_in_the_installation_is_resolved() -> None:
     others = [
         challenge(2, repo_id=5002, pr_number=1, status=ChallengeStatus.TIMED_OUT),
