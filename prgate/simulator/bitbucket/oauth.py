@@ -25,6 +25,7 @@ from yarl import URL
 
 from prgate.simulator.bitbucket.http import BB_PREFIX, BB_STATE
 from prgate.simulator.bitbucket.state import BitbucketState
+from prgate.simulator.core.pages import page
 
 CODE_TTL_SECONDS = 600
 SCOPES = "account pullrequest"
@@ -52,17 +53,6 @@ class OAuthStore:
 BB_OAUTH = web.AppKey("prgate_sim_bitbucket_oauth", OAuthStore)
 
 
-def _page(title: str, body: str, status: int = 200) -> web.Response:
-    document = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}"
-        "input,button{font-size:1rem;padding:.4rem;margin:.3rem 0}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return web.Response(text=document, status=status, content_type="text/html")
-
-
 def _form(request: web.Request, params: dict[str, str], error: str | None = None) -> web.Response:
     state = request.app[BB_STATE]
     hidden = "".join(
@@ -82,7 +72,7 @@ def _form(request: web.Request, params: dict[str, str], error: str | None = None
         '<label for=user>Account id or nickname</label><br><input id=user name=user>'
         "<br><button type=submit>Grant access</button></form>"
     )
-    return _page("Log in to Bitbucket", body, 422 if error else 200)
+    return page("Log in to Bitbucket", body, 422 if error else 200)
 
 
 async def authorize(request: web.Request) -> web.Response:
@@ -98,14 +88,14 @@ async def authorize(request: web.Request) -> web.Response:
         if "user" in posted:
             params["user"] = users[0] if users else ""
     if not secrets.compare_digest(params.get("client_id", ""), config.oauth_client_id):
-        return _page("Invalid client", "<p>No OAuth consumer has that client_id.</p>", 400)
+        return page("Invalid client", "<p>No OAuth consumer has that client_id.</p>", 400)
     if params.get("response_type", "code") != "code":
-        return _page("Unsupported response type", "<p>Only response_type=code is supported.</p>", 400)
+        return page("Unsupported response type", "<p>Only response_type=code is supported.</p>", 400)
     # Bitbucket falls back to the consumer's registered callback URL.
     redirect_uri = params.get("redirect_uri") or config.oauth_callback_url or ""
     target = URL(redirect_uri)
     if not target.is_absolute() or target.scheme not in ("http", "https"):
-        return _page("Bad request", "<p>redirect_uri must be an absolute http(s) URL.</p>", 400)
+        return page("Bad request", "<p>redirect_uri must be an absolute http(s) URL.</p>", 400)
     ref = params.get("user")
     if ref is None:
         return _form(request, params)

@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
+from prgate.simulator.core.pages import page
 from prgate.simulator.core.types import JsonDict, iso
 from prgate.simulator.github.model import SimUser
 from prgate.simulator.github.render import Renderer
@@ -110,17 +111,6 @@ SIM_OAUTH = web.AppKey("prgate_sim_oauth", OAuthStore)
 # ---- pages ----------------------------------------------------------------------------------------
 
 
-def _page(title: str, body: str, status: int = 200) -> web.Response:
-    document = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}"
-        "input,button{font-size:1rem;padding:.4rem;margin:.3rem 0}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return web.Response(text=document, status=status, content_type="text/html")
-
-
 def _valid_login(login: str) -> bool:
     return 0 < len(login) <= 39 and set(login) <= _LOGIN_CHARS
 
@@ -137,7 +127,7 @@ def _authorize_form(client_id: str, redirect_uri: str, state: str, error: str | 
         '<label for=login>Username</label><br><input id=login name=login autofocus required>'
         "<br><button type=submit>Sign in</button></form>"
     )
-    return _page("Sign in to GitHub", body, 422 if error else 200)
+    return page("Sign in to GitHub", body, 422 if error else 200)
 
 
 async def authorize(request: web.Request) -> web.Response:
@@ -150,10 +140,10 @@ async def authorize(request: web.Request) -> web.Response:
     redirect_uri = params.get("redirect_uri", "")
     state = params.get("state", "")
     if not secrets.compare_digest(client_id, store.state.config.oauth_client_id):
-        return _page("Not Found", "<p>No application is registered with that client_id.</p>", 404)
+        return page("Not Found", "<p>No application is registered with that client_id.</p>", 404)
     target = URL(redirect_uri)
     if not target.is_absolute() or target.scheme not in ("http", "https"):
-        return _page("Bad request", "<p>redirect_uri must be an absolute http(s) URL.</p>", 400)
+        return page("Bad request", "<p>redirect_uri must be an absolute http(s) URL.</p>", 400)
     login = params.get("login")
     if login is None:
         return _authorize_form(client_id, redirect_uri, state)
