@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from prgate.demo import PR_MARKER
-from tests.e2e.conftest import FullStack, sim, sim_get
+from tests.e2e.conftest import FullStack, running_full_stack, sim, sim_get
 from tests.support.processes import eventually, wait_http_ok
 
 PULLS = 50
+# 50 comments and 50 statuses in one installation: above the default write pace (80 a minute), which
+# would make this test wait a minute for a throttle it is not about (tests/e2e/test_worker_fleet.py is).
+UNTHROTTLED = {"GITHUB_WRITES_PER_MINUTE": "1000"}
+
+
+@pytest.fixture
+async def stack(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[FullStack]:
+    async with running_full_stack(database_url, redis_url, tmp_path, worker_env=UNTHROTTLED) as running:
+        yield running
 
 
 async def test_deliveries_missed_while_the_receiver_was_down_are_redelivered_once(
-    full_stack: FullStack, db: asyncpg.Pool
+    stack: FullStack, db: asyncpg.Pool
 ) -> None:
-    stack = full_stack
     async with aiohttp.ClientSession() as session:
         await sim(session, stack, "/_sim/installations", {
             "id": 88, "account": {"login": "umbrella", "id": 8, "type": "Organization"},
@@ -49,7 +60,7 @@ async def test_deliveries_missed_while_the_receiver_was_down_are_redelivered_onc
         bot = stack.fleet.start("bot-2", "bot", stack.env)
         await wait_http_ok(f"{stack.bot_url}/healthz", bot)
         # Two replicas with the job on: the Redis lock lets one run at a time.
-        redelivery_env = {**stack.env, "REDELIVERY_INTERVAL_SECONDS": "1"}
+        redelivery_env = {**stack.env, **UNTHROTTLED, "REDELIVERY_INTERVAL_SECONDS": "1"}
         workers = [
             stack.fleet.start(f"redelivery-{i}", "worker", {**redelivery_env, "WORKER_ID": f"redelivery-{i}"})
             for i in range(2)
