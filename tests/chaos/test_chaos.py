@@ -361,7 +361,7 @@ async def status_counts(stack: ChaosStack) -> dict[str, int]:
 
 async def test_chaos_short(db: asyncpg.Pool, database_url: str, redis_url: str, tmp_path: Path) -> None:
     plan = Plan(events=300, installations=3, repos_per_installation=2, kill_every_seconds=3,
-                send_concurrency=12, send_seconds=40, drain_timeout=240, restart_services=False, bitbucket_events=60)
+                send_concurrency=12, send_seconds=25, drain_timeout=240, restart_services=False, bitbucket_events=60)
     async with chaos_stack(db, database_url, redis_url, tmp_path, workers=4) as stack:
         await run_chaos(stack, plan, seed=6, cwd=tmp_path)
         assert stack.figures.worker_kills >= 5
