@@ -39,7 +39,7 @@ from backend_api.github.api import GitHubUnavailable
 from backend_api.github.app import GITHUB_APP, AppNotConfigured, InstallationRefused
 from backend_api.http.api_tokens import bearer_grant, out_of_scope
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
-from backend_api.keys import BITBUCKET_PERMISSIONS, DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS
+from backend_api.keys import BITBUCKET_PERMISSIONS, DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS, VAULT
 from backend_api.owner.access import (
     CSRF_HEADER,
     CSRF_SCOPE_OWNER_API,
@@ -291,6 +291,11 @@ async def _bitbucket_admin(
     if account is None:  # a session older than its account row (purged since): nothing to ask about
         raise ApiError(403, "forbidden", f"@{session.login} is not an admin of {ref.shown} (prgate knows no "
                        "Bitbucket account of this session; sign in again)")
+    if workspace.token_ciphertext is None or request.app.get(VAULT) is None:
+        # Only the workspace's token can read a permission; without it the answer would be a guess.
+        raise ApiError(503, "bitbucket_not_configured", "prgate cannot read this workspace's token "
+                       "(PRGATE_ENCRYPTION_KEY unset, or the workspace has no token), so admin rights cannot be "
+                       "checked")
     who = BitbucketAccount(account_id=account.account_id, uuid=account.account_uuid, nickname=account.nickname,
                            display_name=account.display_name, type=account.account_type)
     try:

@@ -265,3 +265,12 @@ async def test_a_disconnected_workspace_is_404(world: World) -> None:
         await bitbucket_store.disconnect(conn, tenant.tenant_id)
     body = await world.call("GET", by_id(world.widgets, "settings"), alice, expect=404)
     assert "not connected" in body["message"]
+
+
+async def test_without_the_workspace_token_admin_rights_are_not_guessed(world: World) -> None:
+    alice = await world.user(ALICE)
+    async with world.db.acquire() as conn:
+        await conn.execute("UPDATE bitbucket_workspaces SET token_ciphertext = NULL WHERE slug = 'acme'")
+    body = await world.call("GET", by_id(world.widgets, "settings"), alice, expect=503)
+    assert body["error"] == "bitbucket_not_configured"
+    assert world.permission_asks() == []
