@@ -196,7 +196,8 @@ async def bitbucket_status(conn: Conn, repo_id: int) -> tuple[GitHubAppStatus, b
 
 
 async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
-    """The order of checks: session (401), CSRF for writes (403), installed repo (404), admin (403)."""
+    """The order of checks: session (401), CSRF for writes (403), installed repo (404), provider (403),
+    admin (403)."""
     ref = repo_ref(request)
     session = await _session(request)
     if write and not request.app[SESSIONS].check_csrf(
@@ -209,9 +210,10 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
 
 
 async def admin_access(request: web.Request, session: Session, ref: RepoRef) -> RepoAccess:
-    """Whether ``session``'s user is an admin of the repository, as GitHub says (by user id and
-    repository id); raises ApiError (404, 403, 429, 502, 503) otherwise. The API and the settings
-    page both ask here."""
+    """Whether ``session``'s user is an admin of the repository, as the repository's provider says
+    (GitHub: by user id and repository id; Bitbucket: by account id, with the workspace's token); a
+    session of the other provider is 403 ``wrong_provider`` before anything is asked. Raises
+    ApiError (404, 403, 429, 502, 503) otherwise. The API and the settings page both ask here."""
     retry_after = request.app[OWNER_CHECKS].hit(session.sid)
     if retry_after is not None:
         log.warning("owner API: session over its access-check rate", extra={"github_user_id": session.user_id})
