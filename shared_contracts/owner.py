@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from shared_contracts.actions import Provider
 from shared_contracts.common import WireModel
 
 
@@ -239,6 +240,8 @@ class OwnerSession(WireModel):
 
     user_id: int
     login: str
+    # Which provider vouches for the user: an admin of that provider's repositories only.
+    provider: Provider = Provider.GITHUB
     csrf_token: str
     expires_at: datetime
 

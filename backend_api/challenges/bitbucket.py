@@ -7,6 +7,7 @@ Bitbucket for the author's permission; this turns the event into the `PullReques
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared_contracts.bitbucket import BitbucketAccount, BitbucketPullRequest, BitbucketPullRequestEvent
@@ -27,6 +28,35 @@ ACTIONS: dict[str, PullRequestAction] = {
     "pullrequest:fulfilled": "closed",
     "pullrequest:rejected": "closed",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class NameMatch:
+    """Whitelisted Bitbucket names matched to the accounts prgate knows (see :func:`match_names`)."""
+
+    ids: dict[str, int]  # lower-cased name -> user id, for each name that names exactly one account
+    unknown: tuple[str, ...]  # as given
+    ambiguous: tuple[str, ...]  # a nickname two known accounts share
+
+
+def match_names(names: Sequence[str], known: Mapping[str, Sequence[int]]) -> NameMatch:
+    """The one rule for ``whitelist_logins`` on Bitbucket, the config file's and the owner API's:
+    a name is a nickname (case-insensitive) or an Atlassian ``account_id``, ``known`` maps each
+    lower-cased name to the accounts holding it (``store.bitbucket.accounts_named``). Bitbucket's API
+    has no lookup by nickname, so a name is only ever matched against accounts prgate has seen, and
+    a name that fits two of them matches none (the caller asks for the ``account_id``)."""
+    ids: dict[str, int] = {}
+    unknown: list[str] = []
+    ambiguous: list[str] = []
+    for name in dict.fromkeys(names):
+        found = list(dict.fromkeys(known.get(name.lower(), ())))
+        if not found:
+            unknown.append(name)
+        elif len(found) > 1:
+            ambiguous.append(name)
+        else:
+            ids[name.lower()] = found[0]
+    return NameMatch(ids, tuple(unknown), tuple(ambiguous))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from backend_api.challenges.bitbucket import match_names
 from backend_api.challenges.config_file import ConfigFileError
 from backend_api.crypto import Vault
 from backend_api.gate.bitbucket_tenancy import TenancyRefused, token_for
@@ -132,19 +133,18 @@ class BitbucketConfigReader:
         async def resolve(names: list[str], where: str) -> list[int]:
             async with self._pool.acquire() as conn:
                 known = await store.accounts_named(conn, names)
-            ids: list[int] = []
-            for name in names:
-                found = known.get(name.lower(), [])
-                if not found:
-                    raise ConfigFileError(
-                        f"{where}:{BITBUCKET_CONFIG_PATH}: whitelist_logins: no Bitbucket account {name} is known "
-                        "to prgate (a nickname or account_id of someone who opened or commented on a pull request "
-                        "of a connected workspace)")
-                if len(found) > 1:
-                    raise ConfigFileError(f"{where}:{BITBUCKET_CONFIG_PATH}: whitelist_logins: {name} names "
-                                          f"{len(found)} Bitbucket accounts; use the account_id")
-                ids.append(found[0])
-            return ids
+            match = match_names(names, known)
+            if match.unknown:
+                name = match.unknown[0]
+                raise ConfigFileError(
+                    f"{where}:{BITBUCKET_CONFIG_PATH}: whitelist_logins: no Bitbucket account {name} is known "
+                    "to prgate (a nickname or account_id of someone who opened or commented on a pull request "
+                    "of a connected workspace)")
+            if match.ambiguous:
+                name = match.ambiguous[0]
+                raise ConfigFileError(f"{where}:{BITBUCKET_CONFIG_PATH}: whitelist_logins: {name} names "
+                                      f"{len(known[name.lower()])} Bitbucket accounts; use the account_id")
+            return [match.ids[name.lower()] for name in names]
 
         own = await fetch(full_name, main_branch)
         if own is None:

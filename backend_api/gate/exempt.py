@@ -18,6 +18,7 @@ import asyncpg
 from backend_api.challenges.commands import as_recheck, decide_command
 from backend_api.gate.pull_request import evaluate
 from backend_api.store import challenges
+from shared_contracts.actions import Provider
 from shared_contracts.events import Account, CommandEvent, Decision, PullRequest, Repository
 from shared_contracts.owner import ExemptResponse
 
@@ -45,6 +46,7 @@ async def exempt_pull_request(
     *,
     public_url: str,
     max_attempts: int,
+    provider: Provider = Provider.GITHUB,
 ) -> ExemptResponse:
     async with pool.acquire() as conn, conn.transaction():
         # The same lock `evaluate` takes (it is re-entrant), held before reading the latest state.
@@ -69,7 +71,7 @@ async def exempt_pull_request(
         )
         plan, challenge_id, action_ids = await evaluate(
             conn, as_recheck(cmd), functools.partial(decide_command, cmd),
-            public_url=public_url, max_attempts=max_attempts,
+            public_url=public_url, max_attempts=max_attempts, provider=provider,
         )
         if plan.decision is not Decision.EXEMPT or challenge_id is None:
             raise ExemptRefused(plan.reason or "the pull request cannot be exempted")

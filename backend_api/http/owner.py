@@ -1,13 +1,18 @@
 """Owner API handlers (docs/owner-api.md): per-repository settings, challenges, actions, exemptions.
 
-Access: the GitHub session cookie of the verification pages (``auth.session``), and GitHub saying,
-asked with the installation's token, that the signed-in user is an admin of the repository.
-Not signed in: 401; a state-changing call without the session's ``X-CSRF-Token``: 403
+Access: the session cookie of the verification pages (``auth.session``), and the repository's own
+provider saying that the signed-in user is an admin of it: GitHub, asked with the installation's
+token, for a GitHub repository and a GitHub session; Bitbucket, asked with the workspace's token
+(``gate.bitbucket.CachedPermissions``), for a Bitbucket repository and a Bitbucket session. A session
+of the other provider is never an admin (403 ``wrong_provider``): an id, a login and a nickname say
+nothing across providers. Not signed in: 401; a state-changing call without the session's ``X-CSRF-Token``: 403
 ``csrf_failed``; repository unknown or not installed: 404; not an admin: 403. Every error is the
 usual JSON error body.
 
 Every route is served twice: ``/api/v1/repos/{repo_id}/…`` and ``/api/v1/repos/{owner}/{repo}/…``
-(the stored name, resolved to the id before anything else is asked; the access check is by id).
+(the stored name, resolved to the id before anything else is asked; the access check is by id). A
+name is GitHub's unless ``?provider=bitbucket`` says it is a Bitbucket ``workspace/slug``; an id
+names one repository across providers (docs/bitbucket.md "Identifiers").
 The settings page (``web.settings``) checks access with :func:`admin_access` and writes with
 :func:`write_settings`, the same code as the API.
 """
@@ -26,6 +31,7 @@ from pydantic import ValidationError
 
 from backend_api.auth.api_tokens import OPERATOR, Grant, RepoTenant, can_read
 from backend_api.auth.session import Session
+from backend_api.challenges.bitbucket import match_names
 from backend_api.challenges.verify import answer_hash, normalize_answer
 from backend_api.facts import Enqueued
 from backend_api.gate.exempt import Admin, ExemptRefused, UnknownPullRequest, exempt_pull_request
@@ -33,7 +39,7 @@ from backend_api.github.api import GitHubUnavailable
 from backend_api.github.app import GITHUB_APP, AppNotConfigured, InstallationRefused
 from backend_api.http.api_tokens import bearer_grant, out_of_scope
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
-from backend_api.keys import DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS
+from backend_api.keys import BITBUCKET_PERMISSIONS, DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS, VAULT
 from backend_api.owner.access import (
     CSRF_HEADER,
     CSRF_SCOPE_OWNER_API,
@@ -42,14 +48,20 @@ from backend_api.owner.access import (
     is_operator,
     next_before,
 )
+from backend_api.store import bitbucket as bitbucket_store
 from backend_api.store import installations, repo_settings, repositories
 from backend_api.store import owner as owner_reads
+from backend_api.store.db import Conn
 from backend_api.web.revocation import current_session
+from provider_clients.bitbucket.errors import BitbucketError
+from shared_contracts.actions import Provider
 from shared_contracts.api_tokens import MonitoredRepository, RepositoryList
+from shared_contracts.bitbucket import BitbucketAccount
 from shared_contracts.owner import (
     ActionList,
     ChallengeList,
     GitHubAppStatus,
+    InstallationStatus,
     OwnerRepoSettings,
     OwnerSession,
     RepoSettings,
@@ -64,13 +76,15 @@ MAX_NEW_WHITELIST_LOGINS = 100
 
 @dataclass(frozen=True, slots=True)
 class RepoAccess:
-    """A signed-in admin of an installed repository."""
+    """A signed-in admin of an installed repository (a Bitbucket one: ``installation_id`` is its
+    workspace's tenant id, ``status`` says ACTIVE with the workspace's slug as the account)."""
 
     session: Session
     repo_id: int
     repo_full_name: str
     installation_id: int
     status: GitHubAppStatus
+    provider: Provider = Provider.GITHUB
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +96,15 @@ class ReadAccess:
     repo_full_name: str
     installation_id: int
     status: GitHubAppStatus
+    provider: Provider = Provider.GITHUB
 
 
 async def _session(request: web.Request) -> Session:
-    session = await current_session(request)
+    # Either provider's: which one may act is the repository's business (admin_access).
+    session = await current_session(request, provider=None)
     if session is None:
-        raise ApiError(401, "unauthorized", "sign in with GitHub first (/auth/github/login)")
+        raise ApiError(401, "unauthorized", "sign in first (/auth/github/login, or /auth/bitbucket/login for a "
+                       "Bitbucket repository)")
     return session
 
 
@@ -95,14 +112,19 @@ async def _session(request: web.Request) -> Session:
 # most 100 letters, digits, '.', '-', '_'. Anything else cannot be stored, so it is 404 unasked.
 _OWNER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _REPO_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# Bitbucket's: a workspace slug and a repository slug are letters, digits, '.', '-', '_'.
+_WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,61}")
+_SLUG_NAME = re.compile(r"[A-Za-z0-9._-]{1,62}")
 
 
 @dataclass(frozen=True, slots=True)
 class RepoRef:
-    """How the caller named the repository: its id, or its ``owner/repo`` name (id then None)."""
+    """How the caller named the repository: its id, or its ``owner/repo`` name (id then None) of
+    ``provider`` (None with an id: the stored repository says which)."""
 
     repo_id: int | None
     full_name: str | None
+    provider: Provider | None = None
 
     @property
     def shown(self) -> str:
@@ -114,13 +136,68 @@ def repo_ref(request: web.Request) -> RepoRef:
     if "repo_id" in request.match_info:
         return RepoRef(path_id(request, "repo_id"), None)
     owner, repo = request.match_info["owner"], request.match_info["repo"]
+    provider = name_provider(request)
+    if provider is Provider.BITBUCKET:
+        if not (_WORKSPACE_NAME.fullmatch(owner) and _SLUG_NAME.fullmatch(repo)) or repo in {".", ".."}:
+            raise ApiError(404, "not_found", "workspace/slug must be a Bitbucket repository name")
+        return RepoRef(None, f"{owner}/{repo}", provider)
     if not (_OWNER_NAME.fullmatch(owner) and _REPO_NAME.fullmatch(repo)) or repo in {".", ".."}:
         raise ApiError(404, "not_found", "owner/repo must be a GitHub repository name")
-    return RepoRef(None, f"{owner}/{repo}")
+    return RepoRef(None, f"{owner}/{repo}", provider)
+
+
+def name_provider(request: web.Request) -> Provider:
+    """``?provider=`` of a route naming a repository: GitHub unless it says ``bitbucket``."""
+    raw = request.query.get("provider", Provider.GITHUB.value)
+    try:
+        return Provider(raw)
+    except ValueError:
+        raise ApiError(422, "validation_error", "provider must be github or bitbucket",
+                       [{"loc": ["query", "provider"], "msg": "github or bitbucket", "type": "enum"}]) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The repository a reference resolves to, and the provider it is on."""
+
+    repo_id: int
+    provider: Provider
+
+
+async def resolve(conn: Conn, ref: RepoRef) -> Target | None:
+    """The stored repository ``ref`` names; None when prgate knows none by that name. An id is
+    looked up among Bitbucket's repositories first (their ids are disjoint from GitHub's), else it
+    is GitHub's, whose status read says whether it is installed."""
+    if ref.repo_id is not None:
+        if await bitbucket_store.repository_by_id(conn, ref.repo_id) is not None:
+            return Target(ref.repo_id, Provider.BITBUCKET)
+        return Target(ref.repo_id, Provider.GITHUB)
+    assert ref.full_name is not None
+    if ref.provider is Provider.BITBUCKET:
+        found = await bitbucket_store.repo_id_by_name(conn, ref.full_name)
+    else:
+        found = await installations.repo_id_by_name(conn, ref.full_name)
+    return None if found is None else Target(found, ref.provider or Provider.GITHUB)
+
+
+async def bitbucket_status(conn: Conn, repo_id: int) -> tuple[GitHubAppStatus, bitbucket_store.WorkspaceRow] | None:
+    """A Bitbucket repository as the install status the owner API answers: installed while its
+    workspace is connected and the last discovery still found it; None otherwise."""
+    repo = await bitbucket_store.repository_by_id(conn, repo_id)
+    if repo is None or repo.removed_at is not None:
+        return None
+    workspace = await bitbucket_store.get_by_id(conn, repo.tenant_id)
+    if workspace is None or workspace.status is not bitbucket_store.WorkspaceStatus.ACTIVE:
+        return None
+    return GitHubAppStatus(
+        repo_id=repo_id, repo_full_name=repo.full_name, installed=True, installation_id=workspace.tenant_id,
+        installation_status=InstallationStatus.ACTIVE, account_login=workspace.slug, repository_selection=None,
+    ), workspace
 
 
 async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
-    """The order of checks: session (401), CSRF for writes (403), installed repo (404), admin (403)."""
+    """The order of checks: session (401), CSRF for writes (403), installed repo (404), provider (403),
+    admin (403)."""
     ref = repo_ref(request)
     session = await _session(request)
     if write and not request.app[SESSIONS].check_csrf(
@@ -133,22 +210,34 @@ async def _admin(request: web.Request, *, write: bool) -> RepoAccess:
 
 
 async def admin_access(request: web.Request, session: Session, ref: RepoRef) -> RepoAccess:
-    """Whether ``session``'s user is an admin of the repository, as GitHub says (by user id and
-    repository id); raises ApiError (404, 403, 429, 502, 503) otherwise. The API and the settings
-    page both ask here."""
+    """Whether ``session``'s user is an admin of the repository, as the repository's provider says
+    (GitHub: by user id and repository id; Bitbucket: by account id, with the workspace's token); a
+    session of the other provider is 403 ``wrong_provider`` before anything is asked. Raises
+    ApiError (404, 403, 429, 502, 503) otherwise. The API and the settings page both ask here."""
     retry_after = request.app[OWNER_CHECKS].hit(session.sid)
     if retry_after is not None:
         log.warning("owner API: session over its access-check rate", extra={"github_user_id": session.user_id})
         raise ApiError(429, "rate_limited", f"too many owner API calls from this session; try again in "
                        f"{math.ceil(retry_after)} s")
     async with request.app[DB_POOL].acquire() as conn:
-        repo_id = ref.repo_id
-        if repo_id is None:
-            assert ref.full_name is not None
-            repo_id = await installations.repo_id_by_name(conn, ref.full_name)
-            if repo_id is None:
-                raise ApiError(404, "not_found", f"prgate knows no {ref.shown}")
-        status = await installations.app_status(conn, repo_id)
+        target = await resolve(conn, ref)
+        if target is None:
+            raise ApiError(404, "not_found", f"prgate knows no {ref.shown}")
+        repo_id = target.repo_id
+        if target.provider is not session.provider:
+            names = {Provider.GITHUB: "GitHub", Provider.BITBUCKET: "Bitbucket"}
+            raise ApiError(
+                403, "wrong_provider", f"{ref.shown} is a {names[target.provider]} repository: only a "
+                f"{names[target.provider]} account can be its admin, and you are signed in with "
+                f"{names[session.provider]} (sign in with {names[target.provider]})",
+            )
+        if target.provider is Provider.BITBUCKET:
+            found = await bitbucket_status(conn, repo_id)
+            account = await bitbucket_store.account_of_user(conn, session.user_id)
+        else:
+            status = await installations.app_status(conn, repo_id)
+    if target.provider is Provider.BITBUCKET:
+        return await _bitbucket_admin(request, session, ref, found, account)
     if not status.installed or status.installation_id is None or status.repo_full_name is None:
         raise ApiError(404, "not_found", f"prgate is not installed on {ref.shown}")
     if status.installation_id not in session.installation_ids:
@@ -189,6 +278,43 @@ async def admin_access(request: web.Request, session: Session, ref: RepoRef) -> 
     return RepoAccess(session, repo_id, status.repo_full_name, status.installation_id, status)
 
 
+async def _bitbucket_admin(
+    request: web.Request, session: Session, ref: RepoRef,
+    found: tuple[GitHubAppStatus, bitbucket_store.WorkspaceRow] | None, account: bitbucket_store.AccountInfo | None,
+) -> RepoAccess:
+    """Bitbucket's answer, asked with the workspace's token (the only credential that can read a
+    user's permission since CHANGE-2770): ``admin`` is admin, anything else — no permission, a
+    token Bitbucket refuses for the endpoint, an account without an ``account_id`` — is not."""
+    if found is None:
+        raise ApiError(404, "not_found", f"prgate is not connected to {ref.shown}")
+    status, workspace = found
+    assert status.repo_full_name is not None
+    assert status.installation_id is not None
+    if account is None:  # a session older than its account row (purged since): nothing to ask about
+        raise ApiError(403, "forbidden", f"@{session.login} is not an admin of {ref.shown} (prgate knows no "
+                       "Bitbucket account of this session; sign in again)")
+    if workspace.token_ciphertext is None or request.app.get(VAULT) is None:
+        # Only the workspace's token can read a permission; without it the answer would be a guess.
+        raise ApiError(503, "bitbucket_not_configured", "prgate cannot read this workspace's token "
+                       "(PRGATE_ENCRYPTION_KEY unset, or the workspace has no token), so admin rights cannot be "
+                       "checked")
+    who = BitbucketAccount(account_id=account.account_id, uuid=account.account_uuid, nickname=account.nickname,
+                           display_name=account.display_name, type=account.account_type)
+    try:
+        permission = await request.app[BITBUCKET_PERMISSIONS](workspace, status.repo_full_name, who)
+    except BitbucketError as exc:
+        log.warning("owner API: Bitbucket unavailable: %s", exc, extra={"tenant_id": workspace.tenant_id})
+        raise ApiError(502, "bitbucket_unavailable", "prgate could not ask Bitbucket about your permission") from None
+    if permission is None and ref.repo_id is None:
+        # By name, a repository this account has no permission on is answered as unknown, as on GitHub.
+        raise ApiError(404, "not_found", f"prgate knows no {ref.shown} that you can reach")
+    if not is_admin(permission or "none"):
+        raise ApiError(403, "forbidden",
+                       f"@{session.login} is not an admin of {ref.shown} (Bitbucket says {permission or 'none'})")
+    return RepoAccess(session, status.repo_id, status.repo_full_name, status.installation_id, status,
+                      Provider.BITBUCKET)
+
+
 async def reader(request: web.Request) -> Grant | Session:
     """Who reads: a bearer token's grant (401 when the token is bad, even beside a session), an
     operator's session (every tenant: the operator grant), or another signed-in user's session
@@ -197,7 +323,10 @@ async def reader(request: web.Request) -> Grant | Session:
     if grant is not None:
         return grant
     session = await _session(request)
-    if is_operator(request.app[SETTINGS].operators, session.login, session.user_id):
+    # Operators are GitHub accounts (PRGATE_OPERATORS): a Bitbucket nickname never passes for one.
+    if session.provider is Provider.GITHUB and is_operator(
+        request.app[SETTINGS].operators, session.login, session.user_id
+    ):
         return OPERATOR
     return session
 
@@ -210,20 +339,23 @@ async def read_access(request: web.Request) -> ReadAccess:
     grant = await reader(request)
     if isinstance(grant, Session):
         admin = await admin_access(request, grant, ref)
-        return ReadAccess(admin.repo_id, admin.repo_full_name, admin.installation_id, admin.status)
+        return ReadAccess(admin.repo_id, admin.repo_full_name, admin.installation_id, admin.status, admin.provider)
     hidden = ApiError(404, "not_found", f"no {ref.shown} that you can read")
     async with request.app[DB_POOL].acquire() as conn:
-        repo_id = ref.repo_id
-        if repo_id is None:
-            assert ref.full_name is not None
-            repo_id = await installations.repo_id_by_name(conn, ref.full_name)
-        status = None if repo_id is None else await installations.app_status(conn, repo_id)
-    if status is None or not status.installed or status.installation_id is None or status.repo_full_name is None:
+        target = await resolve(conn, ref)
+        status: GitHubAppStatus | None = None
+        if target is not None and target.provider is Provider.BITBUCKET:
+            found = await bitbucket_status(conn, target.repo_id)
+            status = None if found is None else found[0]
+        elif target is not None:
+            status = await installations.app_status(conn, target.repo_id)
+    if (target is None or status is None or not status.installed or status.installation_id is None
+            or status.repo_full_name is None):
         raise hidden
-    if not can_read(grant, RepoTenant("github", status.installation_id)):
+    if not can_read(grant, RepoTenant(target.provider.value, status.installation_id)):
         out_of_scope(request)
         raise hidden
-    return ReadAccess(status.repo_id, status.repo_full_name, status.installation_id, status)
+    return ReadAccess(status.repo_id, status.repo_full_name, status.installation_id, status, target.provider)
 
 
 def _page_query(request: web.Request) -> PageQuery:
@@ -250,7 +382,8 @@ async def _whitelist_ids(
 ) -> list[int]:
     """The user id of each whitelisted login, in order. A login already stored keeps the id it had
     when it was added (that account is the one the admin meant, even if the login moved since); a
-    new one is asked of GitHub now, and an unknown login refuses the whole write (422)."""
+    new one is asked of GitHub now — on Bitbucket, matched against the accounts prgate knows, by the
+    config file's rule (:func:`_bitbucket_ids`) — and an unknown login refuses the whole write (422)."""
     known: dict[str, int] = {}
     if len(current.whitelist_logins) == len(current.whitelist_user_ids):
         known = {login.casefold(): uid for login, uid in zip(current.whitelist_logins, current.whitelist_user_ids,
@@ -259,6 +392,9 @@ async def _whitelist_ids(
     if len(new) > MAX_NEW_WHITELIST_LOGINS:
         raise ApiError(422, "validation_error",
                        f"at most {MAX_NEW_WHITELIST_LOGINS} new whitelist logins per write ({len(new)} given)")
+    if access.provider is Provider.BITBUCKET:
+        known.update(await _bitbucket_ids(request, [login for login in logins if login.casefold() in new]))
+        return [known[login.casefold()] for login in logins]
     unknown: list[str] = []
     for login in (login for login in logins if login.casefold() in new and login.casefold() not in known):
         try:
@@ -279,6 +415,22 @@ async def _whitelist_ids(
     return [known[login.casefold()] for login in logins]
 
 
+async def _bitbucket_ids(request: web.Request, names: list[str]) -> dict[str, int]:
+    """Bitbucket nicknames or ``account_id``s → user ids, as the gate matches a ``.prgate.yml``'s
+    (``challenges.bitbucket.match_names``); 422 naming every unknown or shared name."""
+    async with request.app[DB_POOL].acquire() as conn:
+        match = match_names(names, await bitbucket_store.accounts_named(conn, names))
+    details = [{"loc": ["body", "whitelist_logins"], "msg": f"no Bitbucket account {n} is known to prgate",
+                "type": "unknown_login"} for n in match.unknown]
+    details += [{"loc": ["body", "whitelist_logins"], "msg": f"{n} names several Bitbucket accounts; use the "
+                 "account_id", "type": "ambiguous_login"} for n in match.ambiguous]
+    if details:
+        raise ApiError(422, "validation_error", "prgate knows no single Bitbucket account for "
+                       f"{', '.join([*match.unknown, *match.ambiguous])} (a nickname or account_id of someone "
+                       "who opened or commented on a pull request, or signed in, in a connected workspace)", details)
+    return {name.casefold(): match.ids[name.lower()] for name in names}
+
+
 # ---- handlers -------------------------------------------------------------------------------------
 
 
@@ -286,7 +438,7 @@ async def owner_session(request: web.Request) -> web.Response:
     session = await _session(request)
     token = request.app[SESSIONS].csrf_token(session, CSRF_SCOPE_OWNER_API)
     return json_response(OwnerSession(
-        user_id=session.user_id, login=session.login, csrf_token=token,
+        user_id=session.user_id, login=session.login, provider=session.provider, csrf_token=token,
         expires_at=datetime.fromtimestamp(session.expires_at, UTC),
     ))
 
@@ -375,7 +527,7 @@ async def exempt_pull(request: web.Request) -> web.Response:
         result = await exempt_pull_request(
             request.app[DB_POOL], access.repo_id, access.repo_full_name, number,
             Admin(user_id=access.session.user_id, login=access.session.login),
-            public_url=settings.public_url, max_attempts=settings.action_max_attempts,
+            public_url=settings.public_url, max_attempts=settings.action_max_attempts, provider=access.provider,
         )
     except UnknownPullRequest as exc:
         raise ApiError(404, "not_found", str(exc)) from None

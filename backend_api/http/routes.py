@@ -267,10 +267,12 @@ _BY_ID = "/api/v1/repos/{repo_id}/"
 
 
 def _by_name(route: Route) -> Route:
-    """The owner route addressed by ``owner/repo`` instead of the numeric id (docs/owner-api.md)."""
+    """The owner route addressed by ``owner/repo`` instead of the numeric id (docs/owner-api.md);
+    ``?provider=bitbucket`` makes the name a Bitbucket ``workspace/slug``."""
     return replace(
         route, path=route.path.replace(_BY_ID, "/api/v1/repos/{owner}/{repo}/"),
-        summary=f"{route.summary}; the repository by its owner/repo name",
+        summary=f"{route.summary}; the repository by its owner/repo name (?provider=bitbucket: a Bitbucket "
+                "workspace/slug)",
         operation_id=f"{route.handler.__name__}_by_name",
     )
 
@@ -281,9 +283,10 @@ ROUTES = ROUTES + tuple(
     _by_name(r) for r in ROUTES if r.path.startswith(_BY_ID) and r.handler.__module__ == owner.__name__
 )
 
-# GitHub's rules for the two segments (http.owner checks them too: anything else is 404).
+# The two segments: GitHub's owner and repository, or Bitbucket's workspace and slug, whichever is
+# wider (http.owner checks the provider's own rule: anything else is 404).
 _NAME_SCHEMAS: dict[str, dict[str, Any]] = {
-    "owner": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"},
+    "owner": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,61}$"},
     "repo": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"},
     "workspace": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,61}$"},
 }
@@ -346,6 +349,11 @@ def openapi_document(audience: Audience = "public") -> dict[str, Any]:
                  "schema": _NAME_SCHEMAS.get(p, {"type": "integer", "minimum": 0})}
                 for p in params
             ]
+        if "{owner}" in route.path and route.handler.__module__ == owner.__name__:
+            op.setdefault("parameters", []).append(
+                {"name": "provider", "in": "query", "required": False,
+                 "description": "Whose name {owner}/{repo} is: github (default) or bitbucket (workspace/slug)",
+                 "schema": {"type": "string", "enum": ["github", "bitbucket"], "default": "github"}})
         if route.request is not None:
             op["requestBody"] = {
                 "required": True, "content": {"application/json": {"schema": ref(route.request)}}

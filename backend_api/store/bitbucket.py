@@ -414,3 +414,34 @@ async def purge(conn: Conn, tenant_id: int) -> dict[str, int]:
     result = await conn.execute("DELETE FROM bitbucket_workspaces WHERE tenant_id = $1", tenant_id)
     deleted["bitbucket_workspaces"] = int(result.split()[-1])
     return deleted
+
+
+async def repository_by_id(conn: Conn, repo_id: int) -> RepositoryRow | None:
+    """The Bitbucket repository ``repo_id`` names (removed ones too); None: no Bitbucket repository."""
+    record = await conn.fetchrow(
+        """SELECT repo_id, tenant_id, repo_uuid::text AS repo_uuid, full_name, main_branch, private, removed_at
+           FROM bitbucket_repositories WHERE repo_id = $1""",
+        repo_id,
+    )
+    return None if record is None else RepositoryRow(**dict(record))
+
+
+async def repo_id_by_name(conn: Conn, full_name: str) -> int | None:
+    """The repository a ``workspace/slug`` name (Bitbucket's names ignore case) stands for; a name held
+    twice (a repository removed, its name reused) is the one not removed, else the newest."""
+    value = await conn.fetchval(
+        """SELECT repo_id FROM bitbucket_repositories WHERE lower(full_name) = lower($1)
+           ORDER BY (removed_at IS NULL) DESC, repo_id DESC LIMIT 1""",
+        full_name,
+    )
+    return int(value) if value is not None else None
+
+
+async def account_of_user(conn: Conn, user_id: int) -> AccountInfo | None:
+    """The Bitbucket account behind a backend user id (a session's), None when it is none."""
+    record = await conn.fetchrow(
+        """SELECT account_uuid::text AS account_uuid, account_id, nickname, display_name, account_type
+           FROM bitbucket_accounts WHERE user_id = $1""",
+        user_id,
+    )
+    return None if record is None else AccountInfo(**dict(record))

@@ -1,5 +1,5 @@
-"""Read models of the operator dashboard (every tenant): installations with their repositories,
-challenges, outbox health, recent webhook deliveries. Nothing here ever selects a link token's hash.
+"""Read models of the operator dashboard (every tenant): installations and Bitbucket workspaces with
+their repositories, challenges, outbox health, recent webhook deliveries. Nothing here ever selects a link token's hash.
 The owner API's reads are in `store/owner.py`, the answer hash with the settings (`repo_settings.py`).
 """
 
@@ -66,6 +66,53 @@ async def installations_overview(conn: Conn) -> list[InstallationRow]:
             repositories=tuple(by_installation.get(i["installation_id"], ())),
         )
         for i in installs
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceOverview:
+    """A Bitbucket workspace beside the installations: its connection and its repositories."""
+
+    tenant_id: int
+    slug: str
+    name: str
+    status: str  # ACTIVE (connected) | DISCONNECTED
+    connected_at: datetime
+    disconnected_at: datetime | None
+    last_discovered_at: datetime | None
+    last_error: str | None
+    repositories: tuple[RepoRow, ...]
+
+
+async def workspaces_overview(conn: Conn) -> list[WorkspaceOverview]:
+    """Every workspace ever connected (connected first), with the repositories discovery recorded."""
+    workspaces = await conn.fetch(
+        """SELECT tenant_id, slug, name, status, connected_at, disconnected_at, last_discovered_at, last_error
+           FROM bitbucket_workspaces
+           ORDER BY (status <> 'ACTIVE'), lower(slug), tenant_id"""
+    )
+    repos = await conn.fetch(
+        """SELECT r.tenant_id, r.repo_id, r.full_name, r.private, r.added_at, r.removed_at,
+                  (SELECT count(*) FROM challenges c
+                   WHERE c.repo_id = r.repo_id AND c.installation_id = r.tenant_id
+                     AND c.status = 'PENDING') AS pending_challenges
+           FROM bitbucket_repositories r
+           ORDER BY (r.removed_at IS NOT NULL), lower(r.full_name)"""
+    )
+    by_tenant: dict[int, list[RepoRow]] = {}
+    for r in repos:
+        by_tenant.setdefault(r["tenant_id"], []).append(RepoRow(
+            repo_id=r["repo_id"], full_name=r["full_name"], private=r["private"], added_at=r["added_at"],
+            removed_at=r["removed_at"], pending_challenges=r["pending_challenges"],
+        ))
+    return [
+        WorkspaceOverview(
+            tenant_id=w["tenant_id"], slug=w["slug"], name=w["name"], status=w["status"],
+            connected_at=w["connected_at"], disconnected_at=w["disconnected_at"],
+            last_discovered_at=w["last_discovered_at"], last_error=w["last_error"],
+            repositories=tuple(by_tenant.get(w["tenant_id"], ())),
+        )
+        for w in workspaces
     ]
 
 
@@ -211,14 +258,17 @@ class DeliveryRow:
 
 
 async def recent_deliveries(conn: Conn, limit: int = 100) -> list[DeliveryRow]:
+    # A repository id is GitHub's or Bitbucket's (disjoint ranges): its name from whichever holds it.
     rows = await conn.fetch(
-        """SELECT d.delivery_id, d.event_name, d.action, d.installation_id, d.repo_id, r.full_name AS repo_full_name,
+        """SELECT d.delivery_id, d.event_name, d.action, d.installation_id, d.repo_id,
+                  COALESCE(r.full_name, b.full_name) AS repo_full_name,
                   d.status, d.decision, d.challenge_id, d.reason, d.received_at
            FROM webhook_deliveries d
            LEFT JOIN LATERAL (
                SELECT full_name FROM github_installation_repositories m
                WHERE m.repo_id = d.repo_id ORDER BY m.added_at DESC LIMIT 1
            ) r ON true
+           LEFT JOIN bitbucket_repositories b ON b.repo_id = d.repo_id
            ORDER BY d.received_at DESC, d.delivery_id
            LIMIT $1""",
         limit,

@@ -1,7 +1,7 @@
 """The operator dashboard: server-rendered HTML over every tenant (docs/owner-api.md).
 
-``/dashboard`` installations and their repositories (with each repository whose
-``.github/prgate.yml`` is invalid, and why), ``/dashboard/challenges`` pending challenges
+``/dashboard`` installations and Bitbucket workspaces and their repositories (with each repository
+whose config file is invalid, and why), ``/dashboard/challenges`` pending challenges
 with their time left and recently resolved ones, ``/dashboard/outbox`` the outbox's health and
 recent failures, ``/dashboard/deliveries`` recent webhook deliveries and what was decided,
 ``/dashboard/reconcile`` the last reconciliation run with its repairs and errors.
@@ -14,7 +14,7 @@ escaped (``templates.esc``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -34,11 +34,13 @@ from backend_api.store.dashboard import (
     InstallationRow,
     OutboxOverview,
     RepoRow,
+    WorkspaceOverview,
 )
 from backend_api.store.reconcile import RunRow
 from backend_api.store.repo_config import ConfigProblem
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session
+from shared_contracts.actions import Provider
 from shared_contracts.reconcile import Repair
 
 PAGES = (
@@ -167,13 +169,19 @@ def _challenge_status_cell(c: ChallengeRow) -> str:
     return _status_cell(c.status)
 
 
-def render_config_problems(problems: Sequence[ConfigProblem], links: t.Links) -> str:
-    """Every repository whose newest `.github/prgate.yml` is invalid: the owner must fix it, and until
-    then its last valid configuration stays in force (docs/configuration.md)."""
+def render_config_problems(problems: Sequence[ConfigProblem], links: t.Links,
+                           bitbucket: tuple[t.Links, frozenset[int]] | None = None) -> str:
+    """Every repository whose newest config file (`.github/prgate.yml`, Bitbucket's `.prgate.yml`) is
+    invalid: the owner must fix it, and until then its last valid configuration stays in force
+    (docs/configuration.md). ``bitbucket``: Bitbucket's links and which repository ids are its."""
+
+    def repo_links(repo_id: int) -> t.Links:
+        return bitbucket[0] if bitbucket is not None and repo_id in bitbucket[1] else links
+
     if not problems:
         return ""
     rows = (
-        _raw_cell(_link(links.repo(p.repo_full_name), p.repo_full_name))
+        _raw_cell(_link(repo_links(p.repo_id).repo(p.repo_full_name), p.repo_full_name))
         + _cell(p.installation_id, "num")
         + _raw_cell(f"<span class=errtext>{t.esc(p.error)}</span>")
         + _raw_cell(f"<code>{t.esc(p.error_sha[:12])}</code>" if p.error_sha else "<span class=muted>—</span>")
@@ -189,16 +197,21 @@ def render_config_problems(problems: Sequence[ConfigProblem], links: t.Links) ->
 
 
 def render_installations(installs: Sequence[InstallationRow], links: t.Links,
-                         problems: Sequence[ConfigProblem] = ()) -> str:
+                         problems: Sequence[ConfigProblem] = (), workspaces: Sequence[WorkspaceOverview] = (),
+                         bitbucket_links: t.Links | None = None) -> str:
     active = sum(i.status == "ACTIVE" for i in installs)
     repos = sum(r.removed_at is None for i in installs for r in i.repositories if i.status != "DELETED")
+    repos += sum(r.removed_at is None for w in workspaces for r in w.repositories if w.status == "ACTIVE")
     pending = sum(r.pending_challenges for i in installs for r in i.repositories)
+    pending += sum(r.pending_challenges for w in workspaces for r in w.repositories)
     invalid = {p.repo_id: p for p in problems}
     parts = [
         "<div class=cards>", _card("installations", len(installs)), _card("active", active),
+        _card("Bitbucket workspaces", len(workspaces)),
         _card("repositories installed", repos), _card("pending challenges", pending),
         _card("invalid config files", len(problems), "bad" if problems else ""), "</div>",
-        render_config_problems(problems, links),
+        render_config_problems(problems, links, (
+            bitbucket_links or links, frozenset(r.repo_id for w in workspaces for r in w.repositories))),
     ]
     if not installs:
         parts.append("<p class=muted>No installation yet: install the GitHub App on an account.</p>")
@@ -227,6 +240,48 @@ def render_installations(installs: Sequence[InstallationRow], links: t.Links,
             ("Repository", "Id", "Visibility", "Install status", "Pending challenges", "Added", "Removed",
              "Config file", "Settings"),
             rows, "No repository recorded for this installation.",
+        ))
+    if workspaces:
+        parts.append(render_workspaces(workspaces, bitbucket_links or links, invalid))
+    return "".join(parts)
+
+
+_WORKSPACE_STATUS = {"ACTIVE": ("connected", "good"), "DISCONNECTED": ("disconnected", "bad")}
+
+
+def render_workspaces(workspaces: Sequence[WorkspaceOverview], links: t.Links,
+                      invalid: Mapping[int, ConfigProblem]) -> str:
+    """The Bitbucket workspaces, as the installations above: connected or not, and each repository
+    with its settings page (by id, as GitHub's)."""
+    parts = ["<h2>Bitbucket workspaces</h2>"]
+    for ws in workspaces:
+        label, cls = _WORKSPACE_STATUS.get(ws.status, (ws.status, ""))
+        since = ws.connected_at if ws.status == "ACTIVE" else ws.disconnected_at
+        discovered = f" · discovered {when(ws.last_discovered_at)}" if ws.last_discovered_at else ""
+        parts.append(
+            f"<h3>{_link(links.repo(ws.slug), ws.slug)} <span class=muted>(workspace) · workspace {ws.tenant_id} · "
+            f"{t.esc(label)} {t.esc(when(since))}{t.esc(discovered)}</span> "
+            f'<span class="{cls}">{t.esc(label.upper())}</span></h3>'
+        )
+        if ws.last_error:
+            parts.append(f"<p class=errtext>Last error: {t.esc(ws.last_error)}</p>")
+        rows = (
+            _raw_cell(_link(links.repo(r.full_name), r.full_name))
+            + _cell(r.repo_id, "num")
+            + _cell("private" if r.private else "public")
+            + _status_cell("NOT_INSTALLED" if r.removed_at is not None or ws.status != "ACTIVE" else "ACTIVE")
+            + _cell(r.pending_challenges, "num")
+            + _cell(when(r.added_at))
+            + _cell(when(r.removed_at) if r.removed_at else "")
+            + (_raw_cell(f"<span class=bad title=\"{t.esc(invalid[r.repo_id].error)}\">invalid</span>")
+               if r.repo_id in invalid else _cell(""))
+            + _raw_cell(_link(f"/settings/{r.repo_id}", "settings"))
+            for r in ws.repositories
+        )
+        parts.append(_table(
+            ("Repository", "Id", "Visibility", "Status", "Pending challenges", "Added", "Removed", "Config file",
+             "Settings"),
+            rows, "No repository discovered in this workspace.",
         ))
     return "".join(parts)
 
@@ -422,8 +477,10 @@ def _links(request: web.Request) -> t.Links:
 async def _installations(request: web.Request) -> str:
     async with request.app[DB_POOL].acquire() as conn:
         installs = await store.installations_overview(conn)
+        workspaces = await store.workspaces_overview(conn)
         problems = await config_store.problems(conn)
-    return render_installations(installs, _links(request), problems)
+    bitbucket = t.Links(request.app[SETTINGS].bitbucket_web_url, Provider.BITBUCKET)
+    return render_installations(installs, _links(request), problems, workspaces, bitbucket)
 
 
 async def _challenges(request: web.Request) -> str:

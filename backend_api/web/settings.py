@@ -1,16 +1,21 @@
-"""The settings page of a repository, for its admins: ``/settings/{repo_id}`` and ``/settings/{owner}/{repo}``.
+"""The settings page of a repository, for its admins: ``/settings/{repo_id}`` and ``/settings/{owner}/{repo}``
+(``/settings/{workspace}/{slug}?provider=bitbucket`` for a Bitbucket repository).
 
 The same access check and the same write as the owner API (``http.owner.admin_access`` and
-``write_settings``: signed in with GitHub, GitHub saying the user is an admin, by user id and
-repository id); a form post must carry the session's CSRF token for this page (``auth.session``),
+``write_settings``: signed in with the repository's provider, that provider saying the user is an
+admin, by user id and repository id); signed out, the page offers the repository's provider's
+sign-in. A form post must carry the session's CSRF token for this page (``auth.session``),
 else 403 and nothing is written. A saved form redirects back to the page (303), which says so.
 Server-rendered, no JavaScript; every value is escaped (``templates.esc``).
 
-The repository's `.github/prgate.yml` wins over these settings, key by key (docs/configuration.md):
-a field the file sets is shown with the file's value, read-only, naming the file; a save keeps the
-stored value of such a field as it was (a disabled control is not posted), so it applies again once
-the file drops the key. An invalid file is reported above the form, with its error. Each field's
-help text is `RepoSettings`' description, the source the JSON Schema and the docs share.
+The repository's config file (`.github/prgate.yml`, on Bitbucket `.prgate.yml`) wins over these
+settings, key by key (docs/configuration.md): a field the file sets is shown with the file's value,
+read-only, naming the file; a save keeps the stored value of such a field as it was (a disabled
+control is not posted), so it applies again once the file drops the key. An invalid file is
+reported above the form, with its error. Each field's
+help text is `RepoSettings`' description, the source the JSON Schema and the docs share (the
+whitelist's says what a name is on the repository's provider; author associations, GitHub's alone,
+are not shown for a Bitbucket repository and a save keeps them as stored).
 """
 
 from __future__ import annotations
@@ -27,15 +32,30 @@ from multidict import MultiDictProxy
 
 from backend_api.auth.session import CSRF_SCOPE_LOGOUT, CSRF_SCOPE_SETTINGS_PAGE, Session
 from backend_api.http.errors import ApiError
-from backend_api.http.owner import RepoAccess, admin_access, repo_ref, settings_view, write_settings
+from backend_api.http.owner import RepoAccess, admin_access, repo_ref, resolve, settings_view, write_settings
 from backend_api.keys import DB_POOL, SESSIONS, SETTINGS
 from backend_api.store import repo_config, repo_settings
 from backend_api.web import templates as t
 from backend_api.web.revocation import current_session
+from shared_contracts.actions import Provider
 from shared_contracts.owner import RepoSettings
-from shared_contracts.repo_config import CONFIG_PATH
+from shared_contracts.repo_config import BITBUCKET_CONFIG_PATH, CONFIG_PATH
 
 log = logging.getLogger(__name__)
+
+# Where each provider's repository keeps its config file (docs/configuration.md, docs/bitbucket.md).
+CONFIG_FILES = {Provider.GITHUB: CONFIG_PATH, Provider.BITBUCKET: BITBUCKET_CONFIG_PATH}
+# Fields that mean nothing on a provider: author associations are GitHub's alone.
+HIDDEN_FIELDS = {Provider.GITHUB: frozenset[str](), Provider.BITBUCKET: frozenset({"exempt_associations"})}
+# What a whitelisted name is on each provider (the field's description is GitHub's wording).
+_WHITELIST_HELP = {
+    Provider.GITHUB: "GitHub logins never gated. Each is resolved to its user id when the settings are saved or "
+                     "the file is read; a login GitHub does not know refuses the save (or makes the file invalid).",
+    Provider.BITBUCKET: "Bitbucket nicknames (or Atlassian account ids) never gated. Each is matched, when the "
+                        "settings are saved, to an account prgate knows (someone who opened or commented on a pull "
+                        "request, or signed in, in a connected workspace); a name it knows no single account of "
+                        "refuses the save: use the account id.",
+}
 
 # GitHub's author_association values (what exempt_associations compares with).
 ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", "FIRST_TIMER",
@@ -51,8 +71,12 @@ class FieldHelp:
     @property
     def help(self) -> str:
         """The field's description on `RepoSettings` (the one source of help texts), and how to type it."""
-        text = RepoSettings.model_fields[self.name].description or ""
-        return f"{text} One per line or comma-separated." if self.kind == "logins" else text
+        return self.help_for(Provider.GITHUB)
+
+    def help_for(self, provider: Provider) -> str:
+        if self.kind != "logins":
+            return RepoSettings.model_fields[self.name].description or ""
+        return f"{_WHITELIST_HELP[provider]} One per line or comma-separated."
 
 
 FIELDS: tuple[FieldHelp, ...] = (
@@ -133,19 +157,23 @@ def _control(spec: FieldHelp, value: Any, *, locked: bool = False) -> str:
 
 
 def render_form(action: str, csrf: str, values: Mapping[str, Any], answer_set: bool, *,
-                file: FileState = NO_FILE, in_force: Mapping[str, Any] | None = None) -> str:
+                file: FileState = NO_FILE, in_force: Mapping[str, Any] | None = None,
+                provider: Provider = Provider.GITHUB) -> str:
     """The form over ``values`` (the stored settings, or what was just submitted). A field ``file``
     sets shows the value in force (``in_force``) read-only, with where it comes from and the stored
-    value it overrides."""
+    value it overrides. A field the provider has no such thing for is left out (and kept on save)."""
     defaults = RepoSettings()
+    config_path = CONFIG_FILES[provider]
     parts = [f'<form method=post action="{t.esc(action)}"><input type=hidden name=csrf value="{t.esc(csrf)}">']
     for spec in FIELDS:
+        if spec.name in HIDDEN_FIELDS[provider]:
+            continue
         default = t.esc(format_default(spec, getattr(defaults, spec.name)))
         source = file.sets.get(spec.name)
         if source is None:
             parts.append(
                 f"<fieldset><legend>{t.esc(spec.name)}</legend>{_control(spec, values.get(spec.name))}"
-                f"<p class=help>{t.esc(spec.help)} Default: {default}.</p></fieldset>"
+                f"<p class=help>{t.esc(spec.help_for(provider))} Default: {default}.</p></fieldset>"
             )
             continue
         shown = (in_force or values).get(spec.name)
@@ -153,10 +181,10 @@ def render_form(action: str, csrf: str, values: Mapping[str, Any], answer_set: b
         parts.append(
             f"<fieldset class=from-file><legend>{t.esc(spec.name)} <span class=tag>set by the config file</span>"
             f"</legend>{_control(spec, shown, locked=True)}"
-            f"<p class=file role=note>Set by <code>{t.esc(source)}:{t.esc(CONFIG_PATH)}</code>, which wins over "
+            f"<p class=file role=note>Set by <code>{t.esc(source)}:{t.esc(config_path)}</code>, which wins over "
             f"this page: change it in the file. The value saved here ({t.esc(saved)}) applies again if the file "
             "drops this key.</p>"
-            f"<p class=help>{t.esc(spec.help)} Default: {default}.</p></fieldset>"
+            f"<p class=help>{t.esc(spec.help_for(provider))} Default: {default}.</p></fieldset>"
         )
     state = "An answer is stored." if answer_set else "No answer is stored: any non-empty answer is accepted."
     parts.append(
@@ -170,17 +198,18 @@ def render_form(action: str, csrf: str, values: Mapping[str, Any], answer_set: b
     return "".join(parts)
 
 
-def render_file_banner(file: FileState) -> str:
+def render_file_banner(file: FileState, provider: Provider = Provider.GITHUB) -> str:
     """Above the form: the file's error (the last valid configuration stays in force), and which
-    fields it sets."""
+    fields it sets, naming the file where the provider keeps it."""
     parts = []
     if file.error is not None:
-        parts.append(f"<div class=error role=alert><p>The config file {t.esc(CONFIG_PATH)} is invalid: "
+        parts.append(f"<div class=error role=alert><p>The config file {t.esc(CONFIG_FILES[provider])} is invalid: "
                      f"{t.esc(file.error)}</p><p>The last valid configuration stays in force until it is fixed on "
                      "the default branch.</p></div>")
     if file.sets:
         names = ", ".join(f"<code>{t.esc(k)}</code>" for k in file.sets)
-        parts.append(f"<p class=note role=note>The config file sets {names}: those fields are read-only here "
+        parts.append(f"<p class=note role=note>The config file <code>{t.esc(CONFIG_FILES[provider])}</code> sets "
+                     f"{names}: those fields are read-only here "
                      "(the file wins).</p>")
     return "".join(parts)
 
@@ -230,42 +259,79 @@ def _who(request: web.Request, session: Session) -> str:
 
 
 _TITLES = {401: "Please sign in", 403: "Not allowed", 404: "Repository not found", 422: "Not saved",
-           429: "Too many requests", 502: "GitHub unavailable", 503: "Not configured"}
+           429: "Too many requests", 502: "Provider unavailable", 503: "Not configured"}
+
+
+def _self(request: web.Request) -> str:
+    """This page's own address: its path, and ``?provider=bitbucket`` when a name needs it."""
+    if "repo_id" not in request.match_info and request.query.get("provider") == Provider.BITBUCKET.value:
+        return f"{request.path}?provider={Provider.BITBUCKET.value}"
+    return request.path
 
 
 def _refused(request: web.Request, session: Session, exc: ApiError) -> web.Response:
-    return t.error_page(exc.status, _TITLES.get(exc.status, "Not allowed"), exc.message, _who(request, session))
+    text = exc.message
+    if exc.error == "wrong_provider":  # the other provider's account is the one that can be admin here
+        other = Provider.BITBUCKET if session.provider is Provider.GITHUB else Provider.GITHUB
+        return t.error_page(exc.status, "Not allowed", text, _who(request, session)
+                            + t.sign_in_button(_self(request), other))
+    return t.error_page(exc.status, _TITLES.get(exc.status, "Not allowed"), text, _who(request, session))
 
 
-def _sign_in(request: web.Request, *, posted: bool) -> web.Response:
+async def _page_provider(request: web.Request) -> Provider:
+    """Whose sign-in a signed-out visitor is offered: the repository's provider (GitHub's when
+    prgate knows no such repository: the page then says so after sign-in, as before)."""
+    try:
+        ref = repo_ref(request)
+    except ApiError:
+        return Provider.GITHUB
+    if ref.provider is not None:
+        return ref.provider
+    async with request.app[DB_POOL].acquire() as conn:
+        target = await resolve(conn, ref)
+    return Provider.GITHUB if target is None else target.provider
+
+
+async def _sign_in(request: web.Request, *, posted: bool) -> web.Response:
+    provider = await _page_provider(request)
+    name = t.PROVIDER_NAMES[provider]
     why = "You are not signed in (or your session expired), so nothing was saved. " if posted else ""
     return t.page(
         "Repository settings",
-        f"<p>{why}The settings page is for the repository's admins. Sign in with GitHub to continue.</p>"
-        + t.sign_in_button(request.path),
+        f"<p>{why}The settings page is for the repository's admins. Sign in with {name} to continue.</p>"
+        + t.sign_in_button(_self(request), provider),
         401,
     )
 
 
+def _links(request: web.Request, provider: Provider) -> t.Links:
+    settings = request.app[SETTINGS]
+    if provider is Provider.BITBUCKET:
+        return t.Links(settings.bitbucket_web_url, Provider.BITBUCKET)
+    return t.Links(settings.github_web_url)
+
+
 def _body(request: web.Request, access: RepoAccess, values: Mapping[str, Any], answer_set: bool,
           banner: str, file: FileState, in_force: Mapping[str, Any]) -> str:
-    links = t.Links(request.app[SETTINGS].github_web_url)
+    links = _links(request, access.provider)
     csrf = request.app[SESSIONS].csrf_token(access.session, CSRF_SCOPE_SETTINGS_PAGE)
     name = access.repo_full_name
     return (
         _CSS + f'<p>Gate settings of <a href="{t.esc(links.repo(name))}">{t.esc(name)}</a> '
-        f"<span class=muted>(repository {access.repo_id})</span>. They apply from the next decision on.</p>"
-        + banner + render_file_banner(file)
-        + render_form(request.path, csrf, values, answer_set, file=file, in_force=in_force)
+        f"<span class=muted>({t.PROVIDER_NAMES[access.provider]} repository {access.repo_id})</span>. "
+        "They apply from the next decision on.</p>"
+        + banner + render_file_banner(file, access.provider)
+        + render_form(_self(request), csrf, values, answer_set, file=file, in_force=in_force,
+                      provider=access.provider)
         + _who(request, access.session)
     )
 
 
 @t.html_errors
 async def settings_page(request: web.Request) -> web.StreamResponse:
-    session = await current_session(request)
+    session = await current_session(request, provider=None)  # which provider may act: admin_access says
     if session is None:
-        return _sign_in(request, posted=False)
+        return await _sign_in(request, posted=False)
     try:
         access = await admin_access(request, session, repo_ref(request))
     except ApiError as exc:
@@ -292,9 +358,9 @@ def _form_values(form: MultiDictProxy[Any]) -> tuple[dict[str, str], list[str]]:
 
 @t.html_errors
 async def settings_submit(request: web.Request) -> web.StreamResponse:
-    session = await current_session(request)
+    session = await current_session(request, provider=None)
     if session is None:
-        return _sign_in(request, posted=True)
+        return await _sign_in(request, posted=True)
     form = await request.post()
     raw_token = form.get("csrf")
     token = raw_token if isinstance(raw_token, str) else None
@@ -311,8 +377,9 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
     single, associations = _form_values(form)
     values, answer = parse_form(single, associations)
     stored, file = await _stored_and_file(request, access)
-    # A field the file sets is not posted (disabled): keep what is stored, never what the browser left out.
-    values.update({name: getattr(stored, name) for name in file.sets})
+    # A field the file sets is not posted (disabled), nor one the provider has no such thing for (not
+    # shown): keep what is stored, never what the browser left out.
+    values.update({name: getattr(stored, name) for name in (*file.sets, *HIDDEN_FIELDS[access.provider])})
     try:
         await write_settings(request, access, values, answer)
     except ApiError as exc:
@@ -326,7 +393,9 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
         view = await settings_view(request, access)
         return t.page("Repository settings", _body(request, access, values, view.challenge_answer_set, banner, file,
                                                    view.model_dump()), 422)
-    return web.Response(status=303, headers={"Location": f"{quote(request.path)}?saved=1", **t.SECURITY_HEADERS})
+    query = _self(request).partition("?")[2]
+    location = f"{quote(request.path)}?{query + '&' if query else ''}saved=1"
+    return web.Response(status=303, headers={"Location": location, **t.SECURITY_HEADERS})
 
 
 def add_settings_routes(app: web.Application) -> None:

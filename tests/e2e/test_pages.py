@@ -363,6 +363,45 @@ async def test_a_bitbucket_author_verifies_with_sign_in_with_bitbucket(
     await context.close()
 
 
+async def test_bitbucket_workspaces_are_beside_the_installations(
+    stack: PagesStack, browser: Browser, db: asyncpg.Pool
+) -> None:
+    tenant = await connect_workspace(db)  # acme, connected
+    await gate_bitbucket_pr(db, stack.backend_url)  # records acme/widgets and a delivery for it
+    async with db.acquire() as conn:
+        repo_id = await conn.fetchval("SELECT repo_id FROM bitbucket_repositories WHERE full_name = 'acme/widgets'")
+        gone = await conn.fetchval(
+            """INSERT INTO bitbucket_workspaces (workspace_uuid, slug, status, disconnected_at)
+               VALUES ('0e0e0e0e-1f1f-4a2a-8b3b-4c4c4c4c4c4c', 'globex', 'DISCONNECTED', now()) RETURNING tenant_id""")
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in(page, stack, OPERATOR)
+    await page.wait_for_url(f"{stack.backend_url}/dashboard")
+    await expect(page.get_by_role("heading", name="Bitbucket workspaces")).to_be_visible()
+    acme = page.locator("h3", has_text=f"workspace {tenant}")
+    await expect(acme).to_contain_text("CONNECTED")
+    await expect(acme.get_by_role("link", name="acme")).to_have_attribute(
+        "href", f"{stack.simulator.url}/bitbucket/acme")
+    await expect(page.locator("h3", has_text=f"workspace {gone}")).to_contain_text("DISCONNECTED")
+    widgets = page.locator("tr", has_text="acme/widgets")
+    await expect(widgets.locator("td").nth(1)).to_have_text(str(repo_id))
+    await expect(widgets.locator("td").nth(4)).to_have_text("1")  # its pending challenge
+    await expect(widgets.get_by_role("link", name="acme/widgets")).to_have_attribute(
+        "href", f"{stack.simulator.url}/bitbucket/acme/widgets")
+    await expect(page.locator(".card", has_text="Bitbucket workspaces")).to_contain_text("2")
+    await shot(page, stack.shots, "dashboard-bitbucket")
+    await widgets.get_by_role("link", name="settings").click()
+    await page.wait_for_url(f"{stack.backend_url}/settings/{repo_id}")  # by id; a GitHub session is refused there
+    await expect(page.get_by_role("alert")).to_contain_text("is a Bitbucket repository")
+
+    # The delivery names the Bitbucket repository by its full name, not by its id.
+    await page.goto(f"{stack.backend_url}/dashboard/deliveries")
+    row = page.locator("tr", has_text="pullrequest")
+    await expect(row.first).to_contain_text("acme/widgets")
+    assert f"repo {repo_id}" not in await _main_text(page)
+    await context.close()
+
+
 async def test_api_reference_page_works_offline(stack: PagesStack, browser: Browser) -> None:
     context = await browser.new_context()
     page = await context.new_page()

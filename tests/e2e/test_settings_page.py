@@ -239,7 +239,7 @@ async def test_fields_the_config_file_sets_are_read_only_and_a_save_keeps_their_
     assert (await _push_config(stack, "warn_only: true\ndeadline_seconds: 600\n", "push-1"))["status"] == "ACCEPTED"
     await page.goto(f"{stack.backend_url}/settings/{FULL_NAME}")
     main = page.locator("main")
-    await expect(main).to_contain_text("The config file sets deadline_seconds, warn_only")
+    await expect(main).to_contain_text("The config file .github/prgate.yml sets deadline_seconds, warn_only")
     warn = page.get_by_label("Warn only")
     await expect(warn).to_be_checked()  # the file's value, in force
     await expect(warn).to_be_disabled()

@@ -194,11 +194,22 @@ async def test_tenant_tokens_never_read_another_tenants_repositories(stack: Stac
                     assert body["message"].replace(str(repo_id), "X").replace(full_name, "X") == \
                         unknown_body["message"].replace("999999", "X").replace("nobody/nothing", "X")
     assert cross_tenant_reads == 0
-    # The per-repository owner routes are GitHub's on this branch: a Bitbucket id is unknown there
-    # for every caller, its own workspace's token included (docs/api-tokens.md).
-    for token, _ in (tokens["workspace"], tokens["operator"]):
-        for path in read_paths(stack.bitbucket_repo_id, BITBUCKET_REPO):
-            assert (await stack.get(path, bearer(token)))[0] == 404, path
+    # The Bitbucket repository through the same routes, by id and by name with ?provider=bitbucket:
+    # its workspace's token and the operator's read it; no other tenant's token does (404, as unknown).
+    bb_paths = [f"/api/v1/repos/{stack.bitbucket_repo_id}/{suffix}" for suffix in READ_SUFFIXES] + [
+        f"/api/v1/repos/{BITBUCKET_REPO}/{suffix}?provider=bitbucket" for suffix in READ_SUFFIXES]
+    for name, (token, visible) in tokens.items():
+        for path in bb_paths:
+            status, body = await stack.get(path, bearer(token))
+            if stack.bitbucket_repo_id in visible:
+                assert status == 200, (name, path, body)
+            else:
+                cross_tenant_reads += status == 200
+                assert (status, body["error"]) == (404, "not_found"), (name, path, body)
+    assert cross_tenant_reads == 0
+    # By name without ?provider the name is GitHub's, and no GitHub repository has it.
+    for path in read_paths(stack.bitbucket_repo_id, BITBUCKET_REPO)[len(READ_SUFFIXES):]:
+        assert (await stack.get(path, bearer(tokens["workspace"][0])))[0] == 404, path
     bb = next(i for i in (await stack.get("/api/v1/repositories", bearer(tokens["workspace"][0])))[1]["items"])
     assert bb == {"id": stack.bitbucket_repo_id, "provider": "bitbucket", "full_name": BITBUCKET_REPO,
                   "tenant_id": stack.workspace_id, "tenant": WORKSPACE_SLUG}
@@ -208,7 +219,8 @@ async def test_tenant_tokens_never_read_another_tenants_repositories(stack: Stac
     for token, _ in tokens.values():
         assert token not in listed
     metrics = await (await stack.client.get("/metrics")).text()
-    assert 'backend_api_token_auth_total{outcome="out_of_scope"} 48.0' in metrics
+    # 48 on GitHub's repositories, 24 on the Bitbucket one (three other tenants' tokens, 8 paths each).
+    assert 'backend_api_token_auth_total{outcome="out_of_scope"} 72.0' in metrics
 
 
 async def test_an_operator_session_reads_everything_and_another_session_no_list(stack: Stack) -> None:

@@ -676,8 +676,9 @@ async def test_owner_routes_are_in_the_openapi_document(owner: Owner) -> None:
     assert by_name == by_id - {"github-app-status"}
     named = paths["/api/v1/repos/{owner}/{repo}/settings"]
     assert set(named) == {"get", "put", "patch"}
-    assert [(p["name"], p["schema"]["type"]) for p in named["patch"]["parameters"]] == [
-        ("owner", "string"), ("repo", "string")]
+    assert [(p["name"], p["in"], p["schema"]["type"]) for p in named["patch"]["parameters"]] == [
+        ("owner", "path", "string"), ("repo", "path", "string"), ("provider", "query", "string")]
+    assert named["patch"]["parameters"][2]["schema"]["enum"] == ["github", "bitbucket"]
     ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
     assert len(ids) == len(set(ids))
     assert "patch_repo_settings_by_name" in ids

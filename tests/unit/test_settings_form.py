@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from backend_api.web.settings import FIELDS, format_default, parse_form, render_form
+from backend_api.web.settings import FIELDS, FileState, format_default, parse_form, render_file_banner, render_form
+from shared_contracts.actions import Provider
 from shared_contracts.owner import RepoSettings
 
 
@@ -39,3 +40,24 @@ def test_every_settings_field_is_on_the_page_with_its_default() -> None:
     assert "Default: OWNER, MEMBER, COLLABORATOR." in html
     # Submitted values are escaped.
     assert "<script>" not in render_form("/s", "t", {"challenge_question": "<script>x"}, answer_set=True)
+
+
+def test_the_config_file_is_named_where_the_provider_keeps_it() -> None:
+    file = FileState(sets={"warn_only": "acme/widgets"}, error="warn_only: not a boolean")
+    github = render_file_banner(file) + render_form("/settings/1", "t", {}, False, file=file)
+    bitbucket = (render_file_banner(file, Provider.BITBUCKET)
+                 + render_form("/settings/2", "t", {}, False, file=file, provider=Provider.BITBUCKET))
+    assert ".github/prgate.yml" in github
+    assert ".prgate.yml" in bitbucket
+    assert ".github/prgate.yml" not in bitbucket
+    assert "acme/widgets:.prgate.yml" in bitbucket  # the field's note names the file that set it
+
+
+def test_a_bitbucket_form_has_no_author_associations_and_says_nicknames() -> None:
+    github = render_form("/settings/1", "t", {}, False)
+    bitbucket = render_form("/settings/2", "t", {}, False, provider=Provider.BITBUCKET)
+    assert "exempt_associations" in github
+    assert "GitHub logins never gated" in github
+    assert "exempt_associations" not in bitbucket
+    assert "Bitbucket nicknames" in bitbucket
+    assert "GitHub logins" not in bitbucket
