@@ -88,7 +88,14 @@ async def call(backend_url: str, key: str, method: str, path_qs: str, body: Any 
     return answer
 
 
-def _connected_line(answer: dict[str, Any]) -> str:
+async def connect(backend_url: str, key: str, workspace: str, token: str) -> dict[str, Any]:
+    """`prgate bitbucket connect`'s call (also the demo's, prgate/demo.py): the backend's answer."""
+    answer: dict[str, Any] = await call(backend_url, key, "POST", WORKSPACES_PATH,
+                                        {"workspace": workspace, "token": token})
+    return answer
+
+
+def connected_line(answer: dict[str, Any]) -> str:
     added, removed = answer.get("added_repositories", []), answer.get("removed_repositories", [])
     change = f"; {len(added)} added, {len(removed)} removed since last time" if added or removed else ""
     return (f"connected Bitbucket workspace {answer['slug']} (tenant {answer['tenant_id']}): "
@@ -108,8 +115,7 @@ async def _run(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -
     backend_url: str = args.backend_url or environ.get("BACKEND_URL") or DEFAULT_BACKEND_URL
     if args.action == "connect":
         token = read_token(args.token_file, environ)
-        answer = await call(backend_url, key, "POST", WORKSPACES_PATH, {"workspace": args.workspace, "token": token})
-        print(_connected_line(answer), file=out)
+        print(connected_line(await connect(backend_url, key, args.workspace, token)), file=out)
     elif args.action == "disconnect":
         path = f"{WORKSPACES_PATH}/{quote(args.workspace, safe='')}" + ("?purge=true" if args.purge else "")
         print(_disconnected_line(await call(backend_url, key, "DELETE", path)), file=out)

@@ -1,7 +1,9 @@
 """The scripted scenario `prgate up` plays against the simulator when no GitHub App is configured.
 
 Everything goes through the real path: the simulator sends signed webhooks to the receiver,
-the backend decides, workers write to the simulator's GitHub API.
+the backend decides, workers write to the simulator's GitHub API. Then the same for Bitbucket: a
+workspace connected as `prgate bitbucket connect` does (the hook registered on the simulator's
+Bitbucket), a newcomer's pull request gated and verified through "Sign in with Bitbucket".
 """
 
 from __future__ import annotations
@@ -17,7 +19,22 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-PR_MARKER = "<!-- prgate:pr-comment -->"
+from backend_api.challenges.messages import PR_COMMENT_MARKER
+from bot_worker.providers.bitbucket.runner import markdown_payload
+from prgate.bitbucket_cli import connect, connected_line
+from shared_contracts.actions import CommentPayload
+
+PR_MARKER = PR_COMMENT_MARKER
+# How our comment's marker reads on Bitbucket (the worker writes it in Markdown, not HTML).
+BITBUCKET_MARKER = markdown_payload(CommentPayload(marker=PR_COMMENT_MARKER, body=PR_COMMENT_MARKER)).marker
+
+# The demo's Bitbucket workspace. Its UUIDs are fixed: the simulator starts empty on every run while
+# the backend keeps the workspace, so the same UUIDs make a second run's connect the same workspace
+# again (the token replaced, the hook created anew) rather than a slug taken over.
+BB_WORKSPACE = "demo-team"
+BB_WORKSPACE_UUID = "{d3e0a000-0000-4000-8000-00000000b0b0}"
+BB_REPO = "gadgets"
+BB_REPO_UUID = "{d3e0a000-0000-4000-8000-00000000b0b1}"
 
 
 PRS_PER_PLAY = 3
@@ -29,12 +46,15 @@ class Demo:
     who are new to it, and puts back the deadline the last play shortened."""
 
     def __init__(self, session: aiohttp.ClientSession, simulator_url: str, backend_url: str,
-                 say: Callable[[str], None], *, play: int = 0) -> None:
+                 say: Callable[[str], None], *, play: int = 0, admin_key: str | None = None) -> None:
         self._s = session
         self._sim = simulator_url.rstrip("/")
+        self._bb = f"{self._sim}/bitbucket"  # BITBUCKET_API_URL and BITBUCKET_WEB_URL of the demo
         self._backend = backend_url.rstrip("/")
         self._say = say
         self._play = play
+        # Connecting a workspace is the operator's, signed with the admin key; without one, GitHub only.
+        self._admin_key = admin_key
 
     def _pr(self, step: int) -> int:
         return self._play * PRS_PER_PLAY + step
@@ -146,26 +166,91 @@ class Demo:
             f"({slow_poke['login']} can still verify to reopen it)")
         say(f"   see it as GitHub shows it: {self._sim}/demo-org/widgets/pull/{three} "
             f"(and {self._sim}/demo-org/widgets, {self._sim}/demo-org)")
+        if self._admin_key is not None:
+            await self.run_bitbucket(self._admin_key)
+
+    async def run_bitbucket(self, admin_key: str) -> None:
+        say = self._say
+        repo = f"{BB_WORKSPACE}/{BB_REPO}"
+        say(f"7. Bitbucket: workspace {BB_WORKSPACE} (repository {repo}) is connected, "
+            f"as `prgate bitbucket connect {BB_WORKSPACE}` does")
+        await self._bb_post("/workspaces", {"slug": BB_WORKSPACE, "uuid": BB_WORKSPACE_UUID})
+        await self._bb_post(f"/workspaces/{BB_WORKSPACE}/repositories", {"slug": BB_REPO, "uuid": BB_REPO_UUID})
+        token = (await self._bb_post(f"/workspaces/{BB_WORKSPACE}/tokens", {}))["token"]
+        answer = await connect(self._backend, admin_key, BB_WORKSPACE, str(token))
+        say(f"   {connected_line(answer)}")
+        hooks = (await self._get(f"{self._bb}/_sim/workspaces/{BB_WORKSPACE}/hooks"))["hooks"]
+        say("   the hook on Bitbucket: " + ", ".join(h["url"] for h in hooks))
+
+        # Each play a contributor new to the backend, on a pull request id the kept data has not seen.
+        suffix = f"-{self._play + 1}" if self._play else ""
+        nickname, account_id = f"newcomer{suffix}", f"557058:demo-newcomer{suffix}"
+        number = self._play + 1
+        await self._bb_post("/users", {"account_id": account_id, "nickname": nickname,
+                                       "display_name": nickname.title()})
+        say(f"8. Bitbucket: {nickname} (no permission on {repo}) opens pull request #{number}")
+        pr = await self._bb_post(f"/repositories/{repo}/pullrequests", {
+            "id": number, "author": account_id, "title": "Fix the frobnicator",
+            "source_branch": f"{nickname}/frobnicator",
+        })
+        head = str(pr["source"]["commit"]["hash"])
+        body = await self._until("Bitbucket gate comment", lambda: self._bb_comment(repo, number))
+        link = next((w for w in body.split() if "/verify/" in w), "?")
+        say(f"   prgate commented on #{number} asking to verify: {link}")
+
+        say(f"9. {nickname} opens the link, signs in with Bitbucket and accepts the statement")
+        await self.verify_as(link, nickname, provider="bitbucket")
+        body = await self._until("Bitbucket verified comment", self._bb_comment_says(repo, number, "has verified"))
+        say("   prgate: " + body.replace(BITBUCKET_MARKER, "").strip().splitlines()[0])
+        state = await self._until("SUCCESSFUL status", self._bb_status(repo, head, "SUCCESSFUL"))
+        say(f"   build status prgate on {head[:12]}: {state}")
+        say(f"   see it as Bitbucket shows it: {self._bb}/{repo}/pull-requests/{number}")
+
+    async def _bb_post(self, path: str, body: dict[str, Any]) -> Any:
+        return await self._sim_post(f"/bitbucket/_sim{path}", body)
+
+    async def _bb_comment(self, repo: str, number: int) -> str | None:
+        """Our comment: the marker, written by the workspace token's bot (an app_user)."""
+        answer = await self._get(f"{self._bb}/_sim/repositories/{repo}/pullrequests/{number}/comments")
+        ours = [c["content"]["raw"] for c in answer["comments"]
+                if BITBUCKET_MARKER in c["content"]["raw"] and c["user"]["type"] == "app_user"]
+        return ours[-1] if ours else None
+
+    def _bb_comment_says(self, repo: str, number: int, text: str) -> Callable[[], Awaitable[str | None]]:
+        async def probe() -> str | None:
+            body = await self._bb_comment(repo, number)
+            return body if body and text in body else None
+        return probe
+
+    def _bb_status(self, repo: str, commit: str, expected: str) -> Callable[[], Awaitable[str | None]]:
+        async def probe() -> str | None:
+            answer = await self._get(f"{self._bb}/_sim/repositories/{repo}/commit/{commit}/statuses")
+            states = [s["state"] for s in answer["statuses"] if s["key"] == "prgate"]
+            return expected if expected in states else None
+        return probe
 
     @staticmethod
-    async def _sign_in(browser: aiohttp.ClientSession, login_url: str, login: str) -> str:
-        """GitHub's OAuth web flow; returns the page the backend sends the signed-in person to."""
+    async def _sign_in(browser: aiohttp.ClientSession, login_url: str, login: str, provider: str = "github") -> str:
+        """The provider's OAuth web flow; returns the page the backend sends the signed-in person to."""
         async with browser.get(login_url, allow_redirects=False) as resp:
             authorize = resp.headers["Location"]
-        # On GitHub the person clicks "Authorize"; the simulator takes the login as a parameter.
-        async with browser.get(f"{authorize}&login={login}") as resp:
+        # There the person clicks "Authorize" ("Grant access" on Bitbucket); the simulator takes who
+        # as a parameter instead: GitHub's `login`, Bitbucket's `user` (a nickname or an account id).
+        who = {"github": "login", "bitbucket": "user"}[provider]
+        async with browser.get(f"{authorize}&{who}={login}") as resp:
             return await resp.text()
 
-    async def verify_as(self, link: str, login: str) -> None:
-        """The real browser flow over HTTP: verification page → GitHub sign-in → form submit."""
+    async def verify_as(self, link: str, login: str, provider: str = "github") -> None:
+        """The real browser flow over HTTP: verification page → sign-in with the challenge's provider
+        (GitHub, or Bitbucket for a Bitbucket pull request) → form submit."""
         # A cookie jar of its own; unsafe=True because the demo's hosts are IP addresses.
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
             async with browser.get(link) as resp:
                 page = await resp.text()
-            sign_in = re.search(r'href="([^"]*/auth/github/login[^"]*)"', page)
+            sign_in = re.search(rf'href="([^"]*/auth/{provider}/login[^"]*)"', page)
             if sign_in is None:
-                raise RuntimeError("verification page offers no sign-in")
-            page = await self._sign_in(browser, urljoin(link, html.unescape(sign_in.group(1))), login)
+                raise RuntimeError(f"verification page offers no sign-in with {provider}")
+            page = await self._sign_in(browser, urljoin(link, html.unescape(sign_in.group(1))), login, provider)
             csrf = re.search(r'name=csrf value="([^"]+)"', page)
             if csrf is None:
                 raise RuntimeError(f"no verification form for {login} (status {resp.status})")

@@ -109,12 +109,15 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def write_env_file(path: Path, values: Mapping[str, str]) -> None:
+ENV_FILE_HEADER = "Written by `prgate up` while it runs; removed when it stops. Do not edit."
+
+
+def write_env_file(path: Path, values: Mapping[str, str], header: str = ENV_FILE_HEADER) -> None:
     """Mode 0600 from the first byte: it holds internal keys."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write("# Written by `prgate up` while it runs; removed when it stops. Do not edit.\n")
+        out.write(f"# {header}\n")
         out.writelines(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
     os.chmod(tmp, 0o600)
     tmp.replace(path)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from prgate.embedded import ENV_FILE, write_env_file
+from prgate.embedded import ENV_FILE, read_env_file, write_env_file
 from prgate.lifeline import child_env
 
 log = logging.getLogger("prgate.up")
@@ -46,6 +46,27 @@ def demo_app_key(data_dir: Path) -> Path:
     return path
 
 
+DEMO_SECRETS = "demo-secrets"  # in the data dir: the demo's Bitbucket keys, kept across runs
+
+
+def demo_bitbucket_secrets(data_dir: Path) -> dict[str, str]:
+    """The demo's credential key and hook master, generated once and kept in the data dir (0600, as
+    `.data/env`). Kept, not made per run: the workspace token the demo connects is stored encrypted
+    in the kept database, and the backend refuses to start when no key opens it."""
+    from cryptography.fernet import Fernet
+
+    path = data_dir / DEMO_SECRETS
+    kept = read_env_file(path) if path.exists() else {}
+    values = {
+        "PRGATE_ENCRYPTION_KEY": kept.get("PRGATE_ENCRYPTION_KEY") or Fernet.generate_key().decode(),
+        "BITBUCKET_WEBHOOK_SECRET": kept.get("BITBUCKET_WEBHOOK_SECRET") or secrets.token_hex(32),
+    }
+    if values != kept:
+        write_env_file(path, values, header="The demo's Bitbucket keys, made once by `prgate up` and kept "
+                       "(the demo database holds a token encrypted with the first). Do not edit.")
+    return values
+
+
 def configure_demo(env: dict[str, str], data_dir: Path) -> None:
     """No GitHub App configured: point everything at the simulator with a generated App."""
     sim_port = env.setdefault("SIMULATOR_PORT", "8090")
@@ -65,6 +86,11 @@ def configure_demo(env: dict[str, str], data_dir: Path) -> None:
     env["BITBUCKET_API_URL"] = env["BITBUCKET_WEB_URL"] = f"{env['GITHUB_API_URL']}/bitbucket"
     env.setdefault("BITBUCKET_OAUTH_CLIENT_ID", "prgate-sim-bitbucket-key")
     env.setdefault("BITBUCKET_OAUTH_CLIENT_SECRET", "prgate-sim-bitbucket-secret")
+    # The demo's workspace hook (registered when it connects) points at this stack's receiver.
+    env.setdefault("BOT_PUBLIC_URL", f"http://127.0.0.1:{bot_port}")
+    for variable, value in demo_bitbucket_secrets(data_dir).items():
+        if not env.get(variable):  # the shell's own wins, as for every generated key
+            env[variable] = value
     # The dashboard is operator-only: in the demo, whoever signs in as demo-operator.
     env.setdefault("PRGATE_OPERATORS", DEMO_OPERATOR)
 
@@ -139,7 +165,11 @@ async def _play_demo(env: dict[str, str], data_dir: Path, plays: int) -> None:
                        f"http://127.0.0.1:{env['BOT_PORT']}/healthz"])
     record_demo_play(data_dir, plays)
     async with aiohttp.ClientSession() as session:
-        await Demo(session, simulator, backend, lambda line: print(f"[demo] {line}", flush=True), play=plays).run()
+        # The stack's own admin key (generated for the run when the shell has none): the demo connects
+        # its Bitbucket workspace as an operator's `prgate bitbucket connect` would.
+        admin_key = env["PRGATE_ADMIN_SECRETS"].split(",")[0].strip()
+        await Demo(session, simulator, backend, lambda line: print(f"[demo] {line}", flush=True), play=plays,
+                   admin_key=admin_key).run()
 
 
 def is_demo(env: dict[str, str]) -> bool:
@@ -183,7 +213,8 @@ def run_stack(env: dict[str, str], *, workers: int, data_dir: Path, demo: bool, 
     plays = 0
     if demo:
         plays = demo_plays(data_dir, reset=reset)
-        log.info("no GitHub App configured: starting the GitHub simulator and a demo scenario (database %s, %s)",
+        log.info("no GitHub App configured: starting the GitHub and Bitbucket simulator and a demo scenario "
+                 "(database %s, %s)",
                  DEMO_DATABASE, "reset" if reset else "kept across runs; `prgate up --reset` starts from scratch")
         configure_demo(env, data_dir)
         env["DATABASE_URL"] = demo_database(env["DATABASE_URL"], reset=reset)

@@ -3,10 +3,14 @@
 A second `prgate up` in the same checkout refuses in one line with exit status 2 and the first one
 survives; a stray component does not take the stack's embedded servers; `prgate reconcile` reaches
 the stack through `.data/env`, which only its owner can read and which goes when the stack stops.
+The demo it played really happened on Bitbucket too: the simulator's pull request carries our
+verified comment and a SUCCESSFUL `prgate` status, and the challenge is VERIFIED in the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import stat
@@ -17,10 +21,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
+from backend_api.challenges import messages
+from prgate.demo import BB_REPO, BB_WORKSPACE
 from prgate.embedded import read_env_file
+from tests.support.bitbucket_sim import as_shown
 from tests.support.processes import free_port, fresh_env
 
 UP_TIMEOUT = 240.0
@@ -68,6 +77,37 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str
                 proc.wait(10)
 
 
+def _sim_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        answer: dict[str, Any] = json.loads(resp.read())
+    return answer
+
+
+def _bitbucket_challenges(database_url: str) -> list[tuple[int, str, str]]:
+    async def read() -> list[tuple[int, str, str]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch("SELECT pr_number, status, head_sha FROM challenges WHERE provider = 'bitbucket'")
+        finally:
+            await conn.close()
+        return [(r["pr_number"], r["status"], r["head_sha"]) for r in rows]
+    return asyncio.run(read())
+
+
+def assert_the_bitbucket_demo_happened(simulator: str, database_url: str) -> None:
+    """The demo's Bitbucket steps, by their witnesses rather than its printed lines."""
+    [(number, status, head)] = _bitbucket_challenges(database_url)
+    assert (number, status) == (1, "VERIFIED")
+    repo = f"{simulator}/bitbucket/_sim/repositories/{BB_WORKSPACE}/{BB_REPO}"
+    hooks = _sim_json(f"{simulator}/bitbucket/_sim/workspaces/{BB_WORKSPACE}/hooks")["hooks"]
+    assert len(hooks) == 1, hooks  # registered by the connect
+    comments = _sim_json(f"{repo}/pullrequests/1/comments")["comments"]
+    ours = [c["content"]["raw"] for c in comments if c["user"]["type"] == "app_user"]
+    assert ours == [as_shown(messages.verified_comment("newcomer"))]  # one comment, edited in place
+    statuses = _sim_json(f"{repo}/commit/{head}/statuses")["statuses"]
+    assert [(s["key"], s["state"]) for s in statuses] == [("prgate", "SUCCESSFUL")]
+
+
 def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_through_data_env(
     stack: tuple[subprocess.Popen[str], dict[str, str], list[str]], tmp_path: Path
 ) -> None:
@@ -93,8 +133,17 @@ def test_a_second_up_refuses_and_the_first_stack_keeps_serving_and_is_reachable_
     written = env_file.read_text()
     for variable in ("REDIS_URL", "DATABASE_URL", "PRGATE_WORKER_SECRETS", "GITHUB_APP_ID", "BACKEND_URL"):
         assert f"\n{variable}=" in written
-    redis_socket = Path(read_env_file(env_file)["REDIS_URL"].removeprefix("unix://"))
+    stack_env = read_env_file(env_file)
+    redis_socket = Path(stack_env["REDIS_URL"].removeprefix("unix://"))
     assert redis_socket.exists()
+    # The demo's Bitbucket keys are kept beside it (0600), for the next run on the same database.
+    secrets_file = tmp_path / ".data" / "demo-secrets"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    kept = read_env_file(secrets_file)
+    for variable in ("PRGATE_ENCRYPTION_KEY", "BITBUCKET_WEBHOOK_SECRET"):
+        assert kept[variable]
+        assert stack_env[variable] == kept[variable]
+    assert_the_bitbucket_demo_happened(f"http://127.0.0.1:{ports['SIMULATOR_PORT']}", stack_env["DATABASE_URL"])
 
     # `prgate reconcile`, as the dashboard says, from a fresh shell in the checkout: it reaches the demo.
     reconcile = _prgate(["reconcile"], tmp_path, fresh_env())

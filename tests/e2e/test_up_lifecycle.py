@@ -1,7 +1,8 @@
 """`prgate up` across runs and signals, as a user at a terminal drives it: real processes.
 
 Ctrl-C (SIGINT to the terminal's whole process group) stops the stack without a traceback; the
-demo's data is kept, so a second run replays the scenario on the next pull requests; a SIGKILLed
+demo's data is kept, so a second run replays the scenario on the next pull requests (GitHub's and
+Bitbucket's, its workspace connected again on the fresh simulator); a SIGKILLed
 supervisor takes its children with it (prgate/lifeline.py); `--reset` plays the demo as new, and
 Ctrl-C twice in the middle of it still prints no traceback.
 """
@@ -117,6 +118,11 @@ def _play_three_runs(tmp_path: Path, env: dict[str, str]) -> None:
     out = "".join(second.stdout)
     assert "played 1 time(s) on this data before" in out, out
     assert "first-timer-2 (no association) opens pull request #4" in out, out
+    # The Bitbucket workspace the first run connected is still the backend's: connecting it again on
+    # the new simulator is no failure, and the next newcomer is verified on the next pull request id.
+    assert "demo scenario failed" not in second.text(), second.text()[-6000:]
+    assert "[demo] 8. Bitbucket: newcomer-2 (no permission on demo-team/gadgets) opens pull request #2\n" in out, out
+    assert "[demo]    prgate: @newcomer-2 has verified. Thanks, and welcome!\n" in out, out
     assert (tmp_path / ".data" / "demo-plays").read_text().strip() == "2"
     children = [pid for pid in children_of(second.proc.pid)
                 if "prgate.cli" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]

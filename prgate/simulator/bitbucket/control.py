@@ -109,11 +109,14 @@ async def sim_open_pull_request(request: web.Request) -> web.Response:
     body = await json_body(request)
     workspace, slug = _repo_args(request)
     state = state_of(request)
+    number = _optional(body, "id", int)
+    if number is not None and number < 1:
+        raise SimulatorError(422, "'id' must be a positive int")
     pr = state.open_pull_request(
         workspace, slug, author=need(body, "author", str), title=_optional(body, "title", str) or "A change",
         source_branch=need(body, "source_branch", str),
         destination_branch=_optional(body, "destination_branch", str), draft=_optional(body, "draft", bool) is True,
-        description=_optional(body, "description", str) or "", files=_files(body),
+        description=_optional(body, "description", str) or "", files=_files(body), number=number,
     )
     payload = events.pull_request_event(renderer_of(request), pr, pr.author)
     return _pr_answer(request, pr, await _send(request, body, pr.workspace, "pullrequest:created", payload), 201)

@@ -213,8 +213,13 @@ class BitbucketState:
 
     def open_pull_request(self, workspace: str, slug: str, *, author: str, title: str, source_branch: str,
                           destination_branch: str | None = None, draft: bool = False,
-                          description: str = "", files: dict[str, str] | None = None) -> PullRequest:
+                          description: str = "", files: dict[str, str] | None = None,
+                          number: int | None = None) -> PullRequest:
+        """``number`` picks the PR's id (a control-API extension: a driver whose simulator restarted
+        over data kept elsewhere, as `prgate up`'s demo, must not reuse ids); unset, the next one."""
         repo = self.repository(workspace, slug)
+        if number is not None and (repo.workspace, repo.slug, number) in self.pulls:
+            raise ApiError(409, f"pull request {number} exists")
         self.user(author)
         destination = destination_branch or repo.mainbranch
         if destination not in repo.branches:
@@ -224,7 +229,8 @@ class BitbucketState:
             tree = {**base.files, **(files or {f"{source_branch.replace('/', '_')}.txt": title + "\n"})}
             self._commit(repo, source_branch, tree, title, author, base.hash)
         head = repo.branches[source_branch]
-        number = 1 + max((k[2] for k in self.pulls if k[:2] == (repo.workspace, repo.slug)), default=0)
+        if number is None:
+            number = 1 + max((k[2] for k in self.pulls if k[:2] == (repo.workspace, repo.slug)), default=0)
         now = self.now()
         pr = PullRequest(id=number, workspace=repo.workspace, repo=repo.slug, title=title, description=description,
                          author=author, source_branch=source_branch, source_hash=head,

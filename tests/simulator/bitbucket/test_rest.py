@@ -86,6 +86,22 @@ async def test_pull_request_list_by_state_get_and_abbreviated_hashes_in_webhooks
         await client.pull_request("acme", "widgets", 99)
 
 
+async def test_the_control_api_opens_a_pull_request_with_a_chosen_id_once(bb: BB) -> None:
+    """A driver whose simulator restarted over data kept elsewhere (`prgate up`'s demo) picks ids."""
+    opened = await bb.sim("POST", "/repositories/acme/widgets/pullrequests",
+                          {"author": ALICE, "source_branch": "seven", "id": 7}, 201)
+    assert opened["id"] == 7
+    pr = await bb.client("acme").pull_request("acme", "widgets", 7)
+    assert pr.source.branch.name == "seven"
+    await bb.sim("POST", "/repositories/acme/widgets/pullrequests",
+                 {"author": ALICE, "source_branch": "again", "id": 7}, 409)
+    await bb.sim("POST", "/repositories/acme/widgets/pullrequests",
+                 {"author": ALICE, "source_branch": "zero", "id": 0}, 422)
+    unpicked = await bb.sim("POST", "/repositories/acme/widgets/pullrequests",
+                            {"author": ALICE, "source_branch": "next"}, 201)
+    assert unpicked["id"] == 8  # after the highest, as before
+
+
 async def test_comments_create_list_update_and_only_the_author_edits(bb: BB) -> None:
     client = bb.client("acme")
     mine = await client.create_comment("acme", "widgets", 1, "hello\n\n[//]: # (prgate:gate)")
