@@ -22,12 +22,13 @@ from backend_api.gate.batcher import IngestBatcher
 from backend_api.gate.bitbucket import CachedPermissions
 from backend_api.gate.bitbucket_config import BitbucketConfigReader
 from backend_api.gate.pull_request import ingest_pull_requests
-from backend_api.github.app import github_app_ctx
+from backend_api.github.app import PERMISSION_TTL_SECONDS, github_app_ctx
 from backend_api.http.auth import internal_auth_middleware
 from backend_api.http.errors import CLIENT_HANGUPS, MAX_BODY_BYTES, error_middleware
 from backend_api.http.routes import add_routes, internal_scopes
 from backend_api.keys import (
     BITBUCKET_CONFIG,
+    BITBUCKET_OWNER_PERMISSIONS,
     BITBUCKET_PERMISSIONS,
     CLAIM_FLOOR,
     DB_POOL,
@@ -112,6 +113,11 @@ async def _bitbucket_permissions(app: web.Application) -> AsyncIterator[None]:
         app[DB_POOL], app.get(VAULT),
         lambda token: BitbucketClient(session, api_url, token, timeout_seconds=_PERMISSION_TIMEOUT_SECONDS),
         on_outcome=lambda outcome: counter.labels(outcome).inc(),
+    )
+    app[BITBUCKET_OWNER_PERMISSIONS] = CachedPermissions(
+        app[DB_POOL], app.get(VAULT),
+        lambda token: BitbucketClient(session, api_url, token, timeout_seconds=_PERMISSION_TIMEOUT_SECONDS),
+        on_outcome=lambda outcome: counter.labels(outcome).inc(), ttl_seconds=PERMISSION_TTL_SECONDS,
     )
     # A push's read happens inside a webhook's 10 s too: the same budget per call.
     app[BITBUCKET_CONFIG] = BitbucketConfigReader(

@@ -39,6 +39,9 @@ RNG = web.AppKey("rng", random.Random)
 VAULT = web.AppKey("vault", Vault)
 # Asks Bitbucket for an author's permission with the workspace's token, cached (gate.bitbucket).
 BITBUCKET_PERMISSIONS = web.AppKey("bitbucket_permissions", CachedPermissions)
+# The same question for the owner API and settings page: its own cache, kept only as long as GitHub's
+# owner answers (github.app.PERMISSION_TTL_SECONDS), so a demoted admin loses the settings as soon.
+BITBUCKET_OWNER_PERMISSIONS = web.AppKey("bitbucket_owner_permissions", CachedPermissions)
 # Reads a Bitbucket repository's `.prgate.yml` with the workspace's token (gate.bitbucket_config).
 BITBUCKET_CONFIG = web.AppKey("bitbucket_config", BitbucketConfigReader)
 # Outbound HTTP of the backend (GitHub sign-in), one session for the app.

@@ -39,7 +39,7 @@ from backend_api.github.api import GitHubUnavailable
 from backend_api.github.app import GITHUB_APP, AppNotConfigured, InstallationRefused
 from backend_api.http.api_tokens import bearer_grant, out_of_scope
 from backend_api.http.errors import PG_INTEGER_MAX, ApiError, json_response, path_id, read_model
-from backend_api.keys import BITBUCKET_PERMISSIONS, DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS, VAULT
+from backend_api.keys import BITBUCKET_OWNER_PERMISSIONS, DB_POOL, ENQUEUED, OWNER_CHECKS, SESSIONS, SETTINGS, VAULT
 from backend_api.owner.access import (
     CSRF_HEADER,
     CSRF_SCOPE_OWNER_API,
@@ -301,7 +301,7 @@ async def _bitbucket_admin(
     who = BitbucketAccount(account_id=account.account_id, uuid=account.account_uuid, nickname=account.nickname,
                            display_name=account.display_name, type=account.account_type)
     try:
-        permission = await request.app[BITBUCKET_PERMISSIONS](workspace, status.repo_full_name, who)
+        permission = await request.app[BITBUCKET_OWNER_PERMISSIONS](workspace, status.repo_full_name, who)
     except BitbucketError as exc:
         log.warning("owner API: Bitbucket unavailable: %s", exc, extra={"tenant_id": workspace.tenant_id})
         raise ApiError(502, "bitbucket_unavailable", "prgate could not ask Bitbucket about your permission") from None
