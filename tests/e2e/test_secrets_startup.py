@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +30,13 @@ def _run(command: str, env: dict[str, str], timeout: float = 60) -> subprocess.C
         [sys.executable, "-m", "prgate.cli", command], env={**base, "LOG_LEVEL": "INFO", **env},
         capture_output=True, text=True, timeout=timeout, check=False,
     )
+
+
+def _run_all(command: str, envs: list[dict[str, str]]) -> list[subprocess.CompletedProcess[str]]:
+    """The same command under each environment, at once: each run is a process of its own, and most of
+    its time is the interpreter starting."""
+    with ThreadPoolExecutor(max_workers=len(envs)) as pool:
+        return list(pool.map(lambda env: _run(command, env), envs))
 
 
 def _refusal(result: subprocess.CompletedProcess[str], component: str, variable: str) -> str:
@@ -60,15 +68,17 @@ def service_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, 
 def test_each_service_refuses_a_short_published_placeholder_or_missing_key(
     service_env: dict[str, str], component: str, variable: str
 ) -> None:
-    for value, reason in (
+    cases = [
         ("", "is not set"),
         ("too-short-1234", "at least 32"),
         (PUBLISHED_INTERNAL, "published in prgate's repository"),
         ("please-replace-me-with-a-real-secret-0123456789", "placeholder"),
         ("ab" * 20, "distinct characters"),
         (f"{'k' * 4}0123456789abcdef0123456789abcdef,short", "entry 2"),  # every key of a list, not just the first
-    ):
-        line = _refusal(_run(component, {**service_env, variable: value}), component, variable)
+    ]
+    results = _run_all(component, [{**service_env, variable: value} for value, _ in cases])
+    for (_, reason), result in zip(cases, results, strict=True):
+        line = _refusal(result, component, variable)
         assert reason in line, line
 
 
@@ -79,15 +89,19 @@ def test_each_service_refuses_the_retired_shared_key(service_env: dict[str, str]
 
 
 def test_the_backend_refuses_to_start_without_its_own_session_secret(service_env: dict[str, str]) -> None:
-    for value, reason in (
+    cases = [
         ("", "SESSION_SECRET is not set"),
         (PUBLISHED_SESSION, "published in prgate's repository"),
         ("short-session", "at least 32"),
         (WORKER_SECRET, "differ from every internal key"),  # never the same as (or derived from) a key
-    ):
-        line = _refusal(_run("backend", {**service_env, "SESSION_SECRET": value}), "backend", "SESSION_SECRET")
+    ]
+    *results, shared = _run_all("backend", [
+        *({**service_env, "SESSION_SECRET": value} for value, _ in cases),
+        {**service_env, "PRGATE_ADMIN_SECRETS": INTERNAL_ENV["PRGATE_RECEIVER_SECRETS"]},
+    ])
+    for (_, reason), result in zip(cases, results, strict=True):
+        line = _refusal(result, "backend", "SESSION_SECRET")
         assert reason in line, line
-    shared = _run("backend", {**service_env, "PRGATE_ADMIN_SECRETS": INTERNAL_ENV["PRGATE_RECEIVER_SECRETS"]})
     assert "share a key" in _refusal(shared, "backend", "PRGATE_RECEIVER_SECRETS")
 
 
