@@ -78,8 +78,13 @@ prereqs:
 	[ -x $(CHROMIUM) ] || [ "$$(id -u)" = 0 ] || missing="$$missing, $(CHROMIUM) (the page tests; as root: apt-get install chromium, or run make test as root)"; \
 	if [ -n "$$missing" ]; then echo "make test needs$${missing#,}"; exit 1; fi
 
+# Two processes (pytest-xdist): the suites that start prgate's own processes take turns in one of them
+# (tests/conftest.py, PROCESS_SUITES), the in-process tests fill the other. schemathesis runs its
+# operations as subtests, which an xdist worker does not run as one process does: it runs on its own after.
+SERIAL_TESTS := tests/fuzz/test_schemathesis.py
 pytest: prereqs $(STAMP) chromium helm
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup $(addprefix --ignore=,$(SERIAL_TESTS))
+	$(BIN)/pytest -q $(SERIAL_TESTS)
 
 test: prereqs lint typecheck chromium pytest
 

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -48,6 +49,19 @@ TABLES = (
     "pr_comments", "repo_config_files", "repo_config_stale",
     "bitbucket_repositories", "bitbucket_accounts", "bitbucket_workspaces", "api_tokens",
 )
+
+
+# `make test` runs the suite in two processes (pytest-xdist, --dist loadgroup). The tests that start
+# prgate's own processes (e2e, chaos: fleets, kills, `prgate up`) take turns in one of them, so at most
+# one such fleet runs at a time on a two-core machine; the in-process tests fill the other.
+PROCESS_SUITES = {"e2e", "chaos"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_SUITES & set(item.path.relative_to(Path(__file__).parent).parts[:1]):
+            item.add_marker(pytest.mark.xdist_group("processes"))
 
 
 @pytest.fixture(scope="session")

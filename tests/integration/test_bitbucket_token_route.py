@@ -56,7 +56,8 @@ async def test_unknown_and_disconnected_tenants_are_404(bb_backend: SignedClient
     assert (await bb_backend.client.post(_path(0))).status in (401, 404)
 
 
-@pytest.mark.parametrize(("key", "status"), [(None, 401), (RECEIVER_SECRET, 403), (ADMIN_SECRET, 403)])
+@pytest.mark.parametrize(("key", "status"), [(None, 401), (RECEIVER_SECRET, 403), (ADMIN_SECRET, 403)],
+                         ids=["unsigned", "receiver-key", "admin-key"])  # the keys are random per run
 async def test_only_the_workers_key_opens_it(
     bb_backend: SignedClient, db: asyncpg.Pool, key: str | None, status: int
 ) -> None:

@@ -10,7 +10,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+LOCAL_REDIS = "redis://127.0.0.1:6379/{db}"
+
+
+def xdist_index() -> int:
+    """Which of pytest-xdist's processes this is (0 without xdist): each gets a Redis database of its own,
+    as it gets a PostgreSQL database of its own, so queues, locks and throttles never meet."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -41,7 +47,7 @@ def redis_base_url(stack: ExitStack) -> Iterator[str]:
     if url:
         yield url
     elif _reachable("127.0.0.1", 6379):
-        yield LOCAL_REDIS
+        yield LOCAL_REDIS.format(db=xdist_index())
     else:
         from prgate.embedded import embedded_redis
 
