@@ -14,8 +14,9 @@ escaped (``templates.esc``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from aiohttp import web
 
@@ -222,20 +223,7 @@ def render_installations(installs: Sequence[InstallationRow], links: t.Links,
             f"{t.esc(inst.repository_selection)} repositories · installed {t.esc(when(inst.installed_at))}</span> "
             f'<span class="{_STATUS_CLASS.get(inst.status, "")}">{t.esc(inst.status)}</span></h2>'
         )
-        rows = (
-            _raw_cell(_link(links.repo(r.full_name), r.full_name))
-            + _cell(r.repo_id, "num")
-            + _cell("private" if r.private else "public")
-            + _status_cell(repo_install_status(inst.status, r))
-            + _cell(r.pending_challenges, "num")
-            + _cell(when(r.added_at))
-            + _cell(when(r.removed_at) if r.removed_at else "")
-            + (_raw_cell(f"<span class=bad title=\"{t.esc(invalid[r.repo_id].error)}\">invalid</span>")
-               if r.repo_id in invalid else _cell(""))
-            # By id: exact even when a missed rename left a name held twice (web.settings; its admins only).
-            + _raw_cell(_link(f"/settings/{r.repo_id}", "settings"))
-            for r in inst.repositories
-        )
+        rows = _repo_rows(inst.repositories, links, invalid, partial(repo_install_status, inst.status))
         parts.append(_table(
             ("Repository", "Id", "Visibility", "Install status", "Pending challenges", "Added", "Removed",
              "Config file", "Settings"),
@@ -244,6 +232,29 @@ def render_installations(installs: Sequence[InstallationRow], links: t.Links,
     if workspaces:
         parts.append(render_workspaces(workspaces, bitbucket_links or links, invalid))
     return "".join(parts)
+
+
+def _repo_rows(repositories: Sequence[RepoRow], links: t.Links, invalid: Mapping[int, ConfigProblem],
+               status_of: Callable[[RepoRow], str]) -> Iterator[str]:
+    """One table row per repository, either provider's; only where its install status comes from differs."""
+    for r in repositories:
+        yield (
+            _raw_cell(_link(links.repo(r.full_name), r.full_name))
+            + _cell(r.repo_id, "num")
+            + _cell("private" if r.private else "public")
+            + _status_cell(status_of(r))
+            + _cell(r.pending_challenges, "num")
+            + _cell(when(r.added_at))
+            + _cell(when(r.removed_at) if r.removed_at else "")
+            + (_raw_cell(f"<span class=bad title=\"{t.esc(invalid[r.repo_id].error)}\">invalid</span>")
+               if r.repo_id in invalid else _cell(""))
+            # By id: exact even when a missed rename left a name held twice (web.settings; its admins only).
+            + _raw_cell(_link(f"/settings/{r.repo_id}", "settings"))
+        )
+
+
+def workspace_repo_status(workspace_status: str, repo: RepoRow) -> str:
+    return "NOT_INSTALLED" if repo.removed_at is not None or workspace_status != "ACTIVE" else "ACTIVE"
 
 
 _WORKSPACE_STATUS = {"ACTIVE": ("connected", "good"), "DISCONNECTED": ("disconnected", "bad")}
@@ -265,19 +276,7 @@ def render_workspaces(workspaces: Sequence[WorkspaceOverview], links: t.Links,
         )
         if ws.last_error:
             parts.append(f"<p class=errtext>Last error: {t.esc(ws.last_error)}</p>")
-        rows = (
-            _raw_cell(_link(links.repo(r.full_name), r.full_name))
-            + _cell(r.repo_id, "num")
-            + _cell("private" if r.private else "public")
-            + _status_cell("NOT_INSTALLED" if r.removed_at is not None or ws.status != "ACTIVE" else "ACTIVE")
-            + _cell(r.pending_challenges, "num")
-            + _cell(when(r.added_at))
-            + _cell(when(r.removed_at) if r.removed_at else "")
-            + (_raw_cell(f"<span class=bad title=\"{t.esc(invalid[r.repo_id].error)}\">invalid</span>")
-               if r.repo_id in invalid else _cell(""))
-            + _raw_cell(_link(f"/settings/{r.repo_id}", "settings"))
-            for r in ws.repositories
-        )
+        rows = _repo_rows(ws.repositories, links, invalid, partial(workspace_repo_status, ws.status))
         parts.append(_table(
             ("Repository", "Id", "Visibility", "Status", "Pending challenges", "Added", "Removed", "Config file",
              "Settings"),
